@@ -1,0 +1,33 @@
+"""Every failure an operator is expected to see, with its exit code."""
+
+# Exit codes are part of the interface (README, "Exit codes").
+OK = 0
+FAILED = 1  # the task failed; nothing live changed
+BAD_INPUT = 2  # bad input or configuration; nothing ran on the host
+NO_CONNECTION = 3  # could not connect or authenticate
+LOCKED = 4  # another task holds the host's lock
+
+
+class Failure(Exception):
+    """An expected failure: one line of cause, one of what to do."""
+
+    def __init__(self, message, hint=None, code=FAILED):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def __str__(self):
+        if self.hint:
+            return f"error: {self.message}\n  {self.hint}"
+        return f"error: {self.message}"
+
+
+class ConfigError(Failure):
+    """A bad value, named with the key, where it came from and what is allowed."""
+
+    def __init__(self, key, value, origin, allowed):
+        self.key, self.value, self.origin, self.allowed = key, value, origin, allowed
+        super().__init__(
+            f"{key}={value!r} from {origin}: {allowed}", code=BAD_INPUT
+        )
