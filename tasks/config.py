@@ -105,8 +105,13 @@ def check_app_name(v):
     return v
 
 
+def _is_digits(v):
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return v.isascii() and v.isdigit()
+
+
 def check_port(v):
-    if not v.isdigit() or not 1 <= int(v) <= 65535:
+    if not _is_digits(v) or not 1 <= int(v) <= 65535:
         raise Invalid("allowed: a port number from 1 to 65535")
     return int(v)
 
@@ -188,13 +193,13 @@ def check_positive_number(v):
 
 
 def check_positive_int(v):
-    if not v.isdigit() or int(v) < 1:
+    if not _is_digits(v) or int(v) < 1:
         raise Invalid("allowed: a whole number of 1 or more")
     return int(v)
 
 
 def check_non_negative_int(v):
-    if not v.isdigit():
+    if not _is_digits(v):
         raise Invalid("allowed: a whole number of 0 or more")
     return int(v)
 
@@ -321,7 +326,7 @@ class Settings:
     app_env_file: str
     use_sudo: bool
     known_hosts: str
-    deploy_ssh_key: str
+    deploy_ssh_key: str = field(repr=False)  # a secret: never in a repr or traceback
     deploy_known_hosts: str
     pre_switch_cmd: str
     stop_timeout: int
@@ -388,7 +393,10 @@ def read_env_file(path):
     if not os.path.isfile(path):
         raise Failure(f"{path} is not a file", f"point {ENV_FILE_VAR} at your .env file",
                       code=BAD_INPUT)
-    values = dotenv_values(path)
+    # No ${VAR} interpolation: it would pull plain environment names (the
+    # machine's SSL_CERT_FILE) into settings, and APP_CMD's `${PORT}` is for
+    # the container's shell, not for this machine's environment.
+    values = dotenv_values(path, interpolate=False)
     return Layer(f".env ({path})", {k: ("" if v is None else v) for k, v in values.items()})
 
 
@@ -478,7 +486,12 @@ def load_settings(env_file=None, host_layer=None, flags=None, environ=None,
     Layer of task flags that map to keys.
     """
     environ = os.environ if environ is None else environ
-    env_file = env_file or environ.get(ENV_FILE_VAR) or ".env"
+    named = env_file or environ.get(ENV_FILE_VAR)
+    if named and not os.path.exists(named):
+        # A mistyped name must not silently deploy the built-in defaults.
+        raise Failure(f"{ENV_FILE_VAR} names {named}, which does not exist",
+                      "copy .env.example there, or unset it", code=BAD_INPUT)
+    env_file = named or ".env"
     layers = [read_env_file(env_file)]
     if host_layer is not None:
         layers.append(host_layer)
