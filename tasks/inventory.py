@@ -16,7 +16,7 @@ from .errors import BAD_INPUT, Failure
 HOST_FIELDS = {"host", "user", "port", "identity_file", "known_hosts", "env"}
 DESTINATION_RE = re.compile(
     r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
-    r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])"
     r"(?::(?P<port>\d{1,5}))?"
 )
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -113,7 +113,9 @@ def parse_inventory(text, path):
         if not isinstance(host, str) or not DESTINATION_RE.fullmatch(host) or "@" in host:
             raise bad(path, f"{where}.host", "required: a host name or address")
         port = entry.get("port")
-        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
+        # YAML reads `port: true` as a bool, and bool is an int in Python.
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool)
+                                 or not 1 <= port <= 65535):
             raise bad(path, f"{where}.port", "a port number from 1 to 65535")
         for key in ("user", "identity_file", "known_hosts"):
             value = entry.get(key)
