@@ -2,8 +2,6 @@
 
 from invoke import Collection
 
-from . import cli
+from .cli import TASKS
 
-ns = Collection()
-for name in ("render",):
-    ns.add_task(getattr(cli, name))
+ns = Collection(*TASKS)

@@ -1,13 +1,20 @@
-"""The tasks operators call. Thin: each reads like its step list in the README."""
+"""The tasks operators call. Thin: each reads like its steps in the README.
+
+Every value is checked for every named host before the first connection.
+With several hosts, changing tasks go host by host and stop at the first
+failure (or all at once with --parallel); read-only ones run concurrently.
+"""
 
 import functools
 import sys
+import threading
 
 from invoke import Exit, task
 
 from . import config as cfg
-from .errors import Failure
+from .errors import BAD_INPUT, Failure
 from .inventory import load_inventory
+from .output import Reporter, emit, emit_json
 
 
 def operator_task(fn):
@@ -25,8 +32,8 @@ def operator_task(fn):
             raise Exit(code=0) from None
         except KeyboardInterrupt:
             sys.stdout.flush()
-            raise Exit("interrupted: the host's lock was released; nothing live changed "
-                       "unless a switch had been reported", code=130) from None
+            raise Exit("interrupted: the lock was released and the attempt recorded; "
+                       "nothing live changed", code=130) from None
 
     return wrapper
 
@@ -37,6 +44,271 @@ def cli_hosts(c):
         return list(c.config["bluegreen_hosts"])
     except KeyError:
         return []
+
+
+def check_colour(value):
+    if value not in cfg.COLOURS:
+        raise cfg.Invalid("allowed: blue or green")
+    return value
+
+
+def check_seconds(value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if not 0 <= seconds <= 86400:
+        raise cfg.Invalid("allowed: a number of seconds from 0 to 86400")
+    return seconds
+
+
+def check_lines(value):
+    if not str(value).isdigit() or not 1 <= int(value) <= 100000:
+        raise cfg.Invalid("allowed: a whole number from 1 to 100000")
+    return int(value)
+
+
+def targets(c, require_repo=True):
+    """(entry, settings) for every host the task runs on, all checked first."""
+    inventory = load_inventory()
+    entries = inventory.select(cli_hosts(c))
+    return [(e, cfg.load_settings(host_layer=e.env, require_repo=require_repo))
+            for e in entries]
+
+
+def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, command=None):
+    from .release import Session
+
+    return Session(entry, settings, reporter, task_name, command=command,
+                   accept_new_host_key=accept_new_host_key, fabric_config=c.config)
+
+
+def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
+             accept_new_host_key=False, require_repo=True, rolling=True):
+    """Run ``body(session)`` on each host; say which were done, failed, not started."""
+    work = targets(c, require_repo=require_repo)
+    command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
+    results, failures = {}, {}
+
+    def one(entry, settings):
+        reporter = Reporter(entry.name, json_mode=json_mode, verbose=verbose)
+        session = open_session(c, entry, settings, task_name, reporter,
+                               accept_new_host_key, command)
+        try:
+            results[entry.name] = body(session)
+        except Failure as exc:
+            failures[entry.name] = exc
+            if len(work) > 1:
+                reporter.line(str(exc).replace("\n", "\n" + " " * (reporter.width + 2)))
+        finally:
+            session.close()
+
+    if parallel and len(work) > 1:
+        threads = [threading.Thread(target=one, args=pair, daemon=True) for pair in work]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for entry, settings in work:
+            one(entry, settings)
+            if entry.name in failures and rolling:
+                break
+    if json_mode:
+        for entry, _ in work:
+            if entry.name in results and isinstance(results[entry.name], dict):
+                emit_json(results[entry.name])
+            elif entry.name in failures:
+                exc = failures[entry.name]
+                emit_json({"host": entry.name, "task": task_name, "result": "failed",
+                           "error": exc.message, "code": exc.code})
+    if len(work) > 1:
+        done = [e.name for e, _ in work if e.name in results]
+        failed = [e.name for e, _ in work if e.name in failures]
+        skipped = [e.name for e, _ in work if e.name not in results and e.name not in failures]
+        emit(f"{task_name}: done: {', '.join(done) or '-'}; failed: {', '.join(failed) or '-'}"
+             f"; not started: {', '.join(skipped) or '-'}",
+             sys.stderr if json_mode else sys.stdout)
+    if failures:
+        first = next(failures[e.name] for e, _ in work if e.name in failures)
+        if len(work) > 1:
+            raise Failure(f"{task_name} failed on {', '.join(failures)}",
+                          "see each host's lines above", code=first.code)
+        raise first
+    return results
+
+
+HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_HOSTS"
+
+
+@task(help={
+    "branch": "deploy this branch and, on success, record it as the colour's branch",
+    "ref": "deploy this commit (sha), tag or branch",
+    "stop_old": "stop the old colour once nginx no longer uses it (no instant rollback)",
+    "wait_lock": "wait up to this many seconds for another task's lock",
+    "force_unlock": "remove a lock whose holder process is gone from this machine",
+    "parallel": "release several hosts at once instead of one by one",
+    "json": "print a JSON summary per host on stdout (progress goes to stderr)",
+    "verbose": "show the whole Docker build output",
+    "accept_new_host_key": HOST_KEY_HELP,
+})
+@operator_task
+def release(c, branch=None, ref=None, stop_old=False, wait_lock=0, force_unlock=False,
+            parallel=False, json=False, verbose=False, accept_new_host_key=False):
+    """Release into the idle colour, check its health, switch nginx to it."""
+    from . import release as pipeline
+
+    if branch is not None:
+        branch = cfg.check_flag("--branch", branch, cfg.check_branch)
+    if ref is not None:
+        ref = cfg.check_flag("--ref", ref, cfg.check_ref)
+    wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "release", lambda s: pipeline.release(
+        s, branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
+        force_unlock=force_unlock), parallel=parallel, json_mode=json, verbose=verbose,
+        accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"json": "print a JSON summary per host", "verbose": "show the whole Docker build output",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def setup(c, json=False, verbose=False, accept_new_host_key=False):
+    """Prepare a host (idempotent): check tools, create DEPLOY_DIR, first release."""
+    from . import release as pipeline
+
+    on_hosts(c, "setup", pipeline.setup,
+             json_mode=json, verbose=verbose, accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"wait_lock": "wait up to this many seconds for another task's lock",
+            "json": "print a JSON summary per host", "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def rollback(c, wait_lock=0, json=False, accept_new_host_key=False):
+    """Point nginx back at the other colour (it must be running and healthy)."""
+    from . import release as pipeline
+
+    wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "rollback", lambda s: pipeline.switch(s, None, wait_lock=wait),
+             json_mode=json, accept_new_host_key=accept_new_host_key)
+
+
+@task(name="switch", help={"to": "the colour to make live: blue or green",
+                           "wait_lock": "wait up to this many seconds for another task's lock",
+                           "json": "print a JSON summary per host",
+                           "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def switch_(c, to=None, wait_lock=0, json=False, accept_new_host_key=False):
+    """Make a colour live by hand (the seed's release-blue/green.sh), with checks."""
+    from . import release as pipeline
+
+    if to is None:
+        raise Failure("switch needs --to blue or --to green",
+                      "for the other colour, `fab rollback` does the same", code=BAD_INPUT)
+    to = cfg.check_flag("--to", to, check_colour)
+    wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "switch", lambda s: pipeline.switch(s, to, wait_lock=wait),
+             json_mode=json, accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"json": "one JSON object per host on stdout (JSON Lines)",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def status(c, json=False, accept_new_host_key=False):
+    """Show what is live where: colours, commits, containers, health, lock."""
+    from .status import status as gather
+
+    results = on_hosts(c, "status", lambda s: gather(s, json_mode=json), parallel=True,
+                       rolling=False, json_mode=json, accept_new_host_key=accept_new_host_key,
+                       require_repo=False)
+    if not json:
+        from .status import format_status
+
+        for name, result in results.items():
+            emit(format_status(result))
+
+
+@task(help={"local_port": "local port for the tunnel (default: the idle colour's port, "
+                          "or a free one)",
+            "colour": "the colour to preview (default: the idle one)",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def preview(c, local_port=0, colour=None, accept_new_host_key=False):
+    """Open a tunnel from this machine to the idle colour, for QA before a switch."""
+    from .preview import preview as run_preview
+
+    if colour is not None:
+        colour = cfg.check_flag("--colour", colour, check_colour)
+    port = cfg.check_flag("--local-port", str(local_port),
+                          lambda v: 0 if v == "0" else cfg.check_port(v))
+    work = targets(c, require_repo=False)
+    if len(work) != 1:
+        raise Failure("preview opens one tunnel: name one host with -H", None, code=BAD_INPUT)
+    entry, settings = work[0]
+    reporter = Reporter(entry.name)
+    session = open_session(c, entry, settings, "preview", reporter, accept_new_host_key)
+    try:
+        run_preview(session, colour, port)
+    finally:
+        session.close()
+
+
+@task(help={"colour": "blue or green (default: the live colour)",
+            "lines": "how many lines from the end (default 100)",
+            "follow": "keep printing new lines until Ctrl-C",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def logs(c, colour=None, lines=100, follow=False, accept_new_host_key=False):
+    """Print a colour's container logs."""
+    from .maintain import logs as show_logs
+
+    if colour is not None:
+        colour = cfg.check_flag("--colour", colour, check_colour)
+    count = cfg.check_flag("--lines", str(lines), check_lines)
+    on_hosts(c, "logs", lambda s: show_logs(s, colour, count, follow), rolling=False,
+             require_repo=False, accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"lines": "how many entries from the end (default 20)",
+            "json": "one JSON object per entry (JSON Lines)",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def history(c, lines=20, json=False, accept_new_host_key=False):
+    """Show the host's audit log: every release, switch and rollback attempt."""
+    from .maintain import history as show_history
+
+    count = cfg.check_flag("--lines", str(lines), check_lines)
+    on_hosts(c, "history", lambda s: show_history(s, count, json), rolling=False,
+             require_repo=False, accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def unlock(c, accept_new_host_key=False):
+    """Show who holds the host's lock and remove it."""
+    from .maintain import unlock as remove_lock
+
+    on_hosts(c, "unlock", remove_lock, rolling=False, require_repo=False,
+             accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def repair(c, accept_new_host_key=False):
+    """Rebuild state.json from the nginx file and the running containers."""
+    from .maintain import repair as rebuild
+
+    on_hosts(c, "repair", rebuild, require_repo=False,
+             accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def check(c, accept_new_host_key=False):
+    """Preflight: tools, ports, disk, nginx -t, git access, SSL files, other apps."""
+    from .check import check as preflight
+
+    on_hosts(c, "check", preflight, parallel=True, rolling=False,
+             accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"colour": "the live colour to render the nginx file for (blue or green)"})
@@ -57,7 +329,5 @@ def render(c, colour="blue"):
     print(render_compose(settings), end="")
 
 
-def check_colour(value):
-    if value not in cfg.COLOURS:
-        raise cfg.Invalid("allowed: blue or green")
-    return value
+TASKS = (setup, release, status, rollback, switch_, preview, logs, history, unlock,
+         repair, check, render)

@@ -1,0 +1,267 @@
+"""fab check: preflight of a host in one round trip, judged by pure code.
+
+The script only gathers facts (versions, listening ports, disk, nginx -t,
+git ls-remote, SSL files, the other nginx files); ``evaluate`` decides what
+is ok, what is a warning and what fails.
+"""
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from . import scripts
+from .config import COLOURS
+from .errors import FAILED, Failure
+from .facts import parse_view
+from .output import table
+
+q = shlex.quote
+
+CERT_WARN_DAYS = 21
+MIN_FREE_KB = 1024 * 1024  # warn below 1 GiB
+CRITICAL_FREE_KB = 200 * 1024  # fail below 200 MiB
+
+
+def first_command(command_line):
+    """The program a configured command runs (after sudo and env assignments)."""
+    words = shlex.split(command_line)
+    while words and (words[0] in ("sudo", "-n", "env") or "=" in words[0]):
+        words = words[1:]
+    return words[0] if words else ""
+
+
+def tools_script(settings):
+    """Versions of git, docker (and its daemon), Compose v2, nginx."""
+    nginx = first_command(settings.nginx_test_cmd)
+    return f"""PATH="$PATH:/usr/sbin:/sbin"
+if command -v git >/dev/null 2>&1; then echo "::git $(git --version | cut -d' ' -f3)"; else echo '::git missing'; fi
+if ! command -v docker >/dev/null 2>&1; then echo '::docker missing'
+elif v=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null) && [ -n "$v" ]; then echo "::docker $v"
+else echo '::docker daemon-down'; fi
+if v=$({settings.compose_cmd} version --short 2>/dev/null) && [ -n "$v" ]; then echo "::compose $v"; else echo '::compose missing'; fi
+if command -v {q(nginx)} >/dev/null 2>&1; then echo "::nginx $({q(nginx)} -v 2>&1 | sed 's|.*/||')"; else echo '::nginx missing'; fi
+"""
+
+
+def tool_problems(values):
+    """What is wrong with the tools, as sentences; empty when all is well."""
+    problems = []
+    for tool in ("git", "docker", "compose", "nginx"):
+        value = values.get(tool, "missing")
+        if value == "missing":
+            problems.append(f"{tool} is not installed (or not in the deploy user's PATH)")
+        elif value == "daemon-down":
+            problems.append("the Docker daemon does not answer (is it running? may the "
+                            "deploy user use it?)")
+        elif tool == "compose" and not value.lstrip("v").startswith(("2.", "3.", "4.")):
+            problems.append(f"Compose {value} is not v2 (install the docker compose plugin)")
+    return problems
+
+
+def check_script(settings):
+    s = settings
+    sudo = scripts.sudo(s)
+    d = s.deploy_dir
+    parent = d.rsplit("/", 1)[0] or "/"
+    lines = [
+        tools_script(s),
+        scripts.inspect(s),
+        scripts.block("listening", "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"),
+        f"if [ -d {q(d)} ]; then t={q(d)}; else t={q(parent)}; fi",
+        "echo \"::disk_kb $(df -Pk \"$t\" 2>/dev/null | awk 'NR==2 {print $4}')\"",
+        f"if out=$({sudo}{s.nginx_test_cmd} 2>&1); then echo '::nginx_test ok'; "
+        "else echo '::nginx_test fail'; fi; "
+        "echo '::begin nginx_test_output'; echo \"$out\"; echo '::end nginx_test_output'",
+        scripts.block("others", f"for f in {q(s.nginx_conf_dir)}/*.conf; do "
+                            f"[ -f \"$f\" ] && [ \"$f\" != {q(s.nginx_file)} ] && "
+                            "{ echo \"::file $f\"; cat \"$f\"; echo; }; done; true"),
+        f"if out=$(GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' "
+        f"timeout 30 git ls-remote --heads {q(s.git_repo)} 2>&1); then "
+        "echo \"::git_remote ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)\"; "
+        "else echo \"::git_remote fail $(printf '%s' \"$out\" | tail -n 1)\"; fi",
+    ]
+    if s.ssl:
+        for key, path in (("cert", s.ssl_cert_file), ("key", s.ssl_key_file)):
+            lines.append(f"if {sudo}test -r {q(path)}; then echo '::ssl_{key} ok'; "
+                         f"else echo '::ssl_{key} missing'; fi")
+        lines.append(
+            f"echo \"::ssl_end $({sudo}openssl x509 -enddate -noout -in {q(s.ssl_cert_file)} "
+            "2>/dev/null | cut -d= -f2)\"")
+        lines.append(
+            f"if {sudo}openssl x509 -checkend {CERT_WARN_DAYS * 86400} -noout "
+            f"-in {q(s.ssl_cert_file)} >/dev/null 2>&1; then echo '::ssl_expiry ok'; "
+            "else echo '::ssl_expiry soon'; fi")
+    return "\n".join(lines) + "\n"
+
+
+LISTEN_RE = re.compile(r"^\s*listen\s+(?:\S*:)?(\d+)\b", re.M)
+SERVER_NAME_RE = re.compile(r"^\s*server_name\s+([^;]+);", re.M)
+UPSTREAM_PORT_RE = re.compile(r"^\s*server\s+\S+:(\d+)\b", re.M)
+APP_HEADER_RE = re.compile(r"^# bluegreen app=(\S+)", re.M)
+
+
+@dataclass(frozen=True)
+class OtherFile:
+    path: str
+    app: str  # bluegreen app name, or None for a file we did not write
+    listen: frozenset
+    names: frozenset
+    upstream_ports: frozenset
+
+
+def parse_other_files(text):
+    files, current, lines = [], None, []
+
+    def close():
+        if current is None:
+            return
+        body = "\n".join(lines)
+        app = APP_HEADER_RE.search(body)
+        names = set()
+        for m in SERVER_NAME_RE.finditer(body):
+            names.update(m.group(1).split())
+        files.append(OtherFile(
+            path=current, app=app.group(1) if app else None,
+            listen=frozenset(int(p) for p in LISTEN_RE.findall(body)),
+            names=frozenset(names or {"_"}),
+            upstream_ports=frozenset(int(p) for p in UPSTREAM_PORT_RE.findall(body))))
+
+    for line in text.splitlines():
+        if line.startswith("::file "):
+            close()
+            current, lines = line[len("::file "):], []
+        else:
+            lines.append(line)
+    close()
+    return files
+
+
+def parse_listening(text):
+    """{port: process name or ''} from `ss -Htln[p]` lines."""
+    ports = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        local = parts[3]
+        port = local.rsplit(":", 1)[-1]
+        if not port.isdigit():
+            continue
+        proc = re.search(r'users:\(\("([^"]+)"', line)
+        ports.setdefault(int(port), proc.group(1) if proc else "")
+    return ports
+
+
+def names_overlap(a, b):
+    return bool(a & b) or "_" in a or "_" in b
+
+
+def evaluate(values, blocks, view, settings):
+    """[(check, level, detail)] with level in ok / warn / FAIL."""
+    s = settings
+    rows = []
+    for problem in tool_problems(values):
+        rows.append(("tools", "FAIL", problem))
+    if not tool_problems(values):
+        rows.append(("tools", "ok", ", ".join(f"{t} {values.get(t)}"
+                                               for t in ("git", "docker", "compose", "nginx"))))
+    if values.get("nginx_test") == "ok":
+        rows.append(("nginx -t", "ok", s.nginx_test_cmd))
+    else:
+        out = [line for line in blocks.get("nginx_test_output", "").splitlines() if line.strip()]
+        rows.append(("nginx -t", "FAIL", (out[-1] if out else "failed") +
+                     f" (NGINX_TEST_CMD={s.nginx_test_cmd})"))
+
+    listening = parse_listening(blocks.get("listening", ""))
+    others = parse_other_files(blocks.get("others", ""))
+    ours_public = view.nginx is not None
+    public_ports = [("PUBLIC_PORT", s.public_port)] + (
+        [("SSL_PORT", s.ssl_port)] if s.ssl else [])
+    for key, port in public_ports:
+        sharing = [o for o in others if port in o.listen]
+        clash = [o for o in sharing if names_overlap(o.names, set(s.server_name.split()))]
+        proc = listening.get(port)
+        if clash:
+            o = clash[0]
+            rows.append((key, "FAIL", f"{port} is also served by {o.path} with server_name "
+                         f"{' '.join(sorted(o.names))}: give the apps different ports or "
+                         "SERVER_NAMEs"))
+        elif port in listening and proc not in ("", "nginx"):
+            rows.append((key, "FAIL", f"{port} is used by {proc}, not nginx"))
+        elif port in listening and not (ours_public or sharing or proc == "nginx"):
+            rows.append((key, "FAIL", f"{port} is in use by another program"))
+        else:
+            shared = f" (shared by name with {', '.join(o.path for o in sharing)})" if sharing else ""
+            rows.append((key, "ok", f"{port} {'ours' if ours_public else 'free'}{shared}"))
+    for colour in COLOURS:
+        key, port = f"{colour.upper()}_PORT", s.port_of(colour)
+        users = [o for o in others if port in o.upstream_ports]
+        running = view.containers[colour].state in ("running", "restarting")
+        if users:
+            rows.append((key, "FAIL", f"{port} is also an upstream of {users[0].path}"
+                         + (f" (app {users[0].app})" if users[0].app else "")))
+        elif port in listening and not running:
+            proc = listening[port]
+            rows.append((key, "FAIL", f"{port} is in use by {proc or 'another program'}, "
+                         f"not by {colour}'s container"))
+        else:
+            rows.append((key, "ok", f"{port} {'ours' if running else 'free'}"))
+    for o in others:
+        if o.app == s.app_name:
+            rows.append(("APP_NAME", "FAIL", f"{o.path} belongs to an app named {o.app} too"))
+
+    kb = values.get("disk_kb", "")
+    if kb.isdigit():
+        kb = int(kb)
+        level = "ok" if kb >= MIN_FREE_KB else ("warn" if kb >= CRITICAL_FREE_KB else "FAIL")
+        rows.append(("disk", level, f"{kb / 1024 / 1024:.1f} GiB free for {s.deploy_dir}"))
+    else:
+        rows.append(("disk", "warn", "could not read free space"))
+
+    status, _, detail = values.get("git_remote", "fail").partition(" ")
+    if status == "ok":
+        rows.append(("GIT_REPO", "ok", f"reachable from the host ({detail} branches)"))
+    else:
+        rows.append(("GIT_REPO", "FAIL", f"the host cannot read {s.git_repo}: {detail}"))
+
+    if s.ssl:
+        for key, name in (("cert", "SSL_CERT_FILE"), ("key", "SSL_KEY_FILE")):
+            if values.get(f"ssl_{key}") == "ok":
+                rows.append((name, "ok", "present and readable"))
+            else:
+                rows.append((name, "FAIL", f"{getattr(s, name.lower())} is missing or "
+                                           "unreadable on the host"))
+        if values.get("ssl_cert") == "ok":
+            end = values.get("ssl_end", "?")
+            if values.get("ssl_expiry") == "ok":
+                rows.append(("certificate", "ok", f"valid until {end}"))
+            else:
+                rows.append(("certificate", "warn", f"expires within {CERT_WARN_DAYS} days "
+                                                    f"({end}): renew it"))
+    if view.holder is not None:
+        rows.append(("lock", "warn", f"held by {view.holder.describe()}"))
+    if view.drift:
+        rows.append(("state", "warn", view.drift))
+    if view.state_error is not None:
+        rows.append(("state", "warn", view.state_error.message + " (run `fab repair`)"))
+    return rows
+
+
+def check(session):
+    s, rep = session.settings, session.reporter
+    session.connect()
+    with rep.phase("check") as ph:
+        result = session.host.run(check_script(s), timeout=120)
+        values, blocks = scripts.parse_output(result.stdout)
+        view = parse_view(result.stdout, s)
+        rows = evaluate(values, blocks, view, s)
+        failed = [r for r in rows if r[1] == "FAIL"]
+        ph.detail = f"{len(rows) - len(failed)} ok, {len(failed)} failed"
+    for line in table([list(r) for r in rows], ["check", "result", "detail"]).splitlines():
+        rep.line(line)
+    if failed:
+        first = failed[0]
+        raise Failure(f"{len(failed)} check(s) failed on {session.name}; first: {first[0]}: "
+                      f"{first[2]}", "fix them and run `fab check` again", code=FAILED)
+    return {"host": session.name, "checks": [{"check": c, "result": r, "detail": d}
+                                             for c, r, d in rows]}

@@ -1,0 +1,91 @@
+"""What one inspection of the host found, parsed from the script's output.
+
+``scripts.inspect`` prints it; ``parse_view`` turns it into a HostView; the
+decisions in plan.py read the view. No I/O here.
+"""
+
+from dataclasses import dataclass, field
+
+from .compose import parse_inspect
+from .config import COLOURS
+from .lock import parse_holder
+from .nginx import read_nginx
+from .scripts import parse_output
+from .state import StateError, parse_history, parse_state
+
+
+@dataclass
+class HostView:
+    now: float
+    deploy_dir: bool
+    lock: str  # "taken" (by us), "held" (by someone else), "" (not asked)
+    holder: object  # lock.Holder, or None when nobody holds the lock
+    state: dict  # None when missing or unreadable (then state_error says why)
+    state_error: object
+    nginx_text: str
+    nginx: object  # nginx.NginxView, or None when the file is absent
+    containers: dict  # colour -> compose.Container
+    history: list = field(default_factory=list)
+    app_env_hash: str = ""
+
+    @property
+    def live(self):
+        """The colour nginx actually serves; what state.json says when nginx is silent."""
+        if self.nginx is not None and self.nginx.served:
+            return self.nginx.served
+        if self.nginx is None and self.state:
+            return self.state.get("live")
+        return None
+
+    @property
+    def drift(self):
+        """A sentence when state.json and nginx disagree, else None."""
+        if self.nginx is None or not self.state:
+            return None
+        recorded = self.state.get("live")
+        if self.nginx.served is None:
+            return (f"the nginx file proxies to port {self.nginx.port}, which is "
+                    "neither colour's port")
+        if self.nginx.drift:
+            return (f"the nginx file's header says {self.nginx.header_live} but it "
+                    f"proxies to {self.nginx.served} (edited by hand?)")
+        if recorded != self.nginx.served:
+            return f"state.json says {recorded or 'nothing'} is live but nginx serves {self.nginx.served}"
+        return None
+
+    def record(self, colour):
+        if not self.state:
+            return {}
+        return self.state["colours"].get(colour) or {}
+
+
+def parse_view(output, settings):
+    values, blocks = parse_output(output)
+    state, state_error = None, None
+    path = f"{settings.deploy_dir}/state.json"
+    if values.get("deploy_dir") == "yes":
+        try:
+            state = parse_state(blocks.get("state"), path)
+        except StateError as exc:
+            state_error = exc
+    now = float(values.get("now") or 0)
+    owner = blocks.get("owner", "")
+    holder = parse_holder(owner, now) if owner.strip() or values.get("lock") == "held" else None
+    nginx_text = blocks.get("nginx", "")
+    return HostView(
+        now=now,
+        deploy_dir=values.get("deploy_dir") == "yes",
+        lock=values.get("lock", ""),
+        holder=holder,
+        state=state,
+        state_error=state_error,
+        nginx_text=nginx_text,
+        nginx=read_nginx(nginx_text.strip() and nginx_text, settings),
+        containers=parse_inspect(blocks.get("containers", ""), settings),
+        history=parse_history(blocks.get("history", "")),
+        app_env_hash=values.get("app_env", ""),
+    )
+
+
+def colours_by_port(settings):
+    return {settings.port_of(c): c for c in COLOURS}

@@ -1,0 +1,127 @@
+"""The health gate, and the check that nginx really serves the new colour.
+
+Both talk HTTP over direct-tcpip channels of the open SSH connection: no
+local port, nothing to install on the host.
+"""
+
+import time
+
+from . import scripts
+from .compose import parse_inspect
+from .errors import FAILED, Failure
+
+
+class HealthFailure(Failure):
+    def __init__(self, message, hint):
+        super().__init__(message, hint, code=FAILED)
+
+
+def probe_address(settings):
+    return settings.upstream_address.strip("[]")
+
+
+def good(status):
+    return 200 <= status < 400
+
+
+def describe_probe(host, settings, colour, timeout=2.0):
+    """One probe of a colour's health path: (ok, text) for status and checks."""
+    from .host import ProbeError
+
+    try:
+        resp = host.http(settings.port_of(colour), settings.health_path,
+                         host_header=settings.host_header, timeout=timeout,
+                         bind=probe_address(settings))
+    except ProbeError as exc:
+        return False, str(exc)
+    return good(resp.status), f"HTTP {resp.status}"
+
+
+def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.sleep):
+    """Wait for HEALTH_PASSES good answers in a row before HEALTH_TIMEOUT.
+
+    Stops early when the container has exited or is crash-looping. Returns
+    a one-line description; raises HealthFailure.
+    """
+    from .host import ProbeError
+
+    need, interval = settings.health_passes, settings.health_interval
+    start = clock()
+    deadline = start + settings.health_timeout
+    passes = attempts = 0
+    last_reason, last_shown, last_container_check = "", None, -1e9
+    port, path = settings.port_of(colour), settings.health_path
+    while True:
+        attempts += 1
+        remaining = deadline - clock()
+        try:
+            resp = host.http(port, path, host_header=settings.host_header,
+                             timeout=max(0.5, min(remaining, 5.0)),
+                             bind=probe_address(settings))
+            reason = f"HTTP {resp.status}"
+            ok = good(resp.status)
+        except ProbeError as exc:
+            reason, ok = str(exc), False
+        elapsed = clock() - start
+        if ok:
+            passes += 1
+            if passes >= need:
+                return f"{passes}/{need} good answers from {colour} ({reason} {path})"
+        else:
+            passes = 0
+        if reason != last_shown or attempts % 5 == 0:
+            reporter.progress(f"health attempt {attempts} at {elapsed:4.1f}s: {reason}"
+                              + (f" ({passes}/{need} good)" if ok else ""))
+            last_shown = reason
+        last_reason = reason
+        if not ok and clock() - last_container_check >= 1.0:
+            last_container_check = clock()
+            container = parse_inspect(
+                host.run(scripts.container_state(settings, colour)).stdout,
+                settings)[colour]
+            if container.crashed or container.state == "missing":
+                raise HealthFailure(
+                    f"{colour} is not healthy: its container {container.describe()}",
+                    "the app exits at start: its log lines are above; fix and release again")
+        if clock() + interval > deadline:
+            raise HealthFailure(
+                f"{colour} did not pass the health check within HEALTH_TIMEOUT="
+                f"{settings.health_timeout:g}s (last answer: {last_reason}; "
+                f"{passes}/{need} good in a row)",
+                f"check that the app answers {path} on $PORT; its log lines are above. "
+                "Raise HEALTH_TIMEOUT if it only starts slowly")
+        sleep(interval)
+
+
+def verify_public(host, settings, colour, reporter, bound=10.0,
+                  clock=time.monotonic, sleep=time.sleep):
+    """Poll nginx until its answers name ``colour`` (a reload returns before
+    the new workers serve). Returns a description; raises HealthFailure."""
+    from .host import ProbeError
+
+    if settings.ssl:
+        port, tls = settings.ssl_port, True
+    else:
+        port, tls = settings.public_port, False
+    name = settings.host_header
+    deadline = clock() + bound
+    attempts, seen = 0, ""
+    while True:
+        attempts += 1
+        try:
+            resp = host.http(port, settings.health_path, host_header=name, timeout=2.0,
+                             tls=tls, server_hostname=name if tls else None)
+            seen = resp.headers.get("x-deploy-colour", "")
+            if seen == colour:
+                scheme = "https" if tls else "http"
+                return f"{scheme} :{port} answers from {colour} (HTTP {resp.status})"
+            seen = f"answers from {seen or 'an unmarked server'} (HTTP {resp.status})"
+        except ProbeError as exc:
+            seen = str(exc)
+        if clock() > deadline:
+            raise HealthFailure(
+                f"nginx did not serve {colour} on port {port} within {bound:g}s after the "
+                f"reload (last: {seen})",
+                "another server may own the port or SERVER_NAME; `fab check` "
+                "lists clashes")
+        sleep(0.05 if attempts < 20 else 0.2)

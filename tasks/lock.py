@@ -1,0 +1,134 @@
+"""The host's lock (DEPLOY_DIR/.lock, made with mkdir) and who is deploying.
+
+The lock itself is taken and dropped by remote scripts (tasks/scripts.py);
+this module makes the owner record, reads it back and says how old it is.
+"""
+
+import getpass
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .errors import LOCKED, Failure
+
+
+def identity():
+    """Who runs this: local user and machine, git identity, CI job if any."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some CI containers
+        user = os.environ.get("USER") or "unknown"
+    who = {"user": user, "machine": socket.gethostname()}
+    git = _git_identity()
+    if git:
+        who["git"] = git
+    ci = _ci_job()
+    if ci:
+        who["ci"] = ci
+    return who
+
+
+def _git_identity():
+    try:
+        out = subprocess.run(
+            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
+            capture_output=True, text=True, timeout=2).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    values = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    name, email = values.get("user.name"), values.get("user.email")
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email
+
+
+def _ci_job():
+    env = os.environ
+    if env.get("GITHUB_ACTIONS") == "true":
+        return (f"github {env.get('GITHUB_REPOSITORY', '')} run "
+                f"{env.get('GITHUB_RUN_ID', '')} by {env.get('GITHUB_ACTOR', '')}").strip()
+    if env.get("GITLAB_CI") == "true":
+        return (f"gitlab {env.get('CI_PROJECT_PATH', '')} job {env.get('CI_JOB_ID', '')} "
+                f"by {env.get('GITLAB_USER_LOGIN', '')}").strip()
+    if env.get("CI"):
+        return "ci"
+    return None
+
+
+def describe_who(who):
+    text = f"{who.get('user', '?')}@{who.get('machine', '?')}"
+    if who.get("git"):
+        text += f" ({who['git']})"
+    if who.get("ci"):
+        text += f" [{who['ci']}]"
+    return text
+
+
+def owner_record(command, who=None):
+    """The owner.json a task writes when it takes the lock."""
+    who = who or identity()
+    return {"pid": os.getpid(), "command": command, "started_at": int(time.time()),
+            **who}
+
+
+@dataclass(frozen=True)
+class Holder:
+    record: dict
+    age: float  # seconds, by the host's clock
+
+    @property
+    def local_and_dead(self):
+        """True when the holder ran on this machine and its process is gone."""
+        if self.record.get("machine") != socket.gethostname():
+            return False
+        pid = self.record.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def describe(self):
+        r = self.record
+        if not r:
+            return "an unknown holder (owner.json is missing or unreadable)"
+        return (f"{describe_who(r)} pid {r.get('pid', '?')} running "
+                f"`{r.get('command', '?')}` for {format_age(self.age)}")
+
+
+def parse_holder(text, now):
+    """The lock's holder from owner.json text and the host's clock."""
+    try:
+        record = json.loads(text) if text and text.strip() else {}
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    started = record.get("started_at")
+    age = max(0.0, now - started) if isinstance(started, (int, float)) else 0.0
+    return Holder(record=record, age=age)
+
+
+def format_age(seconds):
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def lock_held(holder, host_name):
+    hint = "wait for it, retry with --wait-lock SECONDS, or if that process is gone: "
+    hint += f"fab -H {host_name} unlock"
+    if holder.local_and_dead:
+        hint = (f"that process no longer runs on this machine: fab -H {host_name} unlock "
+                "(or release --force-unlock)")
+    return Failure(f"{host_name} is locked by {holder.describe()}", hint, code=LOCKED)

@@ -1,0 +1,86 @@
+"""What the operator sees: one line per phase with its duration, progress
+while long phases run, a summary, and JSON lines for machines.
+
+Human lines go to stdout, or to stderr when --json puts JSON on stdout.
+Several hosts may report at once (--parallel, status): lines never interleave.
+"""
+
+import json as jsonlib
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+_print_lock = threading.Lock()
+
+
+def emit(text, stream=None):
+    with _print_lock:
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def emit_json(obj):
+    emit(jsonlib.dumps(obj, sort_keys=True, default=str))
+
+
+class Phase:
+    def __init__(self, name):
+        self.name = name
+        self.detail = ""
+        self.seconds = 0.0
+
+
+class Reporter:
+    """Prints one host's progress; remembers phase durations for summaries."""
+
+    def __init__(self, host_name, *, json_mode=False, verbose=False, quiet=False):
+        self.host_name = host_name
+        self.stream = sys.stderr if json_mode else sys.stdout
+        self.verbose = verbose
+        self.quiet = quiet
+        self.phases = []
+        self.width = max(len(host_name), 4)
+
+    def line(self, text):
+        if not self.quiet:
+            emit(f"{self.host_name:<{self.width}}  {text}", self.stream)
+
+    def progress(self, text):
+        self.line(f"  | {text}")
+
+    @contextmanager
+    def phase(self, name):
+        """Time a phase; print its line when it ends (with FAILED if it raised)."""
+        phase = Phase(name)
+        start = time.monotonic()
+        try:
+            yield phase
+        except BaseException:
+            phase.seconds = time.monotonic() - start
+            self.phases.append(phase)
+            self.line(f"{name:<9}{phase.seconds:6.2f}s  FAILED {phase.detail}".rstrip())
+            raise
+        phase.seconds = time.monotonic() - start
+        self.phases.append(phase)
+        self.line(f"{name:<9}{phase.seconds:6.2f}s  {phase.detail}".rstrip())
+
+    def record_phase(self, name, seconds, detail=""):
+        """A phase timed elsewhere (e.g. by markers in a remote script)."""
+        phase = Phase(name)
+        phase.seconds, phase.detail = seconds, detail
+        self.phases.append(phase)
+        self.line(f"{name:<9}{seconds:6.2f}s  {detail}".rstrip())
+
+    def durations(self):
+        out = {}
+        for phase in self.phases:
+            out[phase.name] = round(out.get(phase.name, 0.0) + phase.seconds, 3)
+        return out
+
+
+def table(rows, headers):
+    """A plain text table: columns as wide as their widest cell."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+                     for r in cells)

@@ -1,0 +1,79 @@
+"""Decisions: which colour a task targets and what it deploys. Pure."""
+
+from dataclasses import dataclass
+
+from .config import other
+from .errors import FAILED, Failure
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    live: str  # the colour serving now, or None before the first release
+    target: str  # the idle colour this release builds into
+    branch: str  # the branch the target follows (recorded on success)
+    ref: str  # the ref to deploy, or None for the branch's newest commit
+    drift: str  # a warning when state.json and nginx disagree, or None
+
+
+def require_setup(view, host_name):
+    if not view.deploy_dir:
+        raise Failure(f"{host_name} is not set up for this app (no DEPLOY_DIR)",
+                      f"run: fab -H {host_name} setup", code=FAILED)
+    if view.state_error is not None:
+        raise view.state_error
+
+
+def explicit_branch(settings, colour):
+    """BLUE_BRANCH/GREEN_BRANCH when given for this run (environment or flag).
+
+    Values from .env and hosts.yml name where a colour starts; after its
+    first release the colour follows its recorded branch instead (the seed's
+    rule). A BLUEGREEN_GREEN_BRANCH in a CI job's environment is meant for
+    this run, so it wins.
+    """
+    key = f"{colour.upper()}_BRANCH"
+    origin = settings.origins.get(key, "")
+    if origin.startswith(("the environment", "the command line")):
+        return settings.branch_of(colour)
+    return None
+
+
+def plan_release(view, settings, host_name, *, branch=None, ref=None):
+    require_setup(view, host_name)
+    live = view.live
+    if view.nginx is not None and view.nginx.served is None:
+        raise Failure(
+            f"{settings.nginx_file} on {host_name} proxies to port {view.nginx.port}, "
+            "which is neither BLUE_PORT nor GREEN_PORT",
+            f"fix the file or the ports, then run: fab -H {host_name} repair", code=FAILED)
+    target = other(live) if live else "blue"
+    if branch is None:
+        branch = (explicit_branch(settings, target)
+                  or view.record(target).get("branch")
+                  or settings.branch_of(target))
+    return ReleasePlan(live=live, target=target, branch=branch, ref=ref,
+                       drift=view.drift)
+
+
+def plan_switch(view, settings, host_name, to):
+    """Where a switch or rollback goes, or why it cannot."""
+    require_setup(view, host_name)
+    live = view.live
+    if to is None:
+        if live is None:
+            raise Failure(f"nothing is live on {host_name} yet: there is nothing to roll back",
+                          f"release first: fab -H {host_name} release", code=FAILED)
+        to = other(live)
+    if to == live:
+        raise Failure(f"{to} is already live on {host_name}",
+                      "nothing to do; `fab status` shows both colours", code=FAILED)
+    container = view.containers[to]
+    if not container.running:
+        raise Failure(
+            f"{to} on {host_name} is not running ({container.describe()}): "
+            "switching to it would take the app down",
+            f"release into it first: fab -H {host_name} release", code=FAILED)
+    if not view.record(to).get("commit"):
+        raise Failure(f"{to} on {host_name} has never been released",
+                      f"release into it first: fab -H {host_name} release", code=FAILED)
+    return to

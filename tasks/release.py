@@ -1,0 +1,438 @@
+"""The pipeline: release, switch, rollback and setup on one host.
+
+Reads like the release steps in the README. Decisions come from plan.py,
+scripts from scripts.py; this module runs them over one Host, in order, and
+makes sure a failure changes nothing live, records itself in history and
+drops the lock.
+"""
+
+import json as jsonlib
+import time
+
+from . import health, scripts
+from .compose import render_clojure_dockerfile, render_compose
+from .config import other
+from .errors import FAILED, NO_CONNECTION, Failure
+from .check import tool_problems, tools_script
+from .facts import parse_view
+from .lock import describe_who, identity, lock_held, owner_record
+from .nginx import render_nginx
+from .plan import plan_release, plan_switch, require_setup
+from .state import (empty_state, format_history_line, format_state, history_entry,
+                    with_live, with_release)
+
+
+class Session:
+    """One task's time on one host: connection, lock, what it saw, history."""
+
+    def __init__(self, entry, settings, reporter, task, *, command=None,
+                 accept_new_host_key=False, fabric_config=None):
+        from .host import Host, Target
+
+        self.name = entry.name
+        self.settings = settings
+        self.reporter = reporter
+        self.task = task
+        self.command = command or f"fab -H {entry.name} {task}"
+        self.who = identity()
+        self.started = time.monotonic()
+        self.locked = False
+        self.view = None
+        target = Target(name=entry.name, host=entry.host, user=entry.user,
+                        port=entry.port, identity_file=entry.identity_file,
+                        known_hosts=entry.known_hosts)
+        self.host = Host(target, settings, accept_new_host_key=accept_new_host_key,
+                         config=fabric_config)
+
+    # --- connection and lock ---
+
+    def connect(self):
+        with self.reporter.phase("connect") as ph:
+            self.host.connect()
+            ph.detail = self.host.describe() if hasattr(self.host, "describe") else ""
+
+    def inspect(self, history_lines=0):
+        result = self.host.run(scripts.inspect(self.settings, history_lines=history_lines))
+        self.view = parse_view(result.stdout, self.settings)
+        return self.view
+
+    def lock(self, wait=0.0, force_unlock=False):
+        """Take the lock and read the host under it (one round trip)."""
+        owner = jsonlib.dumps(owner_record(self.command, self.who), sort_keys=True)
+        script = scripts.inspect(self.settings, owner_json=owner, history_lines=20,
+                                 app_env=bool(self.settings.app_env_file))
+        deadline = time.monotonic() + wait
+        with self.reporter.phase("lock") as ph:
+            while True:
+                view = parse_view(self.host.run(script).stdout, self.settings)
+                if view.lock == "taken":
+                    self.locked, self.view = True, view
+                    ph.detail = "taken"
+                    return view
+                if not view.deploy_dir:
+                    self.view = view
+                    require_setup(view, self.name)
+                if force_unlock and view.holder and view.holder.local_and_dead:
+                    self.reporter.progress(f"removing the lock of a process that is gone: "
+                                           f"{view.holder.describe()}")
+                    self.host.run(scripts.unlock_lock(self.settings))
+                    force_unlock = False
+                    continue
+                if time.monotonic() >= deadline:
+                    ph.detail = "held"
+                    raise lock_held(view.holder, self.name)
+                if wait:
+                    self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
+                time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+    def unlock(self):
+        if self.locked:
+            self.host.run(scripts.unlock_lock(self.settings))
+            self.locked = False
+
+    def close(self):
+        self.host.close()
+
+    # --- history ---
+
+    def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
+                     commit=None, phase=None, error=None):
+        entry = history_entry(
+            host=self.name, app=self.settings.app_name, task=self.task,
+            who=self.who, result=result, duration=time.monotonic() - self.started,
+            from_colour=from_colour, to_colour=to_colour, branch=branch,
+            commit=commit, phase=phase, error=error)
+        return format_history_line(entry)
+
+    def abandon(self, exc, *, phase, history_kwargs, stop_colour=None, log_colour=None):
+        """Record a failed attempt, stop what it started, drop the lock.
+
+        Best effort: when the connection itself is gone, say what is left.
+        """
+        if isinstance(exc, Failure):
+            error = exc.message
+        elif isinstance(exc, KeyboardInterrupt):
+            error = "interrupted (Ctrl-C)"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        line = self.history_line("failed", phase=phase, error=error, **history_kwargs)
+        try:
+            result = self.host.run(scripts.finish(
+                self.settings, history_line=line, unlock=self.locked,
+                stop_colour=stop_colour, log_colour=log_colour))
+        except Exception:
+            if self.locked:
+                self.reporter.line(
+                    f"could not record the failure or release the lock on {self.name}: "
+                    f"run `fab -H {self.name} unlock` once it is reachable")
+            return
+        self.locked = False
+        _, blocks = scripts.parse_output(result.stdout)
+        logs = blocks.get("logs", "").rstrip()
+        if logs:
+            self.reporter.line(f"last log lines of {log_colour}:")
+            for text in logs.splitlines():
+                self.reporter.progress(text)
+        if stop_colour:
+            self.reporter.line(f"stopped {stop_colour}; its logs stay readable with "
+                               f"`fab -H {self.name} logs --colour {stop_colour}`")
+
+    # --- steps shared by release, switch and rollback ---
+
+    def upload_app_env(self):
+        """APP_ENV_FILE to DEPLOY_DIR/app.env (0600, SFTP): only when it changed."""
+        import hashlib
+
+        path = self.settings.app_env_file
+        if not path:
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() == self.view.app_env_hash:
+            return
+        with self.reporter.phase("secrets") as ph:
+            self.host.put_bytes(data, f"{self.settings.deploy_dir}/app.env", mode=0o600)
+            ph.detail = "app.env uploaded (mode 0600)"
+
+    def switch_nginx(self, colour):
+        """Steps 7: render, put in place keeping the old file, test, reload."""
+        with self.reporter.phase("switch") as ph:
+            result = self.host.run(scripts.switch(self.settings,
+                                                  render_nginx(self.settings, colour)))
+            values, blocks = scripts.parse_output(result.stdout)
+            if result.code == scripts.NGINX_TEST_FAILED:
+                detail = (blocks.get("nginx_test") or values.get("error") or "").strip()
+                raise Failure(
+                    f"the new nginx file failed `{self.settings.nginx_test_cmd}`; the "
+                    f"old one is back in place: {last_line(detail)}",
+                    "nothing live changed; fix the setting nginx names above "
+                    "(an SSL file path?) and release again", code=FAILED)
+            if result.code == scripts.NGINX_RELOAD_FAILED or "switched" not in values:
+                detail = (blocks.get("nginx_reload") or result.stderr).strip()
+                raise Failure(
+                    f"`{self.settings.nginx_reload_cmd}` failed; the old nginx file "
+                    f"is back in place: {last_line(detail)}",
+                    "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
+                    code=FAILED)
+            ph.detail = f"nginx -> {colour} (tested, reloaded)"
+
+    def verify(self, colour):
+        with self.reporter.phase("verify") as ph:
+            ph.detail = health.verify_public(self.host, self.settings, colour, self.reporter)
+
+    def switch_back(self, colour):
+        """Undo a switch whose verification failed; never raises."""
+        try:
+            self.reporter.line(f"switching back to {colour}")
+            self.switch_nginx(colour)
+        except Exception as exc:  # already failing: report, keep the first error
+            self.reporter.line(f"could not switch back to {colour}: {exc}")
+
+
+def last_line(text):
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
+            force_unlock=False, first=False):
+    """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
+    s, rep, name = session.settings, session.reporter, session.name
+    if not first:
+        session.connect()
+        session.lock(wait=wait_lock, force_unlock=force_unlock)
+    view = session.view
+    phase, target, started_target, switched = "plan", None, False, False
+    hist = {}
+    try:
+        plan = plan_release(view, s, name, branch=branch, ref=ref)
+        target, live = plan.target, plan.live
+        hist = {"from_colour": live, "to_colour": target, "branch": plan.branch}
+        if plan.drift:
+            rep.line(f"warning: {plan.drift}; trusting nginx: {live or 'nothing'} is live")
+        session.upload_app_env()
+
+        phase = "git"
+        result = build_target(session, plan)
+        commit, image = result["commit"], result["image"]
+        hist["commit"] = commit
+        started_target = True
+
+        phase = "health"
+        with rep.phase("health") as ph:
+            ph.detail = health.gate(session.host, s, target, rep)
+
+        if s.pre_switch_cmd:
+            phase = "pre-switch"
+            run_pre_switch(session, target)
+
+        phase = "switch"
+        session.switch_nginx(target)
+        switched = True
+        phase = "verify"
+        try:
+            session.verify(target)
+        except Exception:
+            if live:
+                session.switch_back(live)
+            switched = False
+            raise
+
+        phase = "record"
+        with rep.phase("record") as ph:
+            state = with_release(view.state, target, branch=plan.branch, commit=commit,
+                                 image=image, who=describe_who(session.who), live=True)
+            line = session.history_line("ok", **hist)
+            out = session.host.run(scripts.finish(
+                s, state_text=format_state(state), history_line=line,
+                stop_colour=live if stop_old and live else None))
+            if out.code != 0:
+                raise Failure(f"could not write state.json on {name}: {out.stdout.strip()}",
+                              f"the switch is live; run `fab -H {name} repair`", code=FAILED)
+            session.locked = False
+            ph.detail = "state.json, history" + (f", stopped {live}" if stop_old and live else "")
+    except BaseException as exc:
+        if switched and live:
+            session.switch_back(live)
+        stop = target if started_target and target != live else None
+        session.abandon(exc, phase=phase, history_kwargs=hist, stop_colour=stop,
+                        log_colour=stop if phase in ("health", "pre-switch") else None)
+        raise
+    total = time.monotonic() - session.started
+    keep = f"{live} keeps running for `fab -H {name} rollback`" if live and not stop_old else ""
+    rep.line(f"released {target}: {commit[:12]} ({plan.branch}) in {total:.1f}s"
+             + (f"; {keep}" if keep else ""))
+    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
+            "live": target, "previous": live, "branch": plan.branch, "commit": commit,
+            "image": image, "seconds": round(total, 3), "phases": rep.durations()}
+
+
+def build_target(session, plan):
+    """Steps 3-4: checkout, build, start; phases timed from the script's markers."""
+    s, rep = session.settings, session.reporter
+    script = scripts.build(
+        s, plan.target, branch=plan.branch, ref=plan.ref,
+        compose_text=render_compose(s), dockerfile_text=render_clojure_dockerfile(s))
+    markers = {}
+    current = {"name": "git", "start": time.monotonic()}
+    tail = []
+
+    def close_phase(next_name):
+        now = time.monotonic()
+        detail = {
+            "git": lambda: (f"{plan.ref or plan.branch} @ {markers.get('commit', '?')[:12]}"
+                            f" \"{markers.get('subject', '')}\""),
+            "build": lambda: f"bluegreen-{s.app_name}:{plan.target}",
+            "start": lambda: f"{plan.target} on port {s.port_of(plan.target)}",
+        }.get(current["name"], lambda: "")()
+        rep.record_phase(current["name"], now - current["start"], detail)
+        current.update(name=next_name, start=now)
+
+    def on_line(stream, line):
+        tail.append(line)
+        del tail[:-30]
+        if line.startswith("::"):
+            key, _, value = line[2:].partition(" ")
+            if key == "phase":
+                if value != current["name"]:
+                    close_phase(value)
+            else:
+                markers[key] = value
+            return
+        if rep.verbose or is_progress(line):
+            rep.progress(line.strip())
+
+    result = session.host.run(script, on_line=on_line)
+    failed = result.code != 0 or "image" not in markers
+    if failed:
+        phase = current["name"]
+        rep.record_phase(phase, time.monotonic() - current["start"], "FAILED")
+        for text in tail[-15:]:
+            if not text.startswith("::"):
+                rep.progress(text)
+        why = markers.get("error") or f"the {phase} step failed (exit {result.code})"
+        hints = {
+            "git": "check GIT_REPO, the branch or ref, and that the host can reach the "
+                   "repository (`fab check`)",
+            "build": "the Docker build failed: its output is above (--verbose shows all)",
+            "start": "the container did not start: see the output above",
+        }
+        raise Failure(f"{why}; nothing live changed", hints.get(phase), code=FAILED)
+    close_phase("done")
+    return {"commit": markers["commit"], "image": markers.get("image", "")}
+
+
+def is_progress(line):
+    """Build lines worth showing without --verbose: steps and errors."""
+    text = line.strip()
+    return (text.startswith("#") and " [" in text and "internal]" not in text) or \
+        text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
+
+
+def run_pre_switch(session, target):
+    s, rep = session.settings, session.reporter
+    with rep.phase("pre-switch") as ph:
+        result = session.host.run(scripts.pre_switch(s, target),
+                                  on_line=lambda _, line: rep.progress(line))
+        if result.code != 0:
+            raise Failure(f"PRE_SWITCH_CMD failed in {target} (exit {result.code}); "
+                          "nothing live changed",
+                          "its output is above; fix it and release again", code=FAILED)
+        ph.detail = f"PRE_SWITCH_CMD ran in {target}"
+
+
+def switch(session, to=None, *, wait_lock=0.0):
+    """rollback (to=None: the other colour) and switch --to: steps 7-9 after
+    one good health answer from the colour switched to."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    view = session.lock(wait=wait_lock)
+    phase, hist, switched, live = "plan", {}, False, view.live
+    try:
+        to = plan_switch(view, s, name, to)
+        record = view.record(to)
+        hist = {"from_colour": live, "to_colour": to, "branch": record.get("branch"),
+                "commit": record.get("commit")}
+        phase = "health"
+        with rep.phase("health") as ph:
+            ok, text = health.describe_probe(session.host, s, to)
+            if not ok:
+                raise Failure(f"{to} is not healthy ({text} on {s.health_path}); "
+                              "nothing live changed",
+                              f"see `fab -H {name} logs --colour {to}`, or release again",
+                              code=FAILED)
+            ph.detail = f"{to} answers {text}"
+        phase = "switch"
+        session.switch_nginx(to)
+        switched = True
+        phase = "verify"
+        session.verify(to)
+        phase = "record"
+        with rep.phase("record") as ph:
+            state = with_live(view.state, to)
+            session.host.run(scripts.finish(s, state_text=format_state(state),
+                                            history_line=session.history_line("ok", **hist)))
+            session.locked = False
+            ph.detail = "state.json, history"
+    except BaseException as exc:
+        if switched and live:
+            session.switch_back(live)
+        session.abandon(exc, phase=phase, history_kwargs=hist)
+        raise
+    total = time.monotonic() - session.started
+    rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
+             f"{record.get('branch') or ''}) in {total:.1f}s; {live} keeps running")
+    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
+            "live": to, "previous": live, "commit": record.get("commit"),
+            "branch": record.get("branch"), "seconds": round(total, 3),
+            "phases": rep.durations()}
+
+
+def setup(session):
+    """Check the host, create what is missing, first release into blue."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    with rep.phase("tools") as ph:
+        result = session.host.run(tools_script(s))
+        values, _ = scripts.parse_output(result.stdout)
+        problems = tool_problems(values)
+        if problems:
+            raise Failure(f"{name}: {'; '.join(problems)}",
+                          "install them on the host (Debian: apt-get install git docker.io "
+                          "nginx; Compose v2 as a docker CLI plugin), then run setup again",
+                          code=FAILED)
+        ph.detail = ", ".join(f"{t} {values[t]}" for t in ("git", "docker", "compose", "nginx"))
+    with rep.phase("dirs") as ph:
+        result = session.host.run(scripts.setup(s, format_state(empty_state(s.app_name))))
+        values, _ = scripts.parse_output(result.stdout)
+        created = [line[len("::created "):] for line in result.stdout.splitlines()
+                   if line.startswith("::created ")]
+        if result.code != 0:
+            raise Failure(f"could not create {s.deploy_dir} on {name}: "
+                          f"{values.get('error', result.stderr.strip())}",
+                          "create it for the deploy user, or set DEPLOY_DIR", code=FAILED)
+        ph.detail = ("created " + ", ".join(created)) if created else "all present"
+    view = session.lock()
+    if view.live:
+        try:
+            session.upload_app_env()
+            if view.nginx is None:
+                session.switch_nginx(view.live)
+        finally:
+            session.unlock()
+        rep.line(f"already set up: {view.live} is live; created what was missing, "
+                 "released nothing (use `fab release`)")
+        return {"host": name, "app": s.app_name, "task": "setup", "result": "ok",
+                "live": view.live, "released": False}
+    summary = release(session, first=True)
+    summary["released"] = True
+    return summary
+
+
+def unreachable(name, exc):
+    return Failure(f"lost the connection to {name}: {exc}",
+                   f"check the host, then `fab -H {name} status`; if a lock was left: "
+                   f"fab -H {name} unlock", code=NO_CONNECTION)
+
+
+__all__ = ["Session", "release", "switch", "setup", "other", "FAILED"]

@@ -1,0 +1,87 @@
+"""fab status: what is live where, read in one round trip plus a probe per colour."""
+
+from . import health
+from .config import COLOURS
+from .output import table
+from .state import last_attempt
+
+
+def status(session, json_mode=False):
+    """Gather one host's status as plain data (no secrets)."""
+    s, name = session.settings, session.name
+    session.reporter.quiet = True
+    session.host.connect()
+    view = session.inspect(history_lines=50)
+    result = {"host": name, "app": s.app_name, "deploy_dir": s.deploy_dir,
+              "set_up": view.deploy_dir, "live": view.live, "drift": view.drift,
+              "state_error": view.state_error.message if view.state_error else None,
+              "nginx": None, "lock": None, "colours": {}}
+    if view.nginx is not None:
+        result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
+                           "colour": view.nginx.served, "header": view.nginx.header_live}
+    if view.holder is not None:
+        result["lock"] = {"holder": view.holder.describe(), "age": round(view.holder.age),
+                          "command": view.holder.record.get("command"),
+                          "gone": view.holder.local_and_dead}
+    for colour in COLOURS:
+        record = view.record(colour)
+        container = view.containers[colour]
+        if container.state == "running":
+            healthy, answer = health.describe_probe(session.host, s, colour, timeout=2.0)
+        else:
+            healthy, answer = False, "not running"
+        attempt = last_attempt(view.history, colour)
+        failed = bool(attempt and attempt.get("result") != "ok"
+                      and attempt.get("time", "") > (record.get("deployed_at") or ""))
+        role = "live" if colour == view.live else "idle"
+        if failed:
+            role = "failed" if colour != view.live else role
+        result["colours"][colour] = {
+            "role": role, "port": s.port_of(colour),
+            "branch": record.get("branch"), "commit": record.get("commit"),
+            "image": record.get("image"), "deployed_at": record.get("deployed_at"),
+            "deployed_by": record.get("deployed_by"),
+            "container": container.describe(), "healthy": healthy, "health": answer,
+            "last_failure": ({"time": attempt.get("time"), "phase": attempt.get("phase"),
+                              "commit": attempt.get("commit"), "error": attempt.get("error")}
+                             if failed else None),
+        }
+    return result
+
+
+def format_status(r):
+    lines = []
+    head = f"{r['host']}  app {r['app']}"
+    if not r["set_up"]:
+        return f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"
+    nginx = r["nginx"]
+    if nginx:
+        head += f"  live: {r['live'] or '-'} (nginx -> port {nginx['port']})"
+    else:
+        head += f"  live: {r['live'] or 'nothing yet'} (no nginx file)"
+    lines.append(head)
+    rows = []
+    for colour, c in r["colours"].items():
+        rows.append([colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
+                     c["deployed_at"] or "-", c["deployed_by"] or "-", c["container"],
+                     c["health"]])
+    body = table(rows, ["colour", "role", "branch", "commit", "deployed at", "by",
+                        "container", "health"])
+    lines += ["  " + line for line in body.splitlines()]
+    for colour, c in r["colours"].items():
+        if c["last_failure"]:
+            f = c["last_failure"]
+            lines.append(f"  {colour}: last release failed at {f['time']} in {f['phase']}: "
+                         f"{f['error']}")
+    if r["state_error"]:
+        lines.append(f"  problem: {r['state_error']}; run `fab -H {r['host']} repair`")
+    if r["drift"]:
+        lines.append(f"  drift: {r['drift']}; releases trust nginx")
+    if r["lock"]:
+        lock = r["lock"]
+        lines.append(f"  lock: held by {lock['holder']}"
+                     + ("; that process is gone: `fab unlock`" if lock["gone"] else ""))
+    else:
+        lines.append("  lock: free")
+    return "\n".join(lines)
+
