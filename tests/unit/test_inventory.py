@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import REPO, make_settings  # noqa: F401  (REPO for the example)
+from conftest import REPO
 from tasks import config as cfg
 from tasks.errors import BAD_INPUT, Failure
 from tasks.inventory import HostEntry, load_inventory, parse_inventory
