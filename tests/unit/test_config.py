@@ -443,3 +443,14 @@ def test_the_example_env_file_is_complete_and_valid():
     text = example.read_text()
     for word in ("BLUEGREEN_", "BLUEGREEN_ENV_FILE", "BLUEGREEN_HOSTS_FILE"):
         assert word in text
+
+
+def test_the_readme_documents_every_key():
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for key, default in cfg.global_defaults().items():
+        row = next((line for line in table.splitlines()
+                    if line.startswith(f"| `{key}` |")), None)
+        assert row, f"README's Configuration table has no row for {key}"
+        if default and key != "DEPLOY_DIR":
+            assert f"`{default}`" in row, f"README gives another default for {key}"
