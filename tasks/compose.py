@@ -51,10 +51,11 @@ class Container:
     def describe(self):
         if self.state == "missing":
             return "no container"
+        restarts = f" after {self.restart_count} restarts" if self.restart_count else ""
+        if self.state in ("exited", "dead"):
+            return f"stopped (exit code {self.exit_code}{restarts})"
         if self.state == "restarting" or self.restart_count:
             return f"crash-looping (restarted {self.restart_count} times, last exit {self.exit_code})"
-        if self.state == "exited":
-            return f"exited with code {self.exit_code}"
         return self.state
 
 

@@ -11,6 +11,7 @@ import fabric
 
 class Executor(fabric.Executor):
     def expand_calls(self, calls, apply_hosts=True):
-        hosts = self.core[0].args.hosts.value if apply_hosts else None
-        self.config["bluegreen_hosts"] = hosts.split(",") if hosts else []
+        if apply_hosts:  # pre/post tasks recurse here with apply_hosts=False
+            hosts = self.core[0].args.hosts.value
+            self.config["bluegreen_hosts"] = hosts.split(",") if hosts else []
         return super().expand_calls(calls, apply_hosts=False)

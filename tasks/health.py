@@ -33,7 +33,7 @@ def describe_probe(host, settings, colour, timeout=2.0):
                          host_header=settings.host_header, timeout=timeout,
                          bind=probe_address(settings))
     except ProbeError as exc:
-        return False, str(exc)
+        return False, exc.message
     return good(resp.status), f"HTTP {resp.status}"
 
 
@@ -56,12 +56,12 @@ def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.slee
         remaining = deadline - clock()
         try:
             resp = host.http(port, path, host_header=settings.host_header,
-                             timeout=max(0.5, min(remaining, 5.0)),
+                             timeout=round(max(0.5, min(remaining, 5.0)), 1),
                              bind=probe_address(settings))
             reason = f"HTTP {resp.status}"
             ok = good(resp.status)
         except ProbeError as exc:
-            reason, ok = str(exc), False
+            reason, ok = exc.message, False
         elapsed = clock() - start
         if ok:
             passes += 1
@@ -117,7 +117,7 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
                 return f"{scheme} :{port} answers from {colour} (HTTP {resp.status})"
             seen = f"answers from {seen or 'an unmarked server'} (HTTP {resp.status})"
         except ProbeError as exc:
-            seen = str(exc)
+            seen = exc.message
         if clock() > deadline:
             raise HealthFailure(
                 f"nginx did not serve {colour} on port {port} within {bound:g}s after the "

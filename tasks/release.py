@@ -190,7 +190,11 @@ class Session:
 
 
 def last_line(text):
-    lines = [line for line in (text or "").splitlines() if line.strip()]
+    """The line of a tool's output that says what went wrong."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        if "[emerg]" in line or "[alert]" in line or "[crit]" in line:
+            return line
     return lines[-1] if lines else "(no output)"
 
 

@@ -63,7 +63,7 @@ def format_status(r):
     rows = []
     for colour, c in r["colours"].items():
         rows.append([colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
-                     c["deployed_at"] or "-", c["deployed_by"] or "-", c["container"],
+                     c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0], c["container"],
                      c["health"]])
     body = table(rows, ["colour", "role", "branch", "commit", "deployed at", "by",
                         "container", "health"])

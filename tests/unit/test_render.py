@@ -336,14 +336,6 @@ def test_real_compose_without_app_env_needs_no_app_env(tmp_path, settings):
 # --- the real fab ------------------------------------------------------------------
 
 
-# tasks/executor.py sets config["bluegreen_hosts"] on every expand_calls,
-# and Fabric recurses into it for pre/post tasks with apply_hosts=False,
-# which resets the list to []: -H never reaches a task. Strict, so the
-# marker must go when the executor is fixed.
-EXECUTOR_DROPS_H = pytest.mark.xfail(
-    strict=True, reason="tasks/executor.py: -H is reset by the pre/post recursion")
-
-
 @pytest.fixture
 def workdir(tmp_path):
     """A directory with only .env.example copied to .env, as an operator starts."""
@@ -370,7 +362,6 @@ def test_fab_render_with_the_example_env(workdir):
     assert " ssl;" not in out
 
 
-@EXECUTOR_DROPS_H
 def test_fab_render_green_for_a_hosts_yml_host(workdir):
     shutil.copy(REPO / "hosts.example.yml", workdir / "hosts.yml")
     result = run_fab(["-H", "staging", "render", "--colour", "green"], workdir)
@@ -463,8 +454,7 @@ def test_fab_render_unknown_key_suggests_the_nearest(workdir):
 
 
 @pytest.mark.parametrize("args", [["render", "--colour", "purple"],
-                                  pytest.param(["-H", "bad host", "render"],
-                                               marks=EXECUTOR_DROPS_H)])
+                                  ["-H", "bad host", "render"]])
 def test_fab_render_bad_flags_exit_2(workdir, args):
     result = run_fab(args, workdir)
     assert result.returncode == 2, result.stderr
