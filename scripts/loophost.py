@@ -1,0 +1,754 @@
+#!/usr/bin/env python3
+"""A real "production host" on loopback, for the e2e tests, the demo and the benchmarks.
+
+`LoopHost` runs a private OpenSSH server on 127.0.0.1:<free port> (keys made
+per run, its own known_hosts) and a private nginx master with its own prefix
+and an empty conf.d: what `fab` talks to as if it were a remote machine. The
+Docker daemon and git are the machine's own.
+
+`SampleApp` is the app being released: a bare git repo (GIT_REPO) whose
+Dockerfile builds a tiny `FROM scratch` image around the static busybox, in
+several behaviours (healthy, crashing, answering 500, hanging).
+
+Standard library only: the tests, the demo script and the benchmarks import
+it, and `python3 scripts/loophost.py up|down DIR` drives it from a shell.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+SSHD = "/usr/sbin/sshd"
+BUSYBOX = "/bin/busybox"  # from Debian's busybox-static: no shared libraries
+# Compose projects made by the tests start with this, so a run can find and
+# remove what an earlier, interrupted run left behind.
+TEST_PREFIX = "bgt-"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+# --- ports and processes -------------------------------------------------------
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: all sockets are held until each has its port."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_accepts(port, host=LOOPBACK, timeout=0.5):
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(port, path="/", host=None, timeout=5.0, address=LOOPBACK):
+    """GET http://address:port/path -> (status, headers, body).
+
+    headers has lower-case names. Never raises for an HTTP error status or a
+    refused, reset or hung connection: then status is None and body names
+    the error.
+    """
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host} if host else {})
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", errors="replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    except (OSError, http.client.HTTPException) as e:
+        return None, {}, f"{type(e).__name__}: {e}"
+    finally:
+        conn.close()
+
+
+def pid_alive(pid):
+    """True when pid runs (a zombie nobody reaped counts as gone)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def child_pids(pid):
+    """Direct children of pid, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            children.append(int(entry))
+    return children
+
+
+def wait_gone(pid, timeout, proc=None):
+    """Wait until pid has exited (reaping it when it is our child); True if it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return True
+        if proc is None:
+            try:  # our child when started by this process: reap it
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return True
+            except ChildProcessError:
+                pass
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def end_pid(pid, timeout=5.0, proc=None, sig=signal.SIGTERM):
+    """Stop one process by pid: sig, then SIGKILL after timeout."""
+    if not pid_alive(pid):
+        if proc is not None:
+            proc.poll()
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, timeout, proc):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        wait_gone(pid, 5.0, proc)
+
+
+def _run(cmd, **kwargs):
+    kwargs.setdefault("check", True)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    try:
+        return subprocess.run(cmd, **kwargs)
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(
+            f"{shlex.join(map(str, cmd))} failed with exit {e.returncode}:\n"
+            f"{e.stdout or ''}{e.stderr or ''}"
+        ) from None
+
+
+# --- Docker ---------------------------------------------------------------------------
+
+
+def docker(*args, timeout=120, check=False):
+    """Run `docker ARGS`; a CompletedProcess with text output."""
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return r
+
+
+def nonblank_lines(result):
+    """The non-blank lines of a CompletedProcess's stdout."""
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def remove_compose_projects(name=None, prefix=None, keep=()):
+    """Remove the containers, images, networks and volumes of the compose
+    project `name`, or of every project whose name starts with `prefix`
+    except those named in `keep`."""
+    if not (name or prefix):
+        raise ValueError("name or prefix is required")
+    keep = set(keep)
+
+    def ours(project):
+        if name:
+            return project == name
+        return project.startswith(prefix) and project not in keep
+
+    def our_image(repo):
+        # Compose names images <project>-<service>; the rendered compose
+        # file names them bluegreen-<project>:<colour>.
+        repo = repo[len("bluegreen-"):] if repo.startswith("bluegreen-") else repo
+        if name:
+            return repo == name or repo.startswith(f"{name}-")
+        return repo.startswith(prefix) and not any(
+            repo == k or repo.startswith(f"{k}-") for k in keep)
+
+    label_fmt = '{{.Label "' + PROJECT_LABEL + '"}}'
+    ids = [cid for cid, _, project in (
+        line.partition("\t") for line in nonblank_lines(docker(
+            "ps", "-a", "--filter", f"label={PROJECT_LABEL}",
+            "--format", "{{.ID}}\t" + label_fmt)))
+        if ours(project)]
+    if ids:
+        docker("rm", "-f", "-v", *ids)
+
+    images = set()
+    labelled = sorted(set(nonblank_lines(
+        docker("images", "-q", "--filter", f"label={PROJECT_LABEL}"))))
+    if labelled:
+        fmt = '{{.Id}}\t{{index .Config.Labels "' + PROJECT_LABEL + '"}}'
+        for line in nonblank_lines(docker("image", "inspect", "--format", fmt, *labelled)):
+            iid, _, project = line.partition("\t")
+            if ours(project):
+                images.add(iid)
+    for line in nonblank_lines(docker("images", "--format", "{{.Repository}}:{{.Tag}}")):
+        if our_image(line.rsplit(":", 1)[0]):
+            images.add(line)
+    if images:
+        docker("rmi", "-f", *sorted(images))
+
+    for kind in ("network", "volume"):
+        for line in nonblank_lines(docker(kind, "ls", "--filter", f"label={PROJECT_LABEL}",
+                                          "--format", "{{.Name}}\t" + label_fmt)):
+            obj, _, project = line.partition("\t")
+            if ours(project):
+                docker(kind, "rm", obj)
+
+
+# Test sessions may run side by side on one machine (several engineers, a
+# CI job). Each compose project a session makes is claimed here with the
+# session's pid, so another session's clean-up of leftovers spares it.
+CLAIMS_DIR = Path(os.environ.get("LOOPHOST_CLAIMS_DIR", "/tmp/bluegreen-e2e-claims"))
+
+
+def claim_project(name):
+    """Mark compose project `name` as in use by this process."""
+    CLAIMS_DIR.mkdir(parents=True, exist_ok=True)
+    (CLAIMS_DIR / name).write_text(f"{os.getpid()}\n")
+
+
+def release_project(name):
+    (CLAIMS_DIR / name).unlink(missing_ok=True)
+
+
+def live_claims():
+    """Names of projects claimed by processes that still run; forgets the rest."""
+    names = set()
+    if not CLAIMS_DIR.is_dir():
+        return names
+    for claim in CLAIMS_DIR.iterdir():
+        try:
+            owner = int(claim.read_text().strip())
+        except (OSError, ValueError):
+            owner = None
+        if pid_alive(owner):
+            names.add(claim.name)
+        else:
+            claim.unlink(missing_ok=True)
+    return names
+
+
+def remove_leftover_projects(prefix=TEST_PREFIX):
+    """Remove every `prefix` compose project that no running session claims."""
+    remove_compose_projects(prefix=prefix, keep=live_claims())
+
+
+# --- the host -------------------------------------------------------------------
+
+NGINX_CONF = """\
+# Private nginx master for the loopback test host (scripts/loophost.py).
+# Apps drop their files into {conf_dir}; there is no default server.
+daemon off;
+worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log;
+
+events {{}}
+
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {prefix}/temp/client_body;
+    proxy_temp_path {prefix}/temp/proxy;
+    fastcgi_temp_path {prefix}/temp/fastcgi;
+    uwsgi_temp_path {prefix}/temp/uwsgi;
+    scgi_temp_path {prefix}/temp/scgi;
+
+    include {conf_dir}/*.conf;
+}}
+"""
+
+
+class LoopHost:
+    """An sshd and an nginx master of our own on 127.0.0.1, under workdir.
+
+    After start(): ssh_port, user, client_key, known_hosts (what an SSH client
+    needs), conf_dir, nginx_test_cmd, nginx_reload_cmd (what the deploy tool
+    needs as NGINX_CONF_DIR, NGINX_TEST_CMD and NGINX_RELOAD_CMD).
+    """
+
+    user = "root"
+    host = LOOPBACK
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir).resolve()
+        self.ssh_dir = self.workdir / "ssh"
+        self.host_key = self.ssh_dir / "host_ed25519_key"
+        self.client_key = self.ssh_dir / "client_ed25519_key"
+        self.authorized_keys = self.ssh_dir / "authorized_keys"
+        self.known_hosts = self.ssh_dir / "known_hosts"
+        self.sshd_log = self.ssh_dir / "sshd.log"
+        self.sshd_pidfile = self.ssh_dir / "sshd.pid"
+        self.prefix = self.workdir / "nginx"
+        self.nginx_conf = self.prefix / "nginx.conf"
+        self.conf_dir = self.prefix / "conf.d"
+        self.nginx_pidfile = self.prefix / "nginx.pid"
+        self.nginx_log = self.prefix / "logs" / "nginx.out"
+        self.record = self.workdir / "loophost.json"
+        base = ["nginx", "-p", str(self.prefix), "-c", str(self.nginx_conf)]
+        self.nginx_test_cmd = shlex.join(base + ["-t"])
+        self.nginx_reload_cmd = shlex.join(base + ["-s", "reload"])
+        self._nginx_quit_cmd = base + ["-s", "quit"]
+        self.ssh_port = None
+        self.sshd_pid = None
+        self.nginx_pid = None
+        self._sshd = None  # Popen objects when this process started them
+        self._nginx = None
+
+    # -- lifecycle
+
+    def start(self, ssh_port=None):
+        """Make keys, start sshd and nginx; on any failure stop what started."""
+        try:
+            self._make_keys()
+            self._start_sshd(ssh_port)
+            self._start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+        # The record lets `loophost.py down` (or a later test session, once
+        # this process is gone) stop them by pid.
+        self.record.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return self
+
+    def stop(self):
+        """End sshd (and its sessions) and nginx, by pid. Safe to call twice."""
+        if self.nginx_pid:
+            if pid_alive(self.nginx_pid):
+                # Graceful first: workers finish their requests.
+                subprocess.run(self._nginx_quit_cmd, capture_output=True)
+                if not wait_gone(self.nginx_pid, 10.0, self._nginx):
+                    end_pid(self.nginx_pid, 5.0, self._nginx)
+            elif self._nginx is not None:
+                self._nginx.poll()
+            self.nginx_pid = self._nginx = None
+        if self.sshd_pid:
+            # Each connection is a child sshd in its own session, which
+            # outlives the listener: end those first, while the listener is
+            # there to reap them.
+            if pid_alive(self.sshd_pid):
+                for pid in child_pids(self.sshd_pid):
+                    end_pid(pid, 2.0)
+            end_pid(self.sshd_pid, 5.0, self._sshd)
+            self.sshd_pid = self._sshd = None
+        self.record.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- what clients and the deploy tool need
+
+    def hosts_entry(self, name):
+        """{name: {...}}: this host as an entry of hosts.yml's `hosts:` map."""
+        return {
+            name: {
+                "host": self.host,
+                "user": self.user,
+                "port": self.ssh_port,
+                "identity_file": str(self.client_key),
+                "known_hosts": str(self.known_hosts),
+            }
+        }
+
+    def hosts_yaml(self, name, default=True):
+        """A whole hosts.yml naming this host `name` (JSON strings are YAML)."""
+        lines = ["hosts:", f"  {name}:"]
+        for key, value in self.hosts_entry(name)[name].items():
+            lines.append(f"    {key}: {json.dumps(value)}")
+        if default:
+            lines.append(f"default_hosts: [{name}]")
+        return "\n".join(lines) + "\n"
+
+    def env_settings(self):
+        """The .env keys that point the deploy tool at this host's nginx."""
+        return {
+            "NGINX_CONF_DIR": str(self.conf_dir),
+            "NGINX_TEST_CMD": self.nginx_test_cmd,
+            "NGINX_RELOAD_CMD": self.nginx_reload_cmd,
+        }
+
+    def to_dict(self):
+        return {
+            "workdir": str(self.workdir),
+            "host": self.host,
+            "user": self.user,
+            "ssh_port": self.ssh_port,
+            "client_key": str(self.client_key),
+            "known_hosts": str(self.known_hosts),
+            "conf_dir": str(self.conf_dir),
+            "nginx_prefix": str(self.prefix),
+            "nginx_test_cmd": self.nginx_test_cmd,
+            "nginx_reload_cmd": self.nginx_reload_cmd,
+            "sshd_pid": self.sshd_pid,
+            "nginx_pid": self.nginx_pid,
+            "owner_pid": os.getpid(),
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """A handle on a host another process started, to stop() it.
+
+        A recorded pid is kept only if that process still names this
+        workdir on its command line: pids get reused.
+        """
+        host = cls(data["workdir"])
+        host.ssh_port = data.get("ssh_port")
+        for attr in ("sshd_pid", "nginx_pid"):
+            pid = data.get(attr)
+            if pid and pid_alive(pid) and str(host.workdir) in _cmdline(pid):
+                setattr(host, attr, pid)
+        return host
+
+    @classmethod
+    def stop_abandoned(cls, records):
+        """Stop hosts of the loophost.json files `records` whose owner has
+        exited (e.g. a test session that was killed); returns how many."""
+        stopped = 0
+        for record in records:
+            try:
+                data = json.loads(Path(record).read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("owner_pid") == os.getpid() or pid_alive(data.get("owner_pid")):
+                continue
+            host = cls.from_dict(data)
+            if host.sshd_pid or host.nginx_pid:
+                stopped += 1
+            host.stop()
+        return stopped
+
+    # -- internals
+
+    def _make_keys(self):
+        self.ssh_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.ssh_dir, 0o700)
+        for key in (self.host_key, self.client_key):
+            if not key.exists():
+                _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                      f"loophost-{key.stem}", "-f", str(key)])
+        self.authorized_keys.write_text(
+            (self.client_key.with_suffix(".pub")).read_text())
+        os.chmod(self.authorized_keys, 0o600)
+
+    def _start_sshd(self, ssh_port=None, attempts=5):
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privsep dir
+        for attempt in range(attempts):
+            port = ssh_port or free_port()
+            cmd = [
+                SSHD, "-D", "-e", "-f", "/dev/null",
+                "-o", f"Port={port}",
+                "-o", f"ListenAddress={LOOPBACK}",
+                "-o", f"HostKey={self.host_key}",
+                "-o", f"AuthorizedKeysFile={self.authorized_keys}",
+                "-o", "StrictModes=no",
+                "-o", f"PidFile={self.sshd_pidfile}",
+                "-o", "UsePAM=no",
+                "-o", "PasswordAuthentication=no",
+                "-o", "KbdInteractiveAuthentication=no",
+                "-o", "PermitRootLogin=prohibit-password",
+                "-o", "AllowTcpForwarding=yes",
+                "-o", "Subsystem=sftp internal-sftp",
+                "-o", "MaxStartups=100",
+                "-o", "MaxSessions=100",
+            ]
+            with open(self.sshd_log, "ab") as log:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=log, start_new_session=True)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                if port_accepts(port):
+                    self._sshd, self.sshd_pid, self.ssh_port = proc, proc.pid, port
+                    self._write_known_hosts()
+                    return
+                time.sleep(0.05)
+            else:
+                end_pid(proc.pid, 2.0, proc)
+            log_text = self.sshd_log.read_text(errors="replace")
+            if "Address already in use" in log_text and not ssh_port:
+                continue  # someone took the port between probe and bind
+            raise RuntimeError(f"sshd did not start on port {port}:\n{log_text[-2000:]}")
+        raise RuntimeError(f"sshd found no free port in {attempts} attempts")
+
+    def _write_known_hosts(self):
+        keytype, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        self.known_hosts.write_text(f"[{LOOPBACK}]:{self.ssh_port} {keytype} {key}\n")
+
+    def _start_nginx(self):
+        for sub in ("conf.d", "logs", "temp"):
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        self.nginx_conf.write_text(
+            NGINX_CONF.format(prefix=self.prefix, conf_dir=self.conf_dir))
+        _run(shlex.split(self.nginx_test_cmd))
+        self.nginx_pidfile.unlink(missing_ok=True)
+        # `daemon off`: the master stays our child, so we can reap it.
+        with open(self.nginx_log, "ab") as log:
+            proc = subprocess.Popen(
+                ["nginx", "-p", str(self.prefix), "-c", str(self.nginx_conf)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        self._nginx, self.nginx_pid = proc, proc.pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                if int(self.nginx_pidfile.read_text().strip()) == proc.pid:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        log_text = (self.prefix / "logs" / "error.log").read_text(errors="replace") \
+            if (self.prefix / "logs" / "error.log").exists() else ""
+        raise RuntimeError(f"nginx did not start under {self.prefix}:\n{log_text[-2000:]}")
+
+
+# --- the app being released -------------------------------------------------------
+
+DOCKERFILE = """\
+# Sample app for the bluegreen tests: no base image (no registry is
+# reachable), just the static busybox.
+FROM scratch
+COPY busybox /bin/busybox
+COPY app /app
+ENTRYPOINT ["/bin/busybox"]
+CMD ["sh", "/app/start.sh"]
+"""
+
+# The server is exec'd, so it is PID 1 with no SIGTERM handler: only
+# `init: true` makes `docker stop` quick (see NOTES.md).
+START_HEADER = """\
+# Sample app, kind {kind}. Generated by scripts/loophost.py (SampleApp).
+/bin/busybox --install -s /bin
+export VERSION_LABEL={label}
+PORT="${PORT:-8080}"
+echo "$VERSION_LABEL ({kind}) starting on port $PORT" >&2
+"""
+
+START_BODY = {
+    "ok": """\
+mkdir -p /www
+echo ok > /www/health
+echo "$VERSION_LABEL" > /www/version
+printf '<!doctype html>\\n<title>sample app</title>\\n<p>sample app %s</p>\\n' "$VERSION_LABEL" > /www/index.html
+exec httpd -f -p "$PORT" -h /www
+""",
+    "crash": """\
+echo "$VERSION_LABEL crashes at start on purpose" >&2
+exit 3
+""",
+    # Answers every request, /health included, with 500.
+    "http500": """\
+exec nc -ll -p "$PORT" -e /app/http500.sh
+""",
+    # Accepts connections and never answers: probes must time out.
+    "hang": """\
+exec nc -ll -p "$PORT" -e /bin/sleep 86400
+""",
+}
+
+HTTP500_HANDLER = """\
+# One HTTP exchange on stdin/stdout: read the request head, answer 500.
+cr=$(printf '\\r')
+while read -r line; do
+    line=${line%"$cr"}
+    [ -z "$line" ] && break
+done
+body="internal error ($VERSION_LABEL)"
+printf 'HTTP/1.0 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n'
+printf 'Content-Length: %s\\r\\nConnection: close\\r\\n\\r\\n%s\\n' $((${#body} + 1)) "$body"
+"""
+
+KINDS = tuple(START_BODY)
+
+
+def _fill(template, **values):
+    """Put values into a shell template (str.format would trip over ${...})."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", str(value))
+    return template
+
+
+class SampleApp:
+    """A bare repo (GIT_REPO, a path on this host) and a working clone of it.
+
+    commit(version, kind) commits the app in that behaviour and pushes it:
+      ok       serves / , /health (200) and /version (the version label)
+      crash    exits 3 at start
+      http500  answers every request, /health included, with 500
+      hang     accepts connections on $PORT and never answers
+    slow=N delays the start of any kind by N seconds.
+    """
+
+    def __init__(self, directory, busybox=BUSYBOX):
+        self.dir = Path(directory).resolve()
+        self.repo = self.dir / "repo.git"  # what GIT_REPO points at
+        self.work = self.dir / "work"
+        self.busybox = busybox
+        self.commits = {}  # version label -> sha, newest wins
+        if not (self.repo / "HEAD").exists():
+            self._init()
+
+    def __str__(self):
+        return str(self.repo)
+
+    def _git(self, *args, cwd=None):
+        return _run(["git", *args], cwd=cwd or self.work).stdout.strip()
+
+    def _init(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _run(["git", "init", "-q", "--bare", "-b", "main", str(self.repo)])
+        _run(["git", "init", "-q", "-b", "main", str(self.work)])
+        self._git("config", "user.name", "bluegreen tests")
+        self._git("config", "user.email", "tests@bluegreen.invalid")
+        self._git("config", "commit.gpgsign", "false")
+        self._git("remote", "add", "origin", str(self.repo))
+
+    def commit(self, version, kind="ok", branch="main", slow=0, message=None):
+        """Commit `version` of the app in behaviour `kind` to `branch`, push it; return the sha."""
+        if kind not in START_BODY:
+            raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+        self._checkout(branch)
+        fmt = {"label": shlex.quote(version), "kind": kind}
+        app = self.work / "app"
+        app.mkdir(exist_ok=True)
+        for stale in app.iterdir():
+            stale.unlink()
+        start = _fill(START_HEADER, **fmt)
+        if slow:
+            start += f"echo 'slow start: {float(slow):g}s' >&2\nsleep {float(slow):g}\n"
+        start += _fill(START_BODY[kind], **fmt)
+        (app / "start.sh").write_text(start)
+        if kind == "http500":
+            handler = app / "http500.sh"
+            handler.write_text("#!/bin/sh\n" + HTTP500_HANDLER)
+            handler.chmod(0o755)
+        (app / "VERSION").write_text(f"{version}\n")
+        (self.work / "Dockerfile").write_text(DOCKERFILE)
+        (self.work / ".dockerignore").write_text(".git\n")
+        bb = self.work / "busybox"
+        if not bb.exists():
+            shutil.copy2(self.busybox, bb)
+        self._git("add", "-A")
+        self._git("commit", "-q", "--allow-empty", "-m",
+                  message or f"{version}: {kind}{f', slow {slow}s' if slow else ''}")
+        sha = self._git("rev-parse", "HEAD")
+        self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+        self.commits[version] = sha
+        return sha
+
+    def _checkout(self, branch):
+        """Switch the clone to branch; a new branch starts from the current commit."""
+        if not self._has_commits():
+            self._git("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+            return
+        if self._git("symbolic-ref", "--short", "HEAD") == branch:
+            return
+        exists = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+            cwd=self.work, capture_output=True).returncode == 0
+        self._git("checkout", "-q", *([] if exists else ["-b"]), branch)
+
+    def _has_commits(self):
+        return subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=self.work,
+                              capture_output=True).returncode == 0
+
+    def head(self, branch="main"):
+        """The sha the bare repo's branch points at."""
+        return _run(["git", "rev-parse", f"refs/heads/{branch}"], cwd=self.repo).stdout.strip()
+
+
+# --- command line ------------------------------------------------------------------
+
+
+def _cmd_up(directory):
+    record = Path(directory) / "loophost.json"
+    if record.exists():
+        host = LoopHost.from_dict(json.loads(record.read_text()))
+        if host.sshd_pid and host.nginx_pid:  # already up
+            print(record.read_text(), end="")
+            return 0
+        host.stop()  # what is left of an earlier one
+    host = LoopHost(directory).start()
+    print(host.record.read_text(), end="")
+    return 0
+
+
+def _cmd_down(directory):
+    record = Path(directory) / "loophost.json"
+    if not record.exists():
+        print(f"loophost: nothing recorded in {record}", file=sys.stderr)
+        return 0
+    LoopHost.from_dict(json.loads(record.read_text())).stop()
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="loophost.py",
+        description="A production host on loopback: a private sshd and nginx under DIR.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start sshd and nginx under DIR, record them in DIR/loophost.json")
+    up.add_argument("dir")
+    down = sub.add_parser("down", help="stop what DIR/loophost.json names, by pid")
+    down.add_argument("dir")
+    args = parser.parse_args(argv)
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    try:
+        return _cmd_up(args.dir) if args.command == "up" else _cmd_down(args.dir)
+    except RuntimeError as e:
+        print(f"loophost: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
