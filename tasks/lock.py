@@ -91,7 +91,9 @@ class Holder:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        except PermissionError:
+        except (PermissionError, OverflowError):
+            # OverflowError: a pid no kernel hands out (owner.json edited by hand);
+            # `fab status` reads this property and must not crash on it.
             return False
         return False
 
