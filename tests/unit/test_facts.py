@@ -1,0 +1,265 @@
+"""facts.parse_view: what one `scripts.inspect` run found on the host.
+
+Tests are data: a hand-built sample of the script's output (the markers and
+blocks exactly as the script prints them) and the HostView it must give.
+``host_output`` builds those samples; test_plan.py and test_check.py use it
+too. One test runs the real inspect script with sh against a directory
+laid out like a host, to keep the hand-built samples honest.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import make_settings
+from tasks import scripts
+from tasks.compose import INSPECT_FORMAT, Container
+from tasks.facts import colours_by_port, parse_view
+from tasks.nginx import render_nginx
+from tasks.state import StateError, empty_state, format_state, with_release
+
+NOW = 1_700_000_000
+SHA_BLUE = "a" * 40
+SHA_GREEN = "b" * 40
+
+
+def container_line(settings, colour, state="running", exit_code=0, restarts=0,
+                   image="sha256:" + "c" * 64, started="2024-05-01T10:00:00.123456789Z"):
+    """One line as `docker inspect --format INSPECT_FORMAT` prints it."""
+    assert INSPECT_FORMAT.startswith('{"name":')  # the shape this line imitates
+    return json.dumps({"name": f"/{settings.app_name}-{colour}-1", "state": state,
+                       "exit": exit_code, "restarts": restarts, "image": image,
+                       "started": started}, separators=(",", ":"))
+
+
+def released_state(settings, live="blue", colours=("blue",), branch="main"):
+    """state.json after releases into ``colours``, ``live`` serving."""
+    state = empty_state(settings.app_name)
+    for colour in colours:
+        state = with_release(state, colour, branch=branch,
+                             commit=SHA_BLUE if colour == "blue" else SHA_GREEN,
+                             image="sha256:" + "c" * 64, who={"user": "ana"},
+                             live=colour == live, at="2024-05-01T10:00:00+00:00")
+    return state
+
+
+def host_output(settings, *, now=NOW, deploy_dir=True, lock=None, owner=None,
+                state=None, nginx=None, containers=None, history=None, app_env=None):
+    """What `scripts.inspect` prints for a host in the given condition.
+
+    ``state`` is a dict (written with format_state) or raw text; ``nginx`` the
+    file's text; ``containers`` {colour: inspect line}; ``None`` means the
+    file is absent. Each block ends with the blank line the script's `echo`
+    adds after `cat`.
+    """
+    def block(name, text):
+        return f"::begin {name}\n{text or ''}\n::end {name}\n"
+
+    if isinstance(state, dict):
+        state = format_state(state)
+    out = f"::now {now}\n::deploy_dir {'yes' if deploy_dir else 'no'}\n"
+    if lock:
+        out += f"::lock {lock}\n"
+    out += block("owner", owner)
+    out += block("state", state)
+    out += block("nginx", nginx)
+    lines = "".join(line + "\n" for line in (containers or {}).values())
+    out += block("containers", lines)
+    if history is not None:
+        out += block("history", "".join(line + "\n" for line in history))
+    if app_env is not None:
+        out += f"::app_env {app_env}\n"
+    return out
+
+
+@pytest.fixture
+def s():
+    return make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git")
+
+
+def test_a_host_with_blue_live(s):
+    out = host_output(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
+                      containers={"blue": container_line(s, "blue")})
+    view = parse_view(out, s)
+    assert view.now == NOW and view.deploy_dir is True
+    assert view.lock == "" and view.holder is None
+    assert view.state_error is None and view.state["live"] == "blue"
+    assert view.record("blue")["commit"] == SHA_BLUE and view.record("green") == {}
+    assert (view.nginx.header_live, view.nginx.port, view.nginx.served) == ("blue", 8081, "blue")
+    assert view.live == "blue" and view.drift is None
+    assert view.containers["blue"] == Container(
+        colour="blue", state="running", image="sha256:" + "c" * 64,
+        started_at="2024-05-01T10:00:00.123456789Z")
+    assert view.containers["green"] == Container(colour="green", state="missing")
+    assert view.history == [] and view.app_env_hash == ""
+
+
+def test_a_host_that_was_never_set_up(s):
+    view = parse_view(host_output(s, deploy_dir=False), s)
+    assert view.deploy_dir is False
+    # No DEPLOY_DIR is not a broken state.json: setup, not repair, is the fix.
+    assert view.state is None and view.state_error is None
+    assert view.nginx is None and view.live is None and view.drift is None
+    assert {c.state for c in view.containers.values()} == {"missing"}
+
+
+def test_a_set_up_host_before_its_first_release(s):
+    view = parse_view(host_output(s, state=empty_state("shop")), s)
+    assert view.state_error is None and view.state["live"] is None
+    assert view.live is None and view.nginx is None and view.drift is None
+    assert view.record("blue") == {} and view.record("green") == {}
+
+
+@pytest.mark.parametrize("text, why", [
+    (None, "is missing"),
+    ('{"version": 1, "live": "blue", "colours": {"blu', "is not valid JSON"),
+    ("\x00\x00\x00\x00", "is not valid JSON"),
+    ('["blue"]', "has no 'colours' record"),
+    ('{"live": "purple", "colours": {}}', "unknown live colour 'purple'"),
+])
+def test_a_corrupted_state_json_is_an_error_not_a_crash(s, text, why):
+    view = parse_view(host_output(s, state=text, nginx=render_nginx(s, "green")), s)
+    assert view.state is None
+    assert isinstance(view.state_error, StateError)
+    assert view.state_error.message.startswith("/srv/shop/state.json ")
+    assert why in view.state_error.message
+    assert "fab repair" in view.state_error.hint
+    # nginx still says what is served.
+    assert view.live == "green"
+    assert view.record("green") == {}
+
+
+def test_a_missing_nginx_file_leaves_state_json_to_say_what_is_live(s):
+    view = parse_view(host_output(s, state=released_state(s, "green", ("blue", "green"))), s)
+    assert view.nginx_text.strip() == "" and view.nginx is None
+    assert view.live == "green" and view.drift is None
+
+
+def test_nginx_wins_over_state_json_and_the_drift_is_named(s):
+    out = host_output(s, state=released_state(s, "blue", ("blue", "green")),
+                      nginx=render_nginx(s, "green"))
+    view = parse_view(out, s)
+    assert view.live == "green"
+    assert view.drift == "state.json says blue is live but nginx serves green"
+
+
+def test_a_hand_edited_nginx_file_is_read_by_its_upstream_not_its_header(s):
+    edited = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:8082")
+    view = parse_view(host_output(s, state=released_state(s, "blue"), nginx=edited), s)
+    assert (view.nginx.header_live, view.nginx.served) == ("blue", "green")
+    assert view.live == "green"
+    assert view.drift == ("the nginx file's header says blue but it proxies to green "
+                          "(edited by hand?)")
+
+
+def test_an_nginx_file_proxying_to_a_foreign_port(s):
+    foreign = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:9000")
+    view = parse_view(host_output(s, state=released_state(s, "blue"), nginx=foreign), s)
+    assert view.nginx.port == 9000 and view.nginx.served is None
+    assert view.live is None
+    assert view.drift == "the nginx file proxies to port 9000, which is neither colour's port"
+
+
+def test_the_lock_we_took(s):
+    owner = json.dumps({"pid": 4321, "command": "release", "started_at": NOW,
+                        "user": "ana", "machine": "laptop"})
+    view = parse_view(host_output(s, lock="taken", owner=owner, state=empty_state("shop")), s)
+    assert view.lock == "taken"
+    assert view.holder.record["pid"] == 4321 and view.holder.age == 0
+
+
+def test_a_lock_held_by_someone_else_with_its_age(s):
+    owner = json.dumps({"pid": 999, "command": "release --branch hotfix",
+                        "started_at": NOW - 754, "user": "bo", "machine": "ci-runner-7",
+                        "ci": "github acme/shop run 42 by bo"})
+    view = parse_view(host_output(s, lock="held", owner=owner, state=empty_state("shop")), s)
+    assert view.lock == "held"
+    assert view.holder.age == 754
+    assert view.holder.describe() == (
+        "bo@ci-runner-7 [github acme/shop run 42 by bo] pid 999 running "
+        "`release --branch hotfix` for 12m34s")
+
+
+def test_a_held_lock_whose_owner_file_is_not_written_yet(s):
+    # mkdir and the owner.json write are two steps: a reader can land between.
+    view = parse_view(host_output(s, lock="held", owner=None, state=empty_state("shop")), s)
+    assert view.holder is not None and view.holder.record == {}
+    assert "unknown holder" in view.holder.describe()
+
+
+def test_a_lock_seen_without_asking_for_it(s):
+    # status and check do not take the lock but still report a holder.
+    owner = json.dumps({"pid": 1, "command": "rollback", "started_at": NOW - 5})
+    view = parse_view(host_output(s, owner=owner, state=empty_state("shop")), s)
+    assert view.lock == "" and view.holder.age == 5
+
+
+def test_crashed_and_crash_looping_containers(s):
+    out = host_output(s, state=released_state(s, "blue", ("blue", "green")),
+                      nginx=render_nginx(s, "blue"), containers={
+                          "blue": container_line(s, "blue", restarts=3),
+                          "green": container_line(s, "green", state="exited", exit_code=137)})
+    view = parse_view(out, s)
+    blue, green = view.containers["blue"], view.containers["green"]
+    assert (blue.state, blue.restart_count, blue.running, blue.crashed) == ("running", 3, False, True)
+    assert (green.state, green.exit_code, green.running, green.crashed) == ("exited", 137, False, True)
+
+
+def test_other_apps_containers_and_junk_lines_are_ignored(s):
+    other_app = make_settings(APP_NAME="blog")
+    lines = {"x": container_line(other_app, "blue"), "y": "Error: No such object: shop-green-1",
+             "z": "{not json", "blue": container_line(s, "blue", state="restarting")}
+    view = parse_view(host_output(s, state=empty_state("shop"), containers=lines), s)
+    assert view.containers["blue"].state == "restarting"
+    assert view.containers["green"].state == "missing"
+
+
+def test_history_block_skips_junk_and_keeps_order(s):
+    lines = ['{"task":"release","to":"blue","result":"ok"}', "garbage",
+             '{"task":"release","to":"green","result":"failed"', "",
+             '{"task":"switch","to":"green","result":"ok"}']
+    view = parse_view(host_output(s, state=empty_state("shop"), history=lines,
+                                  app_env="f" * 64), s)
+    assert [e["task"] for e in view.history] == ["release", "switch"]
+    assert view.app_env_hash == "f" * 64
+
+
+def test_colours_by_port():
+    s = make_settings(BLUE_PORT="9001", GREEN_PORT="9002")
+    assert colours_by_port(s) == {9001: "blue", 9002: "green"}
+
+
+def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
+    """Run scripts.inspect with sh on a fake host tree (docker is a stub)."""
+    deploy, conf, bin_dir = tmp_path / "srv" / "shop", tmp_path / "conf.d", tmp_path / "bin"
+    for d in (deploy / ".lock", conf, bin_dir):
+        d.mkdir(parents=True)
+    s = make_settings(APP_NAME="shop", DEPLOY_DIR=str(deploy), NGINX_CONF_DIR=str(conf))
+    state = released_state(s, "blue", ("blue", "green"))
+    owner = json.dumps({"pid": 7, "command": "release", "started_at": NOW, "machine": "m"})
+    (deploy / "state.json").write_text(format_state(state))
+    (deploy / ".lock" / "owner.json").write_text(owner + "\n")
+    (deploy / "history.jsonl").write_text('{"task":"release","to":"blue"}\nnot json\n')
+    (conf / "shop.conf").write_text(render_nginx(s, "blue"))
+    inspect_lines = container_line(s, "blue") + "\n" + container_line(s, "green", "exited", 1)
+    docker = bin_dir / "docker"
+    docker.write_text(f"#!/bin/sh\ncat <<'EOF'\n{inspect_lines}\nEOF\n")
+    docker.chmod(0o755)
+
+    script = scripts.inspect(s, history_lines=5)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True,
+                         text=True, timeout=20).stdout
+    real = parse_view(out, s)
+    hand = parse_view(host_output(
+        s, owner=owner, state=state, nginx=render_nginx(s, "blue"),
+        containers={"blue": container_line(s, "blue"),
+                    "green": container_line(s, "green", "exited", 1)},
+        history=['{"task":"release","to":"blue"}', "not json"]), s)
+    assert abs(real.now - hand.now) < 10 * 365 * 86400  # date +%s is a real clock
+    for field in ("deploy_dir", "lock", "state", "nginx_text", "nginx", "containers",
+                  "history", "live", "drift"):
+        assert getattr(real, field) == getattr(hand, field), field
+    assert real.holder.record == hand.holder.record
