@@ -189,7 +189,7 @@ def switch(settings, nginx_text):
     return f"""set -u
 had=0
 if [ -f {q(f)} ]; then cat {q(f)} > {q(backup)} && had=1; fi
-{write_file(f, nginx_text, prefix=s)} || {{ echo '::error could not write {f}'; exit {NGINX_TEST_FAILED}; }}
+{write_file(f, nginx_text, prefix=s)} || {{ echo {q('::error could not write ' + f)}; exit {NGINX_TEST_FAILED}; }}
 if ! out=$({s}{settings.nginx_test_cmd} 2>&1); then
   {restore}
   echo '::begin nginx_test'; echo "$out"; echo '::end nginx_test'
