@@ -84,7 +84,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
         || [ ! -x "$VENV/bin/fab" ] || [ ! -x "$VENV/bin/pytest" ]; then
     say "installing the project into $VENV (pip install -e '.[test,host]')"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e "$REPO[test,host]"
+    "$VENV/bin/python" -m pip install -q -e "${REPO}[test,host]"
     printf '%s\n' "$want" >"$stamp"
 fi
 
