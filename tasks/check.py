@@ -43,6 +43,12 @@ if command -v {q(nginx)} >/dev/null 2>&1; then echo "::nginx $({q(nginx)} -v 2>&
 """
 
 
+def compose_v2_or_later(version):
+    """Compose v2 and the majors after it (v5 followed v2: 3 and 4 were skipped)."""
+    major = version.lstrip("v").split(".", 1)[0]
+    return major.isascii() and major.isdigit() and int(major) >= 2
+
+
 def tool_problems(values):
     """What is wrong with the tools, as sentences; empty when all is well."""
     problems = []
@@ -53,7 +59,7 @@ def tool_problems(values):
         elif value == "daemon-down":
             problems.append("the Docker daemon does not answer (is it running? may the "
                             "deploy user use it?)")
-        elif tool == "compose" and not value.lstrip("v").startswith(("2.", "3.", "4.")):
+        elif tool == "compose" and not compose_v2_or_later(value):
             problems.append(f"Compose {value} is not v2 (install the docker compose plugin)")
     return problems
 
