@@ -59,7 +59,8 @@ def test_live_blue_targets_green(s):
 def test_live_green_targets_blue(s):
     view = view_of(s, state=released_state(s, "green", ("blue", "green")),
                    nginx=render_nginx(s, "green"))
-    assert (plan_release(view, s, HOST).live, plan_release(view, s, HOST).target) == ("green", "blue")
+    plan = plan_release(view, s, HOST)
+    assert (plan.live, plan.target) == ("green", "blue")
 
 
 def test_nginx_truth_wins_over_state_json_with_a_drift_warning(s):
