@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 PREFIX = lh.TEST_PREFIX
 PROJECT_LABEL = lh.PROJECT_LABEL
 docker = lh.docker
-SETUP_HINT = "run scripts/setup-host.sh as root first (it installs and starts them)"
+SETUP_HINT = "Run scripts/setup-host.sh as root first: it installs and starts them."
 
 
 def pytest_collection_modifyitems(config, items):
