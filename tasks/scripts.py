@@ -135,7 +135,14 @@ def build(settings, colour, *, branch, ref, compose_text, dockerfile_text):
     touched: compose is told about the target service only.
     """
     d, checkout = settings.deploy_dir, f"{settings.deploy_dir}/{colour}"
-    want = f"refs/remotes/origin/{branch}" if ref is None else ref
+    if ref is None:
+        wants = [f"refs/remotes/origin/{branch}"]
+    else:
+        # A branch named by --ref is the remote's: the local branch the clone
+        # made is never moved by the fetch, so a bare name would find it stale.
+        wants = [f"refs/tags/{ref}", f"refs/remotes/origin/{ref}", ref]
+    resolve = " || ".join(f"git rev-parse --verify --quiet {q(w + '^{commit}')}"
+                          for w in wants)
     name = container_name(settings, colour)
     return f"""set -u
 cd {q(d)} || exit {NO_DEPLOY_DIR}
@@ -147,7 +154,7 @@ fi
 cd {q(checkout)} || exit {GIT_FAILED}
 git remote set-url origin {q(settings.git_repo)}
 git fetch --quiet --prune --tags --force origin '+refs/heads/*:refs/remotes/origin/*' 2>&1 || {{ echo '::error git fetch from GIT_REPO failed'; exit {GIT_FAILED}; }}
-commit=$(git rev-parse --verify --quiet {q(want + '^{commit}')}) || {{ echo {q('::error ' + ('branch ' + branch if ref is None else 'ref ' + ref) + ' is not in GIT_REPO')}; exit {GIT_FAILED}; }}
+commit=$({resolve}) || {{ echo {q('::error ' + ('branch ' + branch if ref is None else 'ref ' + ref) + ' is not in GIT_REPO')}; exit {GIT_FAILED}; }}
 git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ echo '::error git checkout failed'; exit {GIT_FAILED}; }}
 echo "::commit $commit"
 echo "::subject $(git log -1 --format=%s | tr -d '\\r' | cut -c1-72)"

@@ -425,3 +425,55 @@ def test_parse_output_markers_and_blocks():
 
 def test_parse_output_of_nothing():
     assert scripts.parse_output("") == ({}, {})
+
+
+# --- build's git phase against a real repository on disk ----------------------
+
+
+def git(*args, cwd):
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=str(cwd), env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_build_resolves_refs_the_way_the_remote_has_them(box):
+    """--ref main after new commits means the remote's main, not the clone's stale one."""
+    src = box.dir / "repo"
+    src.mkdir()
+    git("init", "-q", "-b", "main", cwd=src)
+    git("commit", "-q", "--allow-empty", "-m", "one", cwd=src)
+    one = git("rev-parse", "HEAD", cwd=src)
+    git("tag", "v1", cwd=src)
+    deploy = box.dir / "srv"
+    deploy.mkdir()
+    real_git = box.dir / "realgit"
+    real_git.mkdir()
+    os.symlink(subprocess.run(["sh", "-c", "command -v git"], capture_output=True,
+                              text=True).stdout.strip(), real_git / "git")
+    s = settings_for("normal", DEPLOY_DIR=str(deploy), GIT_REPO=str(src))
+
+    def deployed(branch="main", ref=None):
+        script = scripts.build(s, "blue", branch=branch, ref=ref, compose_text="c\n",
+                               dockerfile_text="d\n")
+        r = box(script, extra_path=str(real_git))
+        values, _ = scripts.parse_output(r.stdout)
+        return values.get("commit") or values.get("error")
+
+    assert deployed() == one  # the first release clones
+    git("commit", "-q", "--allow-empty", "-m", "two", cwd=src)
+    two = git("rev-parse", "HEAD", cwd=src)
+    git("checkout", "-q", "-b", "feature/x", cwd=src)
+    git("commit", "-q", "--allow-empty", "-m", "feature", cwd=src)
+    feature = git("rev-parse", "HEAD", cwd=src)
+    git("checkout", "-q", "main", cwd=src)
+
+    assert deployed() == two
+    assert deployed(branch="feature/x") == feature
+    assert deployed(ref="main") == two
+    assert deployed(ref="feature/x") == feature
+    assert deployed(ref="v1") == one
+    assert deployed(ref=one[:10]) == one
+    assert deployed(ref="nope") == "ref nope is not in GIT_REPO"
+    assert deployed(branch="gone") == "branch gone is not in GIT_REPO"
