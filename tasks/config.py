@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,10 +221,15 @@ def check_ip(v):
 def check_command(v):
     if not v.strip():
         raise Invalid("allowed: a command line (it cannot be empty)")
-    return v.strip()
+    return check_optional_command(v)
 
 
 def check_optional_command(v):
+    try:
+        shlex.split(v)
+    except ValueError:
+        raise Invalid("allowed: a command line a shell can parse (a quote is not "
+                      "closed)") from None
     return v.strip()
 
 

@@ -40,9 +40,14 @@ class HostView:
     @property
     def drift(self):
         """A sentence when state.json and nginx disagree, else None."""
-        if self.nginx is None or not self.state:
+        if not self.state:
             return None
         recorded = self.state.get("live")
+        if self.nginx is None:
+            if recorded:
+                return (f"state.json says {recorded} is live but the nginx file is "
+                        "missing")
+            return None
         if self.nginx.served is None:
             return (f"the nginx file proxies to port {self.nginx.port}, which is "
                     "neither colour's port")

@@ -38,14 +38,18 @@ def explicit_branch(settings, colour):
     return None
 
 
-def plan_release(view, settings, host_name, *, branch=None, ref=None):
-    require_setup(view, host_name)
-    live = view.live
+def refuse_foreign_port(view, settings, host_name):
     if view.nginx is not None and view.nginx.served is None:
         raise Failure(
             f"{settings.nginx_file} on {host_name} proxies to port {view.nginx.port}, "
             "which is neither BLUE_PORT nor GREEN_PORT",
             f"fix the file or the ports, then run: fab -H {host_name} repair", code=FAILED)
+
+
+def plan_release(view, settings, host_name, *, branch=None, ref=None):
+    require_setup(view, host_name)
+    refuse_foreign_port(view, settings, host_name)
+    live = view.live
     target = other(live) if live else "blue"
     if branch is None:
         branch = (explicit_branch(settings, target)
@@ -58,6 +62,7 @@ def plan_release(view, settings, host_name, *, branch=None, ref=None):
 def plan_switch(view, settings, host_name, to):
     """Where a switch or rollback goes, or why it cannot."""
     require_setup(view, host_name)
+    refuse_foreign_port(view, settings, host_name)
     live = view.live
     if to is None:
         if live is None:

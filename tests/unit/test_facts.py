@@ -134,7 +134,8 @@ def test_a_corrupted_state_json_is_an_error_not_a_crash(s, text, why):
 def test_a_missing_nginx_file_leaves_state_json_to_say_what_is_live(s):
     view = parse_view(host_output(s, state=released_state(s, "green", ("blue", "green"))), s)
     assert view.nginx_text.strip() == "" and view.nginx is None
-    assert view.live == "green" and view.drift is None
+    assert view.live == "green"
+    assert view.drift == "state.json says green is live but the nginx file is missing"
 
 
 def test_nginx_wins_over_state_json_and_the_drift_is_named(s):
