@@ -84,7 +84,8 @@ def test_a_hand_edited_nginx_file_is_trusted_for_what_it_proxies_to(s):
 def test_without_an_nginx_file_state_json_says_what_is_live(s):
     view = view_of(s, state=released_state(s, "blue"))
     plan = plan_release(view, s, HOST)
-    assert (plan.live, plan.target, plan.drift) == ("blue", "green", None)
+    assert (plan.live, plan.target) == ("blue", "green")
+    assert plan.drift == "state.json says blue is live but the nginx file is missing"
 
 
 def test_first_release_of_a_colour_follows_dotenv(tmp_path):
