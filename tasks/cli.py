@@ -6,6 +6,7 @@ failure (or all at once with --parallel); read-only ones run concurrently.
 """
 
 import functools
+import signal
 import sys
 import threading
 
@@ -22,6 +23,8 @@ def operator_task(fn):
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
+        # A cancelled CI job sends SIGTERM: clean up (lock, history) as on Ctrl-C.
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             return fn(c, *args, **kwargs)
         except Failure as exc:
@@ -36,6 +39,10 @@ def operator_task(fn):
                        "nothing live changed", code=130) from None
 
     return wrapper
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def cli_hosts(c):
