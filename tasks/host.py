@@ -831,7 +831,7 @@ class Host:
             if not completed and not chan.closed:
                 # Timeout, Ctrl-C or an exception from on_line: stop the
                 # script rather than leave it running unseen.
-                self._stop(transport, err.pid)
+                self._stop(transport, _await_pid(chan, err))
             chan.close()
 
     def _stop(self, transport, pid: Optional[int]) -> None:
@@ -1025,6 +1025,11 @@ class _Lines:
             data, self.head = self.head, b""
         self._take(data)
 
+    def marker_only(self, data: bytes) -> None:
+        """Feed data while the caller is going away: find the pid, call no callback."""
+        self.on_line = None
+        self.feed(data)
+
     def _take(self, data: bytes) -> None:
         if not data:
             return
@@ -1046,6 +1051,17 @@ class _Lines:
 
     def text(self) -> str:
         return _decode(b"".join(self.chunks))
+
+
+def _await_pid(chan, err: "_Lines", limit: float = 1.0) -> Optional[int]:
+    """The script's pid, waiting briefly if stdout got ahead of the marker on stderr."""
+    end = time.monotonic() + limit
+    while err.pid is None and err.marker is not None and time.monotonic() < end and not chan.closed:
+        if chan.recv_stderr_ready():
+            err.marker_only(chan.recv_stderr(65536))
+        else:
+            time.sleep(0.005)
+    return err.pid
 
 
 def _decode(data: bytes) -> str:

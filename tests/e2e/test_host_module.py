@@ -5,14 +5,12 @@ this file needs nothing but /usr/sbin/sshd, openssl and Python.
 """
 
 import os
-import shutil
 import socket
 import stat
 import statistics
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import types
 import urllib.request

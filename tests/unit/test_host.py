@@ -2,6 +2,7 @@
 
 import base64
 import errno
+import io
 import os
 import socket
 import stat
@@ -178,11 +179,11 @@ def test_load_private_key_from_text():
 
 def test_load_private_key_other_types():
     ecdsa = paramiko.ECDSAKey.generate()
-    buf = __import__("io").StringIO()
+    buf = io.StringIO()
     ecdsa.write_private_key(buf)
     assert load_private_key(buf.getvalue()).get_name().startswith("ecdsa-sha2-")
     rsa = paramiko.RSAKey.generate(1024)
-    buf = __import__("io").StringIO()
+    buf = io.StringIO()
     rsa.write_private_key(buf)
     assert load_private_key(buf.getvalue()).get_name() == "ssh-rsa"
 
@@ -407,3 +408,10 @@ def test_handshake_closed_and_unknown_errors_stay_clean():
     assert "closed the connection" in one_line_each(describe_connect_error(EOFError(), ctx())).message
     assert one_line_each(describe_connect_error(RuntimeError("odd"), ctx())).message
     assert describe_connect_error(ValueError("Refusing to be ambiguous"), ctx()).code == 2
+
+
+def test_lines_marker_only_finds_the_pid_without_callbacks():
+    seen = []
+    lines = _Lines("stderr", lambda s, l: seen.append(l), marker=_PID_MARKER)
+    lines.marker_only(b"::bluegreen-pid 77\nlater\n")
+    assert lines.pid == 77 and seen == []
