@@ -77,6 +77,22 @@ def test_ssl_redirect_names_a_non_default_port(settings):
     assert "return 301 https://$host:8443$request_uri;" in text
 
 
+@pytest.mark.parametrize("ssl", [False, True])
+def test_acme_challenges_are_served_from_deploy_dir_on_the_public_port(settings, ssl):
+    # certbot --webroot needs them over plain HTTP, before and after HTTPS is on
+    values = {"SSL_CERT_FILE": "/c.pem", "SSL_KEY_FILE": "/k.pem"} if ssl else {}
+    text = render_nginx(settings(APP_NAME="shop", DEPLOY_DIR="/srv/shop", **values), "blue")
+    public = text.split("server {")[1]
+    assert "listen 8080;" in public
+    acme = public.index("location ^~ /.well-known/acme-challenge/ {")
+    assert acme < public.index("location / {")
+    assert "root /srv/shop/acme;" in public
+    if ssl:  # the redirect moved into `location /`, so the challenge is not redirected
+        assert re.search(r"location / \{\s*return 301 ", public)
+        assert "acme" not in text.split("server {")[2]
+    assert text.count("location ^~ /.well-known/acme-challenge/") == 1
+
+
 def test_ipv6_bind_address_is_bracketed_upstream(settings):
     text = render_nginx(settings(BIND_ADDRESS="::1"), "blue")
     assert "server [::1]:8081;" in text
