@@ -1,0 +1,109 @@
+"""SSL end to end: nginx serves HTTPS on SSL_PORT with the operator's
+certificate, PUBLIC_PORT redirects keeping path and query, a release under
+HTTPS load fails no request, and `check` judges the certificate files."""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import loophost as lh  # `loophost` is the fixture
+from traffic import Load, https_get, tls_context
+
+
+def make_cert(directory, name, days):
+    """A self-signed certificate for `name` valid `days` days: (cert, key) paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}-{days}d.pem", directory / f"{name}-{days}d.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", str(days), "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+def readable_deploy_dir():
+    """A DEPLOY_DIR nginx's workers (user nobody) can read, as /srv/<app> is on
+    a real host: pytest's own tmp directories are private to root."""
+    path = Path(tempfile.mkdtemp(prefix=lh.TEST_PREFIX + "srv-"))
+    path.chmod(0o755)
+    yield path / "app"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def ssl_project(make_project, tmp_path, days=90, deploy_dir=None):
+    project = make_project()
+    if deploy_dir is not None:
+        project.set(DEPLOY_DIR=deploy_dir)
+        project.deploy_dir = deploy_dir
+    name = f"{project.name}.test"
+    cert, key = make_cert(tmp_path / "certs", name, days)
+    ssl_port = lh.free_port()
+    project.set(SERVER_NAME=name, SSL_CERT_FILE=cert, SSL_KEY_FILE=key, SSL_PORT=ssl_port)
+    project.server_name, project.ssl_port, project.cert = name, ssl_port, cert
+    return project
+
+
+def test_https_release_redirect_and_no_failed_request_under_load(make_project, sample_app,
+                                                                 tmp_path, readable_deploy_dir):
+    project = ssl_project(make_project, tmp_path, deploy_dir=readable_deploy_dir)
+    name, port = project.server_name, project.ssl_port
+    ctx = tls_context(project.cert)
+
+    def get(path="/version"):
+        return https_get(port, path, name, ctx)
+
+    project.fab("setup", check=0)
+    status, headers, body = get()
+    assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "blue", "v1"), body
+
+    # PUBLIC_PORT answers with a redirect to SSL_PORT that keeps path and query.
+    status, headers, _ = project.get("/some/path?a=1&b=two%20words", host=name)
+    assert status == 301
+    assert headers["location"] == f"https://{name}:{port}/some/path?a=1&b=two%20words"
+    assert headers.get("x-deploy-colour") == "blue"
+
+    # ...except ACME challenges, served from DEPLOY_DIR/acme for certbot --webroot.
+    challenges = project.deploy_dir / "acme" / ".well-known" / "acme-challenge"
+    challenges.mkdir(parents=True)
+    (challenges / "token-123").write_text("token-123.thumbprint")
+    status, _, body = project.get("/.well-known/acme-challenge/token-123", host=name)
+    assert (status, body) == (200, "token-123.thumbprint")
+
+    # A release under HTTPS load (fresh TLS connection per request) fails nothing.
+    sample_app.commit("v2")
+    with Load(get, threads=3, pause=0.01, name="https") as load:
+        load.wait_for(30)
+        result = project.fab("release", check=0)
+        load.wait_for(load.total + 30)
+    assert "https :%d answers from green" % port in result.stdout, result.stdout
+    assert load.total >= 200, load.summary()
+    assert not load.failed, load.summary()
+    assert set(load.colours) == {"blue", "green"}, load.summary()
+
+    status, headers, body = get()
+    assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "green", "v2"), body
+    # The certificate nginx presents is ours (verified against it as the only CA).
+    status, _, body = https_get(port, "/health", name, ctx)
+    assert status == 200 and body.strip() == "ok"
+
+
+def test_check_verifies_the_certificate_files_and_their_expiry(make_project, tmp_path):
+    project = ssl_project(make_project, tmp_path, days=90)
+    result = project.fab("check", check=0)
+    assert "certificate" in result.stdout and "valid until" in result.stdout, result.stdout
+    assert "SSL_CERT_FILE  ok" in result.stdout, result.stdout
+
+    cert, key = make_cert(tmp_path / "certs", project.server_name, 10)
+    project.set(SSL_CERT_FILE=cert, SSL_KEY_FILE=key)
+    result = project.fab("check", check=0)  # a warning, not a failure
+    assert "expires within 21 days" in result.stdout, result.stdout
+
+    project.set(SSL_KEY_FILE=tmp_path / "certs" / "missing.key")
+    result = project.fab("check", check=1)
+    assert "SSL_KEY_FILE" in result.stdout and "missing or unreadable" in result.stdout
