@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make this machine a "production host" for the e2e tests and the demo:
-# OpenSSH, nginx, Docker + Compose v2, git, static busybox, and the project's
-# virtualenv. Run as root on Debian 12. Idempotent: on a machine that already
+# OpenSSH, nginx, Docker + Compose v2, git, static busybox, sudo (the e2e test
+# of a non-root deploy user with USE_SUDO), and the project's virtualenv.
+# Run as root on Debian 12. Idempotent: on a machine that already
 # has everything it only checks, in a second or two.
 #
 # It never enables or starts the system nginx/sshd services: the tests run
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV=$REPO/.venv
-PACKAGES=(openssh-server nginx docker.io git busybox-static openssl)
+PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/run/bluegreen-dockerd.pid}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/bluegreen-dockerd.log}
