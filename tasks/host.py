@@ -639,6 +639,16 @@ class Host:
         self.connection, self._ctx = conn, ctx
         return self
 
+    def describe(self) -> str:
+        """One line for the connect phase: where, and which host key was checked."""
+        if self.connection is None or self._ctx is None:
+            return f"{self.name} (not connected)"
+        key = self.connection.transport.get_remote_server_key()
+        text = f"{self._ctx.label}, host key {key.get_name()} {key_fingerprint(key)}"
+        if self.accepted_host_key:
+            text += f" (new: trusted on first use and added to {self.accepted_host_key[3]})"
+        return text
+
     def _build(self):
         target, timeout = self.target, self.connect_timeout
         config = self.config if self.config is not None else fabric.Config()

@@ -151,6 +151,7 @@ def host(sshd):
 def test_connects_with_matching_known_hosts(sshd):
     with Host(target(sshd), settings()) as h:
         assert h.connection.is_connected
+        assert h.describe() == f"loop (root@127.0.0.1:{sshd.port}), host key ssh-ed25519 {sshd.fingerprint()}"
         assert h.connection.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert h.run("id -u").stdout.strip() == "0"
     assert h.connection is None
@@ -209,6 +210,7 @@ def test_accept_new_host_key_records_it_and_then_checks_strictly(sshd, tmp_path)
         assert h.run("echo hi").stdout == "hi\n"
         name, kind, fp, path = h.accepted_host_key
         assert (name, kind, fp, path) == (f"[127.0.0.1]:{sshd.port}", "ssh-ed25519", sshd.fingerprint(), str(known))
+        assert f"added to {known}" in h.describe() and sshd.fingerprint() in h.describe()
     assert stat.S_IMODE(os.stat(known).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(known.parent).st_mode) == 0o700
     assert known.read_text() == sshd.known_hosts_line()
