@@ -378,6 +378,28 @@ class LoopHost:
             self.sshd_pid = self._sshd = None
         self.record.unlink(missing_ok=True)
 
+    def restart_nginx(self, how="quit"):
+        """Stop the nginx master (`nginx -s quit`, or `stop`) and start a new one.
+
+        The seed's way of applying an nginx file, kept as the baseline that
+        bench/zero_downtime.py compares a graceful reload with: from the old
+        master closing its listening sockets until the new one has bound
+        them, connections are refused. The new master is checked with
+        `nginx -t` first, as Debian's nginx.service does on a restart.
+        Returns the seconds it took.
+        """
+        if how not in ("quit", "stop"):
+            raise ValueError(f"how={how!r}: quit or stop")
+        started = time.monotonic()
+        if self.nginx_pid and pid_alive(self.nginx_pid):
+            subprocess.run(self._nginx_quit_cmd[:-1] + [how], capture_output=True)
+            if not wait_gone(self.nginx_pid, 10.0, self._nginx):
+                end_pid(self.nginx_pid, 5.0, self._nginx)
+        self.nginx_pid = self._nginx = None
+        self._start_nginx()
+        self.record.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return time.monotonic() - started
+
     def __enter__(self):
         return self.start()
 
@@ -580,6 +602,15 @@ mkdir -p /www
 echo ok > /www/health
 echo "$VERSION_LABEL" > /www/version
 printf '<!doctype html>\\n<title>sample app</title>\\n<p>sample app %s</p>\\n' "$VERSION_LABEL" > /www/index.html
+mkdir -p /www/cgi-bin
+cat > /www/cgi-bin/slow <<'EOF'
+#!/bin/sh
+# GET /cgi-bin/slow?N answers after N seconds (default 1): a request in flight.
+case "$QUERY_STRING" in ''|*[!0-9.]*) delay=1 ;; *) delay=$QUERY_STRING ;; esac
+sleep "$delay"
+printf 'Content-Type: text/plain\\r\\n\\r\\nslow %s\\n' "$VERSION_LABEL"
+EOF
+chmod 755 /www/cgi-bin/slow
 exec httpd -f -p "$PORT" -h /www
 """,
     "crash": """\
@@ -622,7 +653,8 @@ class SampleApp:
     """A bare repo (GIT_REPO, a path on this host) and a working clone of it.
 
     commit(version, kind) commits the app in that behaviour and pushes it:
-      ok       serves / , /health (200) and /version (the version label)
+      ok       serves / , /health (200), /version (the version label) and
+               /cgi-bin/slow?N (answers "slow <version>" after N seconds)
       crash    exits 3 at start
       http500  answers every request, /health included, with 500
       hang     accepts connections on $PORT and never answers
