@@ -55,19 +55,20 @@ class Load:
     """Background threads that call `request()` until stopped; a context manager.
 
     request() returns (status, headers, body). A request fails when status
-    is not 200. ok, failed (a list of (time, answer)) and colours (how many
-    answers named each X-Deploy-Colour) are read after the block.
+    is not 200 or accept(status, headers, body) is false (e.g. an answer
+    from another app). ok, failed (a list of (time, answer)) and colours
+    (how many answers named each X-Deploy-Colour) are read after the block.
     """
 
-    def __init__(self, request, threads=2, pause=0.02, name="load"):
+    def __init__(self, request, threads=2, pause=0.02, name="load", accept=None):
         self.request = request
+        self.accept = accept or (lambda status, headers, body: True)
         self.threads = threads
         self.pause = pause
         self.name = name
         self.ok = 0
         self.failed = []
         self.colours = {}
-        self.versions = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = []
@@ -81,7 +82,7 @@ class Load:
             answer = self.request()
             status, headers, body = answer
             with self._lock:
-                if status == 200:
+                if status == 200 and self.accept(*answer):
                     self.ok += 1
                     colour = headers.get("x-deploy-colour", "?")
                     self.colours[colour] = self.colours.get(colour, 0) + 1

@@ -1,0 +1,117 @@
+"""Two apps on one host share its nginx: releasing, rolling back or failing
+one never touches the other's files, containers or traffic, and `check`
+names a clash between them."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import loophost as lh  # `loophost` is the fixture
+from traffic import Load
+
+docker = lh.docker
+
+
+def tree_digest(directory):
+    """{relative path: sha256} of every file under directory (symlinks by target)."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = str(path.relative_to(directory))
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            else:
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def containers_of(project):
+    """{name: (id, image id, started at, status)} of the app's containers."""
+    ids = lh.nonblank_lines(docker("ps", "-aq", "--no-trunc", "--filter",
+                                   f"label={lh.PROJECT_LABEL}={project.name}"))
+    if not ids:
+        return {}
+    fmt = "{{json .Name}} {{json .Id}} {{json .Image}} {{json .State.StartedAt}} {{json .State.Status}}"
+    found = {}
+    for line in lh.nonblank_lines(docker("inspect", "--format", fmt, *ids)):
+        name, *rest = (json.loads(x) for x in line.split(" "))
+        found[name] = tuple(rest)
+    return found
+
+
+def snapshot(project):
+    return {"nginx": project.nginx_file.read_bytes(),
+            "deploy_dir": tree_digest(project.deploy_dir),
+            "containers": containers_of(project)}
+
+
+def two_apps(make_project, sample_app, tmp_path, same_public_port=True):
+    """App A (the sample app) and app B (its own repo) on the loophost, both
+    on A's PUBLIC_PORT under different names when same_public_port."""
+    a = make_project()
+    app_b = lh.SampleApp(tmp_path / "app-b")
+    b = make_project(app=app_b)
+    a.set(SERVER_NAME=f"{a.name}.test")
+    b.set(SERVER_NAME=f"{b.name}.test")
+    if same_public_port:
+        b.set(PUBLIC_PORT=a.public_port)
+        b.public_port = a.public_port
+    return a, b
+
+
+def load_on(project, prefix):
+    host = project.settings["SERVER_NAME"]
+    return Load(lambda: project.get("/version", host=host, timeout=5), threads=2, pause=0.01,
+                name=project.name, accept=lambda s, h, body: body.startswith(prefix))
+
+
+def test_releasing_rolling_back_and_failing_one_app_leaves_the_other_alone(
+        make_project, sample_app, tmp_path):
+    a, b = two_apps(make_project, sample_app, tmp_path)
+    sample_app.commit("a1")
+    b.app.commit("b1")
+    a.fab("setup", check=0)
+    b.fab("setup", check=0)
+    before = snapshot(b)
+    assert set(before["containers"]) == {f"/{b.name}-blue-1"}
+
+    with load_on(a, "a") as load_a, load_on(b, "b") as load_b:
+        load_a.wait_for(20)
+        load_b.wait_for(20)
+        sample_app.commit("a2")
+        a.fab("release", check=0)                  # a2 on green
+        sample_app.commit("a3")
+        a.fab("release", check=0)                  # a3 on blue
+        a.fab("rollback", check=0)                 # a2 on green again
+        sample_app.commit("a4", kind="crash")
+        failed = a.fab("release", check=1)         # a4 into blue: fails, green stays
+        load_a.wait_for(load_a.total + 20)
+        load_b.wait_for(load_b.total + 20)
+
+    assert "blue is not healthy" in failed.stderr, failed.stderr
+    for load in (load_a, load_b):
+        assert load.total >= 100, load.summary()
+        assert not load.failed, load.summary()
+    assert set(load_a.colours) == {"blue", "green"}, load_a.summary()
+    assert set(load_b.colours) == {"blue"}, load_b.summary()
+    status, headers, body = a.get("/version", host=f"{a.name}.test")
+    assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "green", "a2")
+
+    after = snapshot(b)
+    assert after["nginx"] == before["nginx"]  # byte for byte
+    assert after["containers"] == before["containers"]  # same ids, never restarted
+    assert after["deploy_dir"] == before["deploy_dir"]
+    status, headers, body = b.get("/version", host=f"{b.name}.test")
+    assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "blue", "b1")
+
+    # check: sharing PUBLIC_PORT under other names is fine, and says so
+    result = a.fab("check", check=0)
+    assert f"shared by name with {b.nginx_file}" in result.stdout, result.stdout
+    # ...an overlapping SERVER_NAME on that port is a clash naming the other file
+    b.set(SERVER_NAME=f"{b.name}.test {a.name}.test")
+    result = b.fab("check", check=1)
+    assert "PUBLIC_PORT" in result.stdout and str(a.nginx_file) in result.stdout, result.stdout
+    assert str(a.nginx_file) in result.stderr  # the one-line summary names it too
