@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import scripts
 from .config import COLOURS
 from .errors import FAILED, Failure
-from .facts import parse_view
+from .facts import parse_listening, parse_view
 from .output import table
 
 q = shlex.quote
@@ -71,8 +71,7 @@ def check_script(settings):
     parent = d.rsplit("/", 1)[0] or "/"
     lines = [
         tools_script(s),
-        scripts.inspect(s),
-        scripts.block("listening", "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"),
+        scripts.inspect(s, listening=True),
         f"if [ -d {q(d)} ]; then t={q(d)}; else t={q(parent)}; fi",
         "echo \"::disk_kb $(df -Pk \"$t\" 2>/dev/null | awk 'NR==2 {print $4}')\"",
         f"if out=$({sudo}{s.nginx_test_cmd} 2>&1); then echo '::nginx_test ok'; "
@@ -140,22 +139,6 @@ def parse_other_files(text):
             lines.append(line)
     close()
     return files
-
-
-def parse_listening(text):
-    """{port: process name or ''} from `ss -Htln[p]` lines."""
-    ports = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        local = parts[3]
-        port = local.rsplit(":", 1)[-1]
-        if not port.isdigit():
-            continue
-        proc = re.search(r'users:\(\("([^"]+)"', line)
-        ports.setdefault(int(port), proc.group(1) if proc else "")
-    return ports
 
 
 def names_overlap(a, b):

@@ -4,6 +4,7 @@
 decisions in plan.py read the view. No I/O here.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from .compose import parse_inspect
@@ -27,6 +28,7 @@ class HostView:
     containers: dict  # colour -> compose.Container
     history: list = field(default_factory=list)
     app_env_hash: str = ""
+    listening: dict = field(default_factory=dict)  # port -> process name ('' if unknown)
 
     @property
     def live(self):
@@ -89,7 +91,24 @@ def parse_view(output, settings):
         containers=parse_inspect(blocks.get("containers", ""), settings),
         history=parse_history(blocks.get("history", "")),
         app_env_hash=values.get("app_env", ""),
+        listening=parse_listening(blocks.get("listening", "")),
     )
+
+
+def parse_listening(text):
+    """{port: process name or ''} from `ss -Htln[p]` lines."""
+    ports = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        local = parts[3]
+        port = local.rsplit(":", 1)[-1]
+        if not port.isdigit():
+            continue
+        proc = re.search(r'users:\(\("([^"]+)"', line)
+        ports.setdefault(int(port), proc.group(1) if proc else "")
+    return ports
 
 
 def colours_by_port(settings):

@@ -51,12 +51,35 @@ def plan_release(view, settings, host_name, *, branch=None, ref=None):
     refuse_foreign_port(view, settings, host_name)
     live = view.live
     target = other(live) if live else "blue"
+    require_free_port(view, settings, host_name, target)
     if branch is None:
         branch = (explicit_branch(settings, target)
                   or view.record(target).get("branch")
                   or settings.branch_of(target))
     return ReleasePlan(live=live, target=target, branch=branch, ref=ref,
                        drift=view.drift)
+
+
+def require_free_port(view, settings, host_name, target):
+    """Refuse before building when another program holds the target's port.
+
+    The new container could not publish (or, with host networking, listen
+    on) it, and the health gate could pass against the squatter. The
+    target's own container listens there while it runs, so only a port in
+    use while that container is not running counts. No `ss` on the host
+    means no listening ports in the view: nothing to refuse.
+    """
+    port = settings.port_of(target)
+    container = view.containers[target]
+    if port in view.listening and container.state not in ("running", "paused"):
+        key = f"{target.upper()}_PORT"
+        program = view.listening[port] or "another program"
+        raise Failure(
+            f"{key} {port} on {host_name} is in use by {program}, not by {target}'s "
+            f"container ({container.describe()}): {target} cannot start there; nothing "
+            "was built and nothing live changed",
+            f"stop what listens on {port}, or set {key} to a free port "
+            f"(`fab -H {host_name} check` lists the ports in use)", code=FAILED)
 
 
 def plan_switch(view, settings, host_name, to):

@@ -60,7 +60,7 @@ class Session:
         """Take the lock and read the host under it (one round trip)."""
         owner = jsonlib.dumps(owner_record(self.command, self.who), sort_keys=True)
         script = scripts.inspect(self.settings, owner_json=owner, history_lines=20,
-                                 app_env=bool(self.settings.app_env_file))
+                                 app_env=bool(self.settings.app_env_file), listening=True)
         deadline = time.monotonic() + wait
         with self.reporter.phase("lock") as ph:
             while True:

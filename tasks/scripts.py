@@ -71,11 +71,13 @@ def take_lock(settings, owner_json):
             f"else echo '::lock held'; fi")
 
 
-def inspect(settings, *, owner_json=None, history_lines=0, app_env=False):
+def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listening=False):
     """What is on the host: state, nginx file, lock, containers (one round trip).
 
     With ``owner_json`` the lock is taken first, so what is read cannot change
-    underneath the task. A held lock stops the script with LOCK_HELD.
+    underneath the task. A held lock stops the script with LOCK_HELD. With
+    ``listening``, the TCP ports something listens on (``ss``; with the
+    program's name when the login user may see it).
     """
     d = settings.deploy_dir
     lines = [
@@ -96,6 +98,8 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False):
     if app_env:
         lines.append(f"echo \"::app_env $(sha256sum {q(d + '/app.env')} 2>/dev/null "
                      f"| cut -d' ' -f1)\"")
+    if listening:
+        lines.append(block("listening", "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"))
     return "\n".join(lines) + "\n"
 
 
