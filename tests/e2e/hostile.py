@@ -1,0 +1,259 @@
+"""Helpers for the hostile-conditions e2e tests (test_hostkeys, test_bad_input,
+test_faults, test_secrets, test_sudo_user): a project alive for a whole
+module, `fab` in the background, a light client load that counts failures,
+and a snapshot of everything a task could change on the host.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import loophost as lh
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+# Generous: other engineers run e2e tests on this 2-core machine at the same time.
+FAB_TIMEOUT = 240
+
+
+def conftest_module(config):
+    """tests/e2e/conftest.py as pytest loaded it (every conftest.py outside a
+    package is a module called `conftest`, so it is not importable by name)."""
+    return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
+
+
+def module_project(request, tmp_path_factory, loophost, setup=True, **settings):
+    """A generator for a module-scoped fixture: a Project with its own
+    SampleApp ("v1" on main), set up (first release into blue) unless
+    setup=False; removed afterwards."""
+    conf = conftest_module(request.config)
+    base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    app = lh.SampleApp(base / "sample-app")
+    app.commit("v1")
+    project = conf.Project(base / "p", loophost, app)
+    if settings:
+        project.set(**settings)
+    try:
+        if setup:
+            fab(project, "setup")
+        yield project
+    finally:
+        project.remove()
+
+
+def output(result):
+    return result.stdout + result.stderr
+
+
+def no_traceback(result):
+    both = output(result)
+    assert "Traceback" not in both, f"a traceback leaked:\n{both}"
+
+
+def fab(project, *args, code=0, env=None, timeout=FAB_TIMEOUT):
+    """Run `fab`, assert its exit code and that no traceback leaked out."""
+    r = project.fab(*args, env=env, timeout=timeout, check=code)
+    no_traceback(r)
+    return r
+
+
+def error_lines(result):
+    """The lines a failed task printed on stderr (Invoke's Exit message)."""
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# --- fab in the background -----------------------------------------------------------
+
+
+def fab_command(*args):
+    """The command line Project.fab runs: this environment's fab, pointed at the repo."""
+    return [str(Path(sys.executable).parent / "fab"), "-r", str(REPO_ROOT), *map(str, args)]
+
+
+class Background:
+    """`fab ARGS` started with Popen in the project dir; its output is read
+    by threads so a test can wait for a line and kill the process mid-task."""
+
+    def __init__(self, project, *args, env=None):
+        cmd = fab_command(*args)
+        self.args = args
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=project.dir, env=project.child_env(env),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.pid = self.proc.pid
+        self.start_ticks = start_ticks(self.pid)
+        self.lines = []
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(s,), daemon=True)
+                         for s in (self.proc.stdout, self.proc.stderr)]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_line(self, text, timeout=120):
+        """Block until a line containing `text` was printed; the line."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._alive_readers()):
+                    raise AssertionError(f"fab {' '.join(map(str, self.args))} never printed "
+                                         f"{text!r}:\n" + "\n".join(self.lines))
+                self._cond.wait(min(left, 0.2))
+
+    def _alive_readers(self):
+        return any(t.is_alive() for t in self._readers)
+
+    def wait(self, timeout=FAB_TIMEOUT):
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"fab {' '.join(map(str, self.args))} still running after "
+                                 f"{timeout}s:\n" + self.text()) from None
+        for t in self._readers:
+            t.join(timeout=10)
+        return code
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+        self.proc.wait(timeout=30)
+
+    def text(self):
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+def start_ticks(pid):
+    """A process's start time (clock ticks since boot, /proc/PID/stat field 22)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def connection_child(sshd_pid, since_ticks, timeout=30):
+    """The one per-connection sshd child of the listener `sshd_pid` started at
+    or after `since_ticks`: the process serving a connection made by a fab
+    started then. Fails unless there is exactly one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for pid in lh.child_pids(sshd_pid):
+            try:
+                if start_ticks(pid) >= since_ticks:
+                    found.append(pid)
+            except (OSError, IndexError, ValueError):
+                continue
+        if len(found) == 1:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected one new connection child of sshd {sshd_pid}, "
+                                 f"found {found}")
+        time.sleep(0.1)
+
+
+# --- what clients see ---------------------------------------------------------------
+
+
+class Load:
+    """One thread doing sequential GETs to the public port, short timeouts,
+    counting failures (anything but a 200). A context manager."""
+
+    def __init__(self, port, path="/version", timeout=3.0, pause=0.05):
+        self.port, self.path, self.timeout, self.pause = port, path, timeout, pause
+        self.ok = 0
+        self.failed = []
+        self.bodies = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            status, headers, body = lh.http_get(self.port, self.path, timeout=self.timeout)
+            if status == 200:
+                self.ok += 1
+                key = (headers.get("x-deploy-colour"), body.strip())
+                self.bodies[key] = self.bodies.get(key, 0) + 1
+            else:
+                self.failed.append((round(time.monotonic(), 2), status, body[:120]))
+            self._stop.wait(self.pause)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self):
+        return f"{self.ok} ok, {len(self.failed)} failed {self.failed[:5]}; answers {self.bodies}"
+
+    def assert_clean(self, minimum=5):
+        assert not self.failed, f"clients saw failures: {self.summary()}"
+        assert self.ok >= minimum, f"too few requests to tell: {self.summary()}"
+
+
+# --- what is on the host ------------------------------------------------------------
+
+
+def snapshot(project):
+    """Everything a task could change for this app: every file under DEPLOY_DIR
+    (path -> mode, size, sha256, mtime), the nginx file, the lock, the
+    containers (name -> id, state, start time)."""
+    files = {}
+    root = project.deploy_dir
+    if root.exists():
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in sorted(filenames) + sorted(dirnames):
+                p = Path(dirpath) / name
+                st = p.lstat()
+                digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+                files[str(p.relative_to(root))] = (oct(st.st_mode), st.st_size, digest,
+                                                   st.st_mtime_ns)
+    nginx = project.nginx_file.read_text() if project.nginx_file.exists() else None
+    containers = {}
+    ids = lh.nonblank_lines(lh.docker("ps", "-aq", "--filter",
+                                      f"label={lh.PROJECT_LABEL}={project.name}"))
+    if ids:
+        r = lh.docker("inspect", "--format",
+                      "{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}", *ids)
+        for line in lh.nonblank_lines(r):
+            name, cid, state, started = line.split()
+            containers[name] = (cid, state, started)
+    return {"files": files, "nginx": nginx, "containers": containers,
+            "locked": (root / ".lock").exists(), "dir_exists": root.exists()}
+
+
+def history(project):
+    path = project.deploy_dir / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def state(project):
+    return json.loads((project.deploy_dir / "state.json").read_text())
+
+
+def serving(project):
+    """(X-Deploy-Colour, body of /version) that clients get right now."""
+    status, headers, body = project.get("/version")
+    assert status == 200, f"the app does not answer through nginx: {status} {body}"
+    return headers.get("x-deploy-colour"), body.strip()
