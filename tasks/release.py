@@ -93,6 +93,14 @@ class Session:
     def close(self):
         self.host.close()
 
+    def ssh_stats(self):
+        """SSH round trips so far, for --json summaries: remote commands,
+        channels opened (health probes, verification) and uploads."""
+        stats = self.host.stats
+        return {"commands": int(stats.get("commands", 0)),
+                "channels": int(stats.get("channels", 0)),
+                "uploads": int(stats.get("uploads", 0))}
+
     # --- history ---
 
     def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
@@ -268,7 +276,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
              + (f"; {keep}" if keep else ""))
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": target, "previous": live, "branch": plan.branch, "commit": commit,
-            "image": image, "seconds": round(total, 3), "phases": rep.durations()}
+            "image": image, "seconds": round(total, 3), "phases": rep.durations(),
+            "ssh": session.ssh_stats()}
 
 
 def build_target(session, plan):
@@ -389,7 +398,7 @@ def switch(session, to=None, *, wait_lock=0.0):
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": to, "previous": live, "commit": record.get("commit"),
             "branch": record.get("branch"), "seconds": round(total, 3),
-            "phases": rep.durations()}
+            "phases": rep.durations(), "ssh": session.ssh_stats()}
 
 
 def setup(session):
@@ -427,7 +436,7 @@ def setup(session):
         rep.line(f"already set up: {view.live} is live; created what was missing, "
                  "released nothing (use `fab release`)")
         return {"host": name, "app": s.app_name, "task": "setup", "result": "ok",
-                "live": view.live, "released": False}
+                "live": view.live, "released": False, "ssh": session.ssh_stats()}
     summary = release(session, first=True)
     summary["released"] = True
     return summary
