@@ -147,6 +147,10 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
 
 HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_HOSTS"
 
+# Numeric flags default to strings: Invoke casts a value to its default's type
+# while parsing, so `--wait-lock 1.5` (or `--lines x`) with an int default
+# would end in a raw ValueError traceback before our check could name the flag.
+
 
 @task(help={
     "branch": "deploy this branch and, on success, record it as the colour's branch",
@@ -160,7 +164,7 @@ HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_
     "accept_new_host_key": HOST_KEY_HELP,
 })
 @operator_task
-def release(c, branch=None, ref=None, stop_old=False, wait_lock=0, force_unlock=False,
+def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unlock=False,
             parallel=False, json=False, verbose=False, accept_new_host_key=False):
     """Release into the idle colour, check its health, switch nginx to it."""
     from . import release as pipeline
@@ -190,7 +194,7 @@ def setup(c, json=False, verbose=False, accept_new_host_key=False):
 @task(help={"wait_lock": "wait up to this many seconds for another task's lock",
             "json": "print a JSON summary per host", "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def rollback(c, wait_lock=0, json=False, accept_new_host_key=False):
+def rollback(c, wait_lock="0", json=False, accept_new_host_key=False):
     """Point nginx back at the other colour (it must be running and healthy)."""
     from . import release as pipeline
 
@@ -204,7 +208,7 @@ def rollback(c, wait_lock=0, json=False, accept_new_host_key=False):
                            "json": "print a JSON summary per host",
                            "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def switch_(c, to=None, wait_lock=0, json=False, accept_new_host_key=False):
+def switch_(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
     """Make a colour live by hand (the seed's release-blue/green.sh), with checks."""
     from . import release as pipeline
 
@@ -239,7 +243,7 @@ def status(c, json=False, accept_new_host_key=False):
             "colour": "the colour to preview (default: the idle one)",
             "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def preview(c, local_port=0, colour=None, accept_new_host_key=False):
+def preview(c, local_port="0", colour=None, accept_new_host_key=False):
     """Open a tunnel from this machine to the idle colour, for QA before a switch."""
     from .preview import preview as run_preview
 
@@ -264,7 +268,7 @@ def preview(c, local_port=0, colour=None, accept_new_host_key=False):
             "follow": "keep printing new lines until Ctrl-C",
             "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def logs(c, colour=None, lines=100, follow=False, accept_new_host_key=False):
+def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
     """Print a colour's container logs."""
     from .maintain import logs as show_logs
 
@@ -279,7 +283,7 @@ def logs(c, colour=None, lines=100, follow=False, accept_new_host_key=False):
             "json": "one JSON object per entry (JSON Lines)",
             "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def history(c, lines=20, json=False, accept_new_host_key=False):
+def history(c, lines="20", json=False, accept_new_host_key=False):
     """Show the host's audit log: every release, switch and rollback attempt."""
     from .maintain import history as show_history
 
