@@ -91,8 +91,12 @@ def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, c
 
 
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
-             accept_new_host_key=False, require_repo=True, rolling=True):
-    """Run ``body(session)`` on each host; say which were done, failed, not started."""
+             accept_new_host_key=False, require_repo=True, rolling=True, report=None):
+    """Run ``body(session)`` on each host; say which were done, failed, not started.
+
+    ``report``, when given, gets [(host, result or None, Failure or None)] in
+    host order before the summary, failures included (status prints its table).
+    """
     work = targets(c, require_repo=require_repo)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
     results, failures = {}, {}
@@ -129,6 +133,8 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
                 exc = failures[entry.name]
                 emit_json({"host": entry.name, "task": task_name, "result": "failed",
                            "error": exc.message, "code": exc.code})
+    if report is not None:
+        report([(e.name, results.get(e.name), failures.get(e.name)) for e, _ in work])
     if len(work) > 1:
         done = [e.name for e, _ in work if e.name in results]
         failed = [e.name for e, _ in work if e.name in failures]
@@ -228,14 +234,16 @@ def status(c, json=False, accept_new_host_key=False):
     """Show what is live where: colours, commits, containers, health, lock."""
     from .status import status as gather
 
-    results = on_hosts(c, "status", lambda s: gather(s, json_mode=json), parallel=True,
-                       rolling=False, json_mode=json, accept_new_host_key=accept_new_host_key,
-                       require_repo=False)
-    if not json:
-        from .status import format_status
+    from .status import format_statuses
 
-        for name, result in results.items():
-            emit(format_status(result))
+    def show(rows):
+        text = "" if json else format_statuses(rows)
+        if text:
+            emit(text)
+
+    on_hosts(c, "status", lambda s: gather(s, json_mode=json), parallel=True,
+             rolling=False, json_mode=json, accept_new_host_key=accept_new_host_key,
+             require_repo=False, report=show)
 
 
 @task(help={"local_port": "local port for the tunnel (default: the idle colour's port, "

@@ -2,6 +2,7 @@
 
 from . import health
 from .config import COLOURS
+from .errors import NO_CONNECTION
 from .output import table
 from .state import last_attempt
 
@@ -85,3 +86,48 @@ def format_status(r):
         lines.append("  lock: free")
     return "\n".join(lines)
 
+
+def format_statuses(rows):
+    """What `fab status` prints for (host, result, failure) in host order.
+
+    One host: its detailed view (format_status). Several: one table, a row
+    per host and colour, with what needs a reader's attention below it.
+    """
+    if len(rows) == 1:
+        # One host that failed: its error says everything, a table would not.
+        return format_status(rows[0][1]) if rows[0][1] is not None else ""
+    table_rows, notes = [], []
+    for name, r, failure in rows:
+        if r is None:
+            role = "unreachable" if failure and failure.code == NO_CONNECTION else "failed"
+            table_rows.append([name, "-", "-", role] + ["-"] * 6)
+            if failure:
+                notes.append(f"{name}: {failure.message}")
+            continue
+        if not r["set_up"]:
+            table_rows.append([name, r["app"], "-", "not set up"] + ["-"] * 6)
+            notes.append(f"{name}: {r['deploy_dir']} is missing: run `fab -H {name} setup`")
+            continue
+        for colour, c in r["colours"].items():
+            table_rows.append([name, r["app"], colour, c["role"], c["branch"] or "-",
+                               (c["commit"] or "-")[:12], c["deployed_at"] or "-",
+                               (c["deployed_by"] or "-").split(" (")[0], c["container"],
+                               c["health"]])
+            if c["last_failure"]:
+                f = c["last_failure"]
+                notes.append(f"{name}: {colour}: last release failed at {f['time']} in "
+                             f"{f['phase']}: {f['error']}")
+        if r["state_error"]:
+            notes.append(f"{name}: problem: {r['state_error']}; run `fab -H {name} repair`")
+        if r["drift"]:
+            notes.append(f"{name}: drift: {r['drift']}; releases trust nginx")
+        if r["lock"]:
+            lock = r["lock"]
+            notes.append(f"{name}: lock: held by {lock['holder']}"
+                         + ("; that process is gone: `fab unlock`" if lock["gone"] else ""))
+    body = table(table_rows, ["host", "app", "colour", "role", "branch", "commit",
+                              "deployed at", "by", "container", "health"])
+    answered = "" if all(r for _, r, _ in rows) else " that answered"
+    locks = [] if any(r and r["lock"] for _, r, _ in rows) else [
+        f"locks: free on every host{answered}"]
+    return "\n".join([body] + notes + locks)
