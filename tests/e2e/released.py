@@ -1,0 +1,128 @@
+"""Helpers for the release pipeline's e2e tests (test_release, test_failures,
+test_lock, test_tasks): a project that lives for a whole test module, and
+the checks every test makes of `fab`'s output.
+
+A module-scoped project saves a setup (a build and a health gate) per test;
+tests that need a pristine host use conftest's function-scoped `project`.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import loophost as lh
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+# Generous: other engineers run e2e tests on this 2-core machine at the same time.
+FAB_TIMEOUT = 240
+
+
+def conftest_module(config):
+    """tests/e2e/conftest.py as pytest loaded it (it is not importable by name:
+    every conftest.py outside a package is a module called `conftest`)."""
+    return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
+
+
+def module_project(request, tmp_path_factory, loophost, **settings):
+    """A Project with its own SampleApp ("v1" on main), alive for the module.
+
+    A generator for a module-scoped fixture: yields the project, removes its
+    containers, images, nginx file and directories afterwards.
+    """
+    conf = conftest_module(request.config)
+    base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    app = lh.SampleApp(base / "sample-app")
+    app.commit("v1")
+    project = conf.Project(base / "p", loophost, app)
+    if settings:
+        project.set(**settings)
+    try:
+        yield project
+    finally:
+        project.remove()
+
+
+def fab(project, *args, code=0, env=None, timeout=FAB_TIMEOUT):
+    """Run `fab`, assert its exit code and that no traceback leaked out."""
+    r = project.fab(*args, env=env, timeout=timeout, check=code)
+    no_traceback(r)
+    return r
+
+
+def fab_background(project, *args, log):
+    """Start `fab ARGS` in the project dir without waiting (a Popen); its
+    stdout and stderr go to the file `log`."""
+    cmd = [str(Path(sys.executable).parent / "fab"), "-r", str(REPO_ROOT), *map(str, args)]
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, cwd=project.dir, env=project.child_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+
+def no_traceback(result):
+    both = result.stdout + result.stderr
+    assert "Traceback" not in both, f"a traceback leaked:\n{both}"
+
+
+def output(result):
+    return result.stdout + result.stderr
+
+
+def status_json(project):
+    """The one JSON object `status --json` prints for the test host."""
+    r = fab(project, "status", "--json")
+    lines = [line for line in r.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stdout
+    data = json.loads(lines[0])
+    assert data["host"] == project.HOST_NAME
+    return data
+
+
+def history_json(project, *args):
+    r = fab(project, "history", "--json", *args)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def summary_json(result):
+    """The JSON summary `release --json` (or switch/rollback --json) prints on stdout."""
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line on stdout:\n{result.stdout}"
+    return json.loads(lines[0])
+
+
+def version(project, port=None):
+    """The app's /version through PUBLIC_PORT (or a colour's own port)."""
+    status, headers, body = project.get("/version", port=port)
+    assert status == 200, (status, body)
+    return body.strip()
+
+
+def serves(project, label, colour=None, timeout=15):
+    """Wait until PUBLIC_PORT answers /version with `label` (and the colour header)."""
+    def ok(status, headers, body):
+        return status == 200 and body.strip() == label and (
+            colour is None or headers.get("x-deploy-colour") == colour)
+
+    answer = project.wait_for(ok, timeout=timeout, path="/version")
+    assert ok(*answer), f"wanted {label} from {colour or 'any colour'}, got {answer}"
+    return answer
+
+
+def state_file(project):
+    return json.loads((project.deploy_dir / "state.json").read_text())
+
+
+def container_states(project):
+    """{service: state} of the project's containers."""
+    return {c["service"]: c["state"] for c in project.containers()}
+
+
+def wait_until(predicate, timeout=15, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,148 @@
+"""The host's lock: a held lock stops a second task with exit 4 and names
+its holder; `unlock` clears it; `--wait-lock` waits for a lock that goes away.
+"""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from released import (FAB_TIMEOUT, container_states, fab, fab_background, history_json,
+                      module_project, output, serves, status_json, wait_until)
+
+
+@pytest.fixture(scope="module")
+def host(request, tmp_path_factory, loophost):
+    """A project after `fab setup` (v1 live in blue)."""
+    for project in module_project(request, tmp_path_factory, loophost):
+        fab(project, "setup")
+        yield project
+
+
+def hold_lock(project, **record):
+    """Take the lock by hand, as another operator's task would have."""
+    lock = project.deploy_dir / ".lock"
+    lock.mkdir()
+    owner = {"pid": 4242, "command": "fab -H prod release --branch hotfix",
+             "started_at": int(time.time()) - 150, "user": "alice",
+             "machine": "ci-runner-7", **record}
+    (lock / "owner.json").write_text(json.dumps(owner) + "\n")
+    return lock
+
+
+def test_a_held_lock_stops_release_with_exit_4_naming_its_holder(host):
+    p = host
+    lock = hold_lock(p)
+    try:
+        history_before = len(history_json(p))
+        r = fab(p, "release", code=4)
+        out = output(r)
+        assert "locked by alice@ci-runner-7" in out
+        assert "`fab -H prod release --branch hotfix`" in out  # the holder's command
+        assert "pid 4242" in out and "for 2m3" in out  # its age, 150 s and counting
+        assert "unlock" in out  # what to do
+        # Nothing ran: no build, no history entry, the lock is still alice's.
+        assert container_states(p) == {"blue": "running"}
+        assert len(history_json(p)) == history_before
+        assert json.loads((lock / "owner.json").read_text())["user"] == "alice"
+
+        # Every task that changes things respects it.
+        for args in (("rollback",), ("switch", "--to", "green"), ("repair",)):
+            r = fab(p, *args, code=4)
+            assert "alice@ci-runner-7" in output(r), args
+
+        # status shows the holder (and does not need the lock).
+        s = status_json(p)
+        assert "alice@ci-runner-7" in s["lock"]["holder"]
+        assert s["lock"]["command"] == "fab -H prod release --branch hotfix"
+        assert "lock: held by alice@ci-runner-7" in fab(p, "status").stdout
+    finally:
+        r = fab(p, "unlock")
+    assert "lock held by alice@ci-runner-7" in r.stdout and "lock removed" in r.stdout
+    assert not lock.exists()
+    assert "lock is free" in fab(p, "unlock").stdout  # nothing to do, still exit 0
+    assert status_json(p)["lock"] is None
+
+
+def test_release_wait_lock_waits_for_a_lock_that_goes_away(host):
+    p = host
+    lock = hold_lock(p, user="bob", command="fab -H prod rollback")
+    live = status_json(p)["live"]
+    sha = p.app.commit("v2")
+
+    timer = threading.Timer(3.0, lambda: subprocess.run(["rm", "-rf", str(lock)]))
+    timer.start()
+    try:
+        started = time.monotonic()
+        r = fab(p, "release", "--wait-lock", "60")
+        waited = time.monotonic() - started
+    finally:
+        timer.cancel()
+        subprocess.run(["rm", "-rf", str(lock)])
+    assert "waiting for the lock: bob@ci-runner-7" in r.stdout
+    assert waited >= 3.0
+    target = "green" if live == "blue" else "blue"
+    assert f"released {target}: {sha[:12]}" in r.stdout
+    serves(p, "v2", colour=target)
+
+    # A wait that is too short still ends in exit 4.
+    hold_lock(p, user="carol")
+    try:
+        started = time.monotonic()
+        r = fab(p, "release", "--wait-lock", "1.5", code=4)
+        assert time.monotonic() - started >= 1.5
+        assert "carol@ci-runner-7" in output(r)
+    finally:
+        fab(p, "unlock")
+
+
+def test_a_release_in_progress_holds_the_lock_against_a_second_one(host, tmp_path):
+    p = host
+    live = status_json(p)["live"]
+    target = "green" if live == "blue" else "blue"
+    # The new version takes 6 s to start, so the first release sits in its
+    # health gate holding the lock while the others try.
+    slow = p.app.commit("v3-slow", slow=6)
+    log = tmp_path / "first-release.log"
+    first = fab_background(p, "release", log=log)
+    try:
+        owner = p.deploy_dir / ".lock" / "owner.json"
+        checkout = p.deploy_dir / target
+        # Past its git phase: the target's checkout is at the slow commit.
+        assert wait_until(lambda: owner.exists() and _head(checkout) == slow, timeout=60), \
+            f"the first release never got past git:\n{log.read_text()}"
+        record = json.loads(owner.read_text())
+        assert record["pid"] == first.pid and record["command"].endswith("release")
+
+        r = fab(p, "release", code=4)
+        assert f"pid {first.pid} running `fab" in output(r)
+        assert first.poll() is None, "the first release ended before the second tried"
+
+        # Meanwhile a fix lands; a release that waits for the lock ships it
+        # right after the slow one.
+        fixed = p.app.commit("v4")
+        r = fab(p, "release", "--wait-lock", "120")
+        assert "waiting for the lock" in r.stdout
+        assert f"released {live}: {fixed[:12]}" in r.stdout
+        first.wait(timeout=FAB_TIMEOUT)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    out = log.read_text()
+    assert first.returncode == 0, out
+    assert "Traceback" not in out
+    assert f"released {target}: {slow[:12]}" in out
+    serves(p, "v4", colour=live)
+    entries = history_json(p)[-2:]
+    assert [(e["task"], e["result"], e["commit"]) for e in entries] == \
+        [("release", "ok", slow), ("release", "ok", fixed)]
+    assert not (p.deploy_dir / ".lock").exists()
+
+
+def _head(checkout):
+    r = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
