@@ -49,7 +49,7 @@ class Session:
     def connect(self):
         with self.reporter.phase("connect") as ph:
             self.host.connect()
-            ph.detail = self.host.describe() if hasattr(self.host, "describe") else ""
+            ph.detail = self.host.describe()
 
     def inspect(self, history_lines=0):
         result = self.host.run(scripts.inspect(self.settings, history_lines=history_lines))
@@ -214,7 +214,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         session.connect()
         session.lock(wait=wait_lock, force_unlock=force_unlock)
     view = session.view
-    phase, target, started_target, switched = "plan", None, False, False
+    phase, target, live, started_target, switched = "plan", None, None, False, False
     hist = {}
     try:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
