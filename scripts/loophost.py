@@ -315,8 +315,14 @@ class LoopHost:
     user = "root"
     host = LOOPBACK
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, user=None, sshd_options=None):
+        """`user` to log in as (default root); `sshd_options` {keyword: value}
+        replace or add to the sshd options below, e.g. {"AuthorizedKeysFile":
+        ".ssh/authorized_keys"} for keys in each user's home."""
         self.workdir = Path(workdir).resolve()
+        if user:
+            self.user = user
+        self.sshd_options = dict(sshd_options or {})
         self.ssh_dir = self.workdir / "ssh"
         self.host_key = self.ssh_dir / "host_ed25519_key"
         self.client_key = self.ssh_dir / "client_ed25519_key"
@@ -504,23 +510,28 @@ class LoopHost:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privsep dir
         for attempt in range(attempts):
             port = ssh_port or free_port()
-            cmd = [
-                SSHD, "-D", "-e", "-f", "/dev/null",
-                "-o", f"Port={port}",
-                "-o", f"ListenAddress={LOOPBACK}",
-                "-o", f"HostKey={self.host_key}",
-                "-o", f"AuthorizedKeysFile={self.authorized_keys}",
-                "-o", "StrictModes=no",
-                "-o", f"PidFile={self.sshd_pidfile}",
-                "-o", "UsePAM=no",
-                "-o", "PasswordAuthentication=no",
-                "-o", "KbdInteractiveAuthentication=no",
-                "-o", "PermitRootLogin=prohibit-password",
-                "-o", "AllowTcpForwarding=yes",
-                "-o", "Subsystem=sftp internal-sftp",
-                "-o", "MaxStartups=100",
-                "-o", "MaxSessions=100",
-            ]
+            options = {
+                "Port": port,
+                "ListenAddress": LOOPBACK,
+                "HostKey": self.host_key,
+                "AuthorizedKeysFile": self.authorized_keys,
+                "StrictModes": "no",
+                "PidFile": self.sshd_pidfile,
+                "UsePAM": "no",
+                "PasswordAuthentication": "no",
+                "KbdInteractiveAuthentication": "no",
+                "PermitRootLogin": "prohibit-password",
+                "AllowTcpForwarding": "yes",
+                "Subsystem": "sftp internal-sftp",
+                "MaxStartups": 100,
+                "MaxSessions": 100,
+            }
+            # Replaced in place, not appended: for most keywords sshd keeps
+            # the first value it reads.
+            options.update(self.sshd_options)
+            cmd = [SSHD, "-D", "-e", "-f", "/dev/null"]
+            for keyword, value in options.items():
+                cmd += ["-o", f"{keyword}={value}"]
             with open(self.sshd_log, "ab") as log:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=log, start_new_session=True)
