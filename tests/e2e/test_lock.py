@@ -3,6 +3,7 @@ its holder; `unlock` clears it; `--wait-lock` waits for a lock that goes away.
 """
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from released import (FAB_TIMEOUT, container_states, fab, fab_background, history_json,
-                      module_project, output, serves, status_json, wait_until)
+                      module_project, output, serves, status_json, version, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,35 @@ def _head(checkout):
     r = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
                        capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
+
+
+def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tmp_path):
+    p = host
+    live = status_json(p)["live"]
+    target = "green" if live == "blue" else "blue"
+    label = version(p)
+    # Starts after 60 s: the release sits in its health gate when interrupted.
+    sha = p.app.commit("v5-slow", slow=60)
+    log = tmp_path / "interrupted.log"
+    run = fab_background(p, "release", log=log)
+    try:
+        assert wait_until(lambda: "health attempt" in log.read_text()
+                          or run.poll() is not None, timeout=60), log.read_text()
+        assert run.poll() is None, log.read_text()
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    out = log.read_text()
+    assert run.returncode == 130, out
+    assert "Traceback" not in out
+    assert "interrupted" in out and "lock was released" in out
+    assert not (p.deploy_dir / ".lock").exists()
+    serves(p, label, colour=live)
+    last = history_json(p)[-1]
+    assert (last["result"], last["phase"], last["to"], last["commit"]) == \
+        ("failed", "health", target, sha)
+    assert "interrupted" in last["error"]
+    assert container_states(p)[target] == "exited"  # what it started is stopped

@@ -113,6 +113,21 @@ def test_setup_again_changes_nothing(released):
     serves(p, "v1", colour="blue")
 
 
+def test_setup_puts_back_what_is_missing_without_a_release(released):
+    p = released
+    nginx = p.nginx_file.read_bytes()
+    history = history_json(p)
+    p.nginx_file.unlink()
+    (p.deploy_dir / "history.jsonl").unlink()
+    r = fab(p, "setup")
+    assert "already set up" in r.stdout and "created history.jsonl" in r.stdout
+    assert p.nginx_file.read_bytes() == nginx
+    assert history_json(p) == []  # a new, empty audit log; nothing was released
+    (p.deploy_dir / "history.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in history))  # keep later tests' view
+    serves(p, "v1", colour="blue")
+
+
 def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(released):
     p = released
     live = status_json(p)["live"]
