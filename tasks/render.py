@@ -4,7 +4,11 @@ import functools
 import json
 from pathlib import Path
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+# An installed package carries the templates inside it (see pyproject.toml);
+# a checkout has them beside tasks/.
+_HERE = Path(__file__).resolve().parent
+TEMPLATE_DIR = next((d for d in (_HERE / "templates", _HERE.parent / "templates")
+                     if d.is_dir()), _HERE.parent / "templates")
 
 
 @functools.lru_cache(maxsize=None)
