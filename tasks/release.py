@@ -168,8 +168,19 @@ class Session:
             result = self.host.run(scripts.switch(self.settings,
                                                   render_nginx(self.settings, colour)))
             values, blocks = scripts.parse_output(result.stdout)
+            error = values.get("error", "")
+            if result.code == scripts.NGINX_TEST_FAILED and error.startswith("could not write"):
+                # Not nginx's verdict: the file never got there (permissions, sudo).
+                sudo = "true" if self.settings.use_sudo else "false"
+                raise Failure(
+                    f"{error} on {self.name} (USE_SUDO={sudo}): "
+                    f"{last_line(result.stderr)}; the old nginx file is untouched, "
+                    "nothing live changed",
+                    "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
+                    "it `sudo -n` tee, mv and rm of that file (README: Security and failure model)",
+                    code=FAILED)
             if result.code == scripts.NGINX_TEST_FAILED:
-                detail = (blocks.get("nginx_test") or values.get("error") or "").strip()
+                detail = (blocks.get("nginx_test") or error or "").strip()
                 raise Failure(
                     f"the new nginx file failed `{self.settings.nginx_test_cmd}`; the "
                     f"old one is back in place: {last_line(detail)}",
