@@ -759,12 +759,20 @@ class Host:
     # -- running a script
 
     def run(self, script: str, on_line: Optional[Callable[[str, str], None]] = None,
-            timeout: Optional[float] = None) -> RunResult:
+            timeout: Optional[float] = None,
+            reply: Optional[Callable[[str, str], Optional[str]]] = None) -> RunResult:
         """Run a whole script with `sh -c` in one channel; stream lines to on_line(stream, line).
 
         A non-zero exit is a result, not an error. Raises Failure(code=1) when
         `timeout` passes (the script's process group gets SIGTERM), and
         Failure(code=3) when the connection dies under it.
+
+        The script's stdin is closed at once, unless `reply` is given: then
+        reply(stream, line) sees each line after on_line, and the first text
+        it returns is written to the script's stdin, which is then closed.
+        A script can so wait for a decision the caller makes half-way (the
+        switch waits for the verification through nginx) without a second
+        round trip.
         """
         transport = self._transport()
         try:
@@ -775,7 +783,20 @@ class Host:
             raise Failure(f"the host refused a new SSH session: {exc}",
                           "the host may limit sessions per connection (MaxSessions)") from exc
         self.stats["commands"] += 1
-        out, err = _Lines("stdout", on_line), _Lines("stderr", on_line, marker=_PID_MARKER)
+        handler = on_line
+        if reply is not None:
+            replied = []
+
+            def handler(stream, line):
+                if on_line is not None:
+                    on_line(stream, line)
+                if not replied:
+                    text = reply(stream, line)
+                    if text is not None:
+                        replied.append(text)
+                        chan.sendall(text.encode("utf-8"))
+                        chan.shutdown_write()
+        out, err = _Lines("stdout", handler), _Lines("stderr", handler, marker=_PID_MARKER)
         started = time.monotonic()
         deadline = started + timeout if timeout is not None else None
         completed = False
@@ -787,7 +808,8 @@ class Host:
             # "signal" request is refused for root logins.
             chan.exec_command("sh -c " + shlex.quote(
                 f'printf "{_PID_MARKER.decode()}%s\\n" "$$" >&2; exec sh -c {shlex.quote(script)}'))
-            chan.shutdown_write()  # no stdin: a command that reads it gets EOF instead of hanging
+            if reply is None:
+                chan.shutdown_write()  # no stdin: a command that reads it gets EOF instead of hanging
             exited_at = None
             while True:
                 while chan.recv_ready():

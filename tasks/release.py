@@ -38,6 +38,8 @@ class Session:
         self.started = time.monotonic()
         self.locked = False
         self.view = None
+        self.step = None  # the step switch_verify_record is in
+        self.switched = False  # nginx was switched by this task
         target = Target(name=entry.name, host=entry.host, user=entry.user,
                         port=entry.port, identity_file=entry.identity_file,
                         known_hosts=entry.known_hosts)
@@ -167,33 +169,86 @@ class Session:
         with self.reporter.phase("switch") as ph:
             result = self.host.run(scripts.switch(self.settings,
                                                   render_nginx(self.settings, colour)))
-            values, blocks = scripts.parse_output(result.stdout)
-            error = values.get("error", "")
-            if result.code == scripts.NGINX_TEST_FAILED and error.startswith("could not write"):
-                # Not nginx's verdict: the file never got there (permissions, sudo).
-                sudo = "true" if self.settings.use_sudo else "false"
-                raise Failure(
-                    f"{error} on {self.name} (USE_SUDO={sudo}): "
-                    f"{last_line(result.stderr)}; the old nginx file is untouched, "
-                    "nothing live changed",
-                    "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
-                    "it `sudo -n` tee, mv and rm of that file (README: Security and failure model)",
-                    code=FAILED)
-            if result.code == scripts.NGINX_TEST_FAILED:
-                detail = (blocks.get("nginx_test") or error or "").strip()
-                raise Failure(
-                    f"the new nginx file failed `{self.settings.nginx_test_cmd}`; the "
-                    f"old one is back in place: {last_line(detail)}",
-                    "nothing live changed; fix the setting nginx names above "
-                    "(an SSL file path?) and release again", code=FAILED)
-            if result.code == scripts.NGINX_RELOAD_FAILED or "switched" not in values:
-                detail = (blocks.get("nginx_reload") or result.stderr).strip()
-                raise Failure(
-                    f"`{self.settings.nginx_reload_cmd}` failed; the old nginx file "
-                    f"is back in place: {last_line(detail)}",
-                    "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
-                    code=FAILED)
+            self.check_switched(result)
             ph.detail = f"nginx -> {colour} (tested, reloaded)"
+
+    def check_switched(self, result):
+        """Raise what went wrong when a switch script did not switch."""
+        values, blocks = scripts.parse_output(result.stdout)
+        error = values.get("error", "")
+        if result.code == scripts.NGINX_TEST_FAILED and error.startswith("could not write"):
+            # Not nginx's verdict: the file never got there (permissions, sudo).
+            sudo = "true" if self.settings.use_sudo else "false"
+            raise Failure(
+                f"{error} on {self.name} (USE_SUDO={sudo}): "
+                f"{last_line(result.stderr)}; the old nginx file is untouched, "
+                "nothing live changed",
+                "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
+                "it `sudo -n` tee, mv and rm of that file (README: Security and failure model)",
+                code=FAILED)
+        if result.code == scripts.NGINX_TEST_FAILED:
+            detail = (blocks.get("nginx_test") or error or "").strip()
+            raise Failure(
+                f"the new nginx file failed `{self.settings.nginx_test_cmd}`; the "
+                f"old one is back in place: {last_line(detail)}",
+                "nothing live changed; fix the setting nginx names above "
+                "(an SSL file path?) and release again", code=FAILED)
+        if result.code == scripts.NGINX_RELOAD_FAILED or "switched" not in values:
+            detail = (blocks.get("nginx_reload") or result.stderr).strip()
+            raise Failure(
+                f"`{self.settings.nginx_reload_cmd}` failed; the old nginx file "
+                f"is back in place: {last_line(detail)}",
+                "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
+                code=FAILED)
+
+    def switch_verify_record(self, colour, *, state_text, history, stop_colour=None):
+        """Steps 7-9 in one round trip: switch nginx to ``colour``, verify
+        through nginx while the script waits, then write state.json, append
+        ``history()``, stop ``stop_colour`` once drained, drop the lock.
+
+        Each remote command costs a round trip plus the host's login shell,
+        so the switch and the record share one. self.step names the step
+        under way and self.switched says whether nginx was switched, for the
+        caller's clean-up. A failed switch or verification raises Failure
+        with nothing recorded.
+        """
+        s, rep = self.settings, self.reporter
+        then = scripts.finish(s, state_text=state_text, history_from_stdin=True,
+                              stop_colour=stop_colour)
+        script = scripts.switch(s, render_nginx(s, colour), then=then)
+        marks, failed = {"switch": time.monotonic()}, []
+
+        def reply(stream, line):
+            if stream != "stdout" or line.strip() != "::switched":
+                return None
+            self.switched = True
+            rep.record_phase("switch", time.monotonic() - marks["switch"],
+                             f"nginx -> {colour} (tested, reloaded)")
+            self.step = "verify"
+            try:
+                self.verify(colour)
+            except Failure as exc:
+                failed.append(exc)
+                return "abandon\n"  # the script ends; the caller switches back
+            self.step = "record"
+            marks["record"] = time.monotonic()
+            return "record\n" + history()
+
+        self.step = "switch"
+        result = self.host.run(script, reply=reply)
+        if failed:
+            raise failed[0]
+        if not self.switched:
+            rep.record_phase("switch", time.monotonic() - marks["switch"], "FAILED")
+            self.check_switched(result)
+        if result.code != 0 or "record" not in marks:
+            rep.record_phase("record", time.monotonic() - marks.get("record", marks["switch"]),
+                             "FAILED")
+            raise Failure(f"could not write state.json on {self.name}: {result.stdout.strip()}",
+                          f"the switch is live; run `fab -H {self.name} repair`", code=FAILED)
+        self.locked = False
+        rep.record_phase("record", time.monotonic() - marks["record"],
+                         "state.json, history" + (f", stopped {stop_colour}" if stop_colour else ""))
 
     def verify(self, colour):
         with self.reporter.phase("verify") as ph:
@@ -225,7 +280,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         session.connect()
         session.lock(wait=wait_lock, force_unlock=force_unlock)
     view = session.view
-    phase, target, live, started_target, switched = "plan", None, None, False, False
+    phase, target, live, started_target = "plan", None, None, False
     hist = {}
     try:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
@@ -250,32 +305,17 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             run_pre_switch(session, target)
 
         phase = "switch"
-        session.switch_nginx(target)
-        switched = True
-        phase = "verify"
+        state = with_release(view.state, target, branch=plan.branch, commit=commit,
+                             image=image, who=describe_who(session.who), live=True)
         try:
-            session.verify(target)
-        except Exception:
-            if live:
-                session.switch_back(live)
-            switched = False
-            raise
-
-        phase = "record"
-        with rep.phase("record") as ph:
-            state = with_release(view.state, target, branch=plan.branch, commit=commit,
-                                 image=image, who=describe_who(session.who), live=True)
-            line = session.history_line("ok", **hist)
-            out = session.host.run(scripts.finish(
-                s, state_text=format_state(state), history_line=line,
-                stop_colour=live if stop_old and live else None))
-            if out.code != 0:
-                raise Failure(f"could not write state.json on {name}: {out.stdout.strip()}",
-                              f"the switch is live; run `fab -H {name} repair`", code=FAILED)
-            session.locked = False
-            ph.detail = "state.json, history" + (f", stopped {live}" if stop_old and live else "")
+            session.switch_verify_record(
+                target, state_text=format_state(state),
+                history=lambda: session.history_line("ok", **hist),
+                stop_colour=live if stop_old and live else None)
+        finally:
+            phase = session.step
     except BaseException as exc:
-        if switched and live:
+        if session.switched and live:
             session.switch_back(live)
         stop = target if started_target and target != live else None
         session.abandon(exc, phase=phase, history_kwargs=hist, stop_colour=stop,
@@ -371,7 +411,7 @@ def switch(session, to=None, *, wait_lock=0.0):
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)
-    phase, hist, switched, live = "plan", {}, False, view.live
+    phase, hist, live = "plan", {}, view.live
     try:
         to = plan_switch(view, s, name, to)
         record = view.record(to)
@@ -387,19 +427,14 @@ def switch(session, to=None, *, wait_lock=0.0):
                               code=FAILED)
             ph.detail = f"{to} answers {text}"
         phase = "switch"
-        session.switch_nginx(to)
-        switched = True
-        phase = "verify"
-        session.verify(to)
-        phase = "record"
-        with rep.phase("record") as ph:
-            state = with_live(view.state, to)
-            session.host.run(scripts.finish(s, state_text=format_state(state),
-                                            history_line=session.history_line("ok", **hist)))
-            session.locked = False
-            ph.detail = "state.json, history"
+        try:
+            session.switch_verify_record(
+                to, state_text=format_state(with_live(view.state, to)),
+                history=lambda: session.history_line("ok", **hist))
+        finally:
+            phase = session.step
     except BaseException as exc:
-        if switched and live:
+        if session.switched and live:
             session.switch_back(live)
         session.abandon(exc, phase=phase, history_kwargs=hist)
         raise

@@ -187,10 +187,16 @@ def pre_switch(settings, colour):
             f"sh -c {q(settings.pre_switch_cmd)} 2>&1")
 
 
-def switch(settings, nginx_text):
+def switch(settings, nginx_text, then=None):
     """Put the nginx file in place, test it, reload; put the old one back on failure.
 
     The old file is kept as DEPLOY_DIR/nginx.previous.conf.
+
+    With ``then`` (a script, e.g. ``finish(..., history_from_stdin=True)``),
+    after ``::switched`` the script waits for one line on stdin: ``record``
+    followed by the history line runs ``then``; anything else, or the end of
+    stdin, ends the script with nothing recorded. The caller verifies the
+    switch through nginx in between: one round trip instead of two.
     """
     s = sudo(settings)
     f, backup = settings.nginx_file, f"{settings.deploy_dir}/nginx.previous.conf"
@@ -213,18 +219,27 @@ if ! out=$({s}{settings.nginx_reload_cmd} 2>&1); then
   exit {NGINX_RELOAD_FAILED}
 fi
 echo '::switched'
-"""
+""" + ("" if then is None else f"""verdict=; IFS= read -r verdict || true
+if [ "$verdict" != record ]; then echo '::not_recorded'; exit 0; fi
+history_line=; IFS= read -r history_line || true
+{then}""")
 
 
 def finish(settings, *, state_text=None, history_line=None, unlock=True,
-           stop_colour=None, log_colour=None, log_lines=40):
-    """Write state, append history, stop a colour, show logs, drop the lock."""
+           stop_colour=None, log_colour=None, log_lines=40, history_from_stdin=False):
+    """Write state, append history, stop a colour, show logs, drop the lock.
+
+    With ``history_from_stdin`` the history line is the one ``switch(...,
+    then=...)`` read into $history_line.
+    """
     d = settings.deploy_dir
     lines = ["set -u", f"cd {q(d)} || exit {NO_DEPLOY_DIR}"]
     if state_text is not None:
         lines.append(write_file(d + "/state.json", state_text))
     if history_line is not None:
         lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}")
+    if history_from_stdin:
+        lines.append(f"printf '%s\\n' \"$history_line\" >> {q(d + '/history.jsonl')}")
     if log_colour:
         lines.append(block("logs", f"{compose(settings)} logs --no-color --tail "
                                    f"{int(log_lines)} {q(log_colour)} 2>&1"))
