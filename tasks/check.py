@@ -198,6 +198,12 @@ def evaluate(values, blocks, view, settings):
     for o in others:
         if o.app == s.app_name:
             rows.append(("APP_NAME", "FAIL", f"{o.path} belongs to an app named {o.app} too"))
+    if view.nginx is not None and view.nginx.served is None:
+        # Our file name, someone else's ports: another app with this APP_NAME
+        # (its compose project and containers would be ours too).
+        rows.append(("APP_NAME", "FAIL", f"{s.nginx_file} proxies to port {view.nginx.port}, "
+                     "neither BLUE_PORT nor GREEN_PORT: another app uses APP_NAME "
+                     f"{s.app_name} (give this one its own), or the file was edited"))
 
     kb = values.get("disk_kb", "")
     if kb.isdigit():

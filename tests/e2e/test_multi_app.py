@@ -5,6 +5,7 @@ names a clash between them."""
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import loophost as lh  # `loophost` is the fixture
@@ -115,3 +116,13 @@ def test_releasing_rolling_back_and_failing_one_app_leaves_the_other_alone(
     result = b.fab("check", check=1)
     assert "PUBLIC_PORT" in result.stdout and str(a.nginx_file) in result.stdout, result.stdout
     assert str(a.nginx_file) in result.stderr  # the one-line summary names it too
+
+    # A third app that reuses A's APP_NAME (its own DEPLOY_DIR and ports)
+    # would take over A's nginx file and compose project: check says so.
+    c = make_project(name=a.name)
+    c.set(SERVER_NAME="c.test")
+    result = c.fab("check", check=1)
+    assert re.search(rf"APP_NAME +FAIL +{re.escape(str(a.nginx_file))} proxies to port "
+                     rf"{a.green_port}, neither BLUE_PORT nor GREEN_PORT", result.stdout), \
+        result.stdout
+    assert after["containers"] == containers_of(b)
