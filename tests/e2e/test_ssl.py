@@ -107,3 +107,29 @@ def test_check_verifies_the_certificate_files_and_their_expiry(make_project, tmp
     project.set(SSL_KEY_FILE=tmp_path / "certs" / "missing.key")
     result = project.fab("check", check=1)
     assert "SSL_KEY_FILE" in result.stdout and "missing or unreadable" in result.stdout
+
+
+def test_two_apps_share_the_https_port_by_sni(make_project, sample_app, tmp_path):
+    shop = ssl_project(make_project, tmp_path)
+    blog_app = lh.SampleApp(tmp_path / "blog-app")
+    blog = make_project(app=blog_app)
+    name = f"{blog.name}.test"
+    cert, key = make_cert(tmp_path / "certs", name, 90)
+    blog.set(SERVER_NAME=name, SSL_CERT_FILE=cert, SSL_KEY_FILE=key, SSL_PORT=shop.ssl_port,
+             PUBLIC_PORT=shop.public_port)
+    sample_app.commit("shop-1")
+    blog_app.commit("blog-1")
+    shop.fab("setup", check=0)
+    blog.fab("setup", check=0)
+
+    # One port, two certificates: each name gets its own, verified as the only CA.
+    for server_name, ca, version in ((shop.server_name, shop.cert, "shop-1"),
+                                     (name, cert, "blog-1")):
+        status, headers, body = https_get(shop.ssl_port, "/version", server_name,
+                                          tls_context(ca))
+        assert (status, body.strip()) == (200, version), (server_name, body)
+        status, headers, _ = shop.get("/x?y=1", host=server_name)
+        assert headers.get("location") == f"https://{server_name}:{shop.ssl_port}/x?y=1"
+
+    result = blog.fab("check", check=0)
+    assert f"shared by name with {shop.nginx_file}" in result.stdout, result.stdout
