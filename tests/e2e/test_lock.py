@@ -4,6 +4,7 @@ its holder; `unlock` clears it; `--wait-lock` waits for a lock that goes away.
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -179,3 +180,31 @@ def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tm
         ("failed", "health", target, sha)
     assert "interrupted" in last["error"]
     assert container_states(p)[target] == "exited"  # what it started is stopped
+
+
+def test_force_unlock_removes_only_a_lock_whose_process_is_gone(host):
+    p = host
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs, on this machine
+    hold_lock(p, machine=socket.gethostname(), pid=gone.pid, user="dave",
+              command="fab release")
+    try:
+        r = fab(p, "release", code=4)
+        assert "no longer runs" in output(r) and "--force-unlock" in output(r)
+        assert status_json(p)["lock"]["gone"] is True
+        # --force-unlock takes it over and releases (the head of main is the
+        # slow commit of the test before: name v1's commit instead).
+        r = fab(p, "release", "--force-unlock", "--ref", p.app.commits["v1"])
+        assert "removing the lock of a process that is gone" in r.stdout
+        assert "released" in r.stdout
+    finally:
+        subprocess.run(["rm", "-rf", str(p.deploy_dir / ".lock")])
+    serves(p, "v1")
+
+    # A live holder elsewhere is never taken over.
+    hold_lock(p, user="erin")
+    try:
+        r = fab(p, "release", "--force-unlock", code=4)
+        assert "erin@ci-runner-7" in output(r)
+    finally:
+        fab(p, "unlock")

@@ -166,3 +166,17 @@ def test_status_json_is_one_json_line_per_host(host):
     assert len(lines) == 1
     assert json.loads(lines[0])["host"] == "testhost"
     no_traceback(r)
+
+
+def test_tasks_on_a_host_that_is_not_set_up_point_at_setup(project):
+    p = project  # a fresh app: nothing on the host yet
+    text = fab(p, "status").stdout
+    assert "not set up" in text and f"fab -H {p.HOST_NAME} setup" in text
+    assert status_json(p)["set_up"] is False
+    for args in (("release",), ("rollback",), ("switch", "--to", "green"), ("preview",),
+                 ("repair",)):
+        r = fab(p, *args, code=1)
+        assert f"fab -H {p.HOST_NAME} setup" in output(r), (args, output(r))
+    assert not p.deploy_dir.exists()  # none of them created anything
+    assert not p.nginx_file.exists()
+    assert p.containers() == []
