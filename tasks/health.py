@@ -112,10 +112,17 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
             resp = host.http(port, settings.health_path, host_header=name, timeout=2.0,
                              tls=tls, server_hostname=name if tls else None)
             seen = resp.headers.get("x-deploy-colour", "")
-            if seen == colour:
+            # Apps sharing a port all answer with a colour: another app's
+            # server (the port's default while the reload is under way, or
+            # the owner of a clashing SERVER_NAME) must not pass for ours.
+            # Files rendered before X-Deploy-App existed name no app.
+            app = resp.headers.get("x-deploy-app", settings.app_name)
+            if seen == colour and app == settings.app_name:
                 scheme = "https" if tls else "http"
                 return f"{scheme} :{port} answers from {colour} (HTTP {resp.status})"
-            seen = f"answers from {seen or 'an unmarked server'} (HTTP {resp.status})"
+            seen = (f"answers from {seen or 'an unmarked server'}"
+                    + (f" of app {app}" if app != settings.app_name else "")
+                    + f" (HTTP {resp.status})")
         except ProbeError as exc:
             seen = exc.message
         if clock() > deadline:
