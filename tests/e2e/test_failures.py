@@ -10,7 +10,7 @@ import pytest
 
 from loophost import docker
 from released import (container_states, fab, history_json, module_project, output,
-                      serves, state_file, status_json, version)
+                      serves, status_json, summary_json, version)
 
 HEALTH_TIMEOUT = 4
 
@@ -198,10 +198,13 @@ def test_an_nginx_file_that_fails_nginx_t_is_rolled_back_byte_for_byte(host):
     p.set(SSL_CERT_FILE="/nonexistent/bluegreen/cert.pem",
           SSL_KEY_FILE="/nonexistent/bluegreen/key.pem", SSL_PORT=free_port())
     try:
-        r = fab(p, "release", code=1)
+        r = fab(p, "release", "--json", code=1)
     finally:
         p.set(SSL_CERT_FILE=None, SSL_KEY_FILE=None, SSL_PORT=None)
     out = output(r)
+    summary = summary_json(r)  # a machine reading stdout learns why, too
+    assert (summary["result"], summary["code"]) == ("failed", 1)
+    assert "nginx" in summary["error"]
     assert "nginx" in out and "old one is back in place" in out
     assert "cert.pem" in out  # nginx's own complaint names the file
     before.unchanged(p)  # includes: the nginx file is back byte for byte

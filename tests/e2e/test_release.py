@@ -161,9 +161,13 @@ def test_rollback_returns_traffic_to_the_previous_colour(released):
     s = status_json(p)
     live, previous = s["live"], other(s["live"])
     previous_label = version(p, port=_port(p, previous))
-    r = fab(p, "rollback")
-    assert f"{previous} is live" in r.stdout
+    r = fab(p, "rollback", "--json")
+    summary = summary_json(r)
+    assert (summary["task"], summary["result"], summary["live"], summary["previous"]) == \
+        ("rollback", "ok", previous, live)
+    assert f"{previous} is live" in r.stderr
     serves(p, previous_label, colour=previous)
+    assert p.nginx_file.read_text().startswith(f"# bluegreen app={p.name} live={previous}\n")
     after = status_json(p)
     assert after["live"] == previous
     assert after["colours"][live]["container"] == "running"  # nothing was stopped
