@@ -28,6 +28,11 @@ class Phase:
         self.name = name
         self.detail = ""
         self.seconds = 0.0
+        self.ended = False
+
+    def end(self):
+        """End the phase before its block does (work that follows in the same
+        round trip belongs to the next phase). Set by Reporter.phase."""
 
 
 class Reporter:
@@ -53,16 +58,23 @@ class Reporter:
         """Time a phase; print its line when it ends (with FAILED if it raised)."""
         phase = Phase(name)
         start = time.monotonic()
+
+        def end(failed=False):
+            if phase.ended:
+                return
+            phase.ended = True
+            phase.seconds = time.monotonic() - start
+            self.phases.append(phase)
+            mark = "FAILED " if failed else ""
+            self.line(f"{name:<9}{phase.seconds:6.2f}s  {mark}{phase.detail}".rstrip())
+
+        phase.end = end
         try:
             yield phase
         except BaseException:
-            phase.seconds = time.monotonic() - start
-            self.phases.append(phase)
-            self.line(f"{name:<9}{phase.seconds:6.2f}s  FAILED {phase.detail}".rstrip())
+            end(failed=True)
             raise
-        phase.seconds = time.monotonic() - start
-        self.phases.append(phase)
-        self.line(f"{name:<9}{phase.seconds:6.2f}s  {phase.detail}".rstrip())
+        end()
 
     def record_phase(self, name, seconds, detail=""):
         """A phase timed elsewhere (e.g. by markers in a remote script)."""

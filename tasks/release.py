@@ -39,6 +39,7 @@ class Session:
         self.locked = False
         self.view = None
         self.step = None  # the step switch_verify_record is in
+        self.continued = None  # what lock(then=...) ran after taking the lock
         self.switched = False  # nginx was switched by this task
         target = Target(name=entry.name, host=entry.host, user=entry.user,
                         port=entry.port, identity_file=entry.identity_file,
@@ -58,15 +59,25 @@ class Session:
         self.view = parse_view(result.stdout, self.settings)
         return self.view
 
-    def lock(self, wait=0.0, force_unlock=False):
-        """Take the lock and read the host under it (one round trip)."""
+    def lock(self, wait=0.0, force_unlock=False, then=None):
+        """Take the lock and read the host under it (one round trip).
+
+        With ``then(view)`` -> (script, on_line), the lock script waits once
+        the lock is ours and runs that script in the same round trip (a
+        release's build, planned from the view); self.continued is then
+        (its RunResult, the exception ``then`` raised or None).
+        """
         owner = jsonlib.dumps(owner_record(self.command, self.who), sort_keys=True)
         script = scripts.inspect(self.settings, owner_json=owner, history_lines=20,
-                                 app_env=bool(self.settings.app_env_file), listening=True)
+                                 app_env=bool(self.settings.app_env_file), listening=True,
+                                 then_from_stdin=then is not None)
         deadline = time.monotonic() + wait
         with self.reporter.phase("lock") as ph:
             while True:
-                view = parse_view(self.host.run(script).stdout, self.settings)
+                if then is None:
+                    view = parse_view(self.host.run(script).stdout, self.settings)
+                else:
+                    view = self._lock_then(script, then, ph)
                 if view.lock == "taken":
                     self.locked, self.view = True, view
                     ph.detail = "taken"
@@ -86,6 +97,46 @@ class Session:
                 if wait:
                     self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
                 time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+    def _lock_then(self, script, then, phase):
+        """One lock attempt whose script, once the lock is taken, runs then(view)'s."""
+        lines, nxt, errors = [], [], []
+
+        def on_line(stream, line):
+            if nxt:
+                nxt[0][1](stream, line)
+            elif stream == "stdout":
+                lines.append(line)
+
+        def reply(stream, line):
+            if stream != "stdout" or line.strip() != "::inspected":
+                return None
+            view = parse_view("\n".join(lines) + "\n", self.settings)
+            if view.lock != "taken":
+                return ""
+            self.locked, self.view = True, view
+            phase.detail = "taken"
+            phase.end()  # the lock line comes before the next script's lines
+            try:
+                nxt.append(then(view))
+            except BaseException as exc:  # the caller records it and drops the lock
+                errors.append(exc)
+                return ""
+            return nxt[0][0]
+
+        try:
+            result = self.host.run(script, on_line=on_line, reply=reply)
+        except BaseException as exc:
+            if not self.locked:
+                raise
+            # Ctrl-C or a lost connection after the lock was taken: the
+            # caller records the attempt and drops the lock, as for any step.
+            self.continued = (None, exc)
+            return self.view
+        if self.locked:
+            self.continued = (result, errors[0] if errors else None)
+            return self.view
+        return parse_view(result.stdout, self.settings)
 
     def unlock(self):
         if self.locked:
@@ -276,22 +327,38 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             force_unlock=False, first=False):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
     s, rep, name = session.settings, session.reporter, session.name
+    hist, planned = {}, {}
+
+    def plan_and_build(view):
+        """Steps 2-3 under the lock: the plan, then the build script to run."""
+        plan = planned["plan"] = plan_release(view, s, name, branch=branch, ref=ref)
+        hist.update(from_colour=plan.live, to_colour=plan.target, branch=plan.branch)
+        if plan.drift:
+            rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
+        session.upload_app_env()
+        script, on_line, planned["finish"] = prepare_build(session, plan)
+        return script, on_line
+
     if not first:
         session.connect()
-        session.lock(wait=wait_lock, force_unlock=force_unlock)
+        # The lock script runs the build in the same round trip.
+        session.lock(wait=wait_lock, force_unlock=force_unlock, then=plan_and_build)
     view = session.view
     phase, target, live, started_target = "plan", None, None, False
-    hist = {}
     try:
-        plan = plan_release(view, s, name, branch=branch, ref=ref)
+        if session.continued is None:  # setup's first release: the lock is already held
+            script, on_line = plan_and_build(view)
+            ran, error = session.host.run(script, on_line=on_line), None
+        else:
+            ran, error = session.continued
+        if error is not None:
+            phase = "git" if "finish" in planned else "plan"
+            raise error
+        plan = planned["plan"]
         target, live = plan.target, plan.live
-        hist = {"from_colour": live, "to_colour": target, "branch": plan.branch}
-        if plan.drift:
-            rep.line(f"warning: {plan.drift}; trusting nginx: {live or 'nothing'} is live")
-        session.upload_app_env()
 
         phase = "git"
-        result = build_target(session, plan)
+        result = planned["finish"](ran)
         commit, image = result["commit"], result["image"]
         hist["commit"] = commit
         started_target = True
@@ -331,8 +398,12 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             "ssh": session.ssh_stats()}
 
 
-def build_target(session, plan):
-    """Steps 3-4: checkout, build, start; phases timed from the script's markers."""
+def prepare_build(session, plan):
+    """Steps 3-4 (checkout, build, start): the script, the handler of its
+    output (phases timed from its markers), and finish(result), which
+    returns {"commit", "image"} or raises Failure. The script runs in the
+    lock's round trip, or on its own when the lock is already held (setup).
+    """
     s, rep = session.settings, session.reporter
     script = scripts.build(
         s, plan.target, branch=plan.branch, ref=plan.ref,
@@ -366,24 +437,26 @@ def build_target(session, plan):
         if rep.verbose or is_progress(line):
             rep.progress(line.strip())
 
-    result = session.host.run(script, on_line=on_line)
-    failed = result.code != 0 or "image" not in markers
-    if failed:
-        phase = current["name"]
-        rep.record_phase(phase, time.monotonic() - current["start"], "FAILED")
-        for text in tail[-15:]:
-            if not text.startswith("::"):
-                rep.progress(text)
-        why = markers.get("error") or f"the {phase} step failed (exit {result.code})"
-        hints = {
-            "git": "check GIT_REPO, the branch or ref, and that the host can reach the "
-                   "repository (`fab check`)",
-            "build": "the Docker build failed: its output is above (--verbose shows all)",
-            "start": "the container did not start: see the output above",
-        }
-        raise Failure(f"{why}; nothing live changed", hints.get(phase), code=FAILED)
-    close_phase("done")
-    return {"commit": markers["commit"], "image": markers.get("image", "")}
+    def finish(result):
+        failed = result.code != 0 or "image" not in markers
+        if failed:
+            phase = current["name"]
+            rep.record_phase(phase, time.monotonic() - current["start"], "FAILED")
+            for text in tail[-15:]:
+                if not text.startswith("::"):
+                    rep.progress(text)
+            why = markers.get("error") or f"the {phase} step failed (exit {result.code})"
+            hints = {
+                "git": "check GIT_REPO, the branch or ref, and that the host can reach the "
+                       "repository (`fab check`)",
+                "build": "the Docker build failed: its output is above (--verbose shows all)",
+                "start": "the container did not start: see the output above",
+            }
+            raise Failure(f"{why}; nothing live changed", hints.get(phase), code=FAILED)
+        close_phase("done")
+        return {"commit": markers["commit"], "image": markers.get("image", "")}
+
+    return script, on_line, finish
 
 
 def is_progress(line):

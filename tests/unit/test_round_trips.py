@@ -1,7 +1,13 @@
-"""scripts.switch(..., then=finish(..., history_from_stdin=True)): the switch
-and the record in one round trip, the caller's verdict arriving on stdin.
+"""Scripts that do two steps in one round trip, the second decided by the
+caller half-way and sent on stdin:
 
-Run with sh on a host in a directory (nginx is a stub), as test_scripts does.
+- scripts.inspect(..., then_from_stdin=True): take the lock, print what is
+  on the host, then run the script the caller planned from it (the build);
+- scripts.switch(..., then=finish(..., history_from_stdin=True)): switch
+  nginx, then record once the caller has verified the switch.
+
+Run with sh on a host in a directory (docker, nginx, ss are stubs), as
+test_scripts does.
 """
 
 import os
@@ -24,7 +30,8 @@ HISTORY = format_history_line({"error": "a \\ back\\slash, \"quotes\", $HOME, `i
 def host(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sh", "cat", "mkdir", "rm", "rmdir", "tee", "mv", "chmod", "sleep"):
+    for tool in ("sh", "cat", "mkdir", "rm", "rmdir", "tee", "mv", "chmod", "sleep", "date",
+                 "tail", "cut"):
         for d in ("/usr/bin", "/bin"):
             if os.path.exists(f"{d}/{tool}"):
                 os.symlink(f"{d}/{tool}", bin_dir / tool)
@@ -104,3 +111,36 @@ def test_without_then_the_switch_script_is_unchanged():
     s = make_settings(APP_NAME="shop")
     assert scripts.switch(s, NGINX_TEXT).rstrip().endswith("echo '::switched'")
     assert "read" not in scripts.switch(s, NGINX_TEXT)
+
+
+# --- lock, then the planned script ------------------------------------------------
+
+
+def lock_script(settings):
+    return scripts.inspect(settings, owner_json='{"pid": 1}', history_lines=20,
+                           then_from_stdin=True)
+
+
+def test_after_taking_the_lock_the_script_on_stdin_runs_in_the_same_round_trip(host):
+    (host.deploy / ".lock" / "owner.json").unlink()
+    (host.deploy / ".lock").rmdir()
+    r = host(lock_script(host.settings), "echo '::phase git'\necho built; exit 7\n")
+    lines = r.stdout.splitlines()
+    assert "::lock taken" in lines
+    assert lines.index("::inspected") < lines.index("::phase git") < lines.index("built")
+    assert r.returncode == 7  # the planned script's exit code is the result
+    assert (host.deploy / ".lock" / "owner.json").read_text() == '{"pid": 1}\n'
+
+
+def test_a_held_lock_never_runs_what_is_on_stdin(host):
+    r = host(lock_script(host.settings), "echo SHOULD-NOT-RUN\n")
+    assert "::lock held" in r.stdout and "::inspected" in r.stdout
+    assert "SHOULD-NOT-RUN" not in r.stdout and r.returncode == 0
+
+
+def test_nothing_on_stdin_ends_the_script_with_the_lock_taken(host):
+    (host.deploy / ".lock" / "owner.json").unlink()
+    (host.deploy / ".lock").rmdir()
+    r = host(lock_script(host.settings), "")
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("::inspected")
+    assert (host.deploy / ".lock" / "owner.json").exists()
