@@ -47,6 +47,7 @@ def status(session, json_mode=False):
                               "commit": attempt.get("commit"), "error": attempt.get("error")}
                              if failed else None),
         }
+    result["ssh"] = session.ssh_stats()  # round trips this status cost
     return result
 
 
