@@ -174,7 +174,7 @@ class Load:
     """One thread doing sequential GETs to the public port, short timeouts,
     counting failures (anything but a 200). A context manager."""
 
-    def __init__(self, port, path="/version", timeout=3.0, pause=0.05):
+    def __init__(self, port, path="/version", timeout=5.0, pause=0.05):
         self.port, self.path, self.timeout, self.pause = port, path, timeout, pause
         self.ok = 0
         self.failed = []
@@ -257,3 +257,21 @@ def serving(project):
     status, headers, body = project.get("/version")
     assert status == 200, f"the app does not answer through nginx: {status} {body}"
     return headers.get("x-deploy-colour"), body.strip()
+
+
+def serving_after_switch(project, expected, bound=5.0):
+    """What clients get once nginx's old workers stopped taking connections.
+
+    `nginx -s reload` returns at once; the old workers keep accepting new
+    connections until they act on the master's signal. The tool's check
+    through nginx waits for one answer from the new colour, so right after
+    `fab` exits a client can still meet an old worker (measured here: about
+    50 ms on a busy machine). Poll for `expected` (colour, version) within
+    `bound` seconds; return the last answer.
+    """
+    deadline = time.monotonic() + bound
+    while True:
+        answer = serving(project)
+        if answer == expected or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.02)

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from hostile import (error_lines, fab, history, module_project, no_traceback, output,
-                     serving, snapshot)
+                     serving, serving_after_switch, snapshot)
 
 pytestmark = pytest.mark.e2e
 
@@ -147,4 +147,4 @@ def test_target_port_used_by_another_program(proj):
         squatter.close()
     # The port is free again: the same release goes through.
     fab(proj, "release")
-    assert serving(proj)[0] == target
+    assert serving_after_switch(proj, (target, "v1")) == (target, "v1")

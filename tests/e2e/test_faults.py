@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from hostile import (Background, Load, connection_child, fab, history, module_project,
-                     output, serving, snapshot, state)
+                     output, serving, serving_after_switch, snapshot, state)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +40,9 @@ def release_ok(proj, *flags):
     label = new_version(proj)
     live_before = serving(proj)[0]
     r = fab(proj, "release", *flags)
-    colour, body = serving(proj)
-    assert body == label and colour != live_before, output(r)
-    return colour, label, r
+    target = "green" if live_before == "blue" else "blue"
+    assert serving_after_switch(proj, (target, label)) == (target, label), output(r)
+    return target, label, r
 
 
 def lock_owner(proj):
@@ -88,7 +88,7 @@ def test_fab_killed_during_the_health_gate(proj):
         bg = interrupted_release(proj)
         bg.kill(signal.SIGKILL)
         _, _, r = release_ok(proj, "--force-unlock")
-        assert f"removing the lock of a process that is gone" in r.stdout
+        assert "removing the lock of a process that is gone" in r.stdout
         assert f"pid {bg.pid}" in r.stdout
     load.assert_clean()
 
@@ -212,7 +212,7 @@ def test_nginx_file_edited_by_hand(proj, loophost):
         r = fab(proj, "release")
         assert f"trusting nginx: {idle} is live" in r.stdout, r.stdout
         assert f"released {recorded}" in r.stdout, r.stdout
-        assert serving(proj) == (recorded, label)
+        assert serving_after_switch(proj, (recorded, label)) == (recorded, label)
         assert state(proj)["live"] == recorded
         assert "drift:" not in fab(proj, "status").stdout
     load.assert_clean()
@@ -235,6 +235,7 @@ def test_two_releases_started_at_the_same_moment(proj):
         assert "Traceback" not in loser.text() + winner.text()
         new = history(proj)[len(hist):]
         assert [e["result"] for e in new] == ["ok"], new
-        assert serving(proj) == ("green" if live == "blue" else "blue", label)
+        target = "green" if live == "blue" else "blue"
+        assert serving_after_switch(proj, (target, label)) == (target, label)
         assert lock_owner(proj) is None
     load.assert_clean()
