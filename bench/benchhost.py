@@ -1,0 +1,211 @@
+"""What both benchmarks stand on: a loopback production host, the sample app,
+a project directory for `fab`, and a description of the machine.
+
+`BenchHost` starts its own `LoopHost` (sshd + nginx on 127.0.0.1) and
+`SampleApp` (scripts/loophost.py), writes `.env` and `hosts.yml` into a
+temporary directory and runs the real `fab` there, exactly as an operator
+would. Everything it made is removed on exit, also after Ctrl-C.
+"""
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import loophost as lh  # noqa: E402  (scripts/ is not a package)
+
+FAB = Path(sys.executable).parent / "fab"
+HOST_NAME = "bench"
+
+
+def need_venv():
+    """Stop with a hint when run outside the project's .venv (no fab beside python)."""
+    if not FAB.exists():
+        sys.exit(f"{FAB} is missing: run ./scripts/setup-host.sh, then "
+                 f"{ROOT / '.venv/bin/python'} {' '.join(sys.argv)}")
+
+
+def ensure_bench_extra():
+    """matplotlib, from the project's `bench` extra, into this venv if missing."""
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        pass
+    print("installing the bench extra (matplotlib) into this venv ...", flush=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench]"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"could not install matplotlib (no plot will be drawn):\n{r.stderr[-2000:]}",
+              file=sys.stderr)
+        return False
+    import importlib
+    importlib.invalidate_caches()
+    return True
+
+
+def precompile():
+    """Byte-compile tasks/ as pip does for an installed package.
+
+    This machine exports PYTHONDONTWRITEBYTECODE=1, so without this every
+    `fab` compiles tasks/ from source again (about 50 ms here); on a normal
+    machine Python caches it on the first run. Returns whether it was set.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tasks")],
+                   check=True, capture_output=True)
+    return bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
+
+class BenchHost:
+    """A LoopHost, a SampleApp with "v1" committed, and a project dir for `fab`."""
+
+    def __init__(self, settings=None, keep=False):
+        self.keep = keep
+        self.work = Path(tempfile.mkdtemp(prefix="bluegreen-bench-"))
+        # The tests' prefix: a run killed half-way is cleaned up by the next
+        # test session or benchmark (unless a live process claims it).
+        self.name = f"{lh.TEST_PREFIX}bench-{secrets.token_hex(3)}"
+        self.host = self.app = None
+        self.extra = dict(settings or {})
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self):
+        lh.remove_leftover_projects(lh.TEST_PREFIX)
+        lh.claim_project(self.name)
+        self.host = lh.LoopHost(self.work / "host").start()
+        self.app = lh.SampleApp(self.work / "app")
+        self.app.commit("v1")
+        self.public_port, self.blue_port, self.green_port = lh.free_ports(3)
+        self.dir = self.work / "project"
+        self.dir.mkdir()
+        self.deploy_dir = self.work / "srv" / self.name
+        self.deploy_dir.parent.mkdir()
+        self.nginx_file = Path(self.host.conf_dir) / f"{self.name}.conf"
+        settings = {
+            "APP_NAME": self.name,
+            "GIT_REPO": str(self.app.repo),
+            "DEPLOY_DIR": str(self.deploy_dir),
+            **self.host.env_settings(),
+            "DOCKER_NETWORK": "host",  # no bridge on the test machine (NOTES.md)
+            "PUBLIC_PORT": str(self.public_port),
+            "BLUE_PORT": str(self.blue_port),
+            "GREEN_PORT": str(self.green_port),
+            "HEALTH_PATH": "/health",
+            "HEALTH_INTERVAL": "0.5",
+            "STOP_TIMEOUT": "2",
+            **self.extra,
+        }
+        (self.dir / ".env").write_text("".join(f"{k}='{v}'\n" for k, v in settings.items()))
+        (self.dir / "hosts.yml").write_text(self.host.hosts_yaml(HOST_NAME))
+        return self
+
+    def fab(self, *args, timeout=300):
+        """Run the real `fab` in the project dir -> (CompletedProcess, wall seconds)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+        started = time.monotonic()
+        r = subprocess.run([str(FAB), "-r", str(ROOT), *args], cwd=self.dir, env=env,
+                           capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        return r, time.monotonic() - started
+
+    def fab_json(self, *args, timeout=300):
+        """`fab ... --json`: (summary dict or None, wall seconds, CompletedProcess)."""
+        r, wall = self.fab(*args, timeout=timeout)
+        summary = None
+        for line in reversed(r.stdout.splitlines()):
+            if line.startswith("{"):
+                try:
+                    summary = json.loads(line)
+                except ValueError:
+                    pass
+                break
+        return summary, wall, r
+
+    def check(self, result, what):
+        if result.returncode != 0:
+            raise RuntimeError(f"`fab {what}` exited {result.returncode}:\n"
+                               f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+    def close(self):
+        try:
+            if self.host is not None:
+                lh.remove_compose_projects(name=self.name)
+        finally:
+            if self.host is not None:
+                self.host.stop()
+            lh.release_project(self.name)
+            if self.keep:
+                print(f"kept {self.work}")
+            else:
+                shutil.rmtree(self.work, ignore_errors=True)
+
+
+# --- the machine -------------------------------------------------------------
+
+
+def _first_line(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return ((r.stdout or r.stderr).strip().splitlines() or ["?"])[0]
+
+
+def machine():
+    """What the figures were taken on, and how busy it was."""
+    import fabric
+    import paramiko
+
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    try:
+        distro = dict(line.rstrip().split("=", 1) for line in open("/etc/os-release")
+                      if "=" in line).get("PRETTY_NAME", "?").strip('"')
+    except OSError:
+        distro = "?"
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                     if line.startswith("model name")), "?"),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": distro,
+        "python": platform.python_version(),
+        "fabric": fabric.__version__,
+        "paramiko": paramiko.__version__,
+        "openssh": _first_line(["ssh", "-V"]),
+        "nginx": _first_line(["nginx", "-v"]).replace("nginx version: ", ""),
+        "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "compose": _first_line(["docker", "compose", "version", "--short"]),
+        "git": _first_line(["git", "--version"]).replace("git version ", ""),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+    }
+
+
+def describe_machine(m):
+    return (f"{m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, kernel "
+            f"{m['kernel']}; Python {m['python']}, fabric {m['fabric']}, paramiko "
+            f"{m['paramiko']}, {m['openssh']}, nginx {m['nginx']}, Docker {m['docker']}, "
+            f"Compose {m['compose']}, git {m['git']}; load average at start "
+            f"{' '.join(m['loadavg'])}")
