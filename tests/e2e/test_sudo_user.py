@@ -59,7 +59,24 @@ def sudoers_text(user, host, nginx_file):
     ]
     return ("# bluegreen e2e test (tests/e2e/test_sudo_user.py): the nginx commands and\n"
             "# the nginx file of one app, nothing else. Removed by the test.\n"
+            f"# owner pid {os.getpid()}\n"
             f"{user} ALL=(root) NOPASSWD: " + ", ".join(allowed) + "\n")
+
+
+USER_PREFIX = "bgdeploy"
+
+
+def remove_abandoned_users():
+    """Users and sudoers files left by a test session that was killed (its pid is gone)."""
+    for sudoers in Path("/etc/sudoers.d").glob(f"{USER_PREFIX}*"):
+        owner = None
+        for line in sudoers.read_text(errors="replace").splitlines():
+            if line.startswith("# owner pid "):
+                owner = int(line.split()[-1])
+        if owner is None or lh.pid_alive(owner):
+            continue
+        run("userdel", "--remove", "--force", sudoers.name, check=False)
+        sudoers.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -68,9 +85,10 @@ def sudo_project(request):
     for tool in ("sudo", "visudo", "useradd", "userdel"):
         which(tool)
     run("getent", "group", "docker")  # the group that may use the Docker daemon
+    remove_abandoned_users()
     base = Path(tempfile.mkdtemp(prefix="bgt-sudo-"))
     base.chmod(0o755)
-    user = f"bgdeploy{secrets.token_hex(3)}"
+    user = f"{USER_PREFIX}{secrets.token_hex(3)}"
     sudoers = Path("/etc/sudoers.d") / user  # no '.' in the name, or sudo skips it
     host = project = None
     created = False
