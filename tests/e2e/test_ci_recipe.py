@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 import loophost as lh  # `loophost` is the fixture
+from traffic import settled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC = REPO_ROOT / "docs" / "ci.md"
@@ -182,7 +183,8 @@ def test_the_documented_jobs_release_with_secrets_only_in_the_environment(
     [summary] = summaries(workspace / recipe.gitlab["release"]["artifacts"]["paths"][0])
     assert (summary["result"], summary["live"], summary["commit"]) == (
         "ok", "blue", sample_app.commits["v3"]), summary
-    status, headers, body = project.get("/version")
+    status, headers, body = settled(lambda: project.get("/version"),
+                                    lambda s, h, b: h.get("x-deploy-colour") == "blue")
     assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "blue", "v3")
 
     # The host key really comes from the variable: without it the job stops

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import loophost as lh  # `loophost` is the fixture
+from traffic import settled
 
 HOSTS = ("web1", "web2", "web3")
 
@@ -70,8 +71,12 @@ class Fleet:
     def public_port(self, name):
         return int(self.env[name].get("PUBLIC_PORT", self.project.public_port))
 
-    def version(self, name):
-        status, headers, body = lh.http_get(self.public_port(name), "/version")
+    def version(self, name, colour=None):
+        """(status, colour, version) on the host's public port; with colour,
+        once nginx's old workers have stopped answering (traffic.settled)."""
+        status, headers, body = settled(
+            lambda: lh.http_get(self.public_port(name), "/version"),
+            lambda s, h, b: colour is None or h.get("x-deploy-colour") == colour)
         return status, headers.get("x-deploy-colour"), body.strip()
 
     def history(self, name):
@@ -105,7 +110,7 @@ def test_rolling_stops_at_the_first_failure_parallel_goes_at_once_status_is_one_
     app.commit("v1")
     p.fab("setup", check=0)  # default_hosts: all three, one after another
     for name in HOSTS:
-        assert fleet.version(name) == (200, "blue", "v1"), name
+        assert fleet.version(name, "blue") == (200, "blue", "v1"), name
 
     # web2 cannot fetch its repository: web1 is released, web3 never started.
     fleet.write(web2={"GIT_REPO": str(p.base / "missing.git")})
@@ -117,9 +122,9 @@ def test_rolling_stops_at_the_first_failure_parallel_goes_at_once_status_is_one_
     assert "web2  git" in out and "FAILED" in out
     assert "release failed on web2" in result.stderr
     assert not any(line.startswith("web3 ") for line in out.splitlines()), out
-    assert fleet.version("web1") == (200, "green", "v2")
-    assert fleet.version("web2") == (200, "blue", "v1")
-    assert fleet.version("web3") == (200, "blue", "v1")
+    assert fleet.version("web1", "green") == (200, "green", "v2")
+    assert fleet.version("web2", "blue") == (200, "blue", "v1")
+    assert fleet.version("web3", "blue") == (200, "blue", "v1")
     assert fleet.history("web3") == web3_before
     assert fleet.history("web2")[-1]["result"] == "failed"
 
@@ -130,8 +135,8 @@ def test_rolling_stops_at_the_first_failure_parallel_goes_at_once_status_is_one_
     # --parallel: the failing host does not hold the others back.
     result = p.fab("release", "--parallel", check=1)
     assert summary_line(result) == "release: done: web1, web3; failed: web2; not started: -"
-    assert fleet.version("web1") == (200, "blue", "v2")
-    assert fleet.version("web3") == (200, "green", "v2")
+    assert fleet.version("web1", "blue") == (200, "blue", "v2")
+    assert fleet.version("web3", "green") == (200, "green", "v2")
 
     # Fixed: all three at once, concurrently (wall time well under the sum).
     fleet.write()
@@ -145,8 +150,8 @@ def test_rolling_stops_at_the_first_failure_parallel_goes_at_once_status_is_one_
     assert summary_line(result) == "release: done: web1, web2, web3; failed: -; not started: -"
     per_host = sum(s["seconds"] for s in summaries)
     assert wall < 0.8 * per_host, (wall, [s["seconds"] for s in summaries])
-    assert [fleet.version(n) for n in HOSTS] == [
-        (200, "green", "v3"), (200, "green", "v3"), (200, "blue", "v3")]
+    expected = [(200, "green", "v3"), (200, "green", "v3"), (200, "blue", "v3")]
+    assert [fleet.version(n, e[1]) for n, e in zip(HOSTS, expected)] == expected
 
     # status: one table, a row per host and colour, in host order.
     text = p.fab("status", check=0).stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import loophost as lh  # `loophost` is the fixture
-from traffic import Load, https_get, tls_context
+from traffic import Load, https_get, settled, tls_context
 
 
 def make_cert(directory, name, days):
@@ -86,7 +86,7 @@ def test_https_release_redirect_and_no_failed_request_under_load(make_project, s
     assert not load.failed, load.summary()
     assert set(load.colours) == {"blue", "green"}, load.summary()
 
-    status, headers, body = get()
+    status, headers, body = settled(get, lambda s, h, b: h.get("x-deploy-colour") == "green")
     assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "green", "v2"), body
     # The certificate nginx presents is ours (verified against it as the only CA).
     status, _, body = https_get(port, "/health", name, ctx)
@@ -125,8 +125,10 @@ def test_two_apps_share_the_https_port_by_sni(make_project, sample_app, tmp_path
     # One port, two certificates: each name gets its own, verified as the only CA.
     for server_name, ca, version in ((shop.server_name, shop.cert, "shop-1"),
                                      (name, cert, "blog-1")):
-        status, headers, body = https_get(shop.ssl_port, "/version", server_name,
-                                          tls_context(ca))
+        ctx = tls_context(ca)
+        status, headers, body = settled(
+            lambda: https_get(shop.ssl_port, "/version", server_name, ctx),
+            lambda s, h, b: s == 200)
         assert (status, body.strip()) == (200, version), (server_name, body)
         status, headers, _ = shop.get("/x?y=1", host=server_name)
         assert headers.get("location") == f"https://{server_name}:{shop.ssl_port}/x?y=1"

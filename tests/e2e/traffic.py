@@ -118,3 +118,20 @@ class Load:
         shown = [a for _, a in self.failed[:5]]
         return (f"{self.name}: {self.ok} ok, {len(self.failed)} failed, colours "
                 f"{self.colours}; first failures: {shown}")
+
+
+def settled(request, expected, timeout=3.0, interval=0.02):
+    """Poll request() -> (status, headers, body) until expected(*answer); return the last.
+
+    For checks right after a switch. `fab` returns once nginx serves the
+    new file, but nginx lets the old workers take new connections until it
+    tells them to quit, about 100 ms after the new workers start (measured
+    here: one request in five that followed `fab release` at once still got
+    the old colour, the next one 50 ms later the new).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = request()
+        if expected(*answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(interval)
