@@ -132,10 +132,14 @@ def drain(settings, colour):
     """
     port = settings.port_of(colour)
     bound = int(settings.drain_timeout * 10)
+    # Quiet three times in a row (0.2 s): an old worker that has not yet acted
+    # on the reload can still accept a client and connect to the colour.
     return (
-        f"n=0; while [ $n -lt {bound} ] && command -v ss >/dev/null 2>&1 && "
-        f"[ -n \"$(ss -Htn state established '( dport = :{port} )' 2>/dev/null)\" ]; "
-        f"do sleep 0.1; n=$((n+1)); done; "
+        f"n=0; quiet=0; while [ $n -lt {bound} ] && [ $quiet -lt 3 ] && "
+        f"command -v ss >/dev/null 2>&1; do "
+        f"if [ -n \"$(ss -Htn state established '( dport = :{port} )' 2>/dev/null)\" ]; "
+        f"then quiet=0; else quiet=$((quiet+1)); fi; "
+        f"if [ $quiet -lt 3 ]; then sleep 0.1; n=$((n+1)); fi; done; "
         f"if [ $n -ge {bound} ] && [ {bound} -gt 0 ]; then echo '::drained timeout'; "
         f"else echo \"::drained $n\"; fi"
     )
