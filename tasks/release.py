@@ -331,6 +331,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
 
     def plan_and_build(view):
         """Steps 2-3 under the lock: the plan, then the build script to run."""
+        hist.update(from_colour=view.live)  # what a refused plan records
         plan = planned["plan"] = plan_release(view, s, name, branch=branch, ref=ref)
         hist.update(from_colour=plan.live, to_colour=plan.target, branch=plan.branch)
         if plan.drift:
