@@ -52,8 +52,14 @@ def repair(session):
         state["live"] = view.nginx.served if view.nginx is not None else None
         line = session.history_line("ok", to_colour=state["live"])
         with rep.phase("repair") as ph:
-            session.host.run(scripts.finish(s, state_text=format_state(state),
-                                            history_line=line))
+            out = session.host.run(scripts.finish(s, state_text=format_state(state),
+                                                  history_line=line))
+            if out.code != 0:
+                values, _ = scripts.parse_output(out.stdout)
+                raise Failure(f"{values.get('error') or f'exit {out.code}'} on {name}; "
+                              "state.json is as it was",
+                              f"free space or fix {s.deploy_dir}, then repair again",
+                              code=FAILED)
             session.locked = False
             ph.detail = f"state.json rebuilt: live {state['live'] or 'nothing'}"
         for colour in COLOURS:

@@ -295,8 +295,13 @@ class Session:
         if result.code != 0 or "record" not in marks:
             rep.record_phase("record", time.monotonic() - marks.get("record", marks["switch"]),
                              "FAILED")
-            raise Failure(f"could not write state.json on {self.name}: {result.stdout.strip()}",
-                          f"the switch is live; run `fab -H {self.name} repair`", code=FAILED)
+            # The caller switches nginx back (self.switched): state.json and
+            # history still describe the colour that was live.
+            values, _ = scripts.parse_output(result.stdout)
+            why = values.get("error") or f"the record step failed (exit {result.code})"
+            raise Failure(f"{why} on {self.name}; nothing was recorded",
+                          f"free space or fix {s.deploy_dir}, then try again; "
+                          f"`fab -H {self.name} status` shows any drift", code=FAILED)
         self.locked = False
         rep.record_phase("record", time.monotonic() - marks["record"],
                          "state.json, history" + (f", stopped {stop_colour}" if stop_colour else ""))

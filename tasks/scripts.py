@@ -23,6 +23,7 @@ START_FAILED = 44
 NGINX_TEST_FAILED = 45
 NGINX_RELOAD_FAILED = 46
 PRE_SWITCH_FAILED = 47
+STATE_WRITE_FAILED = 48
 
 
 def parse_output(text):
@@ -244,12 +245,17 @@ def finish(settings, *, state_text=None, history_line=None, unlock=True,
     """Write state, append history, stop a colour, show logs, drop the lock.
 
     With ``history_from_stdin`` the history line is the one ``switch(...,
-    then=...)`` read into $history_line.
+    then=...)`` read into $history_line. When state.json cannot be written
+    the script stops there with STATE_WRITE_FAILED: no "ok" history line,
+    nothing stopped, the lock kept for the caller to undo the switch.
     """
     d = settings.deploy_dir
     lines = ["set -u", f"cd {q(d)} || exit {NO_DEPLOY_DIR}"]
     if state_text is not None:
-        lines.append(write_file(d + "/state.json", state_text))
+        path = d + "/state.json"
+        error = q("::error could not write " + path)
+        lines.append(f"{write_file(path, state_text)} || "
+                     f"{{ echo {error}; exit {STATE_WRITE_FAILED}; }}")
     if history_line is not None:
         lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}")
     if history_from_stdin:

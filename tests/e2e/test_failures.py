@@ -215,3 +215,36 @@ def test_an_nginx_file_that_fails_nginx_t_is_rolled_back_byte_for_byte(host):
     # With the setting fixed, the same commit releases.
     fab(p, "release")
     serves(p, "v5", colour=before.idle)
+
+
+def test_a_state_json_that_cannot_be_written_fails_the_task_and_switches_back(host):
+    p = host
+    p.app.commit("v6")
+    fab(p, "release")  # both colours run: a rollback has somewhere to go
+    before = Snapshot(p)
+    p.app.commit("v7")
+    # state.json is written to state.json.tmp, then renamed: a directory in
+    # that place makes the write fail as a full disk would (root ignores modes).
+    blocker = p.deploy_dir / "state.json.tmp"
+    blocker.mkdir()
+    try:
+        r = fab(p, "rollback", code=1)
+        out = output(r)
+        assert f"could not write {p.deploy_dir}/state.json" in out
+        assert f"switching back to {before.live}" in out
+        before.unchanged(p)  # the old colour serves, the old files are in place
+        before.failure(p, "record")  # no "ok" entry for a switch that did not stick
+
+        before = Snapshot(p)
+        r = fab(p, "release", code=1)
+        assert f"could not write {p.deploy_dir}/state.json" in output(r)
+        before.unchanged(p)
+        before.failure(p, "record")
+
+        r = fab(p, "repair", code=1)
+        assert "could not write" in output(r) and "rebuilt" not in output(r)
+        before.unchanged(p)
+    finally:
+        blocker.rmdir()
+    fab(p, "release")
+    serves(p, "v7", colour=before.idle)
