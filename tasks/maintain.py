@@ -77,9 +77,15 @@ def logs(session, colour, lines, follow):
     if colour is None:
         view = session.inspect()
         colour = view.live or "blue"
-    result = session.host.run(
-        scripts.logs(session.settings, colour, lines, follow),
-        on_line=lambda _, text: emit(text))
+    try:
+        result = session.host.run(
+            scripts.logs(session.settings, colour, lines, follow),
+            on_line=lambda _, text: emit(text))
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        # Ctrl-C is how --follow ends: no lock, nothing to record or undo.
+        return {"host": session.name, "colour": colour}
     if result.code != 0:
         raise Failure(f"could not read the logs of {colour} on {session.name} "
                       f"(exit {result.code})", "is the app set up? `fab status`",

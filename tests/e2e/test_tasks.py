@@ -8,6 +8,7 @@ One project lives for the module: set up (v1 in blue), then released once
 import json
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -41,6 +42,33 @@ def test_logs_show_a_colours_container_output(host):
     assert "--colour" in output(r)
     r = fab(p, "logs", "--lines", "0", code=2)
     assert "--lines" in output(r)
+
+
+def test_logs_follow_ends_cleanly_on_ctrl_c(host, tmp_path):
+    p = host
+    log = tmp_path / "follow.log"
+    follow = fab_background(p, "logs", "--follow", "--colour", "blue", log=log)
+    try:
+        assert wait_until(lambda: "starting on port" in log.read_text()
+                          or follow.poll() is not None, timeout=60), log.read_text()
+        assert follow.poll() is None, log.read_text()  # still following
+        follow.send_signal(signal.SIGINT)
+        follow.wait(timeout=30)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    out = log.read_text()
+    # Ctrl-C is how --follow ends: exit 0, no talk of locks or records.
+    assert follow.returncode == 0, out
+    assert "Traceback" not in out and "interrupted" not in out
+    # The remote `compose logs --follow` ended with the connection.
+    assert wait_until(lambda: p.name not in _processes("logs --no-color"), timeout=15)
+
+
+def _processes(text):
+    r = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
+    return "\n".join(line for line in r.stdout.splitlines() if text in line)
 
 
 def test_history_lists_every_attempt_as_text_and_json(host):
