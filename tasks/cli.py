@@ -18,6 +18,11 @@ from .inventory import load_inventory
 from .output import Reporter, emit, emit_json
 
 
+# Tasks that take the lock and record their attempt: only their Ctrl-C
+# message speaks of the lock and history.
+CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair")
+
+
 def operator_task(fn):
     """Turn expected failures into two lines and an exit code, never a traceback."""
 
@@ -35,6 +40,8 @@ def operator_task(fn):
             raise Exit(code=0) from None
         except KeyboardInterrupt:
             sys.stdout.flush()
+            if fn.__name__ not in CHANGING_TASKS:
+                raise Exit("interrupted", code=130) from None
             raise Exit("interrupted: the lock was released and the attempt recorded; "
                        "nothing live changed", code=130) from None
 
