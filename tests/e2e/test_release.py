@@ -133,6 +133,7 @@ def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(
     live = status_json(p)["live"]
     target = other(live)
     old_label = version(p)
+    live_started = _started_at(p, live)
     sha = p.app.commit("v2")
 
     r = fab(p, "release")
@@ -142,6 +143,7 @@ def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(
 
     # The old colour still answers on its own port, ready for a rollback.
     assert version(p, port=_port(p, live)) == old_label
+    assert _started_at(p, live) == live_started  # not restarted or recreated
     assert container_states(p) == {"blue": "running", "green": "running"}
 
     s = status_json(p)
