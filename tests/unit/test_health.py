@@ -10,7 +10,7 @@ import pytest
 from conftest import make_settings
 from tasks.compose import Container
 from tasks.errors import FAILED
-from tasks.health import HealthFailure, describe_probe, gate, verify_public
+from tasks.health import VERIFY_IN_A_ROW, HealthFailure, describe_probe, gate, verify_public
 from tasks.host import HttpResponse, ProbeError, RunResult
 from test_facts import container_line
 
@@ -207,10 +207,18 @@ def test_verify_waits_for_the_header_naming_the_colour(s):
     host = FakeHost(s, [(200, "blue")] * 5 + [ProbeError("reset"), (200, "green")], clock=clock)
     result = verify_public(host, s, "green", Reporter(), clock=clock, sleep=clock.sleep)
     assert result == "http :8080 answers from green (HTTP 200)"
-    assert len(host.probes) == 7
+    assert len(host.probes) == 9  # and two more answers from green in a row
     probe = host.probes[0]
     assert (probe["port"], probe["path"], probe["host_header"], probe["tls"]) == (
         8080, "/healthz", "shop.example.com", False)
+
+
+def test_verify_wants_answers_in_a_row_from_the_colour(s):
+    # An old worker that has not yet acted on the reload can still answer.
+    clock = Clock()
+    host = FakeHost(s, [(200, "green"), (200, "blue"), (200, "green")], clock=clock)
+    verify_public(host, s, "green", Reporter(), clock=clock, sleep=clock.sleep)
+    assert len(host.probes) == 2 + VERIFY_IN_A_ROW
 
 
 def test_verify_fails_after_the_bound(s):

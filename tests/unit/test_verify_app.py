@@ -32,7 +32,7 @@ def test_the_other_apps_server_with_our_colour_is_not_ours(s):
     host = TwoApps([(200, "blue", "shop")] * 3 + [(200, "blue", "blog")])
     assert verify_public(host, s, "blue", Reporter(), clock=clock, sleep=clock.sleep) == (
         "http :8080 answers from blue (HTTP 200)")
-    assert len(host.probes) == 4
+    assert len(host.probes) == 6
 
 
 def test_a_verify_that_only_ever_meets_the_other_app_names_it(s):
