@@ -349,7 +349,9 @@ def plot(results, raw, path):
     cols = [a for a in APPROACHES if a in results]
     versions = sorted({r.version for a in cols for r in raw[a][0] if r.ok and r.version},
                       key=version_key)
-    palette = [c for c in plt.get_cmap("tab20").colors if not (c[0] > 0.8 and c[1] < 0.5)]
+    # Red is for failures: no red, salmon or orange-red for a version.
+    palette = [c for c in plt.get_cmap("tab20").colors
+               if not (c[0] > 0.75 and c[1] < 0.7 and c[2] < 0.7)]
     colour_of = {v: palette[i % len(palette)] for i, v in enumerate(versions)}
     fig, axes = plt.subplots(len(cols), 1, figsize=(13, 3.6 * len(cols)), squeeze=False)
     bin_s = 0.1
