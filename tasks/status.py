@@ -51,8 +51,37 @@ def status(session, json_mode=False):
     return result
 
 
+COLUMNS = ["colour", "role", "branch", "commit", "deployed at", "by", "container", "health"]
+
+
+def colour_rows(r):
+    """One table row per colour of a host's status."""
+    return [[colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
+             c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0],
+             c["container"], c["health"]] for colour, c in r["colours"].items()]
+
+
+def notes(r):
+    """What needs a reader's attention on one host, a sentence each."""
+    name, out = r["host"], []
+    for colour, c in r["colours"].items():
+        if c["last_failure"]:
+            f = c["last_failure"]
+            out.append(f"{colour}: last release failed at {f['time']} in {f['phase']}: "
+                       f"{f['error']}")
+    if r["state_error"]:
+        out.append(f"problem: {r['state_error']}; run `fab -H {name} repair`")
+    if r["drift"]:
+        out.append(f"drift: {r['drift']}; releases trust nginx")
+    if r["lock"]:
+        lock = r["lock"]
+        out.append(f"lock: held by {lock['holder']}"
+                   + ("; that process is gone: `fab unlock`" if lock["gone"] else ""))
+    return out
+
+
 def format_status(r):
-    lines = []
+    """One host's detailed view."""
     head = f"{r['host']}  app {r['app']}"
     if not r["set_up"]:
         return f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"
@@ -61,29 +90,10 @@ def format_status(r):
         head += f"  live: {r['live'] or '-'} (nginx -> port {nginx['port']})"
     else:
         head += f"  live: {r['live'] or 'nothing yet'} (no nginx file)"
-    lines.append(head)
-    rows = []
-    for colour, c in r["colours"].items():
-        rows.append([colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
-                     c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0], c["container"],
-                     c["health"]])
-    body = table(rows, ["colour", "role", "branch", "commit", "deployed at", "by",
-                        "container", "health"])
-    lines += ["  " + line for line in body.splitlines()]
-    for colour, c in r["colours"].items():
-        if c["last_failure"]:
-            f = c["last_failure"]
-            lines.append(f"  {colour}: last release failed at {f['time']} in {f['phase']}: "
-                         f"{f['error']}")
-    if r["state_error"]:
-        lines.append(f"  problem: {r['state_error']}; run `fab -H {r['host']} repair`")
-    if r["drift"]:
-        lines.append(f"  drift: {r['drift']}; releases trust nginx")
-    if r["lock"]:
-        lock = r["lock"]
-        lines.append(f"  lock: held by {lock['holder']}"
-                     + ("; that process is gone: `fab unlock`" if lock["gone"] else ""))
-    else:
+    body = table(colour_rows(r), COLUMNS)
+    lines = [head] + ["  " + line for line in body.splitlines()]
+    lines += ["  " + note for note in notes(r)]
+    if not r["lock"]:
         lines.append("  lock: free")
     return "\n".join(lines)
 
@@ -97,38 +107,22 @@ def format_statuses(rows):
     if len(rows) == 1:
         # One host that failed: its error says everything, a table would not.
         return format_status(rows[0][1]) if rows[0][1] is not None else ""
-    table_rows, notes = [], []
+    table_rows, host_notes = [], []
     for name, r, failure in rows:
         if r is None:
             role = "unreachable" if failure and failure.code == NO_CONNECTION else "failed"
             table_rows.append([name, "-", "-", role] + ["-"] * 6)
             if failure:
-                notes.append(f"{name}: {failure.message}")
+                host_notes.append(f"{name}: {failure.message}")
             continue
         if not r["set_up"]:
             table_rows.append([name, r["app"], "-", "not set up"] + ["-"] * 6)
-            notes.append(f"{name}: {r['deploy_dir']} is missing: run `fab -H {name} setup`")
+            host_notes.append(f"{name}: {r['deploy_dir']} is missing: run `fab -H {name} setup`")
             continue
-        for colour, c in r["colours"].items():
-            table_rows.append([name, r["app"], colour, c["role"], c["branch"] or "-",
-                               (c["commit"] or "-")[:12], c["deployed_at"] or "-",
-                               (c["deployed_by"] or "-").split(" (")[0], c["container"],
-                               c["health"]])
-            if c["last_failure"]:
-                f = c["last_failure"]
-                notes.append(f"{name}: {colour}: last release failed at {f['time']} in "
-                             f"{f['phase']}: {f['error']}")
-        if r["state_error"]:
-            notes.append(f"{name}: problem: {r['state_error']}; run `fab -H {name} repair`")
-        if r["drift"]:
-            notes.append(f"{name}: drift: {r['drift']}; releases trust nginx")
-        if r["lock"]:
-            lock = r["lock"]
-            notes.append(f"{name}: lock: held by {lock['holder']}"
-                         + ("; that process is gone: `fab unlock`" if lock["gone"] else ""))
-    body = table(table_rows, ["host", "app", "colour", "role", "branch", "commit",
-                              "deployed at", "by", "container", "health"])
+        table_rows += [[name, r["app"]] + row for row in colour_rows(r)]
+        host_notes += [f"{name}: {note}" for note in notes(r)]
+    body = table(table_rows, ["host", "app"] + COLUMNS)
     answered = "" if all(r for _, r, _ in rows) else " that answered"
     locks = [] if any(r and r["lock"] for _, r, _ in rows) else [
         f"locks: free on every host{answered}"]
-    return "\n".join([body] + notes + locks)
+    return "\n".join([body] + host_notes + locks)
