@@ -15,52 +15,17 @@ import time
 from pathlib import Path
 
 import loophost as lh
+import released
+from released import FAB_TIMEOUT, conftest_module, fab, no_traceback, output  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-# Generous: other engineers run e2e tests on this 2-core machine at the same time.
-FAB_TIMEOUT = 240
-
-
-def conftest_module(config):
-    """tests/e2e/conftest.py as pytest loaded it (every conftest.py outside a
-    package is a module called `conftest`, so it is not importable by name)."""
-    return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
 
 
 def module_project(request, tmp_path_factory, loophost, setup=True, **settings):
-    """A generator for a module-scoped fixture: a Project with its own
-    SampleApp ("v1" on main), set up (first release into blue) unless
-    setup=False; removed afterwards."""
-    conf = conftest_module(request.config)
-    base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-    app = lh.SampleApp(base / "sample-app")
-    app.commit("v1")
-    project = conf.Project(base / "p", loophost, app)
-    if settings:
-        project.set(**settings)
-    try:
-        if setup:
-            fab(project, "setup")
-        yield project
-    finally:
-        project.remove()
-
-
-def output(result):
-    return result.stdout + result.stderr
-
-
-def no_traceback(result):
-    both = output(result)
-    assert "Traceback" not in both, f"a traceback leaked:\n{both}"
-
-
-def fab(project, *args, code=0, env=None, timeout=FAB_TIMEOUT):
-    """Run `fab`, assert its exit code and that no traceback leaked out."""
-    r = project.fab(*args, env=env, timeout=timeout, check=code)
-    no_traceback(r)
-    return r
+    """released.module_project, set up (first release into blue) unless setup=False."""
+    yield from released.module_project(request, tmp_path_factory, loophost,
+                                       setup=setup, **settings)
 
 
 def error_lines(result):

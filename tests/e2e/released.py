@@ -26,11 +26,12 @@ def conftest_module(config):
     return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
 
 
-def module_project(request, tmp_path_factory, loophost, **settings):
+def module_project(request, tmp_path_factory, loophost, setup=False, **settings):
     """A Project with its own SampleApp ("v1" on main), alive for the module.
 
-    A generator for a module-scoped fixture: yields the project, removes its
-    containers, images, nginx file and directories afterwards.
+    A generator for a module-scoped fixture: yields the project (set up, i.e.
+    released into blue, when ``setup``), removes its containers, images,
+    nginx file and directories afterwards.
     """
     conf = conftest_module(request.config)
     base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
@@ -40,6 +41,8 @@ def module_project(request, tmp_path_factory, loophost, **settings):
     if settings:
         project.set(**settings)
     try:
+        if setup:
+            fab(project, "setup")
         yield project
     finally:
         project.remove()
