@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from dotenv import dotenv_values
 

@@ -81,13 +81,14 @@ def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.slee
                 settings)[colour]
             if container.crashed or container.state == "missing":
                 raise HealthFailure(
-                    f"{colour} is not healthy: its container {container.describe()}",
+                    f"{colour} is not healthy: its container {container.describe()}; "
+                    "nothing live changed",
                     "the app exits at start: its log lines are above; fix and release again")
         if clock() + interval > deadline:
             raise HealthFailure(
                 f"{colour} did not pass the health check within HEALTH_TIMEOUT="
                 f"{settings.health_timeout:g}s (last answer: {last_reason}; "
-                f"{passes}/{need} good in a row)",
+                f"{passes}/{need} good in a row); nothing live changed",
                 f"check that the app answers {path} on $PORT; its log lines are above. "
                 "Raise HEALTH_TIMEOUT if it only starts slowly")
         sleep(interval)

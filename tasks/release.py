@@ -11,9 +11,8 @@ import time
 
 from . import health, scripts
 from .compose import render_clojure_dockerfile, render_compose
-from .config import other
-from .errors import FAILED, NO_CONNECTION, Failure
 from .check import tool_problems, tools_script
+from .errors import FAILED, Failure
 from .facts import parse_view
 from .lock import describe_who, identity, lock_held, owner_record
 from .nginx import render_nginx
@@ -565,12 +564,3 @@ def setup(session):
     summary = release(session, first=True)
     summary["released"] = True
     return summary
-
-
-def unreachable(name, exc):
-    return Failure(f"lost the connection to {name}: {exc}",
-                   f"check the host, then `fab -H {name} status`; if a lock was left: "
-                   f"fab -H {name} unlock", code=NO_CONNECTION)
-
-
-__all__ = ["Session", "release", "switch", "setup", "other", "FAILED"]

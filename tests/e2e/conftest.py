@@ -153,7 +153,7 @@ class Project:
             "GREEN_PORT": str(self.green_port),
             "HEALTH_PATH": "/health",
             "HEALTH_TIMEOUT": "20",
-            "HEALTH_INTERVAL": "0.5",
+            "HEALTH_INTERVAL": "0.2",
             "STOP_TIMEOUT": "2",
         }
         self._write_env()

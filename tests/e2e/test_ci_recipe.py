@@ -21,7 +21,6 @@ import paramiko
 import pytest
 import yaml
 
-import loophost as lh  # `loophost` is the fixture
 from traffic import settled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

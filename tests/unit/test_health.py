@@ -126,7 +126,8 @@ def test_stops_early_when_the_container_is_gone_or_crash_looping(s, state, resta
     with pytest.raises(HealthFailure) as exc:
         run_gate(s, host, clock)
     described = Container("green", state, exit_code, restarts).describe()
-    assert exc.value.message == f"green is not healthy: its container {described}"
+    assert exc.value.message == (f"green is not healthy: its container {described}; "
+                                 "nothing live changed")
     assert exc.value.code == FAILED
     assert len(host.probes) == 1 and clock.now < 1002  # not the whole HEALTH_TIMEOUT
     assert "shop-green-1" in host.scripts[0] and "shop-blue-1" not in host.scripts[0]
@@ -144,7 +145,8 @@ def test_times_out_with_the_last_answer_in_the_message(s):
     with pytest.raises(HealthFailure) as exc:
         run_gate(s, host, clock)
     assert exc.value.message == ("green did not pass the health check within "
-                                 "HEALTH_TIMEOUT=10s (last answer: HTTP 502; 0/3 good in a row)")
+                                 "HEALTH_TIMEOUT=10s (last answer: HTTP 502; 0/3 good in a row); "
+                                 "nothing live changed")
     assert "Raise HEALTH_TIMEOUT" in exc.value.hint and "/healthz" in exc.value.hint
     assert exc.value.code == FAILED
     # A probe a second from 0s to 10s; no sleep runs past the deadline.
