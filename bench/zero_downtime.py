@@ -77,16 +77,21 @@ def parse_args(argv=None):
 # --- the two approaches ------------------------------------------------------
 
 
+def make_load(bh, args):
+    """Both clients on the public port, as the command line asks."""
+    return loadgen.Load(bh.public_port, rate_fresh=args.rate,
+                        rate_keepalive=args.keepalive_rate,
+                        threads_fresh=args.threads,
+                        keepalive_connections=args.keepalive_connections,
+                        timeout=args.timeout, max_seconds=args.max_seconds)
+
+
 def run_reload(bh, args, log):
     """The tool: alternate `fab release` (new version) and `fab rollback`."""
     switches = []
     version_of = {"blue": "v1", "green": None}
     live, next_version = "blue", 2
-    load = loadgen.Load(bh.public_port, rate_fresh=args.rate,
-                        rate_keepalive=args.keepalive_rate,
-                        threads_fresh=args.threads,
-                        keepalive_connections=args.keepalive_connections,
-                        timeout=args.timeout, max_seconds=args.max_seconds)
+    load = make_load(bh, args)
     load.start()
     try:
         time.sleep(args.seconds_between)
@@ -140,11 +145,7 @@ def run_restart(bh, args, log, live):
     confs = {c: render_conf(bh, c) for c in ("blue", "green")}
     original = bh.nginx_file.read_text()
     switches = []
-    load = loadgen.Load(bh.public_port, rate_fresh=args.rate,
-                        rate_keepalive=args.keepalive_rate,
-                        threads_fresh=args.threads,
-                        keepalive_connections=args.keepalive_connections,
-                        timeout=args.timeout, max_seconds=args.max_seconds)
+    load = make_load(bh, args)
     load.start()
     try:
         time.sleep(args.seconds_between)

@@ -75,8 +75,14 @@ def http_get(port, path="/", host=None, timeout=5.0, address=LOOPBACK):
     the error.
     """
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    return fetch(conn, path, {"Host": host} if host else {})
+
+
+def fetch(conn, path, headers):
+    """GET path on an http.client connection -> (status, headers, body); never
+    raises (status None and the error as body), always closes it."""
     try:
-        conn.request("GET", path, headers={"Host": host} if host else {})
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         body = resp.read().decode("utf-8", errors="replace")
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body

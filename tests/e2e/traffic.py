@@ -11,6 +11,8 @@ import ssl
 import threading
 import time
 
+import loophost as lh
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -40,15 +42,7 @@ def https_get(port, path, server_name, context, timeout=5.0):
     failure or a timeout gives status None and the error as body.
     """
     conn = _LoopbackHTTPS(server_name, port, context, timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        body = resp.read().decode("utf-8", errors="replace")
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-    except (OSError, http.client.HTTPException) as e:
-        return None, {}, f"{type(e).__name__}: {e}"
-    finally:
-        conn.close()
+    return lh.fetch(conn, path, {"Connection": "close"})
 
 
 class Load:
