@@ -15,14 +15,12 @@ from .compose import INSPECT_FORMAT, container_name
 q = shlex.quote
 
 # Exit codes of our scripts that mean something specific.
-LOCK_HELD = 40
 NO_DEPLOY_DIR = 41
 GIT_FAILED = 42
 BUILD_FAILED = 43
 START_FAILED = 44
 NGINX_TEST_FAILED = 45
 NGINX_RELOAD_FAILED = 46
-PRE_SWITCH_FAILED = 47
 STATE_WRITE_FAILED = 48
 
 
@@ -77,7 +75,7 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     """What is on the host: state, nginx file, lock, containers (one round trip).
 
     With ``owner_json`` the lock is taken first, so what is read cannot change
-    underneath the task. A held lock stops the script with LOCK_HELD. With
+    underneath the task (a held lock prints ``::lock held``). With
     ``listening``, the TCP ports something listens on (``ss``; with the
     program's name when the login user may see it).
 
