@@ -6,7 +6,9 @@ A module-scoped project saves a setup (a build and a health gate) per test;
 tests that need a pristine host use conftest's function-scoped `project`.
 """
 
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +64,31 @@ def fab_background(project, *args, log):
     with open(log, "w") as out:
         return subprocess.Popen(cmd, cwd=project.dir, env=project.child_env(), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+
+@contextlib.contextmanager
+def background(project, *args, log):
+    """`fab ARGS` running in the background for the with-block; killed if
+    the block leaves it running (a failed assertion, say)."""
+    run = fab_background(project, *args, log=log)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def interrupt(run, log, once=None, timeout=60):
+    """Ctrl-C a background fab (once ``once`` shows in its log, if given);
+    returns its whole output."""
+    if once is not None:
+        assert wait_until(lambda: once in log.read_text() or run.poll() is not None,
+                          timeout=timeout), log.read_text()
+    assert run.poll() is None, log.read_text()
+    run.send_signal(signal.SIGINT)
+    run.wait(timeout=timeout)
+    return log.read_text()
 
 
 def no_traceback(result):

@@ -3,7 +3,6 @@ its holder; `unlock` clears it; `--wait-lock` waits for a lock that goes away.
 """
 
 import json
-import signal
 import socket
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from released import (FAB_TIMEOUT, container_states, fab, fab_background, history_json,
+from released import (FAB_TIMEOUT, background, interrupt, container_states, fab, history_json,
                       module_project, output, serves, status_json, version, wait_until)
 
 
@@ -108,8 +107,7 @@ def test_a_release_in_progress_holds_the_lock_against_a_second_one(host, tmp_pat
     # health gate holding the lock while the others try.
     slow = p.app.commit("v3-slow", slow=6)
     log = tmp_path / "first-release.log"
-    first = fab_background(p, "release", log=log)
-    try:
+    with background(p, "release", log=log) as first:
         owner = p.deploy_dir / ".lock" / "owner.json"
         checkout = p.deploy_dir / target
         # Past its git phase: the target's checkout is at the slow commit.
@@ -129,10 +127,6 @@ def test_a_release_in_progress_holds_the_lock_against_a_second_one(host, tmp_pat
         assert "waiting for the lock" in r.stdout
         assert f"released {live}: {fixed[:12]}" in r.stdout
         first.wait(timeout=FAB_TIMEOUT)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     out = log.read_text()
     assert first.returncode == 0, out
     assert "Traceback" not in out
@@ -158,18 +152,8 @@ def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tm
     # Starts after 60 s: the release sits in its health gate when interrupted.
     sha = p.app.commit("v5-slow", slow=60)
     log = tmp_path / "interrupted.log"
-    run = fab_background(p, "release", log=log)
-    try:
-        assert wait_until(lambda: "health attempt" in log.read_text()
-                          or run.poll() is not None, timeout=60), log.read_text()
-        assert run.poll() is None, log.read_text()
-        run.send_signal(signal.SIGINT)
-        run.wait(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    out = log.read_text()
+    with background(p, "release", log=log) as run:
+        out = interrupt(run, log, once="health attempt")
     assert run.returncode == 130, out
     assert "Traceback" not in out
     assert "interrupted" in out and "lock was released" in out

@@ -6,7 +6,6 @@ One project lives for the module: set up (v1 in blue), then released once
 """
 
 import json
-import signal
 import socket
 import subprocess
 import time
@@ -14,7 +13,7 @@ import time
 import pytest
 
 from loophost import free_port, http_get, port_accepts
-from released import (fab, fab_background, history_json, module_project, no_traceback,
+from released import (background, fab, interrupt, history_json, module_project, no_traceback,
                       output, serves, state_file, status_json, version, wait_until)
 
 
@@ -47,18 +46,8 @@ def test_logs_show_a_colours_container_output(host):
 def test_logs_follow_ends_cleanly_on_ctrl_c(host, tmp_path):
     p = host
     log = tmp_path / "follow.log"
-    follow = fab_background(p, "logs", "--follow", "--colour", "blue", log=log)
-    try:
-        assert wait_until(lambda: "starting on port" in log.read_text()
-                          or follow.poll() is not None, timeout=60), log.read_text()
-        assert follow.poll() is None, log.read_text()  # still following
-        follow.send_signal(signal.SIGINT)
-        follow.wait(timeout=30)
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
-    out = log.read_text()
+    with background(p, "logs", "--follow", "--colour", "blue", log=log) as follow:
+        out = interrupt(follow, log, once="starting on port")  # still following until then
     # Ctrl-C is how --follow ends: exit 0, no talk of locks or records.
     assert follow.returncode == 0, out
     assert "Traceback" not in out and "interrupted" not in out
@@ -109,8 +98,7 @@ def test_preview_tunnels_to_the_idle_colour_until_ctrl_c(host, tmp_path):
     p = host
     port = free_port()
     log = tmp_path / "preview.log"
-    preview = fab_background(p, "preview", "--local-port", port, log=log)
-    try:
+    with background(p, "preview", "--local-port", port, log=log) as preview:
         assert wait_until(lambda: port_accepts(port) or preview.poll() is not None,
                           timeout=60) and preview.poll() is None, log.read_text()
         status, headers, body = http_get(port, "/version")
@@ -119,13 +107,7 @@ def test_preview_tunnels_to_the_idle_colour_until_ctrl_c(host, tmp_path):
         # Several clients, one after the other, each get a channel of their own.
         assert [http_get(port, "/health")[0] for _ in range(3)] == [200, 200, 200]
         serves(p, "v2", colour="green")  # nothing live changed
-        preview.send_signal(signal.SIGINT)
-        preview.wait(timeout=30)
-    finally:
-        if preview.poll() is None:
-            preview.kill()
-            preview.wait()
-    out = log.read_text()
+        out = interrupt(preview, log)
     assert preview.returncode == 0, out
     assert "Traceback" not in out
     assert "preview of blue" in out and p.app.commits["v1"][:12] in out
