@@ -34,12 +34,12 @@ def tools_script(settings):
     """Versions of git, docker (and its daemon), Compose v2, nginx."""
     nginx = first_command(settings.nginx_test_cmd)
     return f"""PATH="$PATH:/usr/sbin:/sbin"
-if command -v git >/dev/null 2>&1; then echo "::git $(git --version | cut -d' ' -f3)"; else echo '::git missing'; fi
-if ! command -v docker >/dev/null 2>&1; then echo '::docker missing'
-elif v=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null) && [ -n "$v" ]; then echo "::docker $v"
-else echo '::docker daemon-down'; fi
-if v=$({settings.compose_cmd} version --short 2>/dev/null) && [ -n "$v" ]; then echo "::compose $v"; else echo '::compose missing'; fi
-if command -v {q(nginx)} >/dev/null 2>&1; then echo "::nginx $({q(nginx)} -v 2>&1 | sed 's|.*/||')"; else echo '::nginx missing'; fi
+if command -v git >/dev/null 2>&1; then echo "$M git $(git --version | cut -d' ' -f3)"; else echo "$M git missing"; fi
+if ! command -v docker >/dev/null 2>&1; then echo "$M docker missing"
+elif v=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null) && [ -n "$v" ]; then echo "$M docker $v"
+else echo "$M docker daemon-down"; fi
+if v=$({settings.compose_cmd} version --short 2>/dev/null) && [ -n "$v" ]; then echo "$M compose $v"; else echo "$M compose missing"; fi
+if command -v {q(nginx)} >/dev/null 2>&1; then echo "$M nginx $({q(nginx)} -v 2>&1 | sed 's|.*/||')"; else echo "$M nginx missing"; fi
 """
 
 
@@ -69,33 +69,33 @@ def check_script(settings):
     sudo = scripts.sudo(s)
     d = s.deploy_dir
     parent = d.rsplit("/", 1)[0] or "/"
+    mark = scripts.mark
     lines = [
         tools_script(s),
         scripts.inspect(s, listening=True),
         f"if [ -d {q(d)} ]; then t={q(d)}; else t={q(parent)}; fi",
-        "echo \"::disk_kb $(df -Pk \"$t\" 2>/dev/null | awk 'NR==2 {print $4}')\"",
-        f"if out=$({sudo}{s.nginx_test_cmd} 2>&1); then echo '::nginx_test ok'; "
-        "else echo '::nginx_test fail'; fi; "
-        "echo '::begin nginx_test_output'; echo \"$out\"; echo '::end nginx_test_output'",
+        mark("disk_kb", "$(df -Pk \"$t\" 2>/dev/null | awk 'NR==2 {print $4}')"),
+        f"if out=$({sudo}{s.nginx_test_cmd} 2>&1); then {mark('nginx_test', 'ok')}; "
+        f"else {mark('nginx_test', 'fail')}; fi; "
+        + scripts.block("nginx_test_output", 'printf "%s" "$out"'),
         scripts.block("others", f"for f in {q(s.nginx_conf_dir)}/*.conf; do "
                             f"[ -f \"$f\" ] && [ \"$f\" != {q(s.nginx_file)} ] && "
                             "{ echo \"::file $f\"; cat \"$f\"; echo; }; done; true"),
         f"if out=$(GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' "
         f"timeout 30 git ls-remote --heads {q(s.git_repo)} 2>&1); then "
-        "echo \"::git_remote ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)\"; "
-        "else echo \"::git_remote fail $(printf '%s' \"$out\" | tail -n 1)\"; fi",
+        + mark("git_remote", "ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)") + "; "
+        "else " + mark("git_remote", "fail $(printf '%s' \"$out\" | tail -n 1)") + "; fi",
     ]
     if s.ssl:
         for key, path in (("cert", s.ssl_cert_file), ("key", s.ssl_key_file)):
-            lines.append(f"if {sudo}test -r {q(path)}; then echo '::ssl_{key} ok'; "
-                         f"else echo '::ssl_{key} missing'; fi")
-        lines.append(
-            f"echo \"::ssl_end $({sudo}openssl x509 -enddate -noout -in {q(s.ssl_cert_file)} "
-            "2>/dev/null | cut -d= -f2)\"")
+            lines.append(f"if {sudo}test -r {q(path)}; then {mark('ssl_' + key, 'ok')}; "
+                         f"else {mark('ssl_' + key, 'missing')}; fi")
+        lines.append(mark("ssl_end", f"$({sudo}openssl x509 -enddate -noout -in "
+                                     f"{q(s.ssl_cert_file)} 2>/dev/null | cut -d= -f2)"))
         lines.append(
             f"if {sudo}openssl x509 -checkend {CERT_WARN_DAYS * 86400} -noout "
-            f"-in {q(s.ssl_cert_file)} >/dev/null 2>&1; then echo '::ssl_expiry ok'; "
-            "else echo '::ssl_expiry soon'; fi")
+            f"-in {q(s.ssl_cert_file)} >/dev/null 2>&1; then {mark('ssl_expiry', 'ok')}; "
+            f"else {mark('ssl_expiry', 'soon')}; fi")
     return "\n".join(lines) + "\n"
 
 
@@ -246,9 +246,9 @@ def check(session):
     s, rep = session.settings, session.reporter
     session.connect()
     with rep.phase("check") as ph:
-        result = session.host.run(check_script(s), timeout=120)
-        values, blocks = scripts.parse_output(result.stdout)
-        view = parse_view(result.stdout, s)
+        result = session.run(check_script(s), timeout=120)
+        values, blocks = result.values, result.blocks
+        view = parse_view(result, s)
         rows = evaluate(values, blocks, view, s)
         failed = [r for r in rows if r[1] == "FAIL"]
         ph.detail = f"{len(rows) - len(failed)} ok, {len(failed)} failed"

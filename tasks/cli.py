@@ -91,7 +91,7 @@ def targets(c, require_repo=True):
 
 
 def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, command=None):
-    from .release import Session
+    from .session import Session
 
     return Session(entry, settings, reporter, task_name, command=command,
                    accept_new_host_key=accept_new_host_key, fabric_config=c.config)

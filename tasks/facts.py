@@ -1,7 +1,7 @@
 """What one inspection of the host found, parsed from the script's output.
 
-``scripts.inspect`` prints it; ``parse_view`` turns it into a HostView; the
-decisions in plan.py read the view. No I/O here.
+``scripts.inspect`` prints it; ``parse_view`` turns the step's markers into
+a HostView; the decisions in plan.py read the view. No I/O here.
 """
 
 import re
@@ -11,7 +11,6 @@ from .compose import parse_inspect
 from .config import COLOURS
 from .lock import parse_holder
 from .nginx import read_nginx
-from .scripts import parse_output
 from .state import StateError, parse_history, parse_state
 
 
@@ -29,6 +28,8 @@ class HostView:
     history: list = field(default_factory=list)
     app_env_hash: str = ""
     listening: dict = field(default_factory=dict)  # port -> process name ('' if unknown)
+    nginx_version: str = ""  # of the nginx NGINX_TEST_CMD runs; '' when unknown
+    lock_taken_over: object = None  # lock.Holder of a stale lock this task took over
 
     @property
     def live(self):
@@ -66,8 +67,9 @@ class HostView:
         return self.state["colours"].get(colour) or {}
 
 
-def parse_view(output, settings):
-    values, blocks = parse_output(output)
+def parse_view(result, settings):
+    """A HostView from the inspect step's result (its values and blocks)."""
+    values, blocks = result.values, result.blocks
     state, state_error = None, None
     path = f"{settings.deploy_dir}/state.json"
     if values.get("deploy_dir") == "yes":
@@ -82,7 +84,7 @@ def parse_view(output, settings):
     return HostView(
         now=now,
         deploy_dir=values.get("deploy_dir") == "yes",
-        lock=values.get("lock", ""),
+        lock="taken" if values.get("lock") == "taken-over" else values.get("lock", ""),
         holder=holder,
         state=state,
         state_error=state_error,
@@ -92,6 +94,9 @@ def parse_view(output, settings):
         history=parse_history(blocks.get("history", "")),
         app_env_hash=values.get("app_env", ""),
         listening=parse_listening(blocks.get("listening", "")),
+        nginx_version=values.get("nginx_version", ""),
+        lock_taken_over=(parse_holder(blocks.get("stale_owner", ""), now)
+                         if values.get("lock") == "taken-over" else None),
     )
 
 

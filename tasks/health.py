@@ -1,7 +1,7 @@
 """The health gate, and the check that nginx really serves the new colour.
 
-Both talk HTTP over direct-tcpip channels of the open SSH connection: no
-local port, nothing to install on the host.
+Both speak HTTP/1.1 (http.client) over direct-tcpip channels of the open
+SSH connection: no local port, nothing to install on the host.
 """
 
 import time
@@ -9,6 +9,7 @@ import time
 from . import scripts
 from .compose import parse_inspect
 from .errors import FAILED, Failure
+from .probe import ProbeError
 
 
 class HealthFailure(Failure):
@@ -24,17 +25,23 @@ def good(status):
     return 200 <= status < 400
 
 
+def describe_answer(resp):
+    """An answer in a few words; a refusal (4xx) shows what was asked, since
+    the usual cause is the request itself (path, Host, HTTP version)."""
+    if 400 <= resp.status < 500:
+        return f"{resp.status_line} to `{resp.request}`"
+    return f"HTTP {resp.status}"
+
+
 def describe_probe(host, settings, colour, timeout=2.0):
     """One probe of a colour's health path: (ok, text) for status and checks."""
-    from .host import ProbeError
-
     try:
         resp = host.http(settings.port_of(colour), settings.health_path,
                          host_header=settings.host_header, timeout=timeout,
                          bind=probe_address(settings))
     except ProbeError as exc:
         return False, exc.message
-    return good(resp.status), f"HTTP {resp.status}"
+    return good(resp.status), describe_answer(resp) + f" on {settings.health_path}"
 
 
 def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.sleep):
@@ -43,8 +50,6 @@ def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.slee
     Stops early when the container has exited or is crash-looping. Returns
     a one-line description; raises HealthFailure.
     """
-    from .host import ProbeError
-
     need, interval = settings.health_passes, settings.health_interval
     start = clock()
     deadline = start + settings.health_timeout
@@ -58,7 +63,7 @@ def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.slee
             resp = host.http(port, path, host_header=settings.host_header,
                              timeout=round(max(0.5, min(remaining, 5.0)), 1),
                              bind=probe_address(settings))
-            reason = f"HTTP {resp.status}"
+            reason = describe_answer(resp)
             ok = good(resp.status)
         except ProbeError as exc:
             reason, ok = exc.message, False
@@ -77,7 +82,7 @@ def gate(host, settings, colour, reporter, clock=time.monotonic, sleep=time.slee
         if not ok and clock() - last_container_check >= 1.0:
             last_container_check = clock()
             container = parse_inspect(
-                host.run(scripts.container_state(settings, colour)).stdout,
+                host.run(scripts.container_state(settings, colour)).blocks.get("containers", ""),
                 settings)[colour]
             if container.crashed or container.state == "missing":
                 raise HealthFailure(
@@ -101,8 +106,6 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
                   clock=time.monotonic, sleep=time.sleep):
     """Poll nginx until its answers name ``colour`` (a reload returns before
     the new workers serve). Returns a description; raises HealthFailure."""
-    from .host import ProbeError
-
     if settings.ssl:
         port, tls = settings.ssl_port, True
     else:

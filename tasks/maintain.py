@@ -16,7 +16,7 @@ def unlock(session):
         session.reporter.line("the lock is free; nothing to do")
         return {"host": session.name, "removed": False}
     session.reporter.line(f"lock held by {view.holder.describe()}")
-    session.host.run(scripts.unlock_lock(session.settings))
+    session.run(scripts.unlock_lock(session.settings))
     session.reporter.line("lock removed")
     return {"host": session.name, "removed": True, "holder": view.holder.record}
 
@@ -29,8 +29,8 @@ def repair(session):
     try:
         if not view.deploy_dir:
             require_setup(view, name)
-        result = session.host.run(scripts.repair_facts(s))
-        values, _ = scripts.parse_output(result.stdout)
+        result = session.run(scripts.repair_facts(s))
+        values = result.values
         state = empty_state(s.app_name)
         old = view.state or {}
         for colour in COLOURS:
@@ -52,15 +52,13 @@ def repair(session):
         state["live"] = view.nginx.served if view.nginx is not None else None
         line = session.history_line("ok", to_colour=state["live"])
         with rep.phase("repair") as ph:
-            out = session.host.run(scripts.finish(s, state_text=format_state(state),
-                                                  history_line=line))
+            out = session.run(scripts.record(s, state_text=format_state(state),
+                                             history_line=line))
             if out.code != 0:
-                values, _ = scripts.parse_output(out.stdout)
-                raise Failure(f"{values.get('error') or f'exit {out.code}'} on {name}; "
+                raise Failure(f"{out.values.get('error') or f'exit {out.code}'} on {name}; "
                               "state.json is as it was",
                               f"free space or fix {s.deploy_dir}, then repair again",
                               code=FAILED)
-            session.locked = False
             ph.detail = f"state.json rebuilt: live {state['live'] or 'nothing'}"
         for colour in COLOURS:
             record = state["colours"][colour]
@@ -78,7 +76,7 @@ def logs(session, colour, lines, follow):
         view = session.inspect()
         colour = view.live or "blue"
     try:
-        result = session.host.run(
+        result = session.run(
             scripts.logs(session.settings, colour, lines, follow),
             on_line=lambda _, text: emit(text))
     except KeyboardInterrupt:
@@ -95,7 +93,7 @@ def logs(session, colour, lines, follow):
 
 def history(session, lines, json_mode):
     session.host.connect()
-    result = session.host.run(scripts.history(session.settings, lines))
+    result = session.run(scripts.history(session.settings, lines))
     entries = parse_history(result.stdout)
     if json_mode:
         for entry in entries:

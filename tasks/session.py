@@ -1,0 +1,186 @@
+"""One task's time on one host: the connection, the lock, what it saw, its record.
+
+Every task that talks to a host holds a Session. The steps it runs go to
+the one remote shell of its connection (``session.run``); the lock is
+taken and the host read in one step (``session.lock``); a failed attempt
+is recorded and the lock dropped in one place (``session.record_failure``).
+"""
+
+import hashlib
+import json as jsonlib
+import time
+
+from . import scripts
+from .errors import FAILED, Failure
+from .facts import parse_view
+from .lock import describe_who, identity, lock_held, owner_record
+from .plan import require_setup
+from .ssh import Host, Target
+from .state import format_history_line, history_entry
+
+
+class Session:
+    def __init__(self, entry, settings, reporter, task, *, command=None,
+                 accept_new_host_key=False, fabric_config=None):
+        self.name = entry.name
+        self.settings = settings
+        self.reporter = reporter
+        self.task = task
+        self.command = command or f"fab -H {entry.name} {task}"
+        self.who = identity()
+        self.started = time.monotonic()
+        self.locked = False
+        self.view = None
+        target = Target(name=entry.name, host=entry.host, user=entry.user,
+                        port=entry.port, identity_file=entry.identity_file,
+                        known_hosts=entry.known_hosts)
+        self.host = Host(target, settings, accept_new_host_key=accept_new_host_key,
+                         config=fabric_config)
+
+    # --- the connection ---
+
+    def connect(self):
+        with self.reporter.phase("connect") as ph:
+            self.host.connect()
+            ph.detail = self.host.describe()
+
+    def run(self, script, **kwargs):
+        """One step in the task's remote shell -> shell.StepResult."""
+        return self.host.run(script, **kwargs)
+
+    def close(self):
+        self.host.close()
+
+    def ssh_stats(self):
+        """SSH round trips so far, for --json summaries: remote shells and
+        steps, channels opened (health probes, verification) and uploads."""
+        stats = self.host.stats
+        return {key: int(stats.get(key, 0))
+                for key in ("commands", "steps", "channels", "uploads")}
+
+    # --- reading the host, and the lock ---
+
+    def inspect(self, history_lines=0):
+        """Read the host without the lock (status, logs, unlock)."""
+        self.view = parse_view(self.run(scripts.inspect(self.settings,
+                                                        history_lines=history_lines)),
+                               self.settings)
+        return self.view
+
+    def lock(self, wait=0.0, force_unlock=False):
+        """Take the lock and read the host under it, in one step.
+
+        A lock whose holder's shell on the host is gone (its connection
+        ended: a killed fab, a lost laptop) is taken over by the step
+        itself, said and recorded in history. A holder still connected is
+        waited for up to ``wait`` seconds, then refused.
+        """
+        shell = self.host.shell
+        record = owner_record(self.command, self.who)
+        record.update(host_pid=shell.pid, host_pid_start=shell.started)
+        script = scripts.inspect(self.settings, owner_json=jsonlib.dumps(record, sort_keys=True),
+                                 history_lines=20, app_env=bool(self.settings.app_env_file),
+                                 listening=True)
+        deadline = time.monotonic() + wait
+        with self.reporter.phase("lock") as ph:
+            while True:
+                view = self.view = parse_view(self.run(script), self.settings)
+                if view.lock == "taken":
+                    self.locked = True
+                    ph.detail = "taken"
+                    if view.lock_taken_over is not None:
+                        ph.detail = "taken over from a holder that is gone"
+                        self.took_over(view.lock_taken_over)
+                    return view
+                if not view.deploy_dir:
+                    require_setup(view, self.name)
+                if force_unlock and view.holder and view.holder.local_and_dead:
+                    self.reporter.progress(f"removing the lock of a process that is gone: "
+                                           f"{view.holder.describe()}")
+                    self.run(scripts.unlock_lock(self.settings))
+                    force_unlock = False
+                    continue
+                if time.monotonic() >= deadline:
+                    ph.detail = "held"
+                    raise lock_held(view.holder, self.name)
+                if wait:
+                    self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
+                time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+    def took_over(self, holder):
+        self.reporter.line(f"took over the lock of {holder.describe()}: its connection to "
+                           f"{self.name} is gone")
+        line = format_history_line(history_entry(
+            host=self.name, app=self.settings.app_name, task="lock", who=self.who,
+            result="taken-over", duration=0.0,
+            error=f"stale lock of {holder.describe()} taken over by `{self.command}`"))
+        self.run(scripts.record(self.settings, history_line=line))
+
+    def unlock(self):
+        if self.locked:
+            self.run(scripts.unlock_lock(self.settings))
+            self.locked = False
+
+    # --- the record ---
+
+    def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
+                     commit=None, phase=None, error=None, **extra):
+        entry = history_entry(
+            host=self.name, app=self.settings.app_name, task=self.task,
+            who=self.who, result=result, duration=time.monotonic() - self.started,
+            from_colour=from_colour, to_colour=to_colour, branch=branch,
+            commit=commit, phase=phase, error=error)
+        entry.update({k: v for k, v in extra.items() if v is not None})
+        return format_history_line(entry)
+
+    def record(self, state_text, history_line):
+        """Write state.json and the history line (one step); Failure if state.json
+        cannot be written, with nothing recorded."""
+        result = self.run(scripts.record(self.settings, state_text=state_text,
+                                         history_line=history_line))
+        if result.code != 0:
+            why = result.values.get("error") or f"the record step failed (exit {result.code})"
+            raise Failure(f"{why} on {self.name}; nothing was recorded",
+                          f"free space or fix {self.settings.deploy_dir}, then try again; "
+                          f"`fab -H {self.name} status` shows any drift", code=FAILED)
+
+    def record_failure(self, exc, *, phase, fields):
+        """Append the failed attempt to history and drop the lock; never raises.
+
+        When the connection itself is gone, say what is left to do.
+        """
+        if isinstance(exc, Failure):
+            error = exc.message
+        elif isinstance(exc, KeyboardInterrupt):
+            error = "interrupted (Ctrl-C)"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        try:
+            self.run(scripts.record(self.settings, history_line=self.history_line(
+                "failed", phase=phase, error=error, **fields)))
+            self.unlock()
+        except Exception:
+            if self.locked:
+                self.reporter.line(
+                    f"could not record the failure or release the lock on {self.name}: "
+                    f"the next task takes the lock over once this connection is gone, "
+                    f"or run `fab -H {self.name} unlock`")
+
+    # --- steps shared by the tasks ---
+
+    def upload_app_env(self):
+        """APP_ENV_FILE to DEPLOY_DIR/app.env (0600, SFTP): only when it changed."""
+        path = self.settings.app_env_file
+        if not path:
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() == self.view.app_env_hash:
+            return
+        with self.reporter.phase("secrets") as ph:
+            self.host.put_bytes(data, f"{self.settings.deploy_dir}/app.env", mode=0o600)
+            ph.detail = "app.env uploaded (mode 0600)"
+
+
+def who_text(session):
+    return describe_who(session.who)
