@@ -117,7 +117,7 @@ def test_a_release_that_fails_its_health_gate_changes_nothing_live(host, kind):
     assert failed["last_failure"]["commit"] == sha
     assert failed["healthy"] is False
 
-    # Stopped, and its logs stay readable.
+    # Never released before this attempt: stopped again, and its logs stay readable.
     assert container_states(p)[before.idle] == "exited"
     logs = fab(p, "logs", "--colour", before.idle).stdout
     assert f"bad-{kind} ({kind}) starting on port" in logs
@@ -168,7 +168,9 @@ def test_a_failing_pre_switch_cmd_aborts_before_the_switch(host):
     assert "PRE_SWITCH_CMD failed" in out and "exit 7" in out
     before.unchanged(p)
     before.failure(p, "pre-switch")
-    assert container_states(p)[before.idle] == "exited"
+    # The idle colour runs its previous release again: the rollback target.
+    assert container_states(p)[before.idle] == "running"
+    assert f"{before.idle} runs its previous release" in out
 
 
 def test_a_pre_switch_cmd_runs_inside_the_new_colour_before_the_switch(host):
