@@ -5,7 +5,8 @@ from .config import COLOURS
 from .errors import FAILED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
-from .state import empty_state, format_state, parse_history
+from .state import (empty_state, format_state, iso_utc, parse_history, recover_branch,
+                    source_of)
 
 
 def unlock(session):
@@ -33,17 +34,24 @@ def repair(session):
         values, _ = scripts.parse_output(result.stdout)
         state = empty_state(s.app_name)
         old = view.state or {}
+        found = {}  # colour -> where its branch came from, for the operator
         for colour in COLOURS:
             commit = values.get(f"{colour}_commit") or None
             container = view.containers[colour]
             recorded = (old.get("colours") or {}).get(colour) or {}
             if not commit and container.state == "missing":
                 continue
-            state["colours"][colour] = {
-                "branch": recorded.get("branch") or s.branch_of(colour),
-                "commit": commit, "image": container.image or None,
-                "deployed_at": recorded.get("deployed_at") or container.started_at or None,
+            branch, ref, found[colour] = recover_branch(
+                colour, recorded, view.history, commit, s.branch_of(colour))
+            record = {
+                "branch": branch, "commit": commit, "image": container.image or None,
+                # One time format in state.json: Docker's StartedAt has nanoseconds and Z.
+                "deployed_at": (iso_utc(recorded.get("deployed_at") or "")
+                                or iso_utc(container.started_at)),
                 "deployed_by": recorded.get("deployed_by") or "unknown (rebuilt by repair)"}
+            if ref:
+                record["ref"] = ref
+            state["colours"][colour] = record
         if view.nginx is not None and view.nginx.served is None:
             raise Failure(f"{s.nginx_file} proxies to port {view.nginx.port}, which is "
                           "neither colour's port: cannot tell which colour is live",
@@ -64,8 +72,12 @@ def repair(session):
             ph.detail = f"state.json rebuilt: live {state['live'] or 'nothing'}"
         for colour in COLOURS:
             record = state["colours"][colour]
-            rep.line(f"{colour}: commit {(record.get('commit') or '-')[:12]}, "
-                     f"container {view.containers[colour].describe()}")
+            if not record:
+                rep.line(f"{colour}: nothing deployed (no checkout, no container)")
+                continue
+            rep.line(f"{colour}: {source_of(record)} (from {found[colour]}), commit "
+                     f"{(record.get('commit') or '-')[:12]}, container "
+                     f"{view.containers[colour].describe()}")
         return {"host": name, "live": state["live"], "state": state}
     finally:
         session.unlock()
@@ -102,7 +114,7 @@ def history(session, lines, json_mode):
             emit_json({"host": session.name, **entry})
         return None
     rows = [[e.get("time", "-"), e.get("task", "-"), e.get("result", "-"),
-             f"{e.get('from') or '-'} -> {e.get('to') or '-'}", e.get("branch") or "-",
+             f"{e.get('from') or '-'} -> {e.get('to') or '-'}", source_of(e) or "-",
              (e.get("commit") or "-")[:12], f"{e.get('duration', 0):.1f}s",
              e.get("user", "?") + "@" + e.get("machine", "?"),
              (f"{e.get('phase')}: {e.get('error')}" if e.get("result") != "ok" else "")]

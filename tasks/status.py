@@ -4,7 +4,7 @@ from . import health
 from .config import COLOURS
 from .errors import NO_CONNECTION
 from .output import table
-from .state import last_attempt
+from .state import last_attempt, source_of
 
 
 def status(session, json_mode=False):
@@ -39,7 +39,8 @@ def status(session, json_mode=False):
             role = "failed" if colour != view.live else role
         result["colours"][colour] = {
             "role": role, "port": s.port_of(colour),
-            "branch": record.get("branch"), "commit": record.get("commit"),
+            "branch": record.get("branch"), "ref": record.get("ref"),
+            "source": source_of(record), "commit": record.get("commit"),
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
             "deployed_by": record.get("deployed_by"),
             "container": container.describe(), "healthy": healthy, "health": answer,
@@ -56,7 +57,7 @@ COLUMNS = ["colour", "role", "branch", "commit", "deployed at", "by", "container
 
 def colour_rows(r):
     """One table row per colour of a host's status."""
-    return [[colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
+    return [[colour, c["role"], c.get("source") or c["branch"] or "-", (c["commit"] or "-")[:12],
              c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0],
              c["container"], c["health"]] for colour, c in r["colours"].items()]
 
