@@ -156,12 +156,12 @@ class Session:
     # --- history ---
 
     def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
-                     commit=None, phase=None, error=None):
+                     commit=None, phase=None, error=None, ref=None):
         entry = history_entry(
             host=self.name, app=self.settings.app_name, task=self.task,
             who=self.who, result=result, duration=time.monotonic() - self.started,
             from_colour=from_colour, to_colour=to_colour, branch=branch,
-            commit=commit, phase=phase, error=error)
+            commit=commit, phase=phase, error=error, ref=ref)
         return format_history_line(entry)
 
     def abandon(self, exc, *, phase, history_kwargs, stop_colour=None, log_colour=None):
@@ -337,7 +337,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         """Steps 2-3 under the lock: the plan, then the build script to run."""
         hist.update(from_colour=view.live)  # what a refused plan records
         plan = planned["plan"] = plan_release(view, s, name, branch=branch, ref=ref)
-        hist.update(from_colour=plan.live, to_colour=plan.target, branch=plan.branch)
+        hist.update(from_colour=plan.live, to_colour=plan.target, branch=plan.record_branch,
+                    ref=plan.ref)
         if plan.drift:
             rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
         session.upload_app_env()
@@ -377,8 +378,9 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             run_pre_switch(session, target)
 
         phase = "switch"
-        state = with_release(view.state, target, branch=plan.branch, commit=commit,
-                             image=image, who=describe_who(session.who), live=True)
+        state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
+                             image=image, who=describe_who(session.who), live=True,
+                             ref=plan.ref)
         try:
             session.switch_verify_record(
                 target, state_text=format_state(state),
@@ -395,10 +397,11 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         raise
     total = time.monotonic() - session.started
     keep = f"{live} keeps running for `fab -H {name} rollback`" if live and not stop_old else ""
-    rep.line(f"released {target}: {commit[:12]} ({plan.branch}) in {total:.1f}s"
+    rep.line(f"released {target}: {commit[:12]} ({plan.source}) in {total:.1f}s"
              + (f"; {keep}" if keep else ""))
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": live, "branch": plan.branch, "commit": commit,
+            "live": target, "previous": live, "branch": plan.record_branch, "ref": plan.ref,
+            "commit": commit,
             "image": image, "seconds": round(total, 3), "phases": rep.durations(),
             "ssh": session.ssh_stats()}
 
