@@ -1,22 +1,33 @@
 """unlock, repair, logs and history: looking after a host."""
 
+import sys
+
 from . import scripts
 from .config import COLOURS
-from .errors import FAILED, Failure
+from .errors import FAILED, LOCKED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
 from .state import (empty_state, format_state, iso_utc, parse_history, recover_branch,
                     source_of)
 
 
-def unlock(session):
-    """Show the holder and remove the lock."""
+def unlock(session, force=False):
+    """Show the holder and remove the lock; a task still running here keeps it."""
     session.connect()
     view = session.inspect()
     if view.holder is None:
         session.reporter.line("the lock is free; nothing to do")
         return {"host": session.name, "removed": False}
     session.reporter.line(f"lock held by {view.holder.describe()}")
+    if view.holder.local_and_alive and not force:
+        # Removing it would let a second task change the host under the first.
+        raise Failure(
+            f"{session.name} is locked by a task that is still running on this machine "
+            f"(pid {view.holder.record.get('pid')}); the lock was not removed",
+            f"wait for it to finish or stop it (kill {view.holder.record.get('pid')}); "
+            f"`fab -H {session.name} unlock --force` removes the lock anyway", code=LOCKED)
+    if view.holder.local_and_alive:
+        session.reporter.line("--force: removing the lock of a task that still runs")
     session.host.run(scripts.unlock_lock(session.settings))
     session.reporter.line("lock removed")
     return {"host": session.name, "removed": True, "holder": view.holder.record}
@@ -83,30 +94,55 @@ def repair(session):
         session.unlock()
 
 
+def connect(session):
+    """Connect without a phase line; say so when --accept-new-host-key trusted a key."""
+    session.host.connect()
+    accepted = session.host.accepted_host_key
+    if accepted:
+        emit(new_host_key_line(session.name, accepted), sys.stderr)
+
+
+def new_host_key_line(host_name, accepted):
+    """What --accept-new-host-key trusted: (known_hosts name, type, fingerprint, file)."""
+    name, key_type, fingerprint, path = accepted
+    return (f"{host_name}: new host key {key_type} {fingerprint} for {name} trusted on "
+            f"first use and added to {path}")
+
+
 def logs(session, colour, lines, follow):
     """Stream a colour's container logs (default: the live colour)."""
-    session.host.connect()
+    connect(session)
     if colour is None:
         view = session.inspect()
+        require_setup(view, session.name)
         colour = view.live or "blue"
+    errors = []
+
+    def show(stream, text):
+        # The script's own errors (no DEPLOY_DIR...) are explained below, not leaked.
+        (errors if stream == "stderr" else []).append(text)
+        if stream != "stderr":
+            emit(text)
+
     try:
-        result = session.host.run(
-            scripts.logs(session.settings, colour, lines, follow),
-            on_line=lambda _, text: emit(text))
+        result = session.host.run(scripts.logs(session.settings, colour, lines, follow),
+                                  on_line=show)
     except KeyboardInterrupt:
         if not follow:
             raise
         # Ctrl-C is how --follow ends: no lock, nothing to record or undo.
         return {"host": session.name, "colour": colour}
     if result.code != 0:
+        view = session.inspect()  # why: only on failure, the common case costs nothing
+        require_setup(view, session.name)
         raise Failure(f"could not read the logs of {colour} on {session.name} "
-                      f"(exit {result.code})", "is the app set up? `fab status`",
-                      code=FAILED)
+                      f"(exit {result.code}): {(errors or ['no output'])[-1].strip()}",
+                      f"`fab -H {session.name} status` shows its containers", code=FAILED)
     return {"host": session.name, "colour": colour}
 
 
 def history(session, lines, json_mode):
-    session.host.connect()
+    connect(session)
     result = session.host.run(scripts.history(session.settings, lines))
     entries = parse_history(result.stdout)
     if json_mode:

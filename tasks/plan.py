@@ -24,10 +24,16 @@ class ReleasePlan:
         return f"ref {self.ref}" if self.ref else self.branch
 
 
+class NotSetUp(Failure):
+    """DEPLOY_DIR is missing: whichever phase noticed it did not fail."""
+
+    blames_phase = False
+
+
 def require_setup(view, host_name):
     if not view.deploy_dir:
-        raise Failure(f"{host_name} is not set up for this app (no DEPLOY_DIR)",
-                      f"run: fab -H {host_name} setup", code=FAILED)
+        raise NotSetUp(f"{host_name} is not set up for this app (no DEPLOY_DIR)",
+                       f"run: fab -H {host_name} setup", code=FAILED)
     if view.state_error is not None:
         raise view.state_error
 

@@ -13,10 +13,15 @@ def status(session, json_mode=False):
     session.reporter.quiet = True
     session.host.connect()
     view = session.inspect(history_lines=50)
+    accepted = session.host.accepted_host_key
     result = {"host": name, "app": s.app_name, "deploy_dir": s.deploy_dir,
               "set_up": view.deploy_dir, "live": view.live, "drift": view.drift,
               "state_error": view.state_error.message if view.state_error else None,
-              "nginx": None, "lock": None, "colours": {}}
+              "nginx": None, "lock": None, "colours": {},
+              # --accept-new-host-key trusted this key just now: show what was trusted.
+              "new_host_key": ({"name": accepted[0], "type": accepted[1],
+                                "fingerprint": accepted[2], "added_to": accepted[3]}
+                               if accepted else None)}
     if view.nginx is not None:
         result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
                            "colour": view.nginx.served, "header": view.nginx.header_live}
@@ -65,6 +70,10 @@ def colour_rows(r):
 def notes(r):
     """What needs a reader's attention on one host, a sentence each."""
     name, out = r["host"], []
+    key = r.get("new_host_key")
+    if key:
+        out.append(f"new host key {key['type']} {key['fingerprint']} trusted on first use "
+                   f"and added to {key['added_to']}")
     for colour, c in r["colours"].items():
         if c["last_failure"]:
             f = c["last_failure"]
@@ -85,7 +94,9 @@ def format_status(r):
     """One host's detailed view."""
     head = f"{r['host']}  app {r['app']}"
     if not r["set_up"]:
-        return f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"
+        return "\n".join(
+            [f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"]
+            + ["  " + note for note in notes(r)][:1 if r.get("new_host_key") else 0])
     nginx = r["nginx"]
     if nginx:
         head += f"  live: {r['live'] or '-'} (nginx -> port {nginx['port']})"
