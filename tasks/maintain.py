@@ -7,7 +7,7 @@ from .config import COLOURS
 from .errors import FAILED, LOCKED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
-from .state import (empty_state, format_state, iso_utc, parse_history, recover_branch,
+from .state import (empty_state, format_state, iso_utc, now_iso, parse_history, recover_branch,
                     source_of)
 
 
@@ -69,6 +69,7 @@ def repair(session):
                           "fix the nginx file or BLUE_PORT/GREEN_PORT, then repair again",
                           code=FAILED)
         state["live"] = view.nginx.served if view.nginx is not None else None
+        state["updated_at"] = now_iso()
         line = session.history_line("ok", to_colour=state["live"])
         with rep.phase("repair") as ph:
             out = session.host.run(scripts.finish(s, state_text=format_state(state),
