@@ -6,15 +6,19 @@ failure (or all at once with --parallel); read-only ones run concurrently.
 """
 
 import functools
+import re
 import signal
+import socket
 import sys
 import threading
 
+import invoke
 from invoke import Exit, task
+from invoke.exceptions import ParseError
 
 from . import config as cfg
 from .errors import BAD_INPUT, Failure
-from .inventory import load_inventory
+from .inventory import check_identity_file, load_inventory
 from .output import Reporter, emit, emit_json
 
 
@@ -23,8 +27,21 @@ from .output import Reporter, emit, emit_json
 CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair")
 
 
+def failure_json(exc, task_name, host=None):
+    """What --json prints on stdout for a failure: docs/ci.md's release.json."""
+    obj = {"task": task_name, "result": "failed", "error": exc.message, "hint": exc.hint,
+           "code": exc.code}
+    if host is not None:
+        obj["host"] = host
+    return obj
+
+
 def operator_task(fn):
-    """Turn expected failures into two lines and an exit code, never a traceback."""
+    """Turn expected failures into two lines and an exit code, never a traceback.
+
+    With --json, a failure is also one JSON object on stdout (error, hint,
+    code), whatever its code: a CI job keeps stdout as its record.
+    """
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
@@ -33,6 +50,8 @@ def operator_task(fn):
         try:
             return fn(c, *args, **kwargs)
         except Failure as exc:
+            if kwargs.get("json") and not getattr(exc, "printed_json", False):
+                emit_json(failure_json(exc, fn.__name__.rstrip("_")))
             sys.stdout.flush()
             raise Exit(str(exc), code=exc.code) from None
         except BrokenPipeError:  # `fab render | head`
@@ -50,6 +69,43 @@ def operator_task(fn):
 
 def interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def parse_errors_are_bad_input(program_class=invoke.Program):
+    """`fab release --bogus` or `--branch` without a value: exit 2, not 1.
+
+    Invoke parses a task's flags after it has loaded this collection and
+    turns a ParseError into exit 1, which the exit code table gives to a
+    failed release. Its Program has no setting for that, so its parse_tasks
+    is wrapped once: a ParseError becomes Exit(code=2) with our two lines
+    (and, under --json, the failure object on stdout).
+    """
+    original = program_class.parse_tasks
+    if getattr(original, "bluegreen", False):
+        return
+
+    def parse_tasks(self):
+        try:
+            return original(self)
+        except ParseError as exc:
+            context = getattr(exc, "context", None)
+            name = getattr(context, "name", None)
+            hint = (f"`fab --help {name}` lists its flags" if name
+                    else "`fab --list` lists the tasks")
+            message = str(exc)
+            flag = re.match(r"Flag <Argument: (\w+)", message)
+            if flag and "needed value" in message:  # Invoke names the Argument object
+                message = f"--{flag.group(1).replace('_', '-')} needs a value"
+            failure = Failure(message, hint, code=BAD_INPUT)
+            if "--json" in (self.core.unparsed if self.core else []):
+                emit_json(failure_json(failure, name))
+            raise Exit(str(failure), code=BAD_INPUT) from None
+
+    parse_tasks.bluegreen = True
+    program_class.parse_tasks = parse_tasks
+
+
+parse_errors_are_bad_input()
 
 
 def cli_hosts(c):
@@ -82,10 +138,16 @@ def check_lines(value):
     return int(value)
 
 
+def inventory_path():
+    return load_inventory().path
+
+
 def targets(c, require_repo=True):
     """(entry, settings) for every host the task runs on, all checked first."""
     inventory = load_inventory()
     entries = inventory.select(cli_hosts(c))
+    for entry in entries:  # known before connecting: bad input, not the network
+        check_identity_file(entry, inventory.path)
     return [(e, cfg.load_settings(host_layer=e.env, require_repo=require_repo))
             for e in entries]
 
@@ -115,6 +177,10 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
         try:
             results[entry.name] = body(session)
         except Failure as exc:
+            if isinstance(exc.__cause__, socket.gaierror) and not entry.listed:
+                # Most often a hosts.yml name with a typo, or the wrong hosts.yml.
+                exc.hint = (f"{entry.name!r} is not a host in {inventory_path()} either: "
+                            "add it under hosts:, or check the spelling and your DNS")
             failures[entry.name] = exc
             if len(work) > 1:
                 reporter.line(str(exc).replace("\n", "\n" + " " * (reporter.width + 2)))
@@ -137,9 +203,7 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             if entry.name in results and isinstance(results[entry.name], dict):
                 emit_json(results[entry.name])
             elif entry.name in failures:
-                exc = failures[entry.name]
-                emit_json({"host": entry.name, "task": task_name, "result": "failed",
-                           "error": exc.message, "code": exc.code})
+                emit_json(failure_json(failures[entry.name], task_name, entry.name))
     if report is not None:
         report([(e.name, results.get(e.name), failures.get(e.name)) for e, _ in work])
     if len(work) > 1:
@@ -152,8 +216,9 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
     if failures:
         first = next(failures[e.name] for e, _ in work if e.name in failures)
         if len(work) > 1:
-            raise Failure(f"{task_name} failed on {', '.join(failures)}",
-                          "see each host's lines above", code=first.code)
+            first = Failure(f"{task_name} failed on {', '.join(failures)}",
+                            "see each host's lines above", code=first.code)
+        first.printed_json = json_mode  # one object per host is on stdout already
         raise first
     return results
 
@@ -307,14 +372,15 @@ def history(c, lines="20", json=False, accept_new_host_key=False):
              require_repo=False, accept_new_host_key=accept_new_host_key)
 
 
-@task(help={"accept_new_host_key": HOST_KEY_HELP})
+@task(help={"force": "remove the lock even though its holder still runs on this machine",
+            "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def unlock(c, accept_new_host_key=False):
-    """Show who holds the host's lock and remove it."""
+def unlock(c, force=False, accept_new_host_key=False):
+    """Show who holds the host's lock and remove it (not a running task's without --force)."""
     from .maintain import unlock as remove_lock
 
-    on_hosts(c, "unlock", remove_lock, rolling=False, require_repo=False,
-             accept_new_host_key=accept_new_host_key)
+    on_hosts(c, "unlock", lambda s: remove_lock(s, force=force), rolling=False,
+             require_repo=False, accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"accept_new_host_key": HOST_KEY_HELP})
@@ -346,13 +412,25 @@ def render(c, colour="blue"):
 
     colour = cfg.check_flag("--colour", colour, check_colour)
     inventory = load_inventory()
-    names = cli_hosts(c)
-    layer = inventory.resolve(names[0]).env if names else None
-    settings = cfg.load_settings(host_layer=layer, require_repo=False)
+    # The files a release to that host would write: its env: layer counts.
+    names = cli_hosts(c) or inventory.default_hosts[:1]
+    entry = inventory.resolve(names[0]) if names else None
+    settings = cfg.load_settings(host_layer=entry.env if entry else None, require_repo=False)
+    print(f"# ---- rendered for {render_source(entry, inventory, bool(cli_hosts(c)))}")
     print(f"# ---- {settings.nginx_file}")
     print(render_nginx(settings, colour), end="")
     print(f"# ---- {settings.deploy_dir}/compose.yml")
     print(render_compose(settings), end="")
+
+
+def render_source(entry, inventory, named):
+    """Whose settings `fab render` used, in one line."""
+    if entry is None:
+        return ".env and the environment (no -H, no default_hosts)"
+    if not entry.listed:
+        return f"host {entry.name} (not in {inventory.path}: .env and the environment)"
+    how = "-H" if named else "the first of default_hosts; -H picks another"
+    return f"host {entry.name} ({how}): .env, its env: in {inventory.path}, the environment"
 
 
 TASKS = (setup, release, status, rollback, switch_, preview, logs, history, unlock,

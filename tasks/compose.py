@@ -51,12 +51,23 @@ class Container:
     def describe(self):
         if self.state == "missing":
             return "no container"
-        restarts = f" after {self.restart_count} restarts" if self.restart_count else ""
+        restarts = f" after {times(self.restart_count)}" if self.restart_count else ""
         if self.state in ("exited", "dead"):
             return f"stopped (exit code {self.exit_code}{restarts})"
-        if self.state == "restarting" or self.restart_count:
-            return f"crash-looping (restarted {self.restart_count} times, last exit {self.exit_code})"
+        if self.state == "restarting":
+            # Between two starts Docker's ExitCode is the exit code of the run that ended.
+            return (f"crash-looping (restarted {times(self.restart_count)}, "
+                    f"last exit code {self.exit_code})")
+        if self.restart_count:
+            # Running again after a restart: Docker resets ExitCode to 0 when the
+            # container starts, so the code of the run that crashed is gone.
+            return (f"crash-looping (restarted {times(self.restart_count)}; running again, "
+                    "so Docker no longer shows the last exit code)")
         return self.state
+
+
+def times(count):
+    return "once" if count == 1 else f"{count} times"
 
 
 INSPECT_FORMAT = (

@@ -33,6 +33,7 @@ class HostEntry:
     identity_file: str = None
     known_hosts: str = None
     env: Layer = field(default=None, compare=False)
+    listed: bool = field(default=False, compare=False)  # named in hosts.yml
 
 
 @dataclass
@@ -71,6 +72,24 @@ class Inventory:
                 f"name one with -H (e.g. fab -H prod release) or set "
                 f"default_hosts in {self.path}", code=BAD_INPUT)
         return [self.resolve(n) for n in names]
+
+
+def check_identity_file(entry, path):
+    """An identity_file in hosts.yml must be a file this user can read."""
+    key_file = entry.identity_file
+    if not key_file:
+        return
+    if not os.path.exists(key_file):
+        why = "does not exist"
+    elif not os.path.isfile(key_file):
+        why = "is not a file"
+    elif not os.access(key_file, os.R_OK):
+        why = "is not readable by this user"
+    else:
+        return
+    raise Failure(f"{path}: hosts.{entry.name}.identity_file={key_file!r} {why}",
+                  "point identity_file at the deploy user's private key, or remove it "
+                  "to use ssh-agent, DEPLOY_SSH_KEY or ~/.ssh", code=BAD_INPUT)
 
 
 def bad(path, where, why):
@@ -134,7 +153,7 @@ def parse_inventory(text, path):
             name=name, host=host.strip("[]"), user=entry.get("user"), port=port,
             identity_file=_expand(entry.get("identity_file")),
             known_hosts=_expand(entry.get("known_hosts")),
-            env=Layer(f"hosts.yml host {name!r} env ({path})", values))
+            env=Layer(f"hosts.yml host {name!r} env ({path})", values), listed=True)
     defaults = data.get("default_hosts") or []
     if isinstance(defaults, str):
         defaults = [defaults]

@@ -82,20 +82,32 @@ class Holder:
     @property
     def local_and_dead(self):
         """True when the holder ran on this machine and its process is gone."""
+        return self._local_process() == "gone"
+
+    @property
+    def local_and_alive(self):
+        """True when the holder ran on this machine and its process still runs."""
+        return self._local_process() == "alive"
+
+    def _local_process(self):
+        """'alive', 'gone', or None when this machine cannot tell (another
+        machine, no pid)."""
         if self.record.get("machine") != socket.gethostname():
-            return False
+            return None
         pid = self.record.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            return False
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return True
-        except (PermissionError, OverflowError):
-            # OverflowError: a pid no kernel hands out (owner.json edited by hand);
+            return "gone"
+        except PermissionError:  # another user's process: it exists
+            return "alive"
+        except OverflowError:
+            # A pid no kernel hands out (owner.json edited by hand);
             # `fab status` reads this property and must not crash on it.
-            return False
-        return False
+            return None
+        return "alive"
 
     def describe(self):
         r = self.record

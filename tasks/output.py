@@ -71,8 +71,11 @@ class Reporter:
         phase.end = end
         try:
             yield phase
-        except BaseException:
-            end(failed=True)
+        except BaseException as exc:
+            if getattr(exc, "blames_phase", True):
+                end(failed=True)
+            else:  # e.g. the app is not set up: the lock was not the problem
+                phase.ended = True
             raise
         end()
 

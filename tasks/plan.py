@@ -10,30 +10,45 @@ from .errors import FAILED, Failure
 class ReleasePlan:
     live: str  # the colour serving now, or None before the first release
     target: str  # the idle colour this release builds into
-    branch: str  # the branch the target follows (recorded on success)
+    branch: str  # the branch deployed (its newest commit), unless ref is given
     ref: str  # the ref to deploy, or None for the branch's newest commit
     drift: str  # a warning when state.json and nginx disagree, or None
+    # The branch state.json records for the target on success: the one a
+    # later plain release follows. Only --branch changes it; a --ref or a
+    # BLUEGREEN_<COLOUR>_BRANCH release keeps the colour's branch.
+    record_branch: str = None
+
+    @property
+    def source(self):
+        """What was deployed, for the summary line: `ref v1.2` or the branch."""
+        return f"ref {self.ref}" if self.ref else self.branch
+
+
+class NotSetUp(Failure):
+    """DEPLOY_DIR is missing: whichever phase noticed it did not fail."""
+
+    blames_phase = False
 
 
 def require_setup(view, host_name):
     if not view.deploy_dir:
-        raise Failure(f"{host_name} is not set up for this app (no DEPLOY_DIR)",
-                      f"run: fab -H {host_name} setup", code=FAILED)
+        raise NotSetUp(f"{host_name} is not set up for this app (no DEPLOY_DIR)",
+                       f"run: fab -H {host_name} setup", code=FAILED)
     if view.state_error is not None:
         raise view.state_error
 
 
-def explicit_branch(settings, colour):
-    """BLUE_BRANCH/GREEN_BRANCH when given for this run (environment or flag).
+def branch_for_this_run(settings, colour):
+    """BLUE_BRANCH/GREEN_BRANCH from the environment (BLUEGREEN_*), or None.
 
     Values from .env and hosts.yml name where a colour starts; after its
     first release the colour follows its recorded branch instead (the seed's
     rule). A BLUEGREEN_GREEN_BRANCH in a CI job's environment is meant for
-    this run, so it wins.
+    this run only: it wins for the run and is not recorded (docs/ci.md), so
+    the next plain release deploys the colour's own branch again.
     """
     key = f"{colour.upper()}_BRANCH"
-    origin = settings.origins.get(key, "")
-    if origin.startswith(("the environment", "the command line")):
+    if settings.origins.get(key, "").startswith("the environment"):
         return settings.branch_of(colour)
     return None
 
@@ -52,12 +67,16 @@ def plan_release(view, settings, host_name, *, branch=None, ref=None):
     live = view.live
     target = other(live) if live else "blue"
     require_free_port(view, settings, host_name, target)
-    if branch is None:
-        branch = (explicit_branch(settings, target)
-                  or view.record(target).get("branch")
-                  or settings.branch_of(target))
+    followed = view.record(target).get("branch") or settings.branch_of(target)
+    if branch is not None:  # --branch B: deploy B and, on success, follow it
+        record = branch
+    elif ref is not None:  # --ref: that commit; the colour keeps its branch
+        branch = record = followed
+    else:
+        branch = branch_for_this_run(settings, target) or followed
+        record = followed
     return ReleasePlan(live=live, target=target, branch=branch, ref=ref,
-                       drift=view.drift)
+                       drift=view.drift, record_branch=record)
 
 
 def require_free_port(view, settings, host_name, target):

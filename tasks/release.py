@@ -59,7 +59,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     try:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         target = plan.target
-        attempt.fields.update(to_colour=target, branch=plan.branch, ref=plan.ref)
+        attempt.fields.update(to_colour=target, branch=plan.record_branch, ref=plan.ref)
         if plan.drift:
             rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
         session.upload_app_env()
@@ -91,8 +91,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         verify(session, target)
 
         attempt.phase = "record"
-        state = with_release(view.state, target, branch=plan.branch, commit=commit,
-                             image=image, who=session_who(session), live=True)
+        state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
+                             image=image, who=session_who(session), live=True, ref=plan.ref)
         with rep.phase("record") as ph:
             session.record(format_state(state),
                            session.history_line("ok", **attempt.fields))
@@ -106,9 +106,9 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     total = time.monotonic() - session.started
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stop_old else "")
-    rep.line(f"released {target}: {commit[:12]} ({describe_source(plan)}) in {total:.1f}s{keep}")
+    rep.line(f"released {target}: {commit[:12]} ({plan.source}) in {total:.1f}s{keep}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": plan.live, "branch": plan.branch, "ref": plan.ref,
+            "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
             "phases": rep.durations(), "ssh": session.ssh_stats()}
 
@@ -365,10 +365,6 @@ def is_progress(line):
     text = line.strip()
     return (text.startswith("#") and " [" in text and "internal]" not in text) or \
         text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
-
-
-def describe_source(plan):
-    return f"ref {plan.ref}" if plan.ref else plan.branch
 
 
 def session_who(session):

@@ -124,12 +124,12 @@ class Session:
     # --- the record ---
 
     def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
-                     commit=None, phase=None, error=None, **extra):
+                     commit=None, phase=None, error=None, ref=None, **extra):
         entry = history_entry(
             host=self.name, app=self.settings.app_name, task=self.task,
             who=self.who, result=result, duration=time.monotonic() - self.started,
             from_colour=from_colour, to_colour=to_colour, branch=branch,
-            commit=commit, phase=phase, error=error)
+            commit=commit, phase=phase, error=error, ref=ref)
         entry.update({k: v for k, v in extra.items() if v is not None})
         return format_history_line(entry)
 

@@ -4,7 +4,7 @@ from . import health
 from .config import COLOURS
 from .errors import NO_CONNECTION
 from .output import table
-from .state import last_attempt
+from .state import last_attempt, source_of
 
 
 def status(session, json_mode=False):
@@ -13,10 +13,15 @@ def status(session, json_mode=False):
     session.reporter.quiet = True
     session.host.connect()
     view = session.inspect(history_lines=50)
+    accepted = session.host.accepted_host_key
     result = {"host": name, "app": s.app_name, "deploy_dir": s.deploy_dir,
               "set_up": view.deploy_dir, "live": view.live, "drift": view.drift,
               "state_error": view.state_error.message if view.state_error else None,
-              "nginx": None, "lock": None, "colours": {}}
+              "nginx": None, "lock": None, "colours": {},
+              # --accept-new-host-key trusted this key just now: show what was trusted.
+              "new_host_key": ({"name": accepted[0], "type": accepted[1],
+                                "fingerprint": accepted[2], "added_to": accepted[3]}
+                               if accepted else None)}
     if view.nginx is not None:
         result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
                            "colour": view.nginx.served, "header": view.nginx.header_live}
@@ -39,7 +44,8 @@ def status(session, json_mode=False):
             role = "failed" if colour != view.live else role
         result["colours"][colour] = {
             "role": role, "port": s.port_of(colour),
-            "branch": record.get("branch"), "commit": record.get("commit"),
+            "branch": record.get("branch"), "ref": record.get("ref"),
+            "source": source_of(record), "commit": record.get("commit"),
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
             "deployed_by": record.get("deployed_by"),
             "container": container.describe(), "healthy": healthy, "health": answer,
@@ -56,7 +62,7 @@ COLUMNS = ["colour", "role", "branch", "commit", "deployed at", "by", "container
 
 def colour_rows(r):
     """One table row per colour of a host's status."""
-    return [[colour, c["role"], c["branch"] or "-", (c["commit"] or "-")[:12],
+    return [[colour, c["role"], c.get("source") or c["branch"] or "-", (c["commit"] or "-")[:12],
              c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0],
              c["container"], c["health"]] for colour, c in r["colours"].items()]
 
@@ -64,6 +70,10 @@ def colour_rows(r):
 def notes(r):
     """What needs a reader's attention on one host, a sentence each."""
     name, out = r["host"], []
+    key = r.get("new_host_key")
+    if key:
+        out.append(f"new host key {key['type']} {key['fingerprint']} trusted on first use "
+                   f"and added to {key['added_to']}")
     for colour, c in r["colours"].items():
         if c["last_failure"]:
             f = c["last_failure"]
@@ -84,7 +94,9 @@ def format_status(r):
     """One host's detailed view."""
     head = f"{r['host']}  app {r['app']}"
     if not r["set_up"]:
-        return f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"
+        return "\n".join(
+            [f"{head}: not set up ({r['deploy_dir']} is missing): run `fab -H {r['host']} setup`"]
+            + ["  " + note for note in notes(r)][:1 if r.get("new_host_key") else 0])
     nginx = r["nginx"]
     if nginx:
         head += f"  live: {r['live'] or '-'} (nginx -> port {nginx['port']})"

@@ -46,7 +46,7 @@ def settings_from(tmp_path, env_text, environ=None, host_env=None):
 def test_first_release_targets_blue(s):
     view = view_of(s, state=empty_state("shop"))
     assert plan_release(view, s, HOST) == ReleasePlan(
-        live=None, target="blue", branch="main", ref=None, drift=None)
+        live=None, target="blue", branch="main", ref=None, drift=None, record_branch="main")
 
 
 def test_live_blue_targets_green(s):
@@ -118,6 +118,28 @@ def test_bluegreen_branch_from_the_environment_wins_over_the_recorded_one(tmp_pa
     view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
     plan = plan_release(view, s, HOST)
     assert (plan.target, plan.branch) == ("green", "hotfix")
+    # For this run only (docs/ci.md): green keeps following its own branch.
+    assert plan.record_branch == "feature/x"
+    assert plan.source == "hotfix"
+
+
+def test_an_environment_branch_on_a_colour_never_released_starts_it(tmp_path):
+    s = settings_from(tmp_path, "", environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
+    view = view_of(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"))
+    plan = plan_release(view, s, HOST)
+    assert (plan.target, plan.branch, plan.record_branch) == ("green", "hotfix", "hotfix")
+
+
+def test_a_ref_release_keeps_the_colours_branch_and_says_ref(tmp_path):
+    s = settings_from(tmp_path, "GREEN_BRANCH=develop\n")
+    state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
+    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    plan = plan_release(view, s, HOST, ref="0319b3ec71a5")
+    assert (plan.ref, plan.record_branch, plan.source) == (
+        "0319b3ec71a5", "feature/x", "ref 0319b3ec71a5")
+    # --branch with --ref: deploy the ref, follow the branch from now on.
+    plan = plan_release(view, s, HOST, branch="release/2.0", ref="v2.0.1")
+    assert (plan.record_branch, plan.source) == ("release/2.0", "ref v2.0.1")
 
 
 def test_the_environment_names_only_its_own_colour(tmp_path):
@@ -139,7 +161,8 @@ def test_the_branch_flag_wins_over_everything(tmp_path):
                       environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
     view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
-    assert plan_release(view, s, HOST, branch="release/2.0").branch == "release/2.0"
+    plan = plan_release(view, s, HOST, branch="release/2.0")
+    assert (plan.branch, plan.record_branch) == ("release/2.0", "release/2.0")
 
 
 def test_missing_deploy_dir_points_at_setup(s):
