@@ -28,45 +28,6 @@ ENV_FILE_VAR = "BLUEGREEN_ENV_FILE"
 HOSTS_FILE_VAR = "BLUEGREEN_HOSTS_FILE"
 
 
-def global_defaults():
-    """Every key with its built-in default (the seed's eight keys first)."""
-    return {
-        "APP_CMD": "",
-        "APP_PORT": "8080",
-        "BLUE_BRANCH": "main",
-        "GREEN_BRANCH": "main",
-        "GIT_REPO": "",
-        "SERVER_NAME": "_",
-        "SSL_CERT_FILE": "",
-        "SSL_KEY_FILE": "",
-        "APP_NAME": "app",
-        "PUBLIC_PORT": "8080",
-        "BLUE_PORT": "8081",
-        "GREEN_PORT": "8082",
-        "BIND_ADDRESS": "127.0.0.1",
-        "DOCKER_NETWORK": "bridge",
-        "SSL_PORT": "443",
-        "DEPLOY_DIR": "",  # empty means /srv/<APP_NAME>
-        "HEALTH_PATH": "/",
-        "HEALTH_TIMEOUT": "60",
-        "HEALTH_INTERVAL": "1",
-        "HEALTH_PASSES": "2",
-        "NGINX_CONF_DIR": "/etc/nginx/conf.d",
-        "NGINX_TEST_CMD": "nginx -t",
-        "NGINX_RELOAD_CMD": "nginx -s reload",
-        "COMPOSE_CMD": "docker compose",
-        "APP_ENV_FILE": "",
-        "USE_SUDO": "false",
-        "KNOWN_HOSTS": "~/.ssh/known_hosts",
-        "DEPLOY_SSH_KEY": "",
-        "DEPLOY_KNOWN_HOSTS": "",
-        "PRE_SWITCH_CMD": "",
-        "STOP_TIMEOUT": "10",
-        "CONNECT_TIMEOUT": "10",
-        "DRAIN_TIMEOUT": "30",
-    }
-
-
 # Values that must never appear in output, errors or history.
 SECRET_KEYS = frozenset({"DEPLOY_SSH_KEY"})
 # Values that are text blocks by nature; every other value is one line.
@@ -262,42 +223,252 @@ def check_known_hosts_text(v):
     return v
 
 
-CHECKS = {
-    "APP_CMD": check_optional_command,
-    "APP_PORT": check_port,
-    "BLUE_BRANCH": check_branch,
-    "GREEN_BRANCH": check_branch,
-    "GIT_REPO": lambda v: check_git_repo(v) if v else "",
-    "SERVER_NAME": check_server_name,
-    "SSL_CERT_FILE": check_optional_abs_path,
-    "SSL_KEY_FILE": check_optional_abs_path,
-    "APP_NAME": check_app_name,
-    "PUBLIC_PORT": check_port,
-    "BLUE_PORT": check_port,
-    "GREEN_PORT": check_port,
-    "BIND_ADDRESS": check_ip,
-    "DOCKER_NETWORK": check_network,
-    "SSL_PORT": check_port,
-    "DEPLOY_DIR": lambda v: check_deploy_dir(v) if v else "",
-    "HEALTH_PATH": check_health_path,
-    "HEALTH_TIMEOUT": check_positive_number,
-    "HEALTH_INTERVAL": check_positive_number,
-    "HEALTH_PASSES": check_positive_int,
-    "NGINX_CONF_DIR": check_abs_path,
-    "NGINX_TEST_CMD": check_command,
-    "NGINX_RELOAD_CMD": check_command,
-    "COMPOSE_CMD": check_command,
-    "APP_ENV_FILE": check_local_file,
-    "USE_SUDO": check_bool,
-    "KNOWN_HOSTS": check_local_path,
-    "DEPLOY_SSH_KEY": check_private_key,
-    "DEPLOY_KNOWN_HOSTS": check_known_hosts_text,
-    "PRE_SWITCH_CMD": check_optional_command,
-    "STOP_TIMEOUT": check_non_negative_int,
-    "CONNECT_TIMEOUT": check_positive_number,
-    "DRAIN_TIMEOUT": check_non_negative_int,
-}
-assert set(CHECKS) == set(global_defaults())
+# nginx durations: digits and a unit, largest unit first ("1h30m"); nginx
+# itself takes a bare number as seconds.
+DURATION_RE = re.compile(r"(?:\d+(?:ms|s|m|h|d))+")
+DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d)")
+UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+SIZE_RE = re.compile(r"(\d+)([kmg]?)", re.I)
+SIZE_FACTOR = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def duration_seconds(v, units=tuple(UNIT_SECONDS)):
+    """Seconds in a duration such as '90', '5s', '500ms', '1h30m'; None if it is not one."""
+    if _is_digits(v):
+        return float(int(v))
+    if not DURATION_RE.fullmatch(v):
+        return None
+    parts = DURATION_PART_RE.findall(v)
+    order = [list(UNIT_SECONDS).index(unit) for _, unit in parts]
+    if any(unit not in units for _, unit in parts) or order != sorted(set(order)):
+        return None  # an unknown unit, or units out of order or repeated ("5s1m")
+    return sum(int(n) * UNIT_SECONDS[unit] for n, unit in parts)
+
+
+NGINX_DURATION = "an nginx duration such as 60s, 500ms, 1m or 1h30m (digits and a " \
+                 "unit ms, s, m, h or d, largest first, no spaces)"
+
+
+def check_nginx_duration(v):
+    seconds = duration_seconds(v)
+    if seconds is None or seconds <= 0:
+        raise Invalid(f"allowed: {NGINX_DURATION}, more than 0")
+    return v
+
+
+def check_keepalive_min_timeout(v):
+    """auto (decided by the host's nginx version), off, or a duration."""
+    if v.lower() in ("auto", "off"):
+        return v.lower()
+    if duration_seconds(v) is None:
+        raise Invalid(f"allowed: auto, off, or {NGINX_DURATION}")
+    return v
+
+
+def check_nginx_size(v):
+    """nginx's own size syntax, kept as text for the nginx file; 0 = unlimited."""
+    if not v.isascii() or not SIZE_RE.fullmatch(v):
+        raise Invalid("allowed: a size in bytes with an optional k, m or g, such as "
+                      "10m, 512k or 1g (0 = unlimited), no spaces")
+    return v.lower()
+
+
+def check_size_bytes(v):
+    if not v.isascii() or not SIZE_RE.fullmatch(v):
+        raise Invalid("allowed: a size with an optional k, m or g, such as 2g or 500m, "
+                      "no spaces")
+    number, unit = SIZE_RE.fullmatch(v).groups()
+    return int(number) * SIZE_FACTOR[unit.lower()]
+
+
+def check_timeout_seconds(v):
+    """A bound for a long step: plain seconds, or a duration in s, m and h."""
+    if re.fullmatch(r"\d+\.\d+", v):
+        seconds = float(v)
+    else:
+        seconds = duration_seconds(v, units=("h", "m", "s"))
+    if seconds is None or seconds <= 0:
+        raise Invalid("allowed: a duration such as 30m, 90s, 1h or 1h30m, or plain "
+                      "seconds, more than 0")
+    return float(seconds)
+
+
+def check_fraction(v):
+    try:
+        n = float(v)
+    except ValueError:
+        n = None
+    if n is None or not 0 < n < 1:
+        raise Invalid("allowed: a number between 0 and 1, both excluded (0.05 = 5%)")
+    return n
+
+
+def check_nginx_snippet_file(v):
+    return check_local_file(v)
+
+
+def brace_problem(text):
+    """Why ``text`` cannot sit inside a server block, or None when its braces balance.
+
+    Braces in comments, quoted strings and ``${variable}`` do not count, as
+    nginx's own parser reads them.
+    """
+    depth, opened, line, i = 0, [], 1, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        elif ch == "#":
+            while i + 1 < len(text) and text[i + 1] != "\n":
+                i += 1
+        elif ch in "'\"":
+            quote = ch
+            i += 1
+            while i < len(text) and text[i] != quote:
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+        elif ch == "$" and text[i + 1:i + 2] == "{":
+            i = text.find("}", i) if "}" in text[i:] else len(text)
+        elif ch == "{":
+            opened.append(line)
+        elif ch == "}":
+            if not opened:
+                return (f"line {line}: this '}}' would close the app's server block "
+                        f"early")
+            opened.pop()
+        i += 1
+    if opened:
+        return f"line {opened[-1]}: this '{{' is never closed"
+    return None
+
+
+def read_nginx_snippet(path):
+    """The text of NGINX_SNIPPET_FILE, checked to stay inside the server block."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise Invalid(f"allowed: a readable file on this machine ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise Invalid("allowed: a UTF-8 text file of nginx directives") from None
+    if "\x00" in text:
+        raise Invalid("allowed: a text file of nginx directives (it has NUL characters)")
+    problem = brace_problem(text)
+    if problem:
+        raise Invalid(f"allowed: nginx directives for inside the server block, with "
+                      f"balanced braces ({problem})")
+    return text.replace("\r\n", "\n").strip("\n")
+
+
+# --- the keys: one row each; defaults, checks and docs are read from here ---
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its name, built-in default, check and meaning."""
+
+    name: str
+    default: str  # as written in .env
+    check: object  # text -> typed value (the Settings attribute); raises Invalid
+    meaning: str  # one line, for an operator
+    shown: str = None  # the default as the README shows it, when not the value itself
+    example: str = None  # what .env.example sets, when not the default
+
+    @property
+    def attribute(self):
+        """The Settings attribute that holds the checked value."""
+        return self.name.lower()
+
+    def documented_default(self):
+        """The default column of the README's table."""
+        if self.shown:
+            return self.shown
+        return f"`{self.default}`" if self.default else "empty"
+
+
+def _optional(check):
+    return lambda v: check(v) if v else ""
+
+
+KEYS = (
+    # the seed's eight keys first
+    Key("APP_CMD", "", check_optional_command,
+        "command the container runs; empty keeps the image's own CMD"),
+    Key("APP_PORT", "8080", check_port, "port the app listens on inside its container"),
+    Key("BLUE_BRANCH", "main", check_branch, "branch blue starts from"),
+    Key("GREEN_BRANCH", "main", check_branch, "branch green starts from"),
+    Key("GIT_REPO", "", _optional(check_git_repo),
+        "what the host clones: a URL, user@host:path or a path on the host",
+        shown="required", example="https://github.com/example/app.git"),
+    Key("SERVER_NAME", "_", check_server_name, "nginx server_name: _ or host names"),
+    Key("SSL_CERT_FILE", "", check_optional_abs_path, "certificate path on the host"),
+    Key("SSL_KEY_FILE", "", check_optional_abs_path, "private key path on the host"),
+    Key("APP_NAME", "app", check_app_name,
+        "names the deploy dir, compose project and nginx file"),
+    Key("PUBLIC_PORT", "8080", check_port, "port nginx listens on for clients"),
+    Key("BLUE_PORT", "8081", check_port, "host port of blue"),
+    Key("GREEN_PORT", "8082", check_port, "host port of green"),
+    Key("BIND_ADDRESS", "127.0.0.1", check_ip, "where the colour ports are published"),
+    Key("DOCKER_NETWORK", "bridge", check_network, "bridge or host networking"),
+    Key("SSL_PORT", "443", check_port, "HTTPS port"),
+    Key("DEPLOY_DIR", "", _optional(check_deploy_dir),
+        "everything the tool keeps on the host for this app",
+        shown="`/srv/<APP_NAME>`"),
+    Key("HEALTH_PATH", "/", check_health_path, "path probed on the new colour"),
+    Key("HEALTH_TIMEOUT", "60", check_positive_number,
+        "seconds before a release is abandoned"),
+    Key("HEALTH_INTERVAL", "1", check_positive_number, "seconds between probes"),
+    Key("HEALTH_PASSES", "2", check_positive_int, "good answers needed in a row"),
+    Key("NGINX_CONF_DIR", "/etc/nginx/conf.d", check_abs_path,
+        "where <APP_NAME>.conf goes"),
+    Key("NGINX_TEST_CMD", "nginx -t", check_command, "run before every reload"),
+    Key("NGINX_RELOAD_CMD", "nginx -s reload", check_command, "the graceful reload"),
+    Key("COMPOSE_CMD", "docker compose", check_command, "Docker Compose v2"),
+    Key("APP_ENV_FILE", "", check_local_file,
+        "local file with the app's runtime secrets"),
+    Key("USE_SUDO", "false", check_bool, "run nginx and files outside DEPLOY_DIR with sudo"),
+    Key("KNOWN_HOSTS", "~/.ssh/known_hosts", check_local_path,
+        "host keys the SSH connection is checked against"),
+    Key("DEPLOY_SSH_KEY", "", check_private_key, "private key text, for CI jobs"),
+    Key("DEPLOY_KNOWN_HOSTS", "", check_known_hosts_text, "known_hosts lines, for CI jobs"),
+    Key("PRE_SWITCH_CMD", "", check_optional_command,
+        "run in the new colour's container before the switch"),
+    Key("STOP_TIMEOUT", "10", check_non_negative_int, "seconds a container gets to stop"),
+    Key("CONNECT_TIMEOUT", "10", check_positive_number,
+        "seconds to wait for the SSH connection"),
+    Key("DRAIN_TIMEOUT", "30", check_non_negative_int,
+        "seconds old nginx workers get before a colour is stopped"),
+    Key("KEEPALIVE_MIN_TIMEOUT", "auto", check_keepalive_min_timeout,
+        "nginx keepalive_min_timeout: auto (5s on nginx 1.27.4+), a duration, or off"),
+    Key("CLIENT_MAX_BODY_SIZE", "10m", check_nginx_size,
+        "nginx client_max_body_size for the app (0 = unlimited)"),
+    Key("PROXY_READ_TIMEOUT", "60s", check_nginx_duration,
+        "nginx proxy_read_timeout and proxy_send_timeout for the app"),
+    Key("NGINX_SNIPPET_FILE", "", check_nginx_snippet_file,
+        "local file whose content goes inside the app's server block"),
+    Key("KEEP_RELEASES", "5", check_positive_int, "release images kept per app"),
+    Key("MIN_FREE_DISK", "2g", check_size_bytes,
+        "check fails below this much free space for the app's images"),
+    Key("WATCH_MAX_ERROR_RATE", "0.05", check_fraction,
+        "share of 5xx from the new colour that makes --watch revert"),
+    Key("WATCH_MIN_REQUESTS", "20", check_positive_int,
+        "requests to the new colour needed before --watch judges"),
+    Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
+        "bound on check-out, build and start"),
+)
+KEY_BY_NAME = {key.name: key for key in KEYS}
+CHECKS = {key.name: key.check for key in KEYS}
+
+
+def global_defaults():
+    """Every key with its built-in default, in the table's order."""
+    return {key.name: key.default for key in KEYS}
 
 
 @dataclass(frozen=True)
@@ -337,6 +508,17 @@ class Settings:
     stop_timeout: int
     connect_timeout: float
     drain_timeout: int
+    keepalive_min_timeout: str  # "auto", "off" or an nginx duration
+    client_max_body_size: str  # nginx size text, lower case
+    proxy_read_timeout: str  # nginx duration text
+    nginx_snippet_file: str
+    keep_releases: int
+    min_free_disk: int  # bytes
+    watch_max_error_rate: float
+    watch_min_requests: int
+    build_timeout: float  # seconds
+    # Not keys: what loading found beside the values.
+    nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -369,10 +551,10 @@ class Settings:
     def public(self):
         """The settings an operator may see (status, history, --json): no secrets."""
         out = {}
-        for key in global_defaults():
-            if key in SECRET_KEYS:
+        for key in KEYS:
+            if key.name in SECRET_KEYS:
                 continue
-            out[key] = getattr(self, key.lower())
+            out[key.name] = getattr(self, key.attribute)
         return out
 
 
@@ -480,7 +662,12 @@ def check_all(merged, require_repo=True):
             fail(key, f"allowed: a port no other key uses ({seen[typed[key]]} "
                       f"is {typed[key]} too)")
         seen[typed[key]] = key
-    return Settings(**{k.lower(): v for k, v in typed.items()}, origins=origins)
+    try:
+        snippet = read_nginx_snippet(typed["NGINX_SNIPPET_FILE"])
+    except Invalid as exc:
+        fail("NGINX_SNIPPET_FILE", str(exc))
+    return Settings(**{KEY_BY_NAME[k].attribute: v for k, v in typed.items()},
+                    nginx_snippet=snippet, origins=origins)
 
 
 def load_settings(env_file=None, host_layer=None, flags=None, environ=None,
