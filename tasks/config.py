@@ -471,6 +471,11 @@ def global_defaults():
     return {key.name: key.default for key in KEYS}
 
 
+# Settings fields that are not keys; every other field is one row of KEYS
+# (tests/unit/test_config.py checks the two agree).
+NOT_KEYS = frozenset({"nginx_snippet", "origins"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """The checked configuration of one app on one host."""
