@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # internal redirect).
 FIELDS = ("$msec", "{colour}", "$status", "$request_method", "$upstream_response_time")
 LINE_RE = re.compile(r"(?P<time>\d+(?:\.\d+)?) (?P<colour>blue|green) (?P<status>\d{3}) "
-                     r"(?P<method>[A-Z]+) (?P<upstream>.*)")
+                     r"(?P<method>[A-Z]+)(?: (?P<upstream>.*))?")
 UPSTREAM_TIME_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -44,7 +44,7 @@ def parse_line(line):
     m = LINE_RE.fullmatch(line.strip())
     if not m:
         return None
-    times = UPSTREAM_TIME_RE.findall(m.group("upstream"))
+    times = UPSTREAM_TIME_RE.findall(m.group("upstream") or "")
     return Record(time=float(m.group("time")), colour=m.group("colour"),
                   status=int(m.group("status")), method=m.group("method"),
                   upstream=sum(float(t) for t in times) if times else None)
