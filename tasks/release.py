@@ -262,7 +262,8 @@ def switch_nginx(session, colour, nginx_version=None):
     """Step 7: render, put in place keeping the old file, test, reload."""
     s, rep = session.settings, session.reporter
     with rep.phase("switch") as ph:
-        result = session.run(scripts.switch(s, render_nginx(s, colour)))
+        result = session.run(scripts.switch(s, render_nginx(s, colour,
+                                                            nginx_version=nginx_version)))
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == scripts.NGINX_WRITE_FAILED:
             # Not nginx's verdict: the file never got there (permissions, sudo).

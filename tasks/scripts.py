@@ -57,7 +57,7 @@ def compose(settings, bounded=False):
 
 def build_timeout(settings):
     """BUILD_TIMEOUT in whole seconds."""
-    return int(getattr(settings, "build_timeout", 1800))
+    return int(settings.build_timeout)
 
 
 def inspect_containers(settings, colours=("blue", "green")):
