@@ -440,7 +440,7 @@ def test_use_sudo_prefixes_only_nginx_dir_files_and_nginx_commands():
     assert len(uses) >= 6
     for use in uses:
         assert use.startswith(allowed), use
-    assert f"cat /etc/nginx/conf.d/shop.conf > /srv/shop/nginx.previous.conf" in text
+    assert "cat /etc/nginx/conf.d/shop.conf > /srv/shop/nginx.previous.conf" in text
     assert "sudo" not in text.replace("sudo -n ", "")
     # Nothing else takes sudo but asking nginx its version: DEPLOY_DIR
     # belongs to the deploy user.

@@ -162,7 +162,7 @@ def test_a_result_before_the_end_is_a_failure():
 # container check).
 @pytest.mark.xfail(strict=True, reason="BUG: an exit marker inside an unended block is not seen")
 def test_a_step_that_ends_inside_a_block_still_ends():
-    r = run_step(f'echo "$M begin logs"; echo partial; exit 3')
+    r = run_step('echo "$M begin logs"; echo partial; exit 3')
     assert r.code == 3
 
 
