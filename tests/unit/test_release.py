@@ -10,7 +10,7 @@ from http.client import responses
 
 import pytest
 
-from conftest import make_settings, read_step
+from conftest import M, make_settings, read_step
 from tasks import release, scripts
 from tasks.compose import Container
 from tasks.errors import Failure
@@ -102,7 +102,7 @@ def test_a_failed_health_gate_shows_the_colours_last_log_lines(s, capsys):
     session = Session(s, blue_live(s))
     logs = scripts.logs_tail(s, "green")
     session.answers[logs] = read_step(
-        "::0123456789abcdef begin logs\nboot\nTraceback: boom\n\n::0123456789abcdef end logs")
+        f"{M} begin logs\nboot\nTraceback: boom\n\n{M} end logs")
     attempt(session, "health").fail(Failure("green is not healthy"))
     assert session.ran[0] == logs
     out = capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_a_restore_that_fails_names_the_kept_image(s):
     session = Session(s, blue_live(s))
     commit = session.view.record("green")["commit"]
     session.answers[scripts.restore(s, "green", commit)] = read_step(
-        f"::0123456789abcdef error no kept image bluegreen-shop:{commit}",
+        f"{M} error no kept image bluegreen-shop:{commit}",
         code=scripts.START_FAILED)
     with pytest.raises(Failure) as err:
         release.restore_idle(session, "green", session.view.containers["green"], False)
@@ -154,9 +154,9 @@ def test_a_restore_that_fails_names_the_kept_image(s):
 
 def switched(s, code, out="", error=None, stderr=""):
     session = Session(s, blue_live(s))
-    text = f"::0123456789abcdef begin output\n{out}\n::0123456789abcdef end output"
+    text = f"{M} begin output\n{out}\n{M} end output"
     if error:
-        text = f"::0123456789abcdef error {error}\n" + text
+        text = f"{M} error {error}\n" + text
     session.answers[scripts.switch(s, render_nginx(s, "green"))] = read_step(
         text, code=code, stderr=stderr)
     with pytest.raises(Failure) as err:
@@ -198,7 +198,7 @@ def test_a_good_switch_says_what_it_did(s, capsys):
 
 def test_step_failed_names_the_error_or_the_exit_and_the_last_output():
     r = read_step("Cloning...\n\n  fatal: could not read from remote  \n"
-                  "::0123456789abcdef error git fetch from GIT_REPO failed", code=42)
+                  f"{M} error git fetch from GIT_REPO failed", code=42)
     f = release.step_failed(r, "git", "check GIT_REPO")
     assert f.message == "git fetch from GIT_REPO failed; nothing live changed"
     assert f.hint == "check GIT_REPO; last output: fatal: could not read from remote"
