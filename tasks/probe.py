@@ -172,7 +172,10 @@ class ChannelSocket:
         return io.BufferedReader(_RawReader(self))
 
     def close(self):
-        self.chan.close()
+        # http.client closes its socket as soon as it has the head of a
+        # "Connection: close" answer, before the body is read; the channel
+        # is closed by get() once the answer is in.
+        pass
 
 
 class TlsChannelSocket(ChannelSocket):

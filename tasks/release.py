@@ -43,7 +43,8 @@ class Attempt:
                 restore_idle(session, self.rebuilt, self.before,
                              show_logs=self.phase in ("health", "pre-switch"))
         except Exception as undo:  # already failing: report, keep the first error
-            rep.line(f"could not undo everything: {undo}")
+            rep.line(f"could not undo everything: "
+                     f"{undo.message if isinstance(undo, Failure) else undo}")
         session.record_failure(exc, phase=self.phase, fields=self.fields)
 
 

@@ -86,6 +86,9 @@ class StepReader:
             else:
                 self._plain("stderr", line)
             return
+        if self._block is not None and line.startswith(f"{self.prefix}exit"):
+            # The step ended inside a block (killed, `exit`, a `set -u` error).
+            self._block, self._block_lines = None, []
         if self._block is not None:
             if line == f"{self.prefix}end {self._block}":
                 if self._block_lines and self._block_lines[-1] == "":
@@ -112,16 +115,22 @@ class StepReader:
                 self.on_mark(key, value)
 
     def _plain(self, stream: str, line: str) -> None:
-        # Held back one line: the end marker is printed after a newline of
-        # its own, so the step's last line may be an empty line that is ours.
+        # An empty line is held back: the end marker is printed after a
+        # newline of its own, so the step's last empty line may be ours.
         self._flush(stream)
-        self._held[stream] = line
+        if line == "":
+            self._held[stream] = line
+        else:
+            self._emit(stream, line)
 
     def _flush(self, stream: str, final: bool = False) -> None:
         line = self._held[stream]
         self._held[stream] = None
         if line is None or (final and line == ""):
             return
+        self._emit(stream, line)
+
+    def _emit(self, stream: str, line: str) -> None:
         self.lines[stream].append(line)
         if self.on_line is not None:
             self.on_line(stream, line)
@@ -141,7 +150,8 @@ def step_input(script: str) -> str:
     not the task. Its stdin is /dev/null, so a command that reads stdin
     cannot swallow the next step.
     """
-    return ("bluegreen_step() (\n" + script.rstrip("\n") + "\n)\n"
+    # ":" keeps a script of only comments a valid function body.
+    return ("bluegreen_step() (\n:\n" + script.rstrip("\n") + "\n)\n"
             "bluegreen_step </dev/null\n"
             "printf '\\n%s exit %d\\n' \"$M\" $?; printf '\\n%s exit\\n' \"$M\" >&2\n")
 

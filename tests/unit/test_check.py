@@ -5,16 +5,16 @@ inspect blocks, `ss -Htlnp` lines, the other nginx files, disk, git, SSL)
 and the rows it must give.
 """
 
+import os
 import subprocess
 
 import pytest
 
-from conftest import make_settings
+from conftest import M, make_settings, read_step, run_step
 from tasks.check import (CERT_WARN_DAYS, OtherFile, check_script, evaluate, first_command,
                          parse_listening, parse_other_files, tool_problems, tools_script)
 from tasks.facts import parse_view
 from tasks.nginx import render_nginx
-from tasks.scripts import parse_output
 from test_facts import container_line, host_output, released_state
 
 TOOLS = {"git": "2.39.2", "docker": "24.0.7", "compose": "2.24.5", "nginx": "1.22.1"}
@@ -46,26 +46,26 @@ def check_output(s, *, tools=TOOLS, listening=(NGINX_8080, BLUE_PROXY, SSHD), ot
                  disk_kb="20971520", nginx_test="ok", nginx_test_output=NGINX_OK,
                  git_remote="ok 3", ssl=None, live="blue", **inspect_kw):
     """What check_script prints on a host (blue live and healthy by default)."""
-    out = "".join(f"::{tool} {value}\n" for tool, value in tools.items())
+    out = "".join(f"{M} {tool} {value}\n" for tool, value in tools.items())
     if live:
         inspect_kw.setdefault("state", released_state(s, live))
         inspect_kw.setdefault("nginx", render_nginx(s, live))
         inspect_kw.setdefault("containers", {live: container_line(s, live)})
     out += host_output(s, **inspect_kw)
-    out += "::begin listening\n" + "".join(line + "\n" for line in listening) + "\n::end listening\n"
-    out += f"::disk_kb {disk_kb}\n::nginx_test {nginx_test}\n"
-    out += f"::begin nginx_test_output\n{nginx_test_output}\n::end nginx_test_output\n"
-    out += f"::begin others\n{others}\n::end others\n"
-    out += f"::git_remote {git_remote}\n"
+    out += f"{M} begin listening\n" + "".join(line + "\n" for line in listening)
+    out += f"\n{M} end listening\n"
+    out += f"{M} disk_kb {disk_kb}\n{M} nginx_test {nginx_test}\n"
+    out += f"{M} begin nginx_test_output\n{nginx_test_output}\n{M} end nginx_test_output\n"
+    out += f"{M} begin others\n{others}\n{M} end others\n"
+    out += f"{M} git_remote {git_remote}\n"
     for key, value in (ssl or {}).items():
-        out += f"::ssl_{key} {value}\n"
+        out += f"{M} ssl_{key} {value}\n"
     return out
 
 
 def judge(s, **kw):
-    text = check_output(s, **kw)
-    values, blocks = parse_output(text)
-    return evaluate(values, blocks, parse_view(text, s), s)
+    result = read_step(check_output(s, **kw))
+    return evaluate(result.values, result.blocks, parse_view(result, s), s)
 
 
 def rows(result, check):
@@ -287,9 +287,8 @@ def test_git_remote_failure(s):
 
 
 def test_git_remote_not_reported_at_all(s):
-    text = check_output(s).replace("::git_remote ok 3\n", "")
-    values, blocks = parse_output(text)
-    result = evaluate(values, blocks, parse_view(text, s), s)
+    step = read_step(check_output(s).replace(f"{M} git_remote ok 3\n", ""))
+    result = evaluate(step.values, step.blocks, parse_view(step, s), s)
     assert only(result, "GIT_REPO")[0] == "FAIL"
 
 
@@ -408,7 +407,7 @@ def test_check_script_is_valid_shell(extra):
 
 def test_check_script_asks_nginx_its_version_through_the_test_command():
     s = make_settings(NGINX_TEST_CMD="sudo -n /usr/sbin/nginx -t")
-    assert 'echo "::nginx $(/usr/sbin/nginx -v 2>&1' in tools_script(s)
+    assert 'echo "$M nginx $(/usr/sbin/nginx -v 2>&1' in tools_script(s)
 
 
 def test_check_script_with_use_sudo_and_ssl():
@@ -420,3 +419,57 @@ def test_check_script_with_use_sudo_and_ssl():
     assert f"-checkend {CERT_WARN_DAYS * 86400} " in text
     assert "git ls-remote --heads" in text and "GIT_TERMINAL_PROMPT=0" in text
     assert "[ \"$f\" != /etc/nginx/conf.d/shop.conf ]" in text  # our own file is not "other"
+
+
+# --- the scripts run as steps of a local shell (git, docker, nginx, ss are stubs) ---
+
+
+def stub(bin_dir, name, text):
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + text)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def stubbed(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub(bin_dir, "git", 'case "$1" in --version) echo "git version 2.39.5";;\n'
+                         'ls-remote) printf "abc\\trefs/heads/main\\ndef\\trefs/heads/dev\\n";;\n'
+                         "*) exit 1;; esac\n")
+    stub(bin_dir, "docker", 'case "$1" in version) echo 24.0.7;; compose) echo 2.40.3;;\n'
+                            "*) exit 1;; esac\n")
+    stub(bin_dir, "nginx", 'if [ "$1" = -v ]; then echo "nginx version: nginx/1.22.1" >&2; '
+                           'else echo "nginx: [emerg] unknown directive \\"x\\""; exit 1; fi\n')
+    stub(bin_dir, "ss", 'echo "LISTEN 0 511 0.0.0.0:8080 0.0.0.0:* '
+                        'users:((\\"nginx\\",pid=1,fd=6))"\n')
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    (conf / "blog.conf").write_text("server { listen 8080; server_name blog.example.com; }\n")
+    return tmp_path, {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_the_tools_step_reports_each_version(stubbed, s):
+    _, env = stubbed
+    result = run_step(tools_script(s), env=env)
+    assert result.values == TOOLS | {"git": "2.39.5", "docker": "24.0.7",
+                                     "compose": "2.40.3"}
+    assert tool_problems(result.values) == []
+
+
+def test_the_check_step_gives_what_evaluate_reads(stubbed):
+    root, env = stubbed
+    s = make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git", DEPLOY_DIR=str(root / "srv"),
+                      NGINX_CONF_DIR=str(root / "conf.d"))
+    result = run_step(check_script(s), env=env)
+    assert result.code == 0, result.stderr
+    assert result.values["nginx_test"] == "fail"
+    assert result.blocks["nginx_test_output"] == 'nginx: [emerg] unknown directive "x"\n'
+    assert result.values["git_remote"] == "ok 2"
+    assert result.values["deploy_dir"] == "no" and int(result.values["disk_kb"]) > 0
+    assert result.values["nginx_version"] == "1.22.1"
+    [other] = parse_other_files(result.blocks["others"])
+    assert other.path == str(root / "conf.d" / "blog.conf")
+    assert parse_listening(result.blocks["listening"]) == {8080: "nginx"}
+    rows = evaluate(result.values, result.blocks, parse_view(result, s), s)
+    assert only(rows, "nginx -t")[0] == "FAIL"

@@ -9,11 +9,10 @@ laid out like a host, to keep the hand-built samples honest.
 
 import json
 import os
-import subprocess
 
 import pytest
 
-from conftest import make_settings
+from conftest import M, make_settings, read_step, run_step
 from tasks import scripts
 from tasks.compose import INSPECT_FORMAT, Container
 from tasks.facts import colours_by_port, parse_view
@@ -46,22 +45,26 @@ def released_state(settings, live="blue", colours=("blue",), branch="main"):
 
 
 def host_output(settings, *, now=NOW, deploy_dir=True, lock=None, owner=None,
-                state=None, nginx=None, containers=None, history=None, app_env=None):
+                state=None, nginx=None, containers=None, history=None, app_env=None,
+                listening=None, nginx_version=None, stale_owner=None):
     """What `scripts.inspect` prints for a host in the given condition.
 
     ``state`` is a dict (written with format_state) or raw text; ``nginx`` the
     file's text; ``containers`` {colour: inspect line}; ``None`` means the
-    file is absent. Each block ends with the blank line the script's `echo`
-    adds after `cat`.
+    file is absent. Markers carry the test token (conftest.M); each block
+    ends with the newline the script's end marker starts with. read_step
+    turns the text into the step's result.
     """
     def block(name, text):
-        return f"::begin {name}\n{text or ''}\n::end {name}\n"
+        return f"{M} begin {name}\n{text or ''}\n{M} end {name}\n"
 
     if isinstance(state, dict):
         state = format_state(state)
-    out = f"::now {now}\n::deploy_dir {'yes' if deploy_dir else 'no'}\n"
+    out = f"{M} now {now}\n{M} deploy_dir {'yes' if deploy_dir else 'no'}\n"
+    if stale_owner is not None:
+        out += block("stale_owner", stale_owner)
     if lock:
-        out += f"::lock {lock}\n"
+        out += f"{M} lock {lock}\n"
     out += block("owner", owner)
     out += block("state", state)
     out += block("nginx", nginx)
@@ -69,9 +72,18 @@ def host_output(settings, *, now=NOW, deploy_dir=True, lock=None, owner=None,
     out += block("containers", lines)
     if history is not None:
         out += block("history", "".join(line + "\n" for line in history))
+    if nginx_version is not None:
+        out += f"{M} nginx_version {nginx_version}\n"
     if app_env is not None:
-        out += f"::app_env {app_env}\n"
+        out += f"{M} app_env {app_env}\n"
+    if listening is not None:
+        out += block("listening", "".join(line + "\n" for line in listening))
     return out
+
+
+def view_of(text, settings, code=0):
+    """The HostView of an inspect step that printed ``text``."""
+    return parse_view(read_step(text, code), settings)
 
 
 @pytest.fixture
@@ -82,7 +94,7 @@ def s():
 def test_a_host_with_blue_live(s):
     out = host_output(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
                       containers={"blue": container_line(s, "blue")})
-    view = parse_view(out, s)
+    view = view_of(out, s)
     assert view.now == NOW and view.deploy_dir is True
     assert view.lock == "" and view.holder is None
     assert view.state_error is None and view.state["live"] == "blue"
@@ -97,7 +109,7 @@ def test_a_host_with_blue_live(s):
 
 
 def test_a_host_that_was_never_set_up(s):
-    view = parse_view(host_output(s, deploy_dir=False), s)
+    view = view_of(host_output(s, deploy_dir=False), s)
     assert view.deploy_dir is False
     # No DEPLOY_DIR is not a broken state.json: setup, not repair, is the fix.
     assert view.state is None and view.state_error is None
@@ -106,7 +118,7 @@ def test_a_host_that_was_never_set_up(s):
 
 
 def test_a_set_up_host_before_its_first_release(s):
-    view = parse_view(host_output(s, state=empty_state("shop")), s)
+    view = view_of(host_output(s, state=empty_state("shop")), s)
     assert view.state_error is None and view.state["live"] is None
     assert view.live is None and view.nginx is None and view.drift is None
     assert view.record("blue") == {} and view.record("green") == {}
@@ -120,7 +132,7 @@ def test_a_set_up_host_before_its_first_release(s):
     ('{"live": "purple", "colours": {}}', "unknown live colour 'purple'"),
 ])
 def test_a_corrupted_state_json_is_an_error_not_a_crash(s, text, why):
-    view = parse_view(host_output(s, state=text, nginx=render_nginx(s, "green")), s)
+    view = view_of(host_output(s, state=text, nginx=render_nginx(s, "green")), s)
     assert view.state is None
     assert isinstance(view.state_error, StateError)
     assert view.state_error.message.startswith("/srv/shop/state.json ")
@@ -132,7 +144,7 @@ def test_a_corrupted_state_json_is_an_error_not_a_crash(s, text, why):
 
 
 def test_a_missing_nginx_file_leaves_state_json_to_say_what_is_live(s):
-    view = parse_view(host_output(s, state=released_state(s, "green", ("blue", "green"))), s)
+    view = view_of(host_output(s, state=released_state(s, "green", ("blue", "green"))), s)
     assert view.nginx_text.strip() == "" and view.nginx is None
     assert view.live == "green"
     assert view.drift == "state.json says green is live but the nginx file is missing"
@@ -141,14 +153,14 @@ def test_a_missing_nginx_file_leaves_state_json_to_say_what_is_live(s):
 def test_nginx_wins_over_state_json_and_the_drift_is_named(s):
     out = host_output(s, state=released_state(s, "blue", ("blue", "green")),
                       nginx=render_nginx(s, "green"))
-    view = parse_view(out, s)
+    view = view_of(out, s)
     assert view.live == "green"
     assert view.drift == "state.json says blue is live but nginx serves green"
 
 
 def test_a_hand_edited_nginx_file_is_read_by_its_upstream_not_its_header(s):
     edited = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:8082")
-    view = parse_view(host_output(s, state=released_state(s, "blue"), nginx=edited), s)
+    view = view_of(host_output(s, state=released_state(s, "blue"), nginx=edited), s)
     assert (view.nginx.header_live, view.nginx.served) == ("blue", "green")
     assert view.live == "green"
     assert view.drift == ("the nginx file's header says blue but it proxies to green "
@@ -157,7 +169,7 @@ def test_a_hand_edited_nginx_file_is_read_by_its_upstream_not_its_header(s):
 
 def test_an_nginx_file_proxying_to_a_foreign_port(s):
     foreign = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:9000")
-    view = parse_view(host_output(s, state=released_state(s, "blue"), nginx=foreign), s)
+    view = view_of(host_output(s, state=released_state(s, "blue"), nginx=foreign), s)
     assert view.nginx.port == 9000 and view.nginx.served is None
     assert view.live is None
     assert view.drift == "the nginx file proxies to port 9000, which is neither colour's port"
@@ -166,7 +178,7 @@ def test_an_nginx_file_proxying_to_a_foreign_port(s):
 def test_the_lock_we_took(s):
     owner = json.dumps({"pid": 4321, "command": "release", "started_at": NOW,
                         "user": "ana", "machine": "laptop"})
-    view = parse_view(host_output(s, lock="taken", owner=owner, state=empty_state("shop")), s)
+    view = view_of(host_output(s, lock="taken", owner=owner, state=empty_state("shop")), s)
     assert view.lock == "taken"
     assert view.holder.record["pid"] == 4321 and view.holder.age == 0
 
@@ -175,7 +187,7 @@ def test_a_lock_held_by_someone_else_with_its_age(s):
     owner = json.dumps({"pid": 999, "command": "release --branch hotfix",
                         "started_at": NOW - 754, "user": "bo", "machine": "ci-runner-7",
                         "ci": "github acme/shop run 42 by bo"})
-    view = parse_view(host_output(s, lock="held", owner=owner, state=empty_state("shop")), s)
+    view = view_of(host_output(s, lock="held", owner=owner, state=empty_state("shop")), s)
     assert view.lock == "held"
     assert view.holder.age == 754
     assert view.holder.describe() == (
@@ -185,7 +197,7 @@ def test_a_lock_held_by_someone_else_with_its_age(s):
 
 def test_a_held_lock_whose_owner_file_is_not_written_yet(s):
     # mkdir and the owner.json write are two steps: a reader can land between.
-    view = parse_view(host_output(s, lock="held", owner=None, state=empty_state("shop")), s)
+    view = view_of(host_output(s, lock="held", owner=None, state=empty_state("shop")), s)
     assert view.holder is not None and view.holder.record == {}
     assert "unknown holder" in view.holder.describe()
 
@@ -193,7 +205,7 @@ def test_a_held_lock_whose_owner_file_is_not_written_yet(s):
 def test_a_lock_seen_without_asking_for_it(s):
     # status and check do not take the lock but still report a holder.
     owner = json.dumps({"pid": 1, "command": "rollback", "started_at": NOW - 5})
-    view = parse_view(host_output(s, owner=owner, state=empty_state("shop")), s)
+    view = view_of(host_output(s, owner=owner, state=empty_state("shop")), s)
     assert view.lock == "" and view.holder.age == 5
 
 
@@ -202,7 +214,7 @@ def test_crashed_and_crash_looping_containers(s):
                       nginx=render_nginx(s, "blue"), containers={
                           "blue": container_line(s, "blue", restarts=3),
                           "green": container_line(s, "green", state="exited", exit_code=137)})
-    view = parse_view(out, s)
+    view = view_of(out, s)
     blue, green = view.containers["blue"], view.containers["green"]
     assert (blue.state, blue.restart_count, blue.running, blue.crashed) == ("running", 3, False, True)
     assert (green.state, green.exit_code, green.running, green.crashed) == ("exited", 137, False, True)
@@ -212,7 +224,7 @@ def test_other_apps_containers_and_junk_lines_are_ignored(s):
     other_app = make_settings(APP_NAME="blog")
     lines = {"x": container_line(other_app, "blue"), "y": "Error: No such object: shop-green-1",
              "z": "{not json", "blue": container_line(s, "blue", state="restarting")}
-    view = parse_view(host_output(s, state=empty_state("shop"), containers=lines), s)
+    view = view_of(host_output(s, state=empty_state("shop"), containers=lines), s)
     assert view.containers["blue"].state == "restarting"
     assert view.containers["green"].state == "missing"
 
@@ -221,7 +233,7 @@ def test_history_block_skips_junk_and_keeps_order(s):
     lines = ['{"task":"release","to":"blue","result":"ok"}', "garbage",
              '{"task":"release","to":"green","result":"failed"', "",
              '{"task":"switch","to":"green","result":"ok"}']
-    view = parse_view(host_output(s, state=empty_state("shop"), history=lines,
+    view = view_of(host_output(s, state=empty_state("shop"), history=lines,
                                   app_env="f" * 64), s)
     assert [e["task"] for e in view.history] == ["release", "switch"]
     assert view.app_env_hash == "f" * 64
@@ -233,7 +245,7 @@ def test_colours_by_port():
 
 
 def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
-    """Run scripts.inspect with sh on a fake host tree (docker is a stub)."""
+    """Run scripts.inspect as a step of a local sh on a fake host tree (docker is a stub)."""
     deploy, conf, bin_dir = tmp_path / "srv" / "shop", tmp_path / "conf.d", tmp_path / "bin"
     for d in (deploy / ".lock", conf, bin_dir):
         d.mkdir(parents=True)
@@ -251,10 +263,8 @@ def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
 
     script = scripts.inspect(s, history_lines=5)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    out = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True,
-                         text=True, timeout=20).stdout
-    real = parse_view(out, s)
-    hand = parse_view(host_output(
+    real = parse_view(run_step(script, env=env), s)
+    hand = view_of(host_output(
         s, owner=owner, state=state, nginx=render_nginx(s, "blue"),
         containers={"blue": container_line(s, "blue"),
                     "green": container_line(s, "green", "exited", 1)},
@@ -264,3 +274,39 @@ def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
                   "history", "live", "drift"):
         assert getattr(real, field) == getattr(hand, field), field
     assert real.holder.record == hand.holder.record
+
+
+def test_the_nginx_version_and_the_listening_ports(s):
+    view = view_of(host_output(s, state=empty_state("shop"), nginx_version="1.22.1",
+                               listening=['LISTEN 0 511 0.0.0.0:8080 0.0.0.0:* '
+                                          'users:(("nginx",pid=812,fd=6))',
+                                          "LISTEN 0 128 127.0.0.1:8081 0.0.0.0:*"]), s)
+    assert view.nginx_version == "1.22.1"
+    assert view.listening == {8080: "nginx", 8081: ""}
+    assert view_of(host_output(s, state=empty_state("shop")), s).nginx_version == ""
+
+
+def test_a_stale_lock_taken_over_counts_as_ours_and_names_the_holder_that_was_gone(s):
+    gone = json.dumps({"pid": 55, "command": "release", "started_at": NOW - 90,
+                       "user": "bo", "machine": "laptop", "host_pid": 777,
+                       "host_pid_start": 123})
+    ours = json.dumps({"pid": 66, "command": "release", "started_at": NOW, "user": "ana"})
+    view = view_of(host_output(s, lock="taken-over", stale_owner=gone, owner=ours,
+                               state=empty_state("shop")), s)
+    assert view.lock == "taken"
+    assert view.holder.record["pid"] == 66
+    assert view.lock_taken_over.record["host_pid"] == 777
+    assert view.lock_taken_over.age == 90
+    # A lock taken the plain way took nothing over.
+    assert view_of(host_output(s, lock="taken", owner=ours, state=empty_state("shop")),
+                   s).lock_taken_over is None
+
+
+def test_markers_of_another_token_in_a_file_are_only_its_text(s):
+    # A state.json or nginx file cannot forge a value: lines inside a block
+    # are text, and a marker with another token is a plain line.
+    forged = "::ffffffffffffffff lock taken\n"
+    view = view_of(forged + host_output(s, lock="held", state=empty_state("shop"),
+                                        nginx="# " + M + " deploy_dir no\n"), s)
+    assert view.lock == "held" and view.deploy_dir is True
+    assert view.nginx_text == "# " + M + " deploy_dir no\n"

@@ -1,17 +1,22 @@
 """The health gate and the check that nginx serves the new colour.
 
-Tests are data: a scripted host (HTTP answers, or ProbeErrors, one per probe;
-what `docker inspect` says of the container) on a fake clock, and the
+Tests are data: a scripted host (HTTP answers as probe.Response, or
+ProbeErrors, one per probe; what `docker inspect` says of the container, as
+the container_state step's block) on a fake clock, and the
 result or the failure the loop must give. Nothing sleeps for real.
 """
+
+from http.client import responses
 
 import pytest
 
 from conftest import make_settings
+from tasks import scripts
 from tasks.compose import Container
 from tasks.errors import FAILED
 from tasks.health import VERIFY_IN_A_ROW, HealthFailure, describe_probe, gate, verify_public
-from tasks.host import HttpResponse, ProbeError, RunResult
+from tasks.probe import ProbeError, Response, describe_request
+from tasks.shell import StepResult
 from test_facts import container_line
 
 
@@ -50,9 +55,10 @@ class FakeHost:
         if isinstance(answer, Exception):
             raise answer
         if isinstance(answer, int):
-            return HttpResponse(answer, {}, b"")
+            return response(answer, {}, path, host_header)
         status, colour = answer
-        return HttpResponse(status, {"x-deploy-colour": colour} if colour else {}, b"")
+        return response(status, {"x-deploy-colour": colour} if colour else {}, path,
+                        host_header)
 
     def run(self, script, **kw):
         self.scripts.append(script)
@@ -60,7 +66,14 @@ class FakeHost:
         lines = [] if state == "missing" else [
             container_line(self.settings, colour, state, exit_code, restarts)
             for colour in ("blue", "green") if colour in script]
-        return RunResult(0 if lines else 1, "\n".join(lines) + "\n", "")
+        text = "".join(line + "\n" for line in lines)
+        return StepResult(0, "", "", {}, {"containers": text})
+
+
+def response(status, headers, path="/", host_header="_"):
+    """What probe.get returns for an answer."""
+    return Response(status, responses.get(status, ""), headers, b"",
+                    describe_request(path, host_header))
 
 
 class Reporter:
@@ -187,8 +200,11 @@ def test_progress_lines_show_changes_and_every_fifth_probe(s):
 
 
 def test_describe_probe(s):
-    assert describe_probe(FakeHost(s, [204]), s, "blue") == (True, "HTTP 204")
-    assert describe_probe(FakeHost(s, [500]), s, "blue") == (False, "HTTP 500")
+    assert describe_probe(FakeHost(s, [204]), s, "blue") == (True, "HTTP 204 on /healthz")
+    assert describe_probe(FakeHost(s, [500]), s, "blue") == (False, "HTTP 500 on /healthz")
+    assert describe_probe(FakeHost(s, [404]), s, "blue") == (
+        False, "HTTP/1.1 404 Not Found to `GET /healthz HTTP/1.1, Host: shop.example.com` "
+               "on /healthz")
     assert describe_probe(FakeHost(s, [REFUSED]), s, "blue") == (
         False, "no answer from 127.0.0.1:8082: connection refused")
 
@@ -252,3 +268,22 @@ def test_verify_with_ssl_probes_the_ssl_port_over_tls():
     probe = host.probes[0]
     assert (probe["port"], probe["tls"], probe["server_hostname"]) == (
         8443, True, "shop.example.com")
+
+
+def test_a_refusal_names_the_request_it_refused(s):
+    # A 4xx is usually the request's fault (path, Host, HTTP version): say what was asked.
+    clock, rep = Clock(), Reporter()
+    host = FakeHost(s, [400], clock=clock)
+    with pytest.raises(HealthFailure) as exc:
+        gate(host, s, "green", rep, clock=clock, sleep=clock.sleep)
+    asked = "HTTP/1.1 400 Bad Request to `GET /healthz HTTP/1.1, Host: shop.example.com`"
+    assert rep.lines[0] == f"health attempt 1 at  0.0s: {asked}"
+    assert f"(last answer: {asked}; 0/3 good in a row)" in exc.value.message
+
+
+def test_the_container_check_reads_the_containers_block(s):
+    clock = Clock()
+    host = FakeHost(s, [REFUSED], container="exited", exit_code=3, clock=clock)
+    with pytest.raises(HealthFailure):
+        run_gate(s, host, clock)
+    assert host.scripts == [scripts.container_state(s, "green")]

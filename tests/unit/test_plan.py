@@ -9,11 +9,10 @@ import pytest
 from conftest import make_settings
 from tasks.config import Layer, load_settings
 from tasks.errors import FAILED, Failure
-from tasks.facts import parse_view
 from tasks.nginx import render_nginx
 from tasks.plan import ReleasePlan, plan_release, plan_switch
 from tasks.state import StateError, empty_state
-from test_facts import container_line, host_output, released_state
+from test_facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 
@@ -23,8 +22,8 @@ def s():
     return make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git")
 
 
-def view_of(settings, **kw):
-    return parse_view(host_output(settings, **kw), settings)
+def host_view(settings, **kw):
+    return view_of(host_output(settings, **kw), settings)
 
 
 def running(settings, *colours, **kw):
@@ -44,20 +43,20 @@ def settings_from(tmp_path, env_text, environ=None, host_env=None):
 
 
 def test_first_release_targets_blue(s):
-    view = view_of(s, state=empty_state("shop"))
+    view = host_view(s, state=empty_state("shop"))
     assert plan_release(view, s, HOST) == ReleasePlan(
         live=None, target="blue", branch="main", ref=None, drift=None, record_branch="main")
 
 
 def test_live_blue_targets_green(s):
-    view = view_of(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
+    view = host_view(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
                    containers=running(s, "blue"))
     plan = plan_release(view, s, HOST, ref="abc1234")
     assert (plan.live, plan.target, plan.ref, plan.drift) == ("blue", "green", "abc1234", None)
 
 
 def test_live_green_targets_blue(s):
-    view = view_of(s, state=released_state(s, "green", ("blue", "green")),
+    view = host_view(s, state=released_state(s, "green", ("blue", "green")),
                    nginx=render_nginx(s, "green"))
     plan = plan_release(view, s, HOST)
     assert (plan.live, plan.target) == ("green", "blue")
@@ -66,7 +65,7 @@ def test_live_green_targets_blue(s):
 def test_nginx_truth_wins_over_state_json_with_a_drift_warning(s):
     # state.json says blue, nginx serves green: building into green would
     # rebuild the colour that serves every client.
-    view = view_of(s, state=released_state(s, "blue", ("blue", "green")),
+    view = host_view(s, state=released_state(s, "blue", ("blue", "green")),
                    nginx=render_nginx(s, "green"))
     plan = plan_release(view, s, HOST)
     assert (plan.live, plan.target) == ("green", "blue")
@@ -75,14 +74,14 @@ def test_nginx_truth_wins_over_state_json_with_a_drift_warning(s):
 
 def test_a_hand_edited_nginx_file_is_trusted_for_what_it_proxies_to(s):
     edited = render_nginx(s, "green").replace("127.0.0.1:8082", "127.0.0.1:8081")
-    view = view_of(s, state=released_state(s, "green", ("blue", "green")), nginx=edited)
+    view = host_view(s, state=released_state(s, "green", ("blue", "green")), nginx=edited)
     plan = plan_release(view, s, HOST)
     assert (plan.live, plan.target) == ("blue", "green")
     assert "header says green but it proxies to blue" in plan.drift
 
 
 def test_without_an_nginx_file_state_json_says_what_is_live(s):
-    view = view_of(s, state=released_state(s, "blue"))
+    view = host_view(s, state=released_state(s, "blue"))
     plan = plan_release(view, s, HOST)
     assert (plan.live, plan.target) == ("blue", "green")
     assert plan.drift == "state.json says blue is live but the nginx file is missing"
@@ -90,7 +89,7 @@ def test_without_an_nginx_file_state_json_says_what_is_live(s):
 
 def test_first_release_of_a_colour_follows_dotenv(tmp_path):
     s = settings_from(tmp_path, "BLUE_BRANCH=stable\nGREEN_BRANCH=develop\n")
-    view = view_of(s, state=released_state(s, "blue", branch="stable"),
+    view = host_view(s, state=released_state(s, "blue", branch="stable"),
                    nginx=render_nginx(s, "blue"))
     assert plan_release(view, s, HOST).branch == "develop"
 
@@ -98,7 +97,7 @@ def test_first_release_of_a_colour_follows_dotenv(tmp_path):
 def test_recorded_branch_wins_over_dotenv(tmp_path):
     s = settings_from(tmp_path, "BLUE_BRANCH=stable\nGREEN_BRANCH=develop\n")
     state = released_state(s, "green", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "green"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "green"))
     plan = plan_release(view, s, HOST)
     assert (plan.target, plan.branch) == ("blue", "feature/x")
 
@@ -106,7 +105,7 @@ def test_recorded_branch_wins_over_dotenv(tmp_path):
 def test_recorded_branch_wins_over_hosts_yml_env(tmp_path):
     s = settings_from(tmp_path, "", host_env={"GREEN_BRANCH": "from-hosts-yml"})
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     assert plan_release(view, s, HOST).branch == "feature/x"
 
 
@@ -115,7 +114,7 @@ def test_bluegreen_branch_from_the_environment_wins_over_the_recorded_one(tmp_pa
     s = settings_from(tmp_path, "GREEN_BRANCH=develop\n",
                       environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     plan = plan_release(view, s, HOST)
     assert (plan.target, plan.branch) == ("green", "hotfix")
     # For this run only (docs/ci.md): green keeps following its own branch.
@@ -125,7 +124,7 @@ def test_bluegreen_branch_from_the_environment_wins_over_the_recorded_one(tmp_pa
 
 def test_an_environment_branch_on_a_colour_never_released_starts_it(tmp_path):
     s = settings_from(tmp_path, "", environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
-    view = view_of(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"))
     plan = plan_release(view, s, HOST)
     assert (plan.target, plan.branch, plan.record_branch) == ("green", "hotfix", "hotfix")
 
@@ -133,7 +132,7 @@ def test_an_environment_branch_on_a_colour_never_released_starts_it(tmp_path):
 def test_a_ref_release_keeps_the_colours_branch_and_says_ref(tmp_path):
     s = settings_from(tmp_path, "GREEN_BRANCH=develop\n")
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     plan = plan_release(view, s, HOST, ref="0319b3ec71a5")
     assert (plan.ref, plan.record_branch, plan.source) == (
         "0319b3ec71a5", "feature/x", "ref 0319b3ec71a5")
@@ -145,14 +144,14 @@ def test_a_ref_release_keeps_the_colours_branch_and_says_ref(tmp_path):
 def test_the_environment_names_only_its_own_colour(tmp_path):
     s = settings_from(tmp_path, "", environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
     state = released_state(s, "green", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "green"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "green"))
     assert plan_release(view, s, HOST).branch == "feature/x"  # target is blue
 
 
 def test_plain_green_branch_in_the_environment_is_ignored(tmp_path):
     s = settings_from(tmp_path, "", environ={"GREEN_BRANCH": "not-ours"})
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     assert plan_release(view, s, HOST).branch == "feature/x"
 
 
@@ -160,14 +159,14 @@ def test_the_branch_flag_wins_over_everything(tmp_path):
     s = settings_from(tmp_path, "GREEN_BRANCH=develop\n",
                       environ={"BLUEGREEN_GREEN_BRANCH": "hotfix"})
     state = released_state(s, "blue", ("blue", "green"), branch="feature/x")
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     plan = plan_release(view, s, HOST, branch="release/2.0")
     assert (plan.branch, plan.record_branch) == ("release/2.0", "release/2.0")
 
 
 def test_missing_deploy_dir_points_at_setup(s):
     with pytest.raises(Failure) as exc:
-        plan_release(view_of(s, deploy_dir=False), s, HOST)
+        plan_release(host_view(s, deploy_dir=False), s, HOST)
     assert exc.value.code == FAILED
     assert "prod is not set up" in exc.value.message and "DEPLOY_DIR" in exc.value.message
     assert exc.value.hint == "run: fab -H prod setup"
@@ -175,7 +174,7 @@ def test_missing_deploy_dir_points_at_setup(s):
 
 @pytest.mark.parametrize("state", [None, "{{{", '{"live": "red", "colours": {}}'])
 def test_unreadable_state_points_at_repair(s, state):
-    view = view_of(s, state=state, nginx=render_nginx(s, "blue"))
+    view = host_view(s, state=state, nginx=render_nginx(s, "blue"))
     with pytest.raises(StateError) as exc:
         plan_release(view, s, HOST)
     assert exc.value.code == FAILED
@@ -185,7 +184,7 @@ def test_unreadable_state_points_at_repair(s, state):
 
 def test_nginx_pointing_at_a_foreign_port_stops(s):
     foreign = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:3000")
-    view = view_of(s, state=released_state(s, "blue"), nginx=foreign)
+    view = host_view(s, state=released_state(s, "blue"), nginx=foreign)
     with pytest.raises(Failure) as exc:
         plan_release(view, s, HOST)
     assert exc.value.code == FAILED
@@ -198,7 +197,7 @@ def test_nginx_pointing_at_a_foreign_port_stops(s):
 
 
 def both_released(s, live="blue", **container_kw):
-    return view_of(s, state=released_state(s, live, ("blue", "green")),
+    return host_view(s, state=released_state(s, live, ("blue", "green")),
                    nginx=render_nginx(s, live),
                    containers={"blue": container_line(s, "blue"),
                                "green": container_line(s, "green", **container_kw)})
@@ -221,7 +220,7 @@ def refusal(view, s, to):
 
 
 def test_rollback_with_nothing_live(s):
-    view = view_of(s, state=empty_state("shop"))
+    view = host_view(s, state=empty_state("shop"))
     err = refusal(view, s, None)
     assert err.message == "nothing is live on prod yet: there is nothing to roll back"
     assert "fab -H prod release" in err.hint
@@ -233,7 +232,7 @@ def test_switch_refuses_the_colour_that_is_already_live(s):
 
 
 def test_switch_refuses_a_colour_whose_container_is_gone(s):
-    view = view_of(s, state=released_state(s, "blue", ("blue", "green")),
+    view = host_view(s, state=released_state(s, "blue", ("blue", "green")),
                    nginx=render_nginx(s, "blue"), containers=running(s, "blue"))
     err = refusal(view, s, "green")
     assert err.message.startswith("green on prod is not running (no container)")
@@ -256,7 +255,7 @@ def test_switch_refuses_a_crash_looping_colour(s, kw):
 
 def test_switch_refuses_a_colour_never_released(s):
     # A container runs (started by hand?) but state.json has no release for it.
-    view = view_of(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
+    view = host_view(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
                    containers=running(s, "blue", "green"))
     err = refusal(view, s, "green")
     assert err.message == "green on prod has never been released"
@@ -265,7 +264,7 @@ def test_switch_refuses_a_colour_never_released(s):
 
 def test_switch_needs_setup_and_a_readable_state(s):
     with pytest.raises(Failure) as exc:
-        plan_switch(view_of(s, deploy_dir=False), s, HOST, "green")
+        plan_switch(host_view(s, deploy_dir=False), s, HOST, "green")
     assert exc.value.hint == "run: fab -H prod setup"
     with pytest.raises(StateError):
-        plan_switch(view_of(s, state="nope", nginx=render_nginx(s, "blue")), s, HOST, None)
+        plan_switch(host_view(s, state="nope", nginx=render_nginx(s, "blue")), s, HOST, None)

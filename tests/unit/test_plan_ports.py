@@ -8,10 +8,9 @@ import pytest
 
 from conftest import make_settings
 from tasks.errors import FAILED, Failure
-from tasks.facts import parse_view
 from tasks.nginx import render_nginx
 from tasks.plan import plan_release
-from test_facts import container_line, host_output, released_state
+from test_facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 
@@ -28,9 +27,8 @@ def ss_line(port, program=None):
 
 def view_with(s, listening, containers):
     out = host_output(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
-                      containers=containers)
-    out += "::begin listening\n" + "".join(line + "\n" for line in listening) + "\n::end listening\n"
-    return parse_view(out, s)
+                      containers=containers, listening=listening)
+    return view_of(out, s)
 
 
 def test_a_program_on_the_target_port_stops_the_release(s):
@@ -77,4 +75,4 @@ def test_no_listening_block_means_nothing_to_refuse(s):
     # A host without `ss`, or a view read without asking for ports.
     out = host_output(s, state=released_state(s, "blue"), nginx=render_nginx(s, "blue"),
                       containers={"blue": container_line(s, "blue")})
-    assert plan_release(parse_view(out, s), s, HOST).target == "green"
+    assert plan_release(view_of(out, s), s, HOST).target == "green"

@@ -3,7 +3,9 @@
 Tests are data: settings and arguments in, script text out. The shell is the
 one judge of quoting, so every script goes through `sh -n`, and the scripts
 that only touch files are run with /bin/sh in a temporary directory laid out
-like the host (docker, git and nginx are stubs there: nothing real runs).
+like the host (docker, git and nginx are stubs there: nothing real runs),
+each as one step of a local `sh -s` fed by shell.step_input, the way the
+remote shell runs it; its markers are read by shell.StepReader.
 """
 
 import dataclasses
@@ -13,10 +15,11 @@ import re
 import shlex
 import subprocess
 import time
+import types
 
 import pytest
 
-from conftest import make_settings
+from conftest import make_settings, run_step
 from tasks import scripts
 from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
 from tasks.nginx import render_nginx
@@ -51,29 +54,35 @@ def settings_for(kind, **extra):
 def every_script(s):
     """(name, text) for every builder, with its options on."""
     owner = json.dumps({"user": "o'brien $(id)", "command": 'release "x"', "pid": 1})
+    state = format_state(empty_state(s.app_name))
     return [
         ("inspect", scripts.inspect(s)),
-        ("inspect+lock", scripts.inspect(s, owner_json=owner, history_lines=20, app_env=True)),
+        ("inspect+lock", scripts.inspect(s, owner_json=owner, history_lines=20, app_env=True,
+                                         listening=True)),
         ("take_lock", scripts.take_lock(s, owner)),
         ("write_file", scripts.write_file(s.nginx_file, NGINX_TEXT, mode="644",
                                           prefix=scripts.sudo(s))),
         ("drain", scripts.drain(s, "blue")),
-        ("build", scripts.build(s, "green", branch="feature/x-1.2", ref=None,
-                                compose_text=render_compose(s),
-                                dockerfile_text=render_clojure_dockerfile(s))),
-        ("build@ref", scripts.build(s, "blue", branch="main", ref="abc1234",
-                                    compose_text=render_compose(s),
-                                    dockerfile_text=render_clojure_dockerfile(s))),
+        ("checkout", scripts.checkout(s, "green", branch="feature/x-1.2", ref=None)),
+        ("checkout@ref", scripts.checkout(s, "blue", branch="main", ref="abc1234")),
+        ("build", scripts.build(s, "green", commit="a" * 40, compose_text=render_compose(s),
+                                dockerfile_text=render_clojure_dockerfile(s),
+                                previous=("b" * 40, "sha256:" + "c" * 64))),
+        ("build-first", scripts.build(s, "blue", commit="a" * 40, compose_text="c",
+                                      dockerfile_text="d")),
+        ("start", scripts.start(s, "green")),
+        ("restore", scripts.restore(s, "blue", "b" * 40)),
         ("container_state", scripts.container_state(s, "green")),
         ("pre_switch", scripts.pre_switch(s, "green")),
         ("switch", scripts.switch(s, render_nginx(s, "green"))),
         ("switch+odd text", scripts.switch(s, NGINX_TEXT)),
-        ("finish", scripts.finish(s, state_text=format_state(empty_state(s.app_name)),
-                                  history_line=format_history_line({"e": "it's\n$x"}),
-                                  stop_colour="blue", log_colour="green", log_lines=40)),
-        ("finish-nothing", scripts.finish(s, unlock=False)),
+        ("record", scripts.record(s, state_text=state,
+                                  history_line=format_history_line({"e": "it's\n$x"}))),
+        ("record-history", scripts.record(s, history_line=format_history_line({"n": 1}))),
+        ("stop", scripts.stop(s, "blue")),
+        ("logs_tail", scripts.logs_tail(s, "green", 25)),
         ("unlock_lock", scripts.unlock_lock(s)),
-        ("setup", scripts.setup(s, format_state(empty_state(s.app_name)))),
+        ("setup", scripts.setup(s, state)),
         ("logs", scripts.logs(s, "blue", 100, True)),
         ("history", scripts.history(s, 20)),
         ("repair_facts", scripts.repair_facts(s)),
@@ -119,16 +128,20 @@ def test_values_the_checks_would_refuse_are_still_quoted(tmp_path, evil):
     assert bad == {}
 
 
-# --- running the scripts that only touch files --------------------------------
+# --- running the scripts as steps, the way the remote shell does ----------------
 
 
 @pytest.fixture
 def box(tmp_path):
-    """A host in a directory: a PATH of core tools, stubs for the rest."""
+    """A host in a directory: a PATH of core tools, stubs for the rest.
+
+    box(script) runs the script as one step of a local `sh -s` (step_input,
+    M exported) and returns its StepResult: values, blocks, plain output.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "cat", "mkdir", "rm", "rmdir", "tee", "mv", "chmod", "touch", "date",
-                 "tail", "cut", "cmp", "sleep", "tr", "sha256sum", "ls"):
+                 "tail", "cut", "cmp", "sleep", "tr", "sha256sum", "ls", "sed", "timeout"):
         for d in ("/usr/bin", "/bin"):
             if os.path.exists(f"{d}/{tool}"):
                 os.symlink(f"{d}/{tool}", bin_dir / tool)
@@ -139,12 +152,20 @@ def box(tmp_path):
 
     def run(script, cwd=tmp_path, extra_path=None, timeout=20):
         path = f"{extra_path}:{bin_dir}" if extra_path else str(bin_dir)
-        return subprocess.run([SH, "-c", script], cwd=str(cwd), env={"PATH": path},
-                              capture_output=True, text=True, timeout=timeout)
+        return run_step(script, cwd=cwd, env={"PATH": path}, timeout=timeout)
 
     run.dir = tmp_path
     run.bin = bin_dir
     return run
+
+
+def stub(directory, name, text):
+    """An executable `name` in ``directory`` running ``text`` with /bin/sh."""
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + text)
+    path.chmod(0o755)
+    return path
 
 
 def test_write_file_round_trips_quotes_dollars_and_newlines_byte_for_byte(box):
@@ -152,7 +173,7 @@ def test_write_file_round_trips_quotes_dollars_and_newlines_byte_for_byte(box):
     target.parent.mkdir()
     target.write_text("old\n")
     r = box(scripts.write_file(str(target), NGINX_TEXT, mode="600"))
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert target.read_bytes() == NGINX_TEXT.encode()
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in target.parent.iterdir()) == ["shop.conf"]  # no .tmp left
@@ -174,111 +195,240 @@ def test_commands_hidden_in_values_do_not_run(box, evil):
         assert left == [], f"{name} ran a command hidden in a value"
 
 
-def test_take_lock_and_unlock(box):
+# --- the lock -----------------------------------------------------------------
+
+
+def lock_box(box):
     deploy = box.dir / "srv"
     deploy.mkdir()
-    s = settings_for("normal", DEPLOY_DIR=str(deploy))
+    return deploy, settings_for("normal", DEPLOY_DIR=str(deploy))
+
+
+def test_take_lock_and_unlock(box):
+    deploy, s = lock_box(box)
     owner = json.dumps({"user": "o'brien", "command": "release $(x)", "pid": 7})
-    assert box(scripts.take_lock(s, owner)).stdout == "::lock taken\n"
+    r = box(scripts.take_lock(s, owner))
+    assert (r.code, r.values, r.stdout) == (0, {"lock": "taken"}, "")
     assert (deploy / ".lock" / "owner.json").read_text() == owner + "\n"
-    assert box(scripts.take_lock(s, "{}")).stdout == "::lock held\n"
+    assert box(scripts.take_lock(s, "{}")).values == {"lock": "held"}
     assert (deploy / ".lock" / "owner.json").read_text() == owner + "\n"
     r = box(scripts.unlock_lock(s))
-    assert r.returncode == 0 and not (deploy / ".lock").exists()
-    assert box(scripts.unlock_lock(s)).returncode == 0  # unlocking twice is fine
+    assert r.code == 0 and not (deploy / ".lock").exists()
+    assert box(scripts.unlock_lock(s)).code == 0  # unlocking twice is fine
 
 
-def test_finish_writes_state_appends_history_and_drops_the_lock(box):
+def proc_start(pid):
+    """Field 22 of /proc/PID/stat (the start time), as the lock records it."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def holder(host_pid, host_pid_start):
+    return json.dumps({"user": "bo", "command": "release", "pid": 9, "host_pid": host_pid,
+                       "host_pid_start": host_pid_start}, sort_keys=True)
+
+
+def test_a_lock_whose_holder_shell_still_runs_is_held(box):
+    deploy, s = lock_box(box)
+    (deploy / ".lock").mkdir()
+    alive = holder(os.getpid(), proc_start(os.getpid()))
+    (deploy / ".lock" / "owner.json").write_text(alive + "\n")
+    r = box(scripts.take_lock(s, holder(1, 1)))
+    assert r.values == {"lock": "held"} and "stale_owner" not in r.blocks
+    assert (deploy / ".lock" / "owner.json").read_text() == alive + "\n"
+
+
+@pytest.mark.parametrize("why", ["gone", "pid reused"])
+def test_a_lock_whose_holder_shell_is_gone_is_taken_over(box, why):
+    deploy, s = lock_box(box)
+    (deploy / ".lock").mkdir()
+    with open("/proc/sys/kernel/pid_max") as f:
+        never = int(f.read()) + 1  # a pid no process can have
+    stale = (holder(never, 12345) if why == "gone"
+             else holder(os.getpid(), proc_start(os.getpid()) + 1))
+    (deploy / ".lock" / "owner.json").write_text(stale + "\n")
+    ours = holder(4242, 77)
+    r = box(scripts.take_lock(s, ours))
+    assert r.code == 0, r.stderr
+    assert r.values == {"lock": "taken-over"}
+    assert r.blocks["stale_owner"] == stale + "\n"
+    assert (deploy / ".lock" / "owner.json").read_text() == ours + "\n"
+    assert sorted(p.name for p in deploy.iterdir()) == [".lock"]  # no .lock.stale left
+
+
+def test_a_lock_without_a_holder_shell_is_never_taken_over(box):
+    # Records written before host_pid existed, or a half-written owner.json.
+    deploy, s = lock_box(box)
+    (deploy / ".lock").mkdir()
+    (deploy / ".lock" / "owner.json").write_text('{"pid": 1}\n')
+    assert box(scripts.take_lock(s, holder(1, 1))).values == {"lock": "held"}
+
+
+def test_inspect_with_the_lock_reads_what_it_locked(box):
+    deploy, s = lock_box(box)
+    (deploy / "state.json").write_text("{}\n")
+    owner = holder(4242, 77)
+    r = box(scripts.inspect(s, owner_json=owner))
+    assert r.values["lock"] == "taken" and r.values["deploy_dir"] == "yes"
+    assert r.blocks["owner"] == owner + "\n" and r.blocks["state"] == "{}\n"
+    assert r.blocks["containers"] == "" and r.blocks["nginx"] == ""
+
+
+def test_inspect_without_a_deploy_dir_takes_no_lock(box):
+    s = settings_for("normal", DEPLOY_DIR=str(box.dir / "gone"))
+    r = box(scripts.inspect(s, owner_json="{}"))
+    assert r.values["deploy_dir"] == "no" and "lock" not in r.values
+    assert not (box.dir / "gone").exists()
+
+
+# --- record, stop, set-up ------------------------------------------------------
+
+
+def record_box(box):
     deploy = box.dir / "srv"
     (deploy / ".lock").mkdir(parents=True)
     (deploy / ".lock" / "owner.json").write_text("{}\n")
     (deploy / "state.json").write_text("old")
     (deploy / "history.jsonl").write_text('{"n":1}\n')
-    s = settings_for("normal", DEPLOY_DIR=str(deploy))
+    return deploy, settings_for("normal", DEPLOY_DIR=str(deploy))
+
+
+def test_record_writes_state_and_appends_history_and_keeps_the_lock(box):
+    deploy, s = record_box(box)
     state = format_state(empty_state("shop"))
     line = format_history_line({"n": 2, "error": "it's\nbroken $HOME"})
-    script = scripts.finish(s, state_text=state, history_line=line)
+    script = scripts.record(s, state_text=state, history_line=line)
     assert scripts.write_file(f"{deploy}/state.json", state) in script
     assert f">> {deploy}/history.jsonl" in script
-    assert script.rstrip().endswith(scripts.unlock_lock(s))
     r = box(script)
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert (deploy / "state.json").read_text() == state
     assert (deploy / "history.jsonl").read_text() == '{"n":1}\n' + line
-    assert not (deploy / ".lock").exists()
-    assert sorted(p.name for p in deploy.iterdir()) == ["history.jsonl", "state.json"]
+    # The lock is the task's to drop (Session.unlock), not the record's.
+    assert (deploy / ".lock" / "owner.json").exists()
+    assert sorted(p.name for p in deploy.iterdir()) == [".lock", "history.jsonl", "state.json"]
 
 
-def test_finish_stops_a_colour_after_draining_and_shows_logs():
-    s = settings_for("normal", DRAIN_TIMEOUT="5")
-    script = scripts.finish(s, stop_colour="blue", log_colour="green", log_lines=25,
-                            unlock=False)
-    compose = ("COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml")
-    assert f"{compose} logs --no-color --tail 25 green 2>&1" in script
-    assert script.index(scripts.drain(s, "blue")) < script.index(f"{compose} stop blue")
-    assert "::stopped blue" in script
-    assert ".lock" not in script and "state.json" not in script
+def test_record_of_a_history_line_alone_leaves_state_json(box):
+    deploy, s = record_box(box)
+    r = box(scripts.record(s, history_line=format_history_line({"n": 2})))
+    assert r.code == 0 and (deploy / "state.json").read_text() == "old"
+    assert (deploy / "history.jsonl").read_text() == '{"n":1}\n{"n":2}\n'
 
 
-def test_finish_on_a_missing_deploy_dir_says_so(box):
+def test_record_on_a_missing_deploy_dir_says_so(box):
     s = settings_for("normal", DEPLOY_DIR=str(box.dir / "gone"))
-    assert box(scripts.finish(s, state_text="{}")).returncode == scripts.NO_DEPLOY_DIR
+    assert box(scripts.record(s, state_text="{}")).code == scripts.NO_DEPLOY_DIR
+
+
+def test_stop_drains_then_stops_the_colour():
+    s = settings_for("normal", DRAIN_TIMEOUT="5")
+    script = scripts.stop(s, "blue")
+    compose = "COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml"
+    assert script.index(scripts.drain(s, "blue")) < script.index(f"{compose} stop blue")
+    assert scripts.mark("stopped", "blue") in script
+    assert "green" not in script and ".lock" not in script and "state.json" not in script
+
+
+def test_stop_says_stopped_only_when_compose_stopped_it(box):
+    deploy = box.dir / "srv"
+    deploy.mkdir()
+    s = settings_for("normal", DEPLOY_DIR=str(deploy), DRAIN_TIMEOUT="0")
+    assert box(scripts.stop(s, "blue")).values == {"drained": "0"}  # the stub docker fails
+    calls = box.dir / "calls"
+    ok = stub(box.dir / "ok", "docker", f'echo "$*" >> {calls}\n')
+    r = box(scripts.stop(s, "blue"), extra_path=str(ok.parent))
+    assert r.values == {"drained": "0", "stopped": "blue"} and r.stdout == ""
+    assert calls.read_text() == f"compose -p shop -f {deploy}/compose.yml stop blue\n"
+
+
+def test_logs_tail_is_a_block_of_the_colours_log(box):
+    s = settings_for("normal")
+    logs = stub(box.dir / "logs", "docker", 'echo "$*"; printf "last line without newline"\n')
+    r = box(scripts.logs_tail(s, "green", 25), extra_path=str(logs.parent))
+    assert r.blocks["logs"] == ("compose -p shop -f /srv/shop/compose.yml logs --no-color "
+                                "--tail 25 green\nlast line without newline\n")
+    assert r.stdout == ""
 
 
 def test_setup_creates_what_is_missing_and_is_idempotent(box):
     deploy = box.dir / "srv" / "shop"
     s = settings_for("normal", DEPLOY_DIR=str(deploy))
     state = format_state(empty_state("shop"))
-    values, _ = scripts.parse_output(box(scripts.setup(s, state)).stdout)
-    assert values["created"] == "history.jsonl"  # the last ::created line
-    out = box(scripts.setup(s, state)).stdout
-    assert out == ""
+    r = box(scripts.setup(s, state))
+    assert r.code == 0, r.stderr
+    assert [v for k, v in r.marks if k == "created"] == [
+        str(deploy), f"{deploy}/blue", f"{deploy}/green", f"{deploy}/logs", "state.json",
+        "history.jsonl"]
+    again = box(scripts.setup(s, state))
+    assert (again.code, again.marks, again.stdout) == (0, (), "")
     assert (deploy / "state.json").read_text() == state
     assert (deploy / "history.jsonl").read_text() == ""
     assert (deploy / "blue").is_dir() and (deploy / "green").is_dir()
 
 
+def test_setup_that_cannot_create_the_deploy_dir_says_which(box):
+    blocker = box.dir / "file"
+    blocker.write_text("")
+    s = settings_for("normal", DEPLOY_DIR=str(blocker / "shop"))
+    r = box(scripts.setup(s, "{}"))
+    assert r.code == scripts.NO_DEPLOY_DIR
+    assert r.values["error"] == f"cannot create {blocker}/shop"
+
+
 # --- switch -------------------------------------------------------------------
 
 
-def switch_box(box, test_cmd="true", reload_cmd="true", old="old file\n"):
+def switch_box(box, test_cmd="true", reload_cmd="true", old="old file\n", conf_exists=True):
     conf, deploy = box.dir / "conf.d", box.dir / "srv"
-    conf.mkdir()
+    if conf_exists:
+        conf.mkdir()
     deploy.mkdir()
-    if old is not None:
+    if old is not None and conf_exists:
         (conf / "shop.conf").write_text(old)
     s = settings_for("normal", NGINX_CONF_DIR=str(conf), DEPLOY_DIR=str(deploy),
                      NGINX_TEST_CMD=test_cmd, NGINX_RELOAD_CMD=reload_cmd)
     r = box(scripts.switch(s, NGINX_TEXT))
-    values, blocks = scripts.parse_output(r.stdout)
     current = conf / "shop.conf"
-    return r, values, blocks, (current.read_text() if current.exists() else None), deploy
+    return r, (current.read_text() if current.exists() else None), deploy
 
 
 def test_switch_puts_the_file_in_place_and_keeps_the_old_one(box):
-    r, values, _, current, deploy = switch_box(box)
-    assert r.returncode == 0 and "switched" in values
+    r, current, deploy = switch_box(box)
+    assert (r.code, r.values, r.blocks) == (0, {}, {}), r.stderr
     assert current == NGINX_TEXT
     assert (deploy / "nginx.previous.conf").read_text() == "old file\n"
 
 
 def test_switch_puts_the_old_file_back_when_nginx_t_fails(box):
-    r, values, blocks, current, _ = switch_box(
-        box, test_cmd="sh -c 'echo \"[emerg] unknown directive\"; exit 1'")
-    assert r.returncode == scripts.NGINX_TEST_FAILED and "switched" not in values
+    r, current, _ = switch_box(box, test_cmd="sh -c 'echo \"[emerg] unknown directive\"; exit 1'")
+    assert r.code == scripts.NGINX_TEST_FAILED
     assert current == "old file\n"
-    assert blocks["nginx_test"] == "[emerg] unknown directive\n"
+    assert r.blocks["output"] == "[emerg] unknown directive\n"
 
 
 def test_switch_removes_a_first_file_that_fails_nginx_t(box):
-    r, _, _, current, _ = switch_box(box, test_cmd="false", old=None)
-    assert r.returncode == scripts.NGINX_TEST_FAILED and current is None
+    r, current, _ = switch_box(box, test_cmd="false", old=None)
+    assert r.code == scripts.NGINX_TEST_FAILED and current is None
+    assert r.blocks["output"] == ""
 
 
 def test_switch_puts_the_old_file_back_when_the_reload_fails(box):
-    r, _, blocks, current, _ = switch_box(box, reload_cmd="sh -c 'echo not running; exit 1'")
-    assert r.returncode == scripts.NGINX_RELOAD_FAILED
-    assert current == "old file\n" and blocks["nginx_reload"] == "not running\n"
+    r, current, _ = switch_box(box, reload_cmd="sh -c 'echo not running; exit 1'")
+    assert r.code == scripts.NGINX_RELOAD_FAILED
+    assert current == "old file\n" and r.blocks["output"] == "not running\n"
+
+
+def test_switch_that_cannot_write_the_file_is_not_an_nginx_verdict(box):
+    # NGINX_WRITE_FAILED (permissions, sudo) is its own code: nginx -t never ran.
+    r, current, _ = switch_box(box, test_cmd="sh -c 'echo tested >&2'", conf_exists=False)
+    assert r.code == scripts.NGINX_WRITE_FAILED
+    assert scripts.NGINX_WRITE_FAILED != scripts.NGINX_TEST_FAILED
+    assert r.values["error"] == f"could not write {box.dir}/conf.d/shop.conf"
+    # What tee said reaches the step's stderr (release.switch_nginx shows it
+    # when the output block is empty).
+    assert "shop.conf.tmp" in r.blocks["output"] + r.stderr
+    assert "tested" not in r.stderr and current is None
 
 
 def test_use_sudo_prefixes_only_nginx_dir_files_and_nginx_commands():
@@ -290,12 +440,15 @@ def test_use_sudo_prefixes_only_nginx_dir_files_and_nginx_commands():
     assert len(uses) >= 6
     for use in uses:
         assert use.startswith(allowed), use
-    assert f"cat /etc/nginx/conf.d/shop.conf > /srv/shop/nginx.previous.conf" in text
+    assert "cat /etc/nginx/conf.d/shop.conf > /srv/shop/nginx.previous.conf" in text
     assert "sudo" not in text.replace("sudo -n ", "")
-    # Nothing else takes sudo: DEPLOY_DIR belongs to the deploy user.
+    # Nothing else takes sudo but asking nginx its version: DEPLOY_DIR
+    # belongs to the deploy user.
     for name, script in every_script(s):
-        if name not in ("switch", "switch+odd text", "write_file"):
-            assert "sudo" not in script, name
+        if name in ("switch", "switch+odd text", "write_file"):
+            continue
+        for use in re.findall(r"sudo(.{0,12})", script):
+            assert use == " -n nginx -v", name
 
 
 def test_without_use_sudo_nothing_takes_sudo():
@@ -303,33 +456,27 @@ def test_without_use_sudo_nothing_takes_sudo():
         assert "sudo" not in script, name
 
 
-# --- drain, build, and the small builders -------------------------------------
+# --- drain, check-out, build, start, restore ------------------------------------
 
 
 def test_drain_is_bounded_by_drain_timeout(box):
     s = settings_for("normal", DRAIN_TIMEOUT="1")
     script = scripts.drain(s, "green")
     assert "-lt 10 ]" in script and "dport = :8082" in script
-    busy = box.dir / "busy"
-    busy.mkdir()
-    (busy / "ss").write_text("#!/bin/sh\necho 'ESTAB 0 0 127.0.0.1:50000 127.0.0.1:8082'\n")
-    (busy / "ss").chmod(0o755)
+    busy = stub(box.dir / "busy", "ss", "echo 'ESTAB 0 0 127.0.0.1:50000 127.0.0.1:8082'\n")
     start = time.monotonic()
-    r = box(script, extra_path=str(busy))
-    assert r.stdout == "::drained timeout\n"
+    r = box(script, extra_path=str(busy.parent))
+    assert r.values == {"drained": "timeout"}
     assert time.monotonic() - start < 8
 
 
 def test_drain_returns_after_a_short_quiet_spell_or_at_once_without_ss(box):
     s = settings_for("normal")
-    idle = box.dir / "idle"
-    idle.mkdir()
-    (idle / "ss").write_text("#!/bin/sh\nexit 0\n")
-    (idle / "ss").chmod(0o755)
+    idle = stub(box.dir / "idle", "ss", "exit 0\n")
     # Quiet three times in a row, 0.1 s apart: two sleeps.
-    assert box(scripts.drain(s, "blue"), extra_path=str(idle)).stdout == "::drained 2\n"
+    assert box(scripts.drain(s, "blue"), extra_path=str(idle.parent)).values == {"drained": "2"}
     os.remove(box.bin / "ss")
-    assert box(scripts.drain(s, "blue")).stdout == "::drained 0\n"
+    assert box(scripts.drain(s, "blue")).values == {"drained": "0"}
 
 
 def test_drain_timeout_zero_does_not_wait():
@@ -337,26 +484,131 @@ def test_drain_timeout_zero_does_not_wait():
     assert "[ $n -lt 0 ]" in text
 
 
-def test_build_commands_for_a_branch():
+COMPOSE = "COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml"
+BOUNDED = "COMPOSE_BAKE=false timeout -k 10 1800 docker compose -p shop -f /srv/shop/compose.yml"
+
+
+def test_checkout_commands_for_a_branch():
     s = settings_for("normal")
-    text = scripts.build(s, "green", branch="feature/x", ref=None, compose_text="c",
-                         dockerfile_text="d")
+    text = scripts.checkout(s, "green", branch="feature/x", ref=None)
     assert "cd /srv/shop || exit 41" in text
-    assert "git clone --quiet --no-checkout https://example.com/acme/shop.git /srv/shop/green" in text
+    assert ("timeout -k 10 1800 git clone --quiet --no-checkout "
+            "https://example.com/acme/shop.git /srv/shop/green") in text
     assert "git rev-parse --verify --quiet 'refs/remotes/origin/feature/x^{commit}'" in text
-    assert "'::error branch feature/x is not in GIT_REPO'" in text
-    compose = "COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml"
-    assert f"{compose} build green 2>&1" in text
-    assert f"{compose} up -d --no-deps --force-recreate green 2>&1" in text
+    assert """echo "$M error "'branch feature/x is not in GIT_REPO'""" in text
+    assert "GIT_TERMINAL_PROMPT=0" in text and "BatchMode=yes" in text
     assert "blue" not in text  # the live colour is not touched
-    assert text.index("::phase git") < text.index("::phase build") < text.index("::phase start")
 
 
-def test_build_for_a_ref():
-    text = scripts.build(settings_for("normal"), "blue", branch="main", ref="abc1234",
-                         compose_text="c", dockerfile_text="d")
+def test_checkout_for_a_ref():
+    text = scripts.checkout(settings_for("normal"), "blue", branch="main", ref="abc1234")
     assert "git rev-parse --verify --quiet 'abc1234^{commit}'" in text
-    assert "'::error ref abc1234 is not in GIT_REPO'" in text
+    assert "'refs/tags/abc1234^{commit}'" in text
+    assert """echo "$M error "'ref abc1234 is not in GIT_REPO'""" in text
+
+
+def test_build_start_and_restore_commands():
+    s = settings_for("normal")
+    build = scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d")
+    assert f"{BOUNDED} build green 2>&1" in build
+    assert f"docker tag bluegreen-shop:green bluegreen-shop:{'a' * 40}" in build
+    assert "docker image inspect" not in build  # nothing ran in green before
+    assert not re.search(r"\bblue\b", build)
+    start = scripts.start(s, "green")
+    assert f"{BOUNDED} up -d --no-deps --force-recreate green 2>&1" in start
+    assert start.index(scripts.drain(s, "green")) < start.index(" up -d ")
+    assert not re.search(r"\bblue\b", start)
+    restore = scripts.restore(s, "blue", "b" * 40)
+    assert f"{BOUNDED} up -d --no-deps --force-recreate --no-build blue 2>&1" in restore
+    assert restore.index(f"docker tag bluegreen-shop:{'b' * 40} bluegreen-shop:blue") < \
+        restore.index(" up -d ")
+    assert "git" not in restore and " build " not in restore
+
+
+def docker_box(box, log, image_known=True, build_code=0):
+    """A docker that logs its calls; `image inspect` knows images when ``image_known``."""
+    return stub(box.dir / "dock", "docker", f"""echo "$*" >> {log}
+case "$1 $2" in
+  "image inspect") exit {0 if image_known else 1};;
+  "compose -p") case " $* " in *" build "*) echo "#5 [2/2] COPY . /app"; exit {build_code};; esac;;
+esac
+exit 0
+""")
+
+
+def build_dirs(box):
+    deploy = box.dir / "srv"
+    (deploy / "green").mkdir(parents=True)
+    return deploy, settings_for("normal", DEPLOY_DIR=str(deploy))
+
+
+def test_build_writes_what_changed_builds_and_tags_by_commit(box):
+    deploy, s = build_dirs(box)
+    log = box.dir / "docker.log"
+    dock = docker_box(box, log, image_known=False)
+    previous = ("b" * 40, "sha256:" + "c" * 64)
+    script = scripts.build(s, "green", commit="a" * 40, compose_text="services: {}\n",
+                           dockerfile_text="FROM x\n", previous=previous)
+    r = box(script, extra_path=str(dock.parent))
+    assert r.code == 0, (r.stdout, r.stderr)
+    assert r.values == {"dockerfile": "generated", "compose": "updated"}
+    assert r.stdout == "#5 [2/2] COPY . /app\n"
+    assert (deploy / "compose.yml").read_text() == "services: {}\n"
+    assert (deploy / "green" / "Dockerfile").read_text() == "FROM x\n"
+    calls = log.read_text().splitlines()
+    # What green ran before keeps a name before the build takes green's tag.
+    assert calls[:2] == [f"image inspect bluegreen-shop:{'b' * 40}",
+                         f"tag sha256:{'c' * 64} bluegreen-shop:{'b' * 40}"]
+    assert calls[-1] == f"tag bluegreen-shop:green bluegreen-shop:{'a' * 40}"
+    # Nothing changed: nothing is written again, the app's own Dockerfile stays.
+    (deploy / "green" / "Dockerfile").write_text("FROM app\n")
+    r = box(script, extra_path=str(dock.parent))
+    assert r.code == 0 and r.values == {}
+    assert (deploy / "green" / "Dockerfile").read_text() == "FROM app\n"
+
+
+def test_a_failed_build_says_so_and_tags_nothing(box):
+    _, s = build_dirs(box)
+    log = box.dir / "docker.log"
+    dock = docker_box(box, log, build_code=1)
+    r = box(scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d"),
+            extra_path=str(dock.parent))
+    assert r.code == scripts.BUILD_FAILED and r.values["error"] == "docker build failed"
+    assert "tag" not in log.read_text()
+
+
+def test_a_build_past_its_bound_is_stopped(box):
+    _, s = build_dirs(box)
+    slow = stub(box.dir / "slow", "docker", "exec sleep 30\n")
+    bounded = types.SimpleNamespace(**{**vars(s), "build_timeout": 1})
+    start = time.monotonic()
+    r = box(scripts.build(bounded, "green", commit="a" * 40, compose_text="c",
+                          dockerfile_text="d"), extra_path=str(slow.parent))
+    assert time.monotonic() - start < 15
+    assert r.code == scripts.TIMED_OUT
+    assert r.values["error"] == "docker build did not finish within BUILD_TIMEOUT=1s"
+
+
+def test_start_reports_the_image_and_a_failed_start(box):
+    deploy, s = build_dirs(box)
+    s = dataclasses.replace(s, drain_timeout=0)
+    dock = stub(box.dir / "dock", "docker",
+                'case "$1" in inspect) echo sha256:feed;; esac; exit 0\n')
+    r = box(scripts.start(s, "green"), extra_path=str(dock.parent))
+    assert r.code == 0 and r.values["image"] == "sha256:feed"
+    r = box(scripts.start(s, "green"))  # the stub docker fails
+    assert r.code == scripts.START_FAILED
+    assert r.values["error"] == "the container did not start"
+
+
+def test_restore_without_the_kept_image_starts_nothing(box):
+    deploy, s = build_dirs(box)
+    log = box.dir / "docker.log"
+    dock = docker_box(box, log, image_known=False)
+    r = box(scripts.restore(s, "green", "b" * 40), extra_path=str(dock.parent))
+    assert r.code == scripts.START_FAILED
+    assert r.values["error"] == f"no kept image bluegreen-shop:{'b' * 40}"
+    assert log.read_text() == f"image inspect bluegreen-shop:{'b' * 40}\n"
 
 
 def test_pre_switch_runs_the_command_as_one_word_in_the_container():
@@ -369,66 +621,49 @@ def test_pre_switch_runs_the_command_as_one_word_in_the_container():
 def test_inspect_reads_everything_in_one_script():
     s = settings_for("normal")
     text = scripts.inspect(s, history_lines=7)
-    for needle in ("::now", "::deploy_dir", "cat /srv/shop/.lock/owner.json",
+    for needle in ('"$M now', '"$M deploy_dir', "cat /srv/shop/.lock/owner.json",
                    "cat /srv/shop/state.json", "cat /etc/nginx/conf.d/shop.conf",
                    f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} "
-                   "shop-blue-1 shop-green-1", "tail -n 7 /srv/shop/history.jsonl"):
+                   "shop-blue-1 shop-green-1", "tail -n 7 /srv/shop/history.jsonl",
+                   '"$M nginx_version'):
         assert needle in text
-    assert "mkdir" not in text and "::app_env" not in text
-    locked = scripts.inspect(s, owner_json="{}", app_env=True)
+    assert "mkdir" not in text and "app_env" not in text and "ss -H" not in text
+    locked = scripts.inspect(s, owner_json="{}", app_env=True, listening=True)
     assert "mkdir /srv/shop/.lock" in locked and "sha256sum /srv/shop/app.env" in locked
+    assert "ss -Htlnp" in locked
     # The lock is taken before anything is read.
     assert locked.index("mkdir") < locked.index("cat /srv/shop/state.json")
 
 
 def test_small_builders():
     s = settings_for("normal")
-    assert scripts.container_state(s, "green") == (
+    assert scripts.mark("stopped") == 'echo "$M stopped"'
+    assert scripts.mark("commit", "$commit") == 'echo "$M commit $commit"'
+    assert scripts.block("x", "cat f") == (
+        """echo "$M begin x"; cat f; printf '\\n%s end x\\n' "$M\"""")
+    assert scripts.container_state(s, "green") == scripts.block(
+        "containers",
         f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 2>/dev/null")
     assert scripts.logs(s, "blue", 50, False) == (
-        "cd /srv/shop && COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml "
-        "logs --no-color --tail 50 blue 2>&1")
+        f"cd /srv/shop && {COMPOSE} logs --no-color --tail 50 blue 2>&1")
     assert " --tail 5 --follow green " in scripts.logs(s, "green", 5, True)
     assert scripts.history(s, 30) == "tail -n 30 /srv/shop/history.jsonl 2>/dev/null; true"
     assert scripts.unlock_lock(s) == (
         "rm -f /srv/shop/.lock/owner.json; rmdir /srv/shop/.lock 2>/dev/null; true")
-    assert scripts.block("x", "cat f") == "echo '::begin x'; cat f; echo; echo '::end x'"
+    assert scripts.image(s, "green") == "bluegreen-shop:green"
     text = scripts.repair_facts(s)
-    assert 'echo "::blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null)"' in text
+    assert 'echo "$M blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null)"' in text
 
 
-# --- parse_output -------------------------------------------------------------
+def test_one_exit_code_per_meaning():
+    codes = [scripts.NO_DEPLOY_DIR, scripts.GIT_FAILED, scripts.BUILD_FAILED,
+             scripts.START_FAILED, scripts.NGINX_TEST_FAILED, scripts.NGINX_RELOAD_FAILED,
+             scripts.NGINX_WRITE_FAILED, scripts.STATE_WRITE_FAILED, scripts.TIMED_OUT]
+    assert len(set(codes)) == len(codes)
+    assert (scripts.NGINX_TEST_FAILED, scripts.NGINX_WRITE_FAILED) == (45, 47)
 
 
-def test_parse_output_markers_and_blocks():
-    out = ("noise before\n"
-           "::commit 0123abcd\n"
-           "::subject  Fix the login page  \n"
-           "::switched\n"
-           "::begin logs\n"
-           "line 1\n"
-           "::commit inside a block is text\n"
-           "\n"
-           "line 3\n"
-           "::end logs\n"
-           "::begin empty\n"
-           "::end empty\n"
-           "::phase git\n"
-           "::phase build\n"
-           "::begin cut\n"
-           "never ended\n")
-    values, blocks = scripts.parse_output(out)
-    assert values == {"commit": "0123abcd", "subject": "Fix the login page", "switched": "",
-                      "phase": "build"}
-    assert blocks == {"logs": "line 1\n::commit inside a block is text\n\nline 3\n",
-                      "empty": ""}
-
-
-def test_parse_output_of_nothing():
-    assert scripts.parse_output("") == ({}, {})
-
-
-# --- build's git phase against a real repository on disk ----------------------
+# --- check-out against a real repository on disk --------------------------------
 
 
 def git(*args, cwd):
@@ -439,7 +674,7 @@ def git(*args, cwd):
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_build_resolves_refs_the_way_the_remote_has_them(box):
+def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     """--ref main after new commits means the remote's main, not the clone's stale one."""
     src = box.dir / "repo"
     src.mkdir()
@@ -456,14 +691,12 @@ def test_build_resolves_refs_the_way_the_remote_has_them(box):
     s = settings_for("normal", DEPLOY_DIR=str(deploy), GIT_REPO=str(src))
 
     def deployed(branch="main", ref=None):
-        script = scripts.build(s, "blue", branch=branch, ref=ref, compose_text="c\n",
-                               dockerfile_text="d\n")
-        r = box(script, extra_path=str(real_git))
-        values, _ = scripts.parse_output(r.stdout)
-        return values.get("commit") or values.get("error")
+        r = box(scripts.checkout(s, "blue", branch=branch, ref=ref), extra_path=str(real_git))
+        assert (r.code == 0) == ("commit" in r.values), (r.values, r.stdout, r.stderr)
+        return r.values.get("commit") or r.values.get("error")
 
     assert deployed() == one  # the first release clones
-    git("commit", "-q", "--allow-empty", "-m", "two", cwd=src)
+    git("commit", "-q", "--allow-empty", "-m", "two: the subject", cwd=src)
     two = git("rev-parse", "HEAD", cwd=src)
     git("checkout", "-q", "-b", "feature/x", cwd=src)
     git("commit", "-q", "--allow-empty", "-m", "feature", cwd=src)
@@ -471,6 +704,8 @@ def test_build_resolves_refs_the_way_the_remote_has_them(box):
     git("checkout", "-q", "main", cwd=src)
 
     assert deployed() == two
+    r = box(scripts.checkout(s, "blue", branch="main", ref=None), extra_path=str(real_git))
+    assert r.values["subject"] == "two: the subject"
     assert deployed(branch="feature/x") == feature
     assert deployed(ref="main") == two
     assert deployed(ref="feature/x") == feature
@@ -478,3 +713,5 @@ def test_build_resolves_refs_the_way_the_remote_has_them(box):
     assert deployed(ref=one[:10]) == one
     assert deployed(ref="nope") == "ref nope is not in GIT_REPO"
     assert deployed(branch="gone") == "branch gone is not in GIT_REPO"
+    r = box(scripts.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
+    assert r.code == scripts.GIT_FAILED

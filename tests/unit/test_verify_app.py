@@ -5,9 +5,8 @@ import pytest
 
 from conftest import make_settings
 from tasks.health import HealthFailure, verify_public
-from tasks.host import HttpResponse
 from tasks.nginx import render_nginx
-from test_health import Clock, Reporter
+from test_health import Clock, Reporter, response
 
 
 class TwoApps:
@@ -19,7 +18,7 @@ class TwoApps:
     def http(self, port, path, **kwargs):
         self.probes.append((port, path))
         status, colour, app = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return HttpResponse(status, {"x-deploy-colour": colour, "x-deploy-app": app}, b"")
+        return response(status, {"x-deploy-colour": colour, "x-deploy-app": app}, path)
 
 
 @pytest.fixture
