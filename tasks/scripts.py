@@ -152,6 +152,18 @@ def nginx_version(settings):
             "| sed -n 's|.*nginx/\\([0-9.]*\\).*|\\1|p' | head -n 1")
 
 
+def adopt_lock(settings, old_pid, owner_json):
+    """Name a new shell of the same task as the lock's holder, if the lock is still ours.
+
+    A step stopped part-way (timeout, Ctrl-C) ends the task's shell; the
+    task carries on (undo, record) in a new one, which must hold the lock
+    or another task could take it over as stale.
+    """
+    owner = q(settings.deploy_dir + "/.lock/owner.json")
+    return (f"if grep -q '\"host_pid\": {int(old_pid)}[,}}]' {owner} 2>/dev/null; then "
+            f"printf '%s\\n' {q(owner_json)} > {owner}; fi")
+
+
 def unlock_lock(settings):
     lock = settings.deploy_dir + "/.lock"
     return f"rm -f {q(lock + '/owner.json')}; rmdir {q(lock)} 2>/dev/null; true"

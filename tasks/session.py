@@ -30,6 +30,7 @@ class Session:
         self.who = identity()
         self.started = time.monotonic()
         self.locked = False
+        self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
         target = Target(name=entry.name, host=entry.host, user=entry.user,
                         port=entry.port, identity_file=entry.identity_file,
@@ -46,7 +47,12 @@ class Session:
 
     def run(self, script, **kwargs):
         """One step in the task's remote shell -> shell.StepResult."""
-        return self.host.run(script, **kwargs)
+        shell = self.host.shell
+        if self.locked and shell.pid != self.lock_pid:
+            # A step stopped part-way ended the shell that holds the lock.
+            old, self.lock_pid = self.lock_pid, shell.pid
+            shell.run(scripts.adopt_lock(self.settings, old, self.owner_json(shell)))
+        return shell.run(script, **kwargs)
 
     def close(self):
         self.host.close()
@@ -76,9 +82,8 @@ class Session:
         waited for up to ``wait`` seconds, then refused.
         """
         shell = self.host.shell
-        record = owner_record(self.command, self.who)
-        record.update(host_pid=shell.pid, host_pid_start=shell.started)
-        script = scripts.inspect(self.settings, owner_json=jsonlib.dumps(record, sort_keys=True),
+        self.lock_pid = shell.pid
+        script = scripts.inspect(self.settings, owner_json=self.owner_json(shell),
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
                                  listening=True)
         deadline = time.monotonic() + wait
@@ -106,6 +111,12 @@ class Session:
                 if wait:
                     self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
                 time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+    def owner_json(self, shell):
+        """The lock's owner record: who runs what, and the shell that holds it."""
+        record = owner_record(self.command, self.who)
+        record.update(host_pid=shell.pid, host_pid_start=shell.started)
+        return jsonlib.dumps(record, sort_keys=True)
 
     def took_over(self, holder):
         self.reporter.line(f"took over the lock of {holder.describe()}: its connection to "

@@ -715,3 +715,18 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     assert deployed(branch="gone") == "branch gone is not in GIT_REPO"
     r = box(scripts.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
     assert r.code == scripts.GIT_FAILED
+
+
+def test_adopt_lock_renames_the_holder_only_while_the_lock_is_ours(tmp_path):
+    s = make_settings(APP_NAME="shop", DEPLOY_DIR=str(tmp_path))
+    (tmp_path / ".lock").mkdir()
+    owner = tmp_path / ".lock" / "owner.json"
+    owner.write_text(json.dumps({"host_pid": 41, "host_pid_start": 7}, sort_keys=True) + "\n")
+    new = json.dumps({"host_pid": 42, "host_pid_start": 9}, sort_keys=True)
+    run_step(scripts.adopt_lock(s, 41, new))
+    assert json.loads(owner.read_text())["host_pid"] == 42
+    # Another task's lock (taken over meanwhile) is left alone.
+    other = json.dumps({"host_pid": 4100, "host_pid_start": 1}, sort_keys=True)
+    owner.write_text(other + "\n")
+    run_step(scripts.adopt_lock(s, 41, new))
+    assert json.loads(owner.read_text())["host_pid"] == 4100
