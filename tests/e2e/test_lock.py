@@ -149,6 +149,8 @@ def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tm
     live = status_json(p)["live"]
     target = "green" if live == "blue" else "blue"
     label = version(p)
+    before = container_states(p).get(target)
+    idle_label = version(p, getattr(p, f"{target}_port")) if before == "running" else None
     # Starts after 60 s: the release sits in its health gate when interrupted.
     sha = p.app.commit("v5-slow", slow=60)
     log = tmp_path / "interrupted.log"
@@ -163,7 +165,11 @@ def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tm
     assert (last["result"], last["phase"], last["to"], last["commit"]) == \
         ("failed", "health", target, sha)
     assert "interrupted" in last["error"]
-    assert container_states(p)[target] == "exited"  # what it started is stopped
+    # What it started is undone: the colour is as it was before the release
+    # (running its previous release again: the rollback target).
+    assert container_states(p)[target] == (before if before == "running" else "exited")
+    if idle_label:
+        assert version(p, getattr(p, f"{target}_port")) == idle_label
 
 
 def test_force_unlock_removes_only_a_lock_whose_process_is_gone(host):

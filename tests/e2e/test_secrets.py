@@ -2,10 +2,11 @@
 
 How "never on a command line" is proved: `fab` runs with a sitecustomize
 module (on PYTHONPATH for that process only) that wraps paramiko's
-Channel.exec_command, set_environment_variable and SFTPClient.open and
-appends each call to a log. Those are the only ways anything reaches a
-command line or an environment on the host over SSH, so the log holds every
-command the real `fab` sent. The secret must be in none of them, and the
+Channel.exec_command, sendall (the steps written to the task's remote
+shell, and the probes' requests), set_environment_variable and
+SFTPClient.open and appends each call to a log. Those are the only ways
+anything reaches a command line, a shell or an environment on the host over
+SSH, so the log holds every command the real `fab` sent. The secret must be in none of them, and the
 upload must show up as an SFTP open of a temp file beside app.env.
 """
 
@@ -44,6 +45,7 @@ if _log:
         setattr(cls, name, wrapper)
 
     _wrap(paramiko.Channel, "exec_command", lambda command: command)
+    _wrap(paramiko.Channel, "sendall", lambda data: data)
     _wrap(paramiko.Channel, "set_environment_variable", lambda name, value: f"{name}={value}")
     _wrap(paramiko.Channel, "update_environment", lambda env: repr(env))
     _wrap(paramiko.SFTPClient, "open", lambda filename, mode="r", bufsize=-1: f"{mode} {filename}")

@@ -33,7 +33,9 @@ def test_logs_show_a_colours_container_output(host):
     live = fab(p, "logs").stdout  # the live colour by default
     assert "v2 (ok) starting on port" in live and "v1 (ok)" not in live
     blue = fab(p, "logs", "--colour", "blue").stdout
-    assert f"v1 (ok) starting on port {p.blue_port}" in blue
+    # In bridge mode the app listens on APP_PORT inside its container.
+    port = p.blue_port if p.network == "host" else p.settings.get("APP_PORT", "8080")
+    assert f"v1 (ok) starting on port {port}" in blue
     last = [line for line in fab(p, "logs", "--colour", "blue", "--lines", "1")
             .stdout.splitlines() if line.strip()]
     assert len(last) == 1, last
