@@ -68,7 +68,7 @@ class Request(NamedTuple):
     method: str  # "GET" or "POST"
     status: Optional[int]  # HTTP status, None when no answer came
     colour: str  # X-Deploy-Colour, "" when absent
-    version: str  # body of a good GET answer (the sample app's /version), else ""
+    version: str  # what a good answer names (version_named), else ""
     error: str  # "" when it succeeded, else the reason (see the module's docstring)
     reused: bool  # sent on a keep-alive connection that had served before
     retry_ok: bool = False  # a failed GET on a reused connection that one retry
@@ -98,6 +98,15 @@ def classify_error(exc):
     if isinstance(exc, http.client.HTTPException):
         return "bad answer"
     return type(exc).__name__
+
+
+def version_named(body):
+    """The version a short one-line answer names: its last word ("v2" from the
+    sample app's /version, and from "slow v2", its POST path); else ""."""
+    text = body.strip()
+    if not text or "\n" in text or len(text) > 60:
+        return ""
+    return text.split()[-1][:40]
 
 
 def expected_location(redirect_to, path):
@@ -168,7 +177,7 @@ def tally(records, kinds=None, methods=None):
 
 
 def versions_in_order(records):
-    """The versions good GET answers named, in time order, repeats collapsed."""
+    """The versions good answers named, in time order, repeats collapsed."""
     order = []
     for r in sorted(records, key=lambda r: r.t):
         if r.ok and r.version and (not order or order[-1] != r.version):
@@ -224,6 +233,11 @@ class Summary(NamedTuple):
         return "\n".join(lines)
 
     __str__ = text
+
+    def require(self, *, min_requests, max_failed=0, kinds=None, methods=None):
+        """require() on this summary (see the module function)."""
+        return require(self, min_requests=min_requests, max_failed=max_failed, kinds=kinds,
+                       methods=methods)
 
 
 def summarise(records, seconds=None, skipped=0, name="load", show_failures=8):
@@ -360,6 +374,7 @@ class Load:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
+        self._issued = 0
         self.t0 = self.stopped = None
 
     def now(self):
@@ -425,24 +440,33 @@ class Load:
         return require(self.summary(), min_requests=min_requests, max_failed=max_failed,
                        kinds=kinds, methods=methods)
 
-    def _running(self):
-        return (not self._stop.is_set() and time.monotonic() < self._deadline
-                and len(self.records) < self.max_requests)
+    def _may_send(self):
+        """True, and one request counted against max_requests, while the load runs."""
+        if self._stop.is_set() or time.monotonic() >= self._deadline:
+            return False
+        with self._lock:
+            if self._issued >= self.max_requests:
+                return False
+            self._issued += 1
+            return True
 
     def _loop(self, kind, interval, offset):
         conn, n = None, 0
         slot = self.t0 + offset
         try:
-            while self._running():
+            while True:
                 now = time.monotonic()
                 if now < slot:
                     if self._stop.wait(slot - now):
                         break
                 elif now - slot > interval:
                     missed = int((now - slot) / interval)
-                    self.skipped[kind] += missed
+                    with self._lock:
+                        self.skipped[kind] += missed
                     slot += missed * interval
                 slot += interval
+                if not self._may_send():
+                    break
                 if kind == "fresh":
                     record = self._one(None, kind, "GET", reused=False)
                 else:
@@ -493,8 +517,8 @@ class Load:
             colour = answer_headers.get("x-deploy-colour", "")
             error = classify_answer(status, answer_headers, text, path,
                                     self.redirect_to, self.accept)
-            if not error and method == "GET" and status < 300:
-                version = text.strip()[:40]
+            if not error and status < 300:
+                version = version_named(text)
         except Exception as exc:  # noqa: BLE001  every failure is a record, never a dead thread
             error = classify_error(exc)
         finally:

@@ -195,7 +195,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
-        self.answer(200 if body == loadgen.POST_BODY else 400, b"posted\n")
+        self.answer(200 if body == loadgen.POST_BODY else 400, b"posted v7\n")
 
     def answer(self, status, body, location=None):
         self.send_response(status)
@@ -256,3 +256,11 @@ def test_a_real_load_judges_redirects(server):
         bad.wait_for(5, timeout=5)
         bad.stop()
         assert bad.summary().total.reasons == {"wrong redirect": 5}
+
+
+@pytest.mark.parametrize("body, version", [
+    ("v2\n", "v2"), ("slow v2\n", "v2"), ("", ""), ("  \n", ""),
+    ("<!doctype html>\n<title>sample app</title>\n", ""), ("x" * 61, ""),
+])
+def test_version_named(body, version):
+    assert loadgen.version_named(body) == version
