@@ -418,10 +418,15 @@ class Load:
         with self._lock:
             return sorted(self.records, key=lambda r: r.t)
 
+    @property
+    def sent(self):
+        """Requests made so far (answered or failed)."""
+        return len(self.records)
+
     def wait_for(self, count, timeout=30.0):
         """Block until at least `count` requests were made (or timeout)."""
         deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
+        while self.sent < count and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def summary(self):
