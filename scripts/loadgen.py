@@ -217,8 +217,9 @@ class Summary(NamedTuple):
             if part.failed:
                 line += ": " + ", ".join(f"{k} {v}" for k, v in part.reasons.items())
             if part.failed_on_reused:
-                line += (f" ({part.failed_on_reused} on a reused connection; one retry "
-                         f"fixed {part.retry_ok})")
+                retried = (f"one retry fixed {part.retry_ok}" if method == "GET"
+                           else "a POST is not retried")
+                line += f" ({part.failed_on_reused} on a reused connection; {retried})"
             lines.append(line)
         lines.append(f"  timeouts {t.timeouts}; request slots not used (client behind) "
                      f"{self.skipped}")

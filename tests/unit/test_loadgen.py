@@ -116,6 +116,8 @@ def test_summary_counts_per_client_kind_and_method():
     text = s.text()
     assert text.splitlines()[0] == "load: 244 requests sent in 2.0s (122/s), 3 failed"
     assert "keepalive POST" in text and "timeouts 1" in text
+    assert "(1 on a reused connection; a POST is not retried)" in text
+    assert "(1 on a reused connection; one retry fixed 1)" in text
 
 
 def test_versions_in_order_follow_time_not_record_order():
