@@ -30,9 +30,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "scripts"))
 
 import benchhost  # noqa: E402
-import loadgen  # noqa: E402
+import loadgen  # noqa: E402  (scripts/loadgen.py: the e2e tests' and the demo's too)
 
 APPROACHES = ("reload", "restart")
 TITLES = {"reload": "reload (bluegreen)", "restart": "restart (seed)"}
@@ -47,6 +48,8 @@ def parse_args(argv=None):
                    help="requests/s on keep-alive connections (default 100)")
     p.add_argument("--keepalive-connections", type=int, default=4,
                    help="keep-alive connections (default 4)")
+    p.add_argument("--post-every", type=int, default=4,
+                   help="every Nth keep-alive request is a POST (default 4; 0: none)")
     p.add_argument("--threads", type=int, default=8,
                    help="threads for the fresh-connection client (default 8)")
     p.add_argument("--switches", type=int, default=20,
@@ -69,6 +72,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not 0 < args.rate <= 2000 or not 0 <= args.keepalive_rate <= 2000:
         p.error("--rate and --keepalive-rate: up to 2000 requests/s")
+    if args.post_every < 0:
+        p.error("--post-every: 0 (no POSTs) or more")
     if not 1 <= args.switches <= 200:
         p.error("--switches: 1 to 200")
     return args
@@ -83,6 +88,8 @@ def make_load(bh, args):
                         rate_keepalive=args.keepalive_rate,
                         threads_fresh=args.threads,
                         keepalive_connections=args.keepalive_connections,
+                        post_path=loadgen.SAMPLE_POST_PATH if args.post_every else None,
+                        post_every=args.post_every or 1,
                         timeout=args.timeout, max_seconds=args.max_seconds)
 
 
@@ -191,8 +198,9 @@ def version_map(bh):
 def figures(records, switches, skipped):
     """Everything the table, the timeline and the plot need, as plain data."""
     out = {"clients": {}, "switches": switches, "skipped": skipped}
-    for kind in ("fresh", "keepalive"):
-        out["clients"][kind] = loadgen.summarise(records, kind)
+    for kind in loadgen.KINDS:
+        out["clients"][kind] = loadgen.tally(records, (kind,))._asdict()
+    out["clients"]["keepalive POST"] = loadgen.tally(records, ("keepalive",), ("POST",))._asdict()
     windows = [(s["instant"], s["instant"] + WINDOW) for s in switches]
 
     def near(t):
@@ -239,7 +247,7 @@ def table(results):
         rows.append([label] + [fn(results[a]) for a in cols])
 
     def errors_text(c):
-        return ", ".join(f"{k} {v}" for k, v in sorted(c["errors"].items())) or "-"
+        return ", ".join(f"{k} {v}" for k, v in sorted(c["reasons"].items())) or "-"
 
     row("switches", lambda r: f"{len(r['switches'])} ({describe_tasks(r['switches'])})")
     row("load seconds, achieved req/s", lambda r: f"{r['seconds']:.0f} s, {r['rate']:.0f}/s")
@@ -248,9 +256,11 @@ def table(results):
         row(f"{label}: failed", lambda r, k=kind: (
             f"{r['clients'][k]['failed']:,} ({100.0 * r['clients'][k]['failed'] / max(1, r['clients'][k]['sent']):.2f}%)"))
         row(f"{label}: failures by kind", lambda r, k=kind: errors_text(r["clients"][k]))
+    row("keep-alive: of those, POST sent / failed", lambda r: (
+        f"{r['clients']['keepalive POST']['sent']:,} / {r['clients']['keepalive POST']['failed']:,}"))
     row("keep-alive: failed on a reused connection",
         lambda r: f"{r['clients']['keepalive']['failed_on_reused']:,}")
-    row("keep-alive: of those, one retry succeeded",
+    row("keep-alive: of those, one retry succeeded (GET only)",
         lambda r: f"{r['clients']['keepalive']['retry_ok']:,}")
     row("latency p50 / p99 (ms), all", lambda r: (
         f"{fmt_ms(r['latency_ms']['p50'])} / {fmt_ms(r['latency_ms']['p99'])}"))
@@ -287,7 +297,7 @@ def timeline(records, switches, slot=0.25, width=80):
     bad = [False] * n
     for r in records:
         i = min(n - 1, int(r.t / slot))
-        if r.ok:
+        if r.ok and r.version:
             seen[i].add(r.version)
         else:
             bad[i] = True

@@ -18,7 +18,8 @@ Settings (environment):
   DEMO_APP_NAME  APP_NAME and compose project (default: bluegreen-demo)
   DEMO_PORTS     preferred public, blue, green ports (default "8080 8081 8082");
                  a port that is taken, or 0, becomes a free one
-  DEMO_RATE      requests per second of the load during the second release (50)
+  DEMO_RATE      requests per second of the load during the second release (50),
+                 sent by scripts/loadgen.py
 
 Standard library only, like loophost.py: `down` works without the .venv.
 """
@@ -33,12 +34,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402
 import loophost as lh  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ DEFAULT_APP_NAME = "bluegreen-demo"
 DEFAULT_PORTS = (8080, 8081, 8082)
 APP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 LOAD_MAX_SECONDS = 300  # the load stops by itself after this, whatever happens
-LOAD_MAX_IN_FLIGHT = 32
+LOAD_QUIET_SECONDS = 1.0  # load before and after the release, to compare with
 DOCKERD_PIDFILE = os.environ.get("DOCKERD_PIDFILE", "/run/bluegreen-dockerd.pid")
 
 
@@ -121,87 +121,6 @@ def parse_ports(text):
         raise DemoError(f"DEMO_PORTS={text!r}: give three ports (public, blue, green); "
                         f"0 means any free port", code=2)
     return ports
-
-
-# --- the load during a release -------------------------------------------------------
-
-
-class Load:
-    """GET requests at a fixed rate, each on a fresh connection, in background threads.
-
-    Bounded: at most LOAD_MAX_IN_FLIGHT requests at once (the rate drops
-    rather than the load growing) and LOAD_MAX_SECONDS in all.
-    """
-
-    def __init__(self, port, rate=50, path="/version", timeout=5.0):
-        self.port, self.rate, self.path, self.timeout = port, rate, path, timeout
-        self.sent = self.failed = 0
-        self.answers = Counter()  # (colour, body) of good answers
-        self.errors = Counter()  # what failed requests got, for the report
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(LOAD_MAX_IN_FLIGHT)
-        self._stop = threading.Event()
-        self._first = threading.Event()
-        self._workers = []
-        self._thread = threading.Thread(target=self._schedule, daemon=True)
-        self.started = self.stopped = None
-
-    def start(self, ready_within=10.0):
-        """Start sending; return once the first answer (good or bad) is in."""
-        self.started = time.monotonic()
-        self._thread.start()
-        self._first.wait(ready_within)
-        return self
-
-    def stop(self):
-        """Stop sending, wait for the requests in flight; return self."""
-        self._stop.set()
-        self._thread.join()
-        for worker in self._workers:
-            worker.join()
-        self.stopped = time.monotonic()
-        return self
-
-    def _schedule(self):
-        interval = 1.0 / self.rate
-        due = time.monotonic()
-        deadline = due + LOAD_MAX_SECONDS
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            while not self._slots.acquire(timeout=0.1):
-                if self._stop.is_set():
-                    return
-            worker = threading.Thread(target=self._one, daemon=True)
-            with self._lock:
-                self.sent += 1
-            self._workers.append(worker)
-            worker.start()
-            due += interval
-            self._stop.wait(max(0.0, due - time.monotonic()))
-
-    def _one(self):
-        try:
-            status, headers, body = lh.http_get(self.port, self.path, timeout=self.timeout)
-            with self._lock:
-                if status is not None and 200 <= status < 300:
-                    self.answers[(headers.get("x-deploy-colour", "?"), body.strip())] += 1
-                else:
-                    self.failed += 1
-                    self.errors[f"HTTP {status}: {body.strip()[:100]}"
-                                if status else body[:100]] += 1
-        finally:
-            self._first.set()
-            self._slots.release()
-
-    def report(self):
-        seconds = (self.stopped or time.monotonic()) - self.started
-        by = ", ".join(f"{colour} {body} x{n}" for (colour, body), n in
-                       sorted(self.answers.items(), key=lambda kv: -kv[1]))
-        lines = [f"load: {self.sent} requests sent in {seconds:.1f}s "
-                 f"({self.sent / seconds:.0f}/s, a fresh connection each), "
-                 f"{self.failed} failed",
-                 f"      answered by: {by or 'nobody'}"]
-        lines += [f"      failed x{n}: {e}" for e, n in self.errors.most_common(5)]
-        return "\n".join(lines)
 
 
 # --- the demo -------------------------------------------------------------------------
@@ -347,17 +266,22 @@ class Demo:
         heading(6, total, f"fab -H {HOST_NAME} release, under load",
                 f"{rate} requests/s to :{public}, each on a fresh connection, while the "
                 f"release rebuilds blue and switches to it.")
-        load = Load(public, rate=rate).start()
+        load = loadgen.Load(public, rate_fresh=rate, threads_fresh=4, rate_keepalive=0,
+                            timeout=5.0, max_seconds=LOAD_MAX_SECONDS, name="load").start()
         try:
-            time.sleep(1.0)  # some traffic before the release, to compare with
+            time.sleep(LOAD_QUIET_SECONDS)  # some traffic before the release
             self.fab("release")
-            time.sleep(1.0)  # and after: the old workers' last requests included
+            time.sleep(LOAD_QUIET_SECONDS)  # and after: the old workers' last requests
         finally:
             load.stop()
-        say(load.report())
-        if load.failed:
-            raise DemoError(f"{load.failed} of {load.sent} requests failed during the "
-                            f"release: that is downtime, and the demo failed")
+        summary = load.summary()
+        say(summary.text())
+        try:
+            # The quiet seconds alone send this many: fewer, and "0 failed" says nothing.
+            summary.require(min_requests=int(2 * LOAD_QUIET_SECONDS * rate))
+        except AssertionError as e:
+            problem = str(e).splitlines()[0].rstrip(":")
+            raise DemoError(f"the release under load: {problem}; the demo failed") from None
         say(f"    GET /version -> {self.version_now()}")
 
         heading(7, total, f"fab -H {HOST_NAME} rollback",

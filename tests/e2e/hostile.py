@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import loadgen
 import loophost as lh
 import released
 from released import FAB_TIMEOUT, conftest_module, fab, no_traceback, output  # noqa: F401
@@ -135,43 +136,12 @@ def connection_child(sshd_pid, since_ticks, timeout=30):
 # --- what clients see ---------------------------------------------------------------
 
 
-class Load:
-    """One thread doing sequential GETs to the public port, short timeouts,
-    counting failures (anything but a 200). A context manager."""
-
-    def __init__(self, port, path="/version", timeout=5.0, pause=0.05):
-        self.port, self.path, self.timeout, self.pause = port, path, timeout, pause
-        self.ok = 0
-        self.failed = []
-        self.bodies = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            status, headers, body = lh.http_get(self.port, self.path, timeout=self.timeout)
-            if status == 200:
-                self.ok += 1
-                key = (headers.get("x-deploy-colour"), body.strip())
-                self.bodies[key] = self.bodies.get(key, 0) + 1
-            else:
-                self.failed.append((round(time.monotonic(), 2), status, body[:120]))
-            self._stop.wait(self.pause)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def summary(self):
-        return f"{self.ok} ok, {len(self.failed)} failed {self.failed[:5]}; answers {self.bodies}"
-
-    def assert_clean(self, minimum=5):
-        assert not self.failed, f"clients saw failures: {self.summary()}"
-        assert self.ok >= minimum, f"too few requests to tell: {self.summary()}"
+def client_load(project, rate=20):
+    """Light client traffic through nginx for the length of a fault: GET
+    /version on a fresh connection each, 5 s timeouts (scripts/loadgen.py, a
+    context manager; judge it afterwards with load.require(min_requests=N))."""
+    return loadgen.Load(project.public_port, rate_fresh=rate, threads_fresh=2,
+                        rate_keepalive=0, timeout=5.0, max_seconds=900, name="clients")
 
 
 # --- what is on the host ------------------------------------------------------------

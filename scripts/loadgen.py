@@ -1,0 +1,534 @@
+"""The one HTTP load generator: the benchmark, the e2e tests and the demo.
+
+A bounded load on one loopback port that records every request, and ONE
+definition of a failed request, so that "0 failed" means the same thing
+wherever it is printed. A request failed when:
+
+- the connection was refused, reset (also a connection closed before the
+  answer, or a TLS handshake cut off), or it timed out (counted apart:
+  ``timeout`` is a failure of its own, never folded into ``reset``);
+- the answer could not be read (``bad answer``: a garbled status line, a
+  body cut short) or the TLS handshake failed (``tls``);
+- the answer was HTTP 4xx or 5xx (``http 502``, ...);
+- it was a redirect the caller did not expect (``wrong redirect``): a 3xx
+  is a success only when the caller named where redirects must go
+  (``redirect_to``, e.g. ``https://shop.test:8443``) and the Location is
+  that plus the very path asked for;
+- a 2xx that the caller's ``accept(status, headers, body)`` rejects
+  (``unexpected answer``: another app's page, say).
+
+Two kinds of client, measured apart because they fail differently during an
+nginx reload (shared NOTES, nginx):
+
+- ``fresh``: one new TCP (or TLS) connection per request
+  (``Connection: close``), as a crowd of first-time visitors. A graceful
+  reload must cost them nothing.
+- ``keepalive``: connections reused request after request, as browsers and
+  API clients do; every ``post_every``-th request on them is a POST with a
+  small body (to ``post_path``), because a POST is not retried by browsers
+  after a reset. When a request on a reused connection fails without an
+  answer, it counts as failed all the same; a GET is then tried once more
+  on a new connection only to record whether a retrying client would have
+  noticed (``retry_ok``).
+
+A summary (``Summary``) counts sent and failed per client kind and method,
+failures by reason, timeouts apart, the rate achieved and which colour and
+version answered over time; ``require()`` is the one assertion the tests
+make, and it fails when fewer than ``min_requests`` were sent, so that
+"0 failed" cannot come from a load that never ran.
+
+Standard library only (the demo runs it with the system's python3), and
+traffic goes to loopback only; every load is bounded in time and count and
+stops by itself.
+"""
+
+import http.client
+import ipaddress
+import math
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+LOOPBACK = "127.0.0.1"
+KINDS = ("fresh", "keepalive")
+METHODS = ("GET", "POST")
+# The busybox sample app (scripts/loophost.py) takes a POST only on a CGI
+# path: busybox httpd answers 501 to a POST of a static file.
+SAMPLE_POST_PATH = "/cgi-bin/slow?0"
+POST_BODY = b"note=a+small+form+post&n=1"
+
+
+class Request(NamedTuple):
+    t: float  # seconds since the load started, when the request was sent
+    latency: float  # seconds until the answer was read (or the error came)
+    client: str  # "fresh" or "keepalive"
+    method: str  # "GET" or "POST"
+    status: Optional[int]  # HTTP status, None when no answer came
+    colour: str  # X-Deploy-Colour, "" when absent
+    version: str  # what a good answer names (version_named), else ""
+    error: str  # "" when it succeeded, else the reason (see the module's docstring)
+    reused: bool  # sent on a keep-alive connection that had served before
+    retry_ok: bool = False  # a failed GET on a reused connection that one retry
+    #                         on a new connection (what HTTP libraries do) fixed
+
+    @property
+    def ok(self):
+        return not self.error
+
+
+# --- what counts as failed (pure) ----------------------------------------------------
+
+
+def classify_error(exc):
+    """The reason a request that got no answer failed, in a word or two."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timeout"
+    # RemoteDisconnected (closed before an answer) is a ConnectionResetError;
+    # an EOF in the middle of a TLS handshake is the same thing seen through TLS.
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+                        ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "reset"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, http.client.HTTPException):
+        return "bad answer"
+    return type(exc).__name__
+
+
+def version_named(body):
+    """The version a short one-line answer names: its last word ("v2" from the
+    sample app's /version, and from "slow v2", its POST path); else ""."""
+    text = body.strip()
+    if not text or "\n" in text or len(text) > 60:
+        return ""
+    return text.split()[-1][:40]
+
+
+def expected_location(redirect_to, path):
+    """Where a redirect of `path` must point: `redirect_to` plus the same path."""
+    return redirect_to.rstrip("/") + path
+
+
+def classify_answer(status, headers, body, path, redirect_to=None, accept=None):
+    """'' when an answer counts as a success, else why it does not.
+
+    headers has lower-case names. A 3xx is a success only when `redirect_to`
+    is given and Location is `expected_location(redirect_to, path)`.
+    """
+    if 200 <= status < 300:
+        if accept is not None and not accept(status, headers, body):
+            return "unexpected answer"
+        return ""
+    if 300 <= status < 400:
+        if redirect_to and headers.get("location") == expected_location(redirect_to, path):
+            return ""
+        return "wrong redirect"
+    if status >= 400:
+        return f"http {status}"
+    return "bad answer"  # 1xx as a final answer
+
+
+# --- the summary (pure) ----------------------------------------------------------------
+
+
+class Tally(NamedTuple):
+    """Counts of one slice of the records (a client kind, a method, or all)."""
+    sent: int
+    failed: int
+    reasons: Dict[str, int]  # failure reason -> count
+    failed_on_reused: int  # failures on a reused keep-alive connection
+    retry_ok: int  # of those, fixed by one retry on a new connection
+
+    @property
+    def ok(self):
+        return self.sent - self.failed
+
+    @property
+    def timeouts(self):
+        return self.reasons.get("timeout", 0)
+
+
+def select(records, kinds=None, methods=None):
+    """The records of the given client kinds and methods (None: all)."""
+    _check_names(kinds, KINDS, "kinds")
+    _check_names(methods, METHODS, "methods")
+    return [r for r in records if (kinds is None or r.client in kinds)
+            and (methods is None or r.method in methods)]
+
+
+def _check_names(names, allowed, what):
+    if names is None:
+        return
+    if isinstance(names, str) or not set(names) <= set(allowed):
+        raise ValueError(f"{what}={names!r}: a tuple of {', '.join(allowed)}")
+
+
+def tally(records, kinds=None, methods=None):
+    rows = select(records, kinds, methods)
+    reasons = Counter(r.error for r in rows if r.error)
+    return Tally(len(rows), sum(reasons.values()), dict(reasons.most_common()),
+                 sum(1 for r in rows if r.error and r.reused),
+                 sum(1 for r in rows if r.retry_ok))
+
+
+def versions_in_order(records):
+    """The versions good answers named, in time order, repeats collapsed."""
+    order = []
+    for r in sorted(records, key=lambda r: r.t):
+        if r.ok and r.version and (not order or order[-1] != r.version):
+            order.append(r.version)
+    return order
+
+
+class Summary(NamedTuple):
+    name: str
+    total: Tally
+    parts: Dict[Tuple[str, str], Tally]  # (client kind, method) -> counts, those sent only
+    seconds: float  # how long the load ran
+    skipped: int  # request slots not used because a client fell behind
+    answers: Dict[Tuple[str, str], int]  # (colour, version) of good answers -> count
+    versions: List[str]  # versions_in_order
+    failures: List[Request]  # the first few failed requests, for the reader
+
+    @property
+    def rate(self):
+        """Requests per second achieved."""
+        return self.total.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def colours(self):
+        """{colour: good answers}"""
+        out = Counter()
+        for (colour, _), n in self.answers.items():
+            out[colour or "-"] += n
+        return dict(out)
+
+    def text(self):
+        t = self.total
+        lines = [f"{self.name}: {t.sent} requests sent in {self.seconds:.1f}s "
+                 f"({self.rate:.0f}/s), {t.failed} failed"]
+        for (kind, method), part in self.parts.items():
+            line = f"  {kind + ' ' + method:<15} {part.sent:6d} sent, {part.failed} failed"
+            if part.failed:
+                line += ": " + ", ".join(f"{k} {v}" for k, v in part.reasons.items())
+            if part.failed_on_reused:
+                retried = (f"one retry fixed {part.retry_ok}" if method == "GET"
+                           else "a POST is not retried")
+                line += f" ({part.failed_on_reused} on a reused connection; {retried})"
+            lines.append(line)
+        lines.append(f"  timeouts {t.timeouts}; request slots not used (client behind) "
+                     f"{self.skipped}")
+        by = ", ".join(f"{colour or '-'} {version or '-'} x{n}" for (colour, version), n in
+                       sorted(self.answers.items(), key=lambda kv: -kv[1]))
+        lines.append(f"  answered by: {by or 'nobody'}")
+        if self.versions:
+            lines.append(f"  versions in order: {' '.join(self.versions)}")
+        lines += [f"  failed: {r.t:7.2f}s {r.client} {r.method} {r.error} "
+                  f"(colour {r.colour or '-'}, {r.latency * 1000:.0f} ms)"
+                  for r in self.failures]
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def require(self, *, min_requests, max_failed=0, kinds=None, methods=None):
+        """require() on this summary (see the module function)."""
+        return require(self, min_requests=min_requests, max_failed=max_failed, kinds=kinds,
+                       methods=methods)
+
+
+def summarise(records, seconds=None, skipped=0, name="load", show_failures=8):
+    """A Summary of `records`; seconds defaults to the span they cover."""
+    records = sorted(records, key=lambda r: r.t)
+    if seconds is None:
+        seconds = max((r.t + r.latency for r in records), default=0.0)
+    parts = {}
+    for kind in KINDS:
+        for method in METHODS:
+            part = tally(records, (kind,), (method,))
+            if part.sent:
+                parts[(kind, method)] = part
+    answers = Counter((r.colour, r.version) for r in records if r.ok)
+    return Summary(name, tally(records), parts, seconds, skipped, dict(answers),
+                   versions_in_order(records), [r for r in records if r.error][:show_failures])
+
+
+def require(summary_or_records, *, min_requests, max_failed=0, kinds=None, methods=None):
+    """Assert that at least `min_requests` of the given kinds and methods were
+    sent and at most `max_failed` of them failed (None: do not judge failures,
+    only count). Raises AssertionError with the whole breakdown; returns the
+    Tally of that slice."""
+    if min_requests < 1:
+        raise ValueError(f"min_requests={min_requests}: at least 1, or '0 failed' means nothing")
+    summary = summary_or_records
+    if not isinstance(summary, Summary):
+        summary = summarise(summary_or_records)
+    part = _slice(summary, kinds, methods)
+    which = " ".join(x for x in (" ".join(kinds or ()), "/".join(methods or ())) if x) or "all"
+    problems = []
+    if max_failed is not None and part.failed > max_failed:
+        reasons = ", ".join(f"{k} {v}" for k, v in part.reasons.items())
+        problems.append(f"{part.failed} of {part.sent} requests ({which}) failed ({reasons}); "
+                        f"at most {max_failed} allowed")
+    if part.sent < min_requests:
+        problems.append(f"only {part.sent} requests ({which}) were sent, {min_requests} "
+                        f"needed before their failures say anything")
+    if problems:
+        raise AssertionError("; ".join(problems) + ":\n" + summary.text())
+    return part
+
+
+def _slice(summary, kinds, methods):
+    """The Tally of some (kind, method) parts of a Summary, added up."""
+    _check_names(kinds, KINDS, "kinds")
+    _check_names(methods, METHODS, "methods")
+    sent = failed = reused = retry = 0
+    reasons = Counter()
+    for (kind, method), part in summary.parts.items():
+        if (kinds is None or kind in kinds) and (methods is None or method in methods):
+            sent += part.sent
+            failed += part.failed
+            reused += part.failed_on_reused
+            retry += part.retry_ok
+            reasons.update(part.reasons)
+    return Tally(sent, failed, dict(reasons.most_common()), reused, retry)
+
+
+def percentile(values, p):
+    """The p-th percentile (0-100) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(p / 100.0 * len(ordered))))
+    return ordered[rank - 1]
+
+
+# --- connections -------------------------------------------------------------------------
+
+
+def tls_context(cafile):
+    """A client context that trusts only `cafile` and checks the host name."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to `server_name` (SNI, Host, certificate check) at address:port."""
+
+    def __init__(self, server_name, port, context, timeout, address=LOOPBACK):
+        super().__init__(server_name, port, context=context, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def require_loopback(address):
+    if not ipaddress.ip_address(address).is_loopback:
+        raise ValueError(f"address={address!r}: load goes to loopback only (127.0.0.0/8, ::1)")
+    return address
+
+
+# --- the load ------------------------------------------------------------------------------
+
+
+class Load:
+    """Requests to `address`:`port` from both kinds of client until stop().
+
+    GET `path` from fresh connections at `rate_fresh` requests/s over
+    `threads_fresh` threads, and from `keepalive_connections` reused
+    connections at `rate_keepalive` in all, every `post_every`-th of those a
+    POST to `post_path` (None: no POSTs). A rate of 0 turns a kind off.
+    `host` sets the Host header (and, with `cafile` or `tls`, makes the load
+    HTTPS with that name as SNI, checked against the CA). Each thread keeps
+    its own schedule; one that falls behind (a request that hung) skips the
+    slots it missed instead of bursting, and counts them in `skipped`. Hard
+    bounds: `max_seconds` and `max_requests` stop it whatever the caller does.
+    """
+
+    def __init__(self, port, path="/version", *, host=None, cafile=None, tls=None,
+                 rate_fresh=200.0, rate_keepalive=100.0, threads_fresh=8,
+                 keepalive_connections=4, post_path=None, post_every=4, timeout=2.0,
+                 max_seconds=600.0, max_requests=1_000_000, redirect_to=None, accept=None,
+                 address=LOOPBACK, name="load"):
+        self.port, self.path, self.host = int(port), path, host
+        self.address = require_loopback(address)
+        self.tls = tls or (tls_context(cafile) if cafile else None)
+        if self.tls is not None and not host:
+            raise ValueError("host: HTTPS needs the server name (SNI)")
+        self.rate = {"fresh": float(rate_fresh), "keepalive": float(rate_keepalive)}
+        self.threads = {"fresh": max(1, int(threads_fresh)),
+                        "keepalive": max(1, int(keepalive_connections))}
+        self.post_path, self.post_every = post_path, max(1, int(post_every))
+        self.timeout = float(timeout)
+        self.max_seconds, self.max_requests = float(max_seconds), int(max_requests)
+        self.redirect_to, self.accept, self.name = redirect_to, accept, name
+        self.records: List[Request] = []
+        self.skipped = {"fresh": 0, "keepalive": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self._issued = 0
+        self.t0 = self.stopped = None
+
+    def now(self):
+        """Seconds on the load's clock (switch times, plots)."""
+        return time.monotonic() - self.t0
+
+    # -- running
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self._deadline = self.t0 + self.max_seconds
+        for kind in KINDS:
+            if self.rate[kind] <= 0:
+                continue
+            count = self.threads[kind]
+            interval = count / self.rate[kind]
+            for i in range(count):
+                self._threads.append(threading.Thread(
+                    target=self._loop, args=(kind, interval, i * interval / count),
+                    name=f"{self.name}-{kind}-{i}", daemon=True))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        """Stop sending, wait for requests in flight; the records in time order."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(2 * self.timeout + 2)  # a GET and its one retry
+        if self.stopped is None:
+            self.stopped = time.monotonic()
+        return self.snapshot()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def snapshot(self):
+        with self._lock:
+            return sorted(self.records, key=lambda r: r.t)
+
+    @property
+    def sent(self):
+        """Requests made so far (answered or failed)."""
+        return len(self.records)
+
+    def wait_for(self, count, timeout=30.0):
+        """Block until at least `count` requests were made (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.sent < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def summary(self):
+        if self.t0 is None:
+            return summarise([], seconds=0.0, name=self.name)
+        # The load ran until stop() or its own bound, whichever came first.
+        records = self.snapshot()
+        end = min(self.stopped or time.monotonic(), self._deadline)
+        if len(records) >= self.max_requests:
+            end = min(end, self.t0 + max(r.t + r.latency for r in records))
+        return summarise(records, seconds=end - self.t0,
+                         skipped=sum(self.skipped.values()), name=self.name)
+
+    def require(self, *, min_requests, max_failed=0, kinds=None, methods=None):
+        """require() on this load's summary (see the module function)."""
+        return require(self.summary(), min_requests=min_requests, max_failed=max_failed,
+                       kinds=kinds, methods=methods)
+
+    def _may_send(self):
+        """True, and one request counted against max_requests, while the load runs."""
+        if self._stop.is_set() or time.monotonic() >= self._deadline:
+            return False
+        with self._lock:
+            if self._issued >= self.max_requests:
+                return False
+            self._issued += 1
+            return True
+
+    def _loop(self, kind, interval, offset):
+        conn, n = None, 0
+        slot = self.t0 + offset
+        try:
+            while True:
+                now = time.monotonic()
+                if now < slot:
+                    if self._stop.wait(slot - now):
+                        break
+                elif now - slot > interval:
+                    missed = int((now - slot) / interval)
+                    with self._lock:
+                        self.skipped[kind] += missed
+                    slot += missed * interval
+                slot += interval
+                if not self._may_send():
+                    break
+                if kind == "fresh":
+                    record = self._one(None, kind, "GET", reused=False)
+                else:
+                    n += 1
+                    method = "POST" if self.post_path and n % self.post_every == 0 else "GET"
+                    if conn is None:
+                        conn = self._connection()
+                    # http.client reconnects by itself after the server closed
+                    # the connection; only a live socket makes this a reuse.
+                    record = self._one(conn, kind, method, reused=conn.sock is not None)
+                    if record.error:
+                        conn.close()  # a client starts over on a new connection
+                        conn = None
+                        if record.reused and record.status is None and method == "GET":
+                            retry = self._one(None, kind, "GET", reused=False)
+                            record = record._replace(retry_ok=retry.ok)
+                with self._lock:
+                    self.records.append(record)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _connection(self):
+        if self.tls is not None:
+            return LoopbackHTTPS(self.host, self.port, self.tls, self.timeout, self.address)
+        return http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+
+    def _one(self, conn, kind, method, reused):
+        fresh = conn is None
+        if fresh:
+            conn = self._connection()
+        path = self.post_path if method == "POST" else self.path
+        headers = {"Host": self.host} if self.host and self.tls is None else {}
+        if fresh:
+            headers["Connection"] = "close"
+        body = None
+        if method == "POST":
+            body = POST_BODY
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        sent = time.monotonic()
+        status, colour, version, error = None, "", "", ""
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            status = resp.status
+            answer_headers = {k.lower(): v for k, v in resp.getheaders()}
+            colour = answer_headers.get("x-deploy-colour", "")
+            error = classify_answer(status, answer_headers, text, path,
+                                    self.redirect_to, self.accept)
+            if not error and status < 300:
+                version = version_named(text)
+        except Exception as exc:  # noqa: BLE001  every failure is a record, never a dead thread
+            error = classify_error(exc)
+        finally:
+            if fresh:
+                conn.close()
+        return Request(sent - self.t0, time.monotonic() - sent, kind, method, status, colour,
+                       version, error, reused)
