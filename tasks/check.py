@@ -13,6 +13,7 @@ from . import scripts
 from .config import COLOURS
 from .errors import FAILED, Failure
 from .facts import parse_listening, parse_view
+from .nginx import keepalive_verdict
 from .output import table
 
 q = shlex.quote
@@ -154,6 +155,8 @@ def evaluate(values, blocks, view, settings):
     if not tool_problems(values):
         rows.append(("tools", "ok", ", ".join(f"{t} {values.get(t)}"
                                                for t in ("git", "docker", "compose", "nginx"))))
+    keepalive = keepalive_verdict(s, view.nginx_version or None)
+    rows.append(("keep-alive", "ok" if keepalive.protected else "warn", keepalive.line))
     if values.get("nginx_test") == "ok":
         rows.append(("nginx -t", "ok", s.nginx_test_cmd))
     else:

@@ -275,6 +275,13 @@ def switch_nginx(session, colour, nginx_version=None):
                 "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
                 "it `sudo -n` tee, mv and rm of that file (README: Security and failure model)",
                 code=FAILED)
+        if result.code == scripts.NGINX_TEST_FAILED and "keepalive_min_timeout" in output:
+            raise Failure(
+                f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "
+                f"place: {output}",
+                f"keepalive_min_timeout needs nginx 1.27.4 or later: set "
+                f"KEEPALIVE_MIN_TIMEOUT=auto (it is written only where nginx supports it) "
+                f"or upgrade nginx; nothing live changed", code=FAILED)
         if result.code == scripts.NGINX_TEST_FAILED:
             raise Failure(
                 f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "

@@ -3,6 +3,7 @@
 from . import health
 from .config import COLOURS
 from .errors import NO_CONNECTION
+from .nginx import keepalive_verdict
 from .output import table
 from .state import last_attempt, source_of
 
@@ -22,6 +23,9 @@ def status(session, json_mode=False):
               "new_host_key": ({"name": accepted[0], "type": accepted[1],
                                 "fingerprint": accepted[2], "added_to": accepted[3]}
                                if accepted else None)}
+    keepalive = keepalive_verdict(s, view.nginx_version or None)
+    result["keepalive"] = {"protected": keepalive.protected, "detail": keepalive.line,
+                           "nginx_version": view.nginx_version or None}
     if view.nginx is not None:
         result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
                            "colour": view.nginx.served, "header": view.nginx.header_live}
@@ -83,6 +87,9 @@ def notes(r):
         out.append(f"problem: {r['state_error']}; run `fab -H {name} repair`")
     if r["drift"]:
         out.append(f"drift: {r['drift']}; releases trust nginx")
+    keepalive = r.get("keepalive")
+    if keepalive and not keepalive["protected"]:
+        out.append(f"keep-alive clients: {keepalive['detail']}")
     if r["lock"]:
         lock = r["lock"]
         out.append(f"lock: held by {lock['holder']}"

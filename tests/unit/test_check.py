@@ -47,6 +47,7 @@ def check_output(s, *, tools=TOOLS, listening=(NGINX_8080, BLUE_PROXY, SSHD), ot
                  git_remote="ok 3", ssl=None, live="blue", **inspect_kw):
     """What check_script prints on a host (blue live and healthy by default)."""
     out = "".join(f"{M} {tool} {value}\n" for tool, value in tools.items())
+    inspect_kw.setdefault("nginx_version", "1.28.0")
     if live:
         inspect_kw.setdefault("state", released_state(s, live))
         inspect_kw.setdefault("nginx", render_nginx(s, live))
@@ -94,14 +95,25 @@ def s():
 def test_a_healthy_host_is_all_ok(s):
     result = judge(s)
     assert [(name, level) for name, level, _ in result] == [
-        ("tools", "ok"), ("nginx -t", "ok"), ("PUBLIC_PORT", "ok"), ("BLUE_PORT", "ok"),
-        ("GREEN_PORT", "ok"), ("disk", "ok"), ("GIT_REPO", "ok")]
+        ("tools", "ok"), ("keep-alive", "ok"), ("nginx -t", "ok"), ("PUBLIC_PORT", "ok"),
+        ("BLUE_PORT", "ok"), ("GREEN_PORT", "ok"), ("disk", "ok"), ("GIT_REPO", "ok")]
     assert only(result, "tools")[1] == "git 2.39.2, docker 24.0.7, compose 2.24.5, nginx 1.22.1"
     assert only(result, "PUBLIC_PORT")[1] == "8080 ours"
     assert only(result, "BLUE_PORT")[1] == "8081 ours"
     assert only(result, "GREEN_PORT")[1] == "8082 free"
     assert only(result, "disk")[1] == "20.0 GiB free for /srv/shop"
     assert only(result, "GIT_REPO")[1] == "reachable from the host (3 branches)"
+
+
+def test_keep_alive_clients_are_protected_only_on_nginx_1_27_4_or_later(s):
+    level, detail = only(judge(s, nginx_version="1.28.0"), "keep-alive")
+    assert (level, detail.split(":")[0]) == ("ok", "protected")
+    level, detail = only(judge(s, nginx_version="1.22.1"), "keep-alive")
+    assert level == "warn" and detail.startswith("not protected: nginx 1.22.1")
+    assert "install nginx 1.27.4+" in detail  # what to do
+    level, detail = only(judge(s.__class__(**{**vars(s), "keepalive_min_timeout": "off"}),
+                               nginx_version="1.28.0"), "keep-alive")
+    assert level == "warn" and "KEEPALIVE_MIN_TIMEOUT=off" in detail
 
 
 def test_a_fresh_host_before_setup(s):
