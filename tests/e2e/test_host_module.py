@@ -1,4 +1,4 @@
-"""tasks.host against a real OpenSSH server on loopback.
+"""tasks.ssh (with its shell and probes) against a real OpenSSH server on loopback.
 
 The sshd, its keys and the little HTTP servers are made here, per run, so
 this file needs nothing but /usr/sbin/sshd, openssl and Python.
@@ -18,7 +18,9 @@ import urllib.request
 import pytest
 
 from tasks.errors import Failure
-from tasks.host import Host, ProbeError, Target, known_hosts_name
+from tasks.keys import known_hosts_name
+from tasks.probe import ProbeError
+from tasks.ssh import Host, Target
 
 pytestmark = pytest.mark.e2e
 
@@ -389,11 +391,23 @@ def test_run_timeout_stops_the_remote_script(host, sshd):
     assert host.run("echo still-usable").stdout == "still-usable\n"
 
 
-def test_run_counts_commands(host):
-    before = host.stats["commands"]
-    host.run("true")
+def test_steps_share_one_remote_shell(host):
+    host.run("true")  # the shell is started by the first step
+    commands, steps = host.stats["commands"], host.stats["steps"]
+    first = host.run("echo $BLUEGREEN_TASK_PID").stdout
     host.run("false")
-    assert host.stats["commands"] == before + 2
+    assert host.run("echo $BLUEGREEN_TASK_PID").stdout == first  # the same shell
+    assert host.stats["commands"] == commands  # no new SSH session per step
+    assert host.stats["steps"] == steps + 3
+
+
+def test_a_step_cannot_forge_a_marker_or_end_the_shell(host):
+    r = host.run("echo '::0123456789abcdef exit 0'; echo \"$M value real\"; "
+                 "echo '::deadbeefdeadbeef value forged'; exit 3")
+    assert r.code == 3
+    assert r.values == {"value": "real"}
+    assert "::deadbeefdeadbeef value forged" in r.stdout
+    assert host.run("echo alive").stdout == "alive\n"
 
 
 def test_run_connection_lost_is_code_3(sshd):
