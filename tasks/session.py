@@ -15,7 +15,7 @@ from .errors import FAILED, Failure
 from .facts import parse_view
 from .lock import describe_who, identity, lock_held, owner_record
 from .plan import require_setup
-from .ssh import Host, Target
+from .ssh import Host
 from .state import format_history_line, history_entry
 
 
@@ -32,10 +32,7 @@ class Session:
         self.locked = False
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
-        target = Target(name=entry.name, host=entry.host, user=entry.user,
-                        port=entry.port, identity_file=entry.identity_file,
-                        known_hosts=entry.known_hosts)
-        self.host = Host(target, settings, accept_new_host_key=accept_new_host_key,
+        self.host = Host(entry, settings, accept_new_host_key=accept_new_host_key,
                          config=fabric_config)
 
     # --- the connection ---

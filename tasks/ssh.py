@@ -19,7 +19,6 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import fabric
@@ -49,75 +48,6 @@ if not any(isinstance(h, logging.NullHandler) for h in _paramiko_log.handlers):
 
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where to connect: a hosts.yml entry, or a plain SSH destination.
-
-    `user` and `port` left as None let ~/.ssh/config (then Fabric's
-    defaults) decide, as `ssh` would.
-    """
-
-    name: str
-    host: str
-    user: Optional[str] = None
-    port: Optional[int] = None
-    identity_file: Optional[str] = None
-    known_hosts: Optional[str] = None
-
-    @classmethod
-    def parse(cls, text: str) -> "Target":
-        """`[ssh://][user@]host[:port]`, `[v6addr]:port` or a bare IPv6 address."""
-        raw = text.strip()
-        spec = raw[len("ssh://"):] if raw.startswith("ssh://") else raw
-        spec = spec.rstrip("/")
-        user = None
-        if "@" in spec:
-            user, spec = spec.rsplit("@", 1)
-            if not user:
-                raise _bad_destination(text, "the user before '@' is empty")
-        port = None
-        if spec.startswith("["):
-            end = spec.find("]")
-            if end == -1:
-                raise _bad_destination(text, "a '[' without its ']'")
-            host, rest = spec[1:end], spec[end + 1:]
-            if rest:
-                if not rest.startswith(":"):
-                    raise _bad_destination(text, f"unexpected {rest!r} after ']'")
-                port = _parse_port(text, rest[1:])
-        elif spec.count(":") == 1:
-            host, port_text = spec.split(":")
-            port = _parse_port(text, port_text)
-        else:
-            host = spec  # a hostname, or a bare IPv6 address (several ':')
-        if not host:
-            raise _bad_destination(text, "the host name is empty")
-        if host.startswith("-") or any(c.isspace() or c in "/@[]" for c in host):
-            raise _bad_destination(text, f"{host!r} is not a host name or address")
-        return cls(name=raw, host=host, user=user, port=port)
-
-    @property
-    def label(self) -> str:
-        return destination_label(self.host, self.user, self.port)
-
-    def __str__(self) -> str:
-        return self.name or self.label
-
-
-def _parse_port(text, port_text):
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _bad_destination(text, f"port {port_text!r} is not a number from 1 to 65535")
-    return int(port_text)
-
-
-def _bad_destination(text, why):
-    return Failure(
-        f"bad SSH destination {text!r}: {why}",
-        "write it as user@host, host:port or user@host:port (or a name from hosts.yml)",
-        code=BAD_INPUT,
-    )
-
-
 def destination_label(host: str, user: Optional[str] = None, port: Optional[int] = None) -> str:
     shown = f"[{host}]" if ":" in host and port else host
     if port:
@@ -132,19 +62,19 @@ def _setting(settings, name, default):
 
 
 class Host:
-    """One SSH connection to a target, with strict host-key checking.
+    """One SSH connection to a host (an inventory.HostEntry), with strict host-key checking.
 
     Use as a context manager (connects on enter, closes on exit), or call
     connect() and close(). run(), put_bytes() and http() connect on first use.
     """
 
-    def __init__(self, target, settings, accept_new_host_key: bool = False, config=None):
-        self.target = target
+    def __init__(self, entry, settings, accept_new_host_key: bool = False, config=None):
+        self.entry = entry
         self.settings = settings
         self.accept_new_host_key = accept_new_host_key
         self.config = config
         self.connect_timeout = float(_setting(settings, "connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-        known = getattr(target, "known_hosts", None) or _setting(settings, "known_hosts", DEFAULT_KNOWN_HOSTS)
+        known = entry.known_hosts or _setting(settings, "known_hosts", DEFAULT_KNOWN_HOSTS)
         self.known_hosts = os.path.abspath(os.path.expanduser(str(known)))
         self.stats: Dict[str, float] = {"commands": 0, "channels": 0, "uploads": 0, "connect_seconds": 0.0}
         # Set when --accept-new-host-key trusted a key: (known_hosts name, key type, fingerprint, file).
@@ -159,7 +89,7 @@ class Host:
 
     @property
     def name(self) -> str:
-        return getattr(self.target, "name", None) or self.target.host
+        return self.entry.name or self.entry.host
 
     def _label(self, conn) -> str:
         address = destination_label(conn.host, conn.user, conn.port)
@@ -207,7 +137,7 @@ class Host:
         return text
 
     def _build(self):
-        target, timeout = self.target, self.connect_timeout
+        entry, timeout = self.entry, self.connect_timeout
         config = self.config if self.config is not None else fabric.Config()
         # Passing connect_kwargs replaces the config's (fab -i, fabric.yaml): merge them instead.
         kwargs = dict(config.connect_kwargs or {})
@@ -220,13 +150,13 @@ class Host:
             pkey = load_private_key(str(key_text), "DEPLOY_SSH_KEY")
             kwargs.update(pkey=pkey, look_for_keys=False, allow_agent=False)
             sources.append(f"DEPLOY_SSH_KEY ({pkey.get_name()} {key_fingerprint(pkey)})")
-        identity = getattr(target, "identity_file", None)
+        identity = entry.identity_file
         if identity:
             kwargs["key_filename"] = [os.path.expanduser(str(identity))]
         conn = fabric.Connection(
-            target.host,
-            user=getattr(target, "user", None) or None,
-            port=int(target.port) if getattr(target, "port", None) else None,
+            entry.host,
+            user=entry.user or None,
+            port=int(entry.port) if entry.port else None,
             config=config,
             # Fabric truncates this to an int (0.5 -> 0 = no timeout at all);
             # the exact value is set on the object below.

@@ -20,7 +20,8 @@ import pytest
 from tasks.errors import Failure
 from tasks.keys import known_hosts_name
 from tasks.probe import ProbeError
-from tasks.ssh import Host, Target
+from tasks.inventory import HostEntry
+from tasks.ssh import Host
 
 pytestmark = pytest.mark.e2e
 
@@ -137,7 +138,7 @@ def target(sshd, **kw):
     base = dict(name="loop", host="127.0.0.1", user="root", port=sshd.port,
                 identity_file=sshd.user_key, known_hosts=sshd.known_hosts)
     base.update(kw)
-    return Target(**base)
+    return HostEntry(**base)
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_deploy_key_and_known_hosts_from_text_without_any_file(sshd, tmp_path):
     s = settings(deploy_ssh_key=text_key.replace("\n", "\\n"),  # as some CI secret stores hand it over
                  deploy_known_hosts=sshd.known_hosts_line(),
                  known_hosts=str(tmp_path / "absent"))
-    t = Target(name="ci", host="127.0.0.1", user="root", port=sshd.port)
+    t = HostEntry(name="ci", host="127.0.0.1", user="root", port=sshd.port)
     with Host(t, s) as h:
         assert h.run("echo from-ci").stdout == "from-ci\n"
     assert not (tmp_path / "absent").exists()
@@ -277,7 +278,7 @@ def test_silent_server_times_out_within_connect_timeout():
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        t = Target(name="mute", host="127.0.0.1", user="root", port=port)
+        t = HostEntry(name="mute", host="127.0.0.1", user="root", port=port)
         started = time.monotonic()
         with pytest.raises(Failure) as err:
             Host(t, settings(connect_timeout=0.5)).connect()
@@ -299,7 +300,7 @@ def test_ssh_config_alias_is_honoured(sshd, tmp_path):
             IdentityFile {sshd.user_key}
     """))
     config = fabric.Config(runtime_ssh_path=str(cfg_file))
-    t = Target.parse("loopalias")
+    t = HostEntry(name="loopalias", host="loopalias")
     with Host(t, settings(known_hosts=sshd.known_hosts), config=config) as h:
         assert h.connection.host == "127.0.0.1" and h.connection.port == sshd.port
         assert h.run("echo via-alias").stdout == "via-alias\n"
@@ -326,12 +327,12 @@ def test_proxyjump_hop_is_checked_too(sshd, tmp_path):
     both.write_text(only_target.read_text() + sshd.known_hosts_line())
 
     config = fabric.Config(runtime_ssh_path=str(cfg_file))
-    with Host(Target.parse("behind"), settings(known_hosts=str(both)), config=config) as h:
+    with Host(HostEntry(name="behind", host="behind"), settings(known_hosts=str(both)), config=config) as h:
         assert h.run("echo jumped").stdout == "jumped\n"
 
     config = fabric.Config(runtime_ssh_path=str(cfg_file))
     with pytest.raises(Failure) as err:
-        Host(Target.parse("behind"), settings(known_hosts=str(only_target)), config=config).connect()
+        Host(HostEntry(name="behind", host="behind"), settings(known_hosts=str(only_target)), config=config).connect()
     assert err.value.code == 3 and "unknown host key" in err.value.message
 
 
