@@ -87,6 +87,7 @@ def check_script(settings):
         + mark("git_remote", "ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)") + "; "
         "else " + mark("git_remote", "fail $(printf '%s' \"$out\" | tail -n 1)") + "; fi",
     ]
+    lines.append(disk_script(s))
     if s.ssl:
         for key, path in (("cert", s.ssl_cert_file), ("key", s.ssl_key_file)):
             lines.append(f"if {sudo}test -r {q(path)}; then {mark('ssl_' + key, 'ok')}; "
@@ -98,6 +99,94 @@ def check_script(settings):
             f"-in {q(s.ssl_cert_file)} >/dev/null 2>&1; then {mark('ssl_expiry', 'ok')}; "
             f"else {mark('ssl_expiry', 'soon')}; fi")
     return "\n".join(lines) + "\n"
+
+
+def dump_command(test_cmd):
+    """NGINX_TEST_CMD with -T for -t: the same nginx and files, printed whole."""
+    words = shlex.split(test_cmd)
+    if "-t" in words:
+        return shlex.join(["-T" if w == "-t" else w for w in words])
+    return "nginx -T"
+
+
+def disk_script(settings):
+    """Where Docker keeps images and how much is free there; the app's images
+    and the build cache (`docker system df -v`); nginx's worker_shutdown_timeout."""
+    mark = scripts.mark
+    return "\n".join([
+        "root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null)",
+        mark("docker_root", "$root"),
+        mark("docker_free_kb", "$([ -n \"$root\" ] && df -Pk \"$root\" 2>/dev/null "
+                               "| awk 'NR==2 {print $4}')"),
+        scripts.block("docker_df", "docker system df -v --format '{{json .}}' 2>/dev/null"),
+        f"if out=$({scripts.sudo(settings)}{dump_command(settings.nginx_test_cmd)} 2>/dev/null); then "
+        "v=$(printf '%s\\n' \"$out\" | sed -n 's/^[[:space:]]*worker_shutdown_timeout"
+        "[[:space:]][[:space:]]*\\([^;]*\\);.*/\\1/p' | head -n 1); "
+        + mark("shutdown_timeout", "${v:-unset}") + "; "
+        "else " + mark("shutdown_timeout", "unknown") + "; fi",
+    ])
+
+
+DOCKER_SIZE_RE = re.compile(r"([0-9.]+)\s*([kKMGTP]?B)")
+DOCKER_UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15}
+
+
+def docker_bytes(text):
+    """Docker's human sizes (go-units, powers of 1000: `1.98MB`, `758B`) in bytes."""
+    m = DOCKER_SIZE_RE.fullmatch((text or "").strip())
+    return int(float(m.group(1)) * DOCKER_UNITS[m.group(2)]) if m else 0
+
+
+def disk_usage(df_json, app):
+    """(app's image count, bytes only its images hold, build cache bytes) from
+    `docker system df -v`; None when Docker gave nothing readable."""
+    import json
+
+    try:
+        data = json.loads(df_json)
+    except ValueError:
+        return None
+    ours = {}
+    for image in data.get("Images") or []:
+        if image.get("Repository") == f"bluegreen-{app}":
+            ours[image.get("ID")] = docker_bytes(image.get("UniqueSize"))
+    cache = sum(docker_bytes(c.get("Size")) for c in data.get("BuildCache") or [])
+    return len(ours), sum(ours.values()), cache
+
+
+def gib(n):
+    return f"{n / 1024 ** 3:.1f} GiB"
+
+
+def disk_rows(values, blocks, settings):
+    """Free space where Docker keeps images against MIN_FREE_DISK; what the
+    app's images and the build cache use; worker_shutdown_timeout."""
+    s, rows = settings, []
+    kb = values.get("docker_free_kb", "")
+    root = values.get("docker_root") or "Docker's data directory"
+    if kb.isdigit():
+        free = int(kb) * 1024
+        level = "ok" if free >= s.min_free_disk else "FAIL"
+        rows.append(("docker disk", level, f"{gib(free)} free in {root} (MIN_FREE_DISK "
+                     f"{gib(s.min_free_disk)}){'' if level == 'ok' else ': prune or grow it'}"))
+    else:
+        rows.append(("docker disk", "warn", "could not read the free space where Docker "
+                                            "keeps images"))
+    usage = disk_usage(blocks.get("docker_df", ""), s.app_name)
+    if usage is not None:
+        count, unique, cache = usage
+        rows.append(("images", "ok", f"{count} image(s) of {s.app_name}: {unique / 1e6:.1f} MB "
+                     f"of their own (KEEP_RELEASES={s.keep_releases}); build cache of all "
+                     f"apps: {cache / 1e6:.1f} MB"))
+    wst = values.get("shutdown_timeout", "unknown")
+    if wst == "unset":
+        rows.append(("nginx reload", "warn", "worker_shutdown_timeout is not set: after a "
+                     "reload, old workers live until their long-lived connections "
+                     "(WebSockets) close; set it in nginx.conf's main context to bound them"))
+    elif wst != "unknown":
+        rows.append(("nginx reload", "ok", f"worker_shutdown_timeout {wst}: old workers end "
+                                           "at most that long after a reload"))
+    return rows
 
 
 LISTEN_RE = re.compile(r"^\s*listen\s+(?:\S*:)?(\d+)\b", re.M)
@@ -215,6 +304,8 @@ def evaluate(values, blocks, view, settings):
         rows.append(("disk", level, f"{kb / 1024 / 1024:.1f} GiB free for {s.deploy_dir}"))
     else:
         rows.append(("disk", "warn", "could not read free space"))
+
+    rows += disk_rows(values, blocks, s)
 
     status, _, detail = values.get("git_remote", "fail").partition(" ")
     if status == "ok":

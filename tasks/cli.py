@@ -269,16 +269,35 @@ def setup(c, json=False, verbose=False, accept_new_host_key=False):
              json_mode=json, verbose=verbose, accept_new_host_key=accept_new_host_key)
 
 
-@task(help={"wait_lock": "wait up to this many seconds for another task's lock",
+@task(help={"to": "start this kept release (commit or unique prefix, see `fab releases`) "
+                  "in the idle colour and switch to it; no git, no build",
+            "wait_lock": "wait up to this many seconds for another task's lock",
             "json": "print a JSON summary per host", "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def rollback(c, wait_lock="0", json=False, accept_new_host_key=False):
-    """Point nginx back at the other colour (it must be running and healthy)."""
+def rollback(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
+    """Point nginx back at the other colour, or (--to COMMIT) at a kept release."""
     from . import release as pipeline
+    from . import releases as kept
 
     wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    if to is not None:
+        commit = cfg.check_flag("--to", to, kept.check_commit_prefix)
+        on_hosts(c, "rollback", lambda s: kept.rollback_to(s, commit, wait_lock=wait),
+                 json_mode=json, accept_new_host_key=accept_new_host_key)
+        return
     on_hosts(c, "rollback", lambda s: pipeline.switch(s, None, wait_lock=wait),
              json_mode=json, accept_new_host_key=accept_new_host_key)
+
+
+@task(help={"json": "one JSON object per kept release (JSON Lines), naming the host",
+            "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def releases(c, json=False, accept_new_host_key=False):
+    """List the kept releases: commit, branch, built at, size, which colour runs it."""
+    from . import releases as kept
+
+    on_hosts(c, "releases", lambda s: kept.releases(s, json), rolling=False, json_mode=json,
+             require_repo=False, accept_new_host_key=accept_new_host_key)
 
 
 @task(name="switch", help={"to": "the colour to make live: blue or green",
@@ -434,4 +453,4 @@ def render_source(entry, inventory, named):
 
 
 TASKS = (setup, release, status, rollback, switch_, preview, logs, history, unlock,
-         repair, check, render)
+         repair, check, render, releases)

@@ -17,6 +17,7 @@ from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
 from .nginx import render_nginx
 from .plan import plan_release, plan_switch
+from .releases import prune as prune_releases
 from .state import empty_state, format_state, with_live, with_release
 
 
@@ -101,6 +102,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     except BaseException as exc:
         attempt.fail(exc)
         raise
+    prune_releases(session, state)  # KEEP_RELEASES; a warning at worst, never a failure
     if stop_old and plan.live:
         stop_colour(session, plan.live)
     session.unlock()

@@ -22,6 +22,15 @@ NGINX_OK = ("nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"
             "nginx: configuration file /etc/nginx/nginx.conf test is successful\n")
 
 
+DOCKER_DF = ('{"Images":[{"Repository":"bluegreen-shop","Tag":"blue","ID":"sha256:a",'
+             '"UniqueSize":"12.5MB","SharedSize":"166MB"},{"Repository":"bluegreen-shop",'
+             '"Tag":"0123456789012345678901234567890123456789","ID":"sha256:a",'
+             '"UniqueSize":"12.5MB"},{"Repository":"bluegreen-shop","Tag":"green",'
+             '"ID":"sha256:b","UniqueSize":"758B"},{"Repository":"bluegreen-blog","Tag":"blue",'
+             '"ID":"sha256:c","UniqueSize":"1GB"}],'
+             '"BuildCache":[{"Size":"51.66MB"},{"Size":"5B"}]}')
+
+
 def ss_line(port, proc=None, address="0.0.0.0"):
     users = f' users:(("{proc}",pid=812,fd=6),("{proc}",pid=811,fd=6))' if proc else ""
     return f"LISTEN 0      511      {address}:{port}  0.0.0.0:*{users}"
@@ -44,7 +53,8 @@ def other_file(path, *, listen=8080, names="blog.example.com", upstream=9001, ap
 
 def check_output(s, *, tools=TOOLS, listening=(NGINX_8080, BLUE_PROXY, SSHD), others="",
                  disk_kb="20971520", nginx_test="ok", nginx_test_output=NGINX_OK,
-                 git_remote="ok 3", ssl=None, live="blue", **inspect_kw):
+                 git_remote="ok 3", ssl=None, live="blue", docker_free_kb="20971520",
+                 docker_df=DOCKER_DF, shutdown_timeout="10s", **inspect_kw):
     """What check_script prints on a host (blue live and healthy by default)."""
     out = "".join(f"{M} {tool} {value}\n" for tool, value in tools.items())
     inspect_kw.setdefault("nginx_version", "1.28.0")
@@ -59,6 +69,9 @@ def check_output(s, *, tools=TOOLS, listening=(NGINX_8080, BLUE_PROXY, SSHD), ot
     out += f"{M} begin nginx_test_output\n{nginx_test_output}\n{M} end nginx_test_output\n"
     out += f"{M} begin others\n{others}\n{M} end others\n"
     out += f"{M} git_remote {git_remote}\n"
+    out += f"{M} docker_root /var/lib/docker\n{M} docker_free_kb {docker_free_kb}\n"
+    out += f"{M} begin docker_df\n{docker_df}\n{M} end docker_df\n"
+    out += f"{M} shutdown_timeout {shutdown_timeout}\n"
     for key, value in (ssl or {}).items():
         out += f"{M} ssl_{key} {value}\n"
     return out
@@ -96,7 +109,8 @@ def test_a_healthy_host_is_all_ok(s):
     result = judge(s)
     assert [(name, level) for name, level, _ in result] == [
         ("tools", "ok"), ("keep-alive", "ok"), ("nginx -t", "ok"), ("PUBLIC_PORT", "ok"),
-        ("BLUE_PORT", "ok"), ("GREEN_PORT", "ok"), ("disk", "ok"), ("GIT_REPO", "ok")]
+        ("BLUE_PORT", "ok"), ("GREEN_PORT", "ok"), ("disk", "ok"), ("docker disk", "ok"),
+        ("images", "ok"), ("nginx reload", "ok"), ("GIT_REPO", "ok")]
     assert only(result, "tools")[1] == "git 2.39.2, docker 24.0.7, compose 2.24.5, nginx 1.22.1"
     assert only(result, "PUBLIC_PORT")[1] == "8080 ours"
     assert only(result, "BLUE_PORT")[1] == "8081 ours"
@@ -485,3 +499,28 @@ def test_the_check_step_gives_what_evaluate_reads(stubbed):
     assert parse_listening(result.blocks["listening"]) == {8080: "nginx"}
     rows = evaluate(result.values, result.blocks, parse_view(result, s), s)
     assert only(rows, "nginx -t")[0] == "FAIL"
+
+
+# --- Docker's disk, the app's images, nginx reloads ------------------------------------
+
+
+def test_docker_disk_below_min_free_disk_fails(s):
+    assert only(judge(s, docker_free_kb=str(3 * 1024 * 1024)), "docker disk") == (
+        "ok", "3.0 GiB free in /var/lib/docker (MIN_FREE_DISK 2.0 GiB)")
+    level, detail = only(judge(s, docker_free_kb=str(1024 * 1024)), "docker disk")
+    assert level == "FAIL" and "1.0 GiB free" in detail and "MIN_FREE_DISK 2.0 GiB" in detail
+    assert only(judge(s, docker_free_kb=""), "docker disk")[0] == "warn"
+
+
+def test_the_apps_images_count_once_each_and_the_build_cache_is_named(s):
+    level, detail = only(judge(s), "images")
+    assert level == "ok"
+    assert detail.startswith("2 image(s) of shop: 12.5 MB of their own"), detail
+    assert "build cache of all apps: 51.7 MB" in detail, detail
+
+
+def test_worker_shutdown_timeout_unset_is_a_warning(s):
+    assert only(judge(s), "nginx reload")[0] == "ok"
+    level, detail = only(judge(s, shutdown_timeout="unset"), "nginx reload")
+    assert level == "warn" and "worker_shutdown_timeout is not set" in detail
+    assert rows(judge(s, shutdown_timeout="unknown"), "nginx reload") == []
