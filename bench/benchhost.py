@@ -104,7 +104,7 @@ class BenchHost:
             "GIT_REPO": str(self.app.repo),
             "DEPLOY_DIR": str(self.deploy_dir),
             **self.host.env_settings(),
-            "DOCKER_NETWORK": "host",  # no bridge on the test machine (NOTES.md)
+            "DOCKER_NETWORK": "host",
             "PUBLIC_PORT": str(self.public_port),
             "BLUE_PORT": str(self.blue_port),
             "GREEN_PORT": str(self.green_port),

@@ -8,8 +8,8 @@ mode with the busybox sample app: `releases` releases (a new commit each),
 counting the app's distinct images after each; then `rollbacks` times
 `rollback --to` an older kept release (alternating two of them), reporting
 the whole command's wall time, its own `seconds`, and those minus the start
-and health phases (the app's own start and health time). Targets (issue
-13): rollback --to <= 1.5 s plus start and health; images <= KEEP_RELEASES + 2.
+and health phases (the app's own start and health time). Targets:
+rollback --to <= 1.5 s plus start and health; images <= KEEP_RELEASES + 2.
 """
 
 import argparse

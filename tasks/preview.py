@@ -1,7 +1,7 @@
 """fab preview: a local port that reaches the idle colour through SSH.
 
 Fabric's forward_local enters its block before the listener is bound and
-hangs clients when the remote end refuses (NOTES.md); Host.forward binds
+hangs clients when the remote end refuses (fabric#2290, #2342); Host.forward binds
 first and opens one direct-tcpip channel per client.
 """
 

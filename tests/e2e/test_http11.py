@@ -1,5 +1,5 @@
-"""Health probes and verification speak HTTP/1.1 (issue: an app whose server
-refuses HTTP/1.0 never went live).
+"""Health probes and verification speak HTTP/1.1: an app whose server
+refuses HTTP/1.0 once never went live.
 
 The sample kind `h11only` is the `websockets` library's server (Debian's
 python3-websockets): plain pages through process_request, WebSockets on

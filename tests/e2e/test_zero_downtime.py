@@ -18,7 +18,7 @@ FAB_TIMEOUT = 240  # other engineers run e2e tests on this 2-core machine at the
 # What clients of each nginx may see across switches. Fresh connections never
 # fail (a graceful reload); keep-alive ones depend on nginx: Debian's 1.22
 # closes idle keep-alive connections as a retiring worker leaves, a few resets
-# per switch (NOTES.md), so those are counted and printed, not judged; 1.27.4+
+# per switch (bench/README.md), so those are counted and printed, not judged; 1.27.4+
 # with keepalive_min_timeout loses none.
 NGINX_FLAVOURS = {
     "nginx-distro": {"keepalive_max_failed": None},
