@@ -39,7 +39,7 @@ class Attempt:
         try:
             if self.switched and self.live:
                 rep.line(f"switching back to {self.live}")
-                switch_nginx(session, self.live)
+                switch_nginx(session, self.live, text=session.view.nginx_text or None)
             if self.rebuilt and self.rebuilt != self.live:
                 restore_idle(session, self.rebuilt, self.before,
                              show_logs=self.phase in ("health", "pre-switch"))
@@ -261,12 +261,16 @@ def pre_switch(session, colour):
         ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
 
 
-def switch_nginx(session, colour, nginx_version=None):
-    """Step 7: render, put in place keeping the old file, test, reload."""
+def switch_nginx(session, colour, nginx_version=None, text=None):
+    """Step 7: render, put in place keeping the old file, test, reload.
+
+    ``text``: the file to put in place instead of a rendered one (switching
+    back puts back the very file that was there).
+    """
     s, rep = session.settings, session.reporter
     with rep.phase("switch") as ph:
-        result = session.run(scripts.switch(s, render_nginx(s, colour,
-                                                            nginx_version=nginx_version)))
+        text = text or render_nginx(s, colour, nginx_version=nginx_version)
+        result = session.run(scripts.switch(s, text))
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == scripts.NGINX_WRITE_FAILED:
             # Not nginx's verdict: the file never got there (permissions, sudo).

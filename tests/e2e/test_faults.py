@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -64,35 +65,57 @@ def interrupted_release(proj):
 # --- the laptop dies --------------------------------------------------------------------
 
 
+def holder_gone(owner, timeout=15):
+    """Wait until the holder's shell on the host (this machine) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{owner['host_pid']}"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_fab_killed_during_the_health_gate(proj):
     live = serving(proj)
     with client_load(proj) as load:
         bg = interrupted_release(proj)
+        owner = lock_owner(proj)
+        assert owner["pid"] == bg.pid and owner["host_pid"]
         bg.kill(signal.SIGKILL)
         assert bg.proc.returncode == -signal.SIGKILL
         assert serving(proj) == live
-        assert lock_owner(proj)["pid"] == bg.pid
 
-        # The next run stops at the lock and says whose it is, and that it is gone.
-        r = fab(proj, "release", code=4)
-        assert f"pid {bg.pid}" in r.stderr and "running `fab" in r.stderr, output(r)
-        assert "no longer runs on this machine" in r.stderr
-        assert "unlock" in r.stderr and "--force-unlock" in r.stderr
-        r = fab(proj, "status")
-        assert f"pid {bg.pid}" in r.stdout and "that process is gone" in r.stdout, r.stdout
-
-        # `fab unlock` recovers.
-        r = fab(proj, "unlock")
-        assert f"pid {bg.pid}" in r.stdout and "lock removed" in r.stdout
+        # Its connection closed, its shell on the host ended: the next task
+        # takes the stale lock over by itself, says so and records it.
+        assert holder_gone(owner), "the killed task's shell still runs on the host"
+        _, _, r = release_ok(proj)
+        assert f"took over the lock of" in r.stdout and f"pid {bg.pid}" in r.stdout, output(r)
+        assert "its connection to testhost is gone" in r.stdout
+        takeover = [e for e in history(proj) if e.get("result") == "taken-over"][-1]
+        assert f"pid {bg.pid}" in takeover["error"]
         assert lock_owner(proj) is None
-        release_ok(proj)
+    load.require(min_requests=MIN_REQUESTS)
 
-        # Again, and this time `release --force-unlock` recovers by itself.
-        bg = interrupted_release(proj)
-        bg.kill(signal.SIGKILL)
+
+def test_a_lock_of_an_older_version_needs_unlock_or_force_unlock(proj):
+    """A lock that names no shell on the host (written before takeover existed)
+    is never taken over: the process it names is checked on this machine only."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    record = {"pid": gone.pid, "machine": os.uname().nodename, "user": "someone",
+              "command": "fab release", "started_at": int(time.time())}
+    lock = proj.deploy_dir / ".lock"
+    with client_load(proj) as load:
+        lock.mkdir()
+        (lock / "owner.json").write_text(json.dumps(record) + "\n")
+        r = fab(proj, "release", code=4)
+        assert f"pid {gone.pid}" in r.stderr and "no longer runs on this machine" in r.stderr
+        assert "--force-unlock" in r.stderr
+        r = fab(proj, "status")
+        assert f"pid {gone.pid}" in r.stdout and "that process is gone" in r.stdout, r.stdout
         _, _, r = release_ok(proj, "--force-unlock")
         assert "removing the lock of a process that is gone" in r.stdout
-        assert f"pid {bg.pid}" in r.stdout
+        assert f"pid {gone.pid}" in r.stdout
     load.require(min_requests=MIN_REQUESTS)
 
 
@@ -135,10 +158,12 @@ def test_ssh_connection_cut_mid_release(proj, loophost):
         assert serving(proj) == live
         assert after["nginx"] == before["nginx"]
         assert after["files"]["state.json"] == before["files"]["state.json"]
-        if after["locked"]:  # the lock may remain: the connection went before it could go
-            fab(proj, "release", code=4)
-            fab(proj, "unlock")
-        release_ok(proj)
+        owner = lock_owner(proj)
+        if owner:  # the connection went before the lock could: its shell ends with it
+            assert holder_gone(owner), "the cut connection's shell still runs on the host"
+        _, _, r = release_ok(proj)
+        if owner:
+            assert "took over the lock of" in r.stdout, output(r)
     load.require(min_requests=MIN_REQUESTS)
 
 

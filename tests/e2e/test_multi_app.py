@@ -44,8 +44,11 @@ def containers_of(project):
 
 
 def snapshot(project):
+    # logs/ is the app's access log: it grows while the app serves, by design.
+    files = {path: digest for path, digest in tree_digest(project.deploy_dir).items()
+             if not path.startswith("logs/")}
     return {"nginx": project.nginx_file.read_bytes(),
-            "deploy_dir": tree_digest(project.deploy_dir),
+            "deploy_dir": files,
             "containers": containers_of(project)}
 
 
