@@ -364,6 +364,12 @@ def verdict_lines(results):
             line += (f"; timeouts {c['timeouts']}" + (
                 f", {base['timeouts']} in {base['sent']:,} with no switch" if base else ""))
         lines.append(line)
+    for column, r in results.items():
+        if column != "restart":
+            share = r["rate_by_kind"]["keepalive"] / r["rate"] if r["rate"] else 0.0
+            lines.append(f"  load    {r['title']}: {r['rate']:.0f} requests/s achieved, "
+                         f"{100 * share:.0f} % on keep-alive connections, "
+                         f"{len(r['switches'])} switches ({describe_tasks(r['switches'])})")
     return lines
 
 
