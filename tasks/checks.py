@@ -285,7 +285,7 @@ def brace_problem(text):
     Braces in comments, quoted strings and ``${variable}`` do not count, as
     nginx's own parser reads them.
     """
-    depth, opened, line, i = 0, [], 1, 0
+    opened, line, i = [], 1, 0
     while i < len(text):
         ch = text[i]
         if ch == "\n":

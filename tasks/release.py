@@ -85,20 +85,9 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             attempt.phase = "pre-switch"
             pre_switch(session, target)
 
-        attempt.phase = "switch"
-        switch_nginx(session, target, nginx_version=view.nginx_version)
-        attempt.switched = True
-
-        attempt.phase = "verify"
-        verify(session, target)
-
-        attempt.phase = "record"
         state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
                              image=image, who=session_who(session), live=True, ref=plan.ref)
-        with rep.phase("record") as ph:
-            session.record(format_state(state),
-                           session.history_line("ok", **attempt.fields))
-            ph.detail = "state.json, history"
+        go_live(session, attempt, target, state)
     except BaseException as exc:
         attempt.fail(exc)
         raise
@@ -138,18 +127,7 @@ def switch(session, to=None, *, wait_lock=0.0):
                               code=FAILED)
             ph.detail = f"{to} answers {text}"
 
-        attempt.phase = "switch"
-        switch_nginx(session, to, nginx_version=view.nginx_version)
-        attempt.switched = True
-
-        attempt.phase = "verify"
-        verify(session, to)
-
-        attempt.phase = "record"
-        with rep.phase("record") as ph:
-            session.record(format_state(with_live(view.state, to)),
-                           session.history_line("ok", **attempt.fields))
-            ph.detail = "state.json, history"
+        go_live(session, attempt, to, with_live(view.state, to))
     except BaseException as exc:
         attempt.fail(exc)
         raise
@@ -203,6 +181,25 @@ def setup(session):
 
 
 # --- the steps ---------------------------------------------------------------------
+
+
+def go_live(session, attempt, colour, state):
+    """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
+
+    Each step names itself in ``attempt`` first, so a failure is recorded
+    with its phase and Attempt.fail knows whether nginx was switched.
+    """
+    attempt.phase = "switch"
+    switch_nginx(session, colour, nginx_version=session.view.nginx_version)
+    attempt.switched = True
+
+    attempt.phase = "verify"
+    verify(session, colour)
+
+    attempt.phase = "record"
+    with session.reporter.phase("record") as ph:
+        session.record(format_state(state), session.history_line("ok", **attempt.fields))
+        ph.detail = "state.json, history"
 
 
 def checkout(session, colour, plan):
@@ -285,9 +282,9 @@ def switch_nginx(session, colour, nginx_version=None, text=None):
             raise Failure(
                 f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "
                 f"place: {output}",
-                f"keepalive_min_timeout needs nginx 1.27.4 or later: set "
-                f"KEEPALIVE_MIN_TIMEOUT=auto (it is written only where nginx supports it) "
-                f"or upgrade nginx; nothing live changed", code=FAILED)
+                "keepalive_min_timeout needs nginx 1.27.4 or later: set "
+                "KEEPALIVE_MIN_TIMEOUT=auto (it is written only where nginx supports it) "
+                "or upgrade nginx; nothing live changed", code=FAILED)
         if result.code == scripts.NGINX_TEST_FAILED:
             raise Failure(
                 f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "

@@ -15,7 +15,7 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from . import health, scripts
 from .checks import Invalid
@@ -24,7 +24,7 @@ from .config import other
 from .errors import BAD_INPUT, FAILED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
-from .state import format_state, iso_utc, parse_history, with_release
+from .state import iso_utc, parse_history, with_release
 
 q = shlex.quote
 
@@ -310,7 +310,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     """Start a kept release's image in the idle colour, health gate, switch,
     verify, record: a release without git or a build."""
     from .lock import describe_who
-    from .release import Attempt, step_bound, switch_nginx, verify
+    from .release import Attempt, go_live, step_bound
 
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
@@ -348,21 +348,11 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         with rep.phase("health") as ph:
             ph.detail = health.gate(session.host, s, target, rep)
 
-        attempt.phase = "switch"
-        switch_nginx(session, target, nginx_version=view.nginx_version)
-        attempt.switched = True
-
-        attempt.phase = "verify"
-        verify(session, target)
-
-        attempt.phase = "record"
         branch = release.branch or view.record(target).get("branch") or s.branch_of(target)
         state = with_release(view.state, target, branch=branch, commit=commit,
                              image=release.image, who=describe_who(session.who), live=True,
                              ref=release.ref)
-        with rep.phase("record") as ph:
-            session.record(format_state(state), session.history_line("ok", **attempt.fields))
-            ph.detail = "state.json, history"
+        go_live(session, attempt, target, state)
     except BaseException as exc:
         attempt.fail(exc)
         raise

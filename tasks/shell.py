@@ -218,7 +218,7 @@ class RemoteShell:
                     continue
                 if self.chan.closed or self.chan.eof_received:
                     self.alive = False
-                    if _died(self.transport):
+                    if transport_died(self.transport):
                         raise self.lost("while a step was running")
                     raise Failure(f"the remote shell on {self.name} ended in the middle "
                                   "of a step", "try again; `fab check` looks at the host",
@@ -232,7 +232,7 @@ class RemoteShell:
             return reader.result()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.alive = False
-            if _died(self.transport):
+            if transport_died(self.transport):
                 raise self.lost("while a step was running") from exc
             raise Failure(f"running a step on {self.name} failed: {exc}",
                           "try again; if it persists, run `ssh` to the host by hand") from exc
@@ -292,7 +292,7 @@ class RemoteShell:
                 pass
 
 
-def _died(transport, wait: float = 0.2) -> bool:
+def transport_died(transport, wait: float = 0.2) -> bool:
     """Whether the transport is gone (paramiko closes channels a moment before it says so)."""
     end = time.monotonic() + wait
     while transport.is_active():

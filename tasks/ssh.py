@@ -27,7 +27,7 @@ import paramiko
 from . import probe
 from .errors import BAD_INPUT, FAILED, NO_CONNECTION, Failure
 from .keys import AcceptNew, RejectUnknown, key_fingerprint, load_private_key, parse_known_hosts
-from .shell import RemoteShell
+from .shell import RemoteShell, transport_died as _died
 from .ssh_errors import ConnectContext, describe_connect_error
 from .tunnel import Tunnel
 
@@ -353,15 +353,6 @@ class Host:
         return f"<Host {self.name} {'connected' if self.connection else 'closed'}>"
 
 
-
-def _died(transport, wait: float = 0.2) -> bool:
-    """Whether the transport is gone (paramiko closes channels a moment before it says so)."""
-    end = time.monotonic() + wait
-    while transport.is_active():
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _transport_with_nodelay(sock, **kwargs) -> paramiko.Transport:
