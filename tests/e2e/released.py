@@ -28,17 +28,20 @@ def conftest_module(config):
     return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
 
 
-def module_project(request, tmp_path_factory, loophost, setup=False, **settings):
-    """A Project with its own SampleApp ("v1" on main), alive for the module.
+def module_project(request, tmp_path_factory, loophost, setup=False, kind="ok", slow=None,
+                   **settings):
+    """A Project with its own SampleApp ("v1" of ``kind`` on main), alive for the module.
 
     A generator for a module-scoped fixture: yields the project (set up, i.e.
     released into blue, when ``setup``), removes its containers, images,
     nginx file and directories afterwards.
     """
     conf = conftest_module(request.config)
+    if kind in lh.PYTHON_KINDS:
+        conf.require_base_image()
     base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     app = lh.SampleApp(base / "sample-app")
-    app.commit("v1")
+    app.commit("v1", kind=kind, slow=slow)
     project = conf.Project(base / "p", loophost, app)
     if settings:
         project.set(**settings)

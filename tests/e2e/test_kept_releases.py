@@ -12,7 +12,7 @@ import pytest
 
 import loadgen
 import loophost as lh
-from released import (conftest_module, fab, output, serves, state_file, status_json,
+from released import (fab, module_project, output, serves, state_file, status_json,
                       summary_json)
 
 KEEP = 3
@@ -21,18 +21,9 @@ KEEP = 3
 @pytest.fixture(scope="module")
 def web(request, tmp_path_factory, loophost_current):
     """pyweb "v1" set up in blue, KEEP_RELEASES=3, in bridge mode."""
-    conf = conftest_module(request.config)
-    conf.require_base_image()
-    base = tmp_path_factory.mktemp("kept")
-    app = lh.SampleApp(base / "sample-app")
-    app.commit("v1", kind="pyweb", slow=1)
-    project = conf.Project(base / "p", loophost_current, app)
-    project.set(KEEP_RELEASES=KEEP, HEALTH_TIMEOUT=60, DRAIN_TIMEOUT=5)
-    try:
-        fab(project, "setup")
+    for project in module_project(request, tmp_path_factory, loophost_current, setup=True,
+                                  kind="pyweb", slow=1, KEEP_RELEASES=KEEP, HEALTH_TIMEOUT=60, DRAIN_TIMEOUT=5):
         yield project
-    finally:
-        project.remove()
 
 
 def commit_images(project):

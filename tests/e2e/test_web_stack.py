@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import loophost as lh
-from released import conftest_module, fab, output, serves, state_file
+from released import fab, module_project, output, serves, state_file
 
 DRAIN = 4
 
@@ -25,18 +25,9 @@ DRAIN = 4
 @pytest.fixture(scope="module")
 def web(request, tmp_path_factory, loophost):
     """pyweb "v1" set up in blue, DRAIN_TIMEOUT=4."""
-    conf = conftest_module(request.config)
-    conf.require_base_image()
-    base = tmp_path_factory.mktemp("webstack")
-    app = lh.SampleApp(base / "sample-app")
-    app.commit("v1", kind="pyweb", slow=1)
-    project = conf.Project(base / "p", loophost, app)
-    project.set(DRAIN_TIMEOUT=DRAIN, HEALTH_TIMEOUT=60)
-    try:
-        fab(project, "setup")
+    for project in module_project(request, tmp_path_factory, loophost, setup=True,
+                                  kind="pyweb", slow=1, DRAIN_TIMEOUT=DRAIN, HEALTH_TIMEOUT=60):
         yield project
-    finally:
-        project.remove()
 
 
 def ws_open(project):
