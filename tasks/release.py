@@ -38,7 +38,9 @@ class Attempt:
         try:
             if self.switched and self.live:
                 rep.line(f"switching back to {self.live}")
-                switch_nginx(session, self.live)
+                # Rendered for the host's nginx, as the switch was (keepalive_min_timeout).
+                switch_nginx(session, self.live,
+                             nginx_version=getattr(session.view, "nginx_version", None))
             if self.rebuilt and self.rebuilt != self.live:
                 restore_idle(session, self.rebuilt, self.before,
                              show_logs=self.phase in ("health", "pre-switch"))

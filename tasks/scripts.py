@@ -68,12 +68,16 @@ def inspect_containers(settings, colours=("blue", "green")):
 def write_file(path, text, mode=None, prefix=""):
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
-    A crash leaves the old file or the new one, never half of one.
+    A crash leaves the old file or the new one, never half of one; a write
+    that fails (a full disk) removes what it had written of the temporary.
     """
     tmp = f"{path}.tmp"
     chmod = f" && {prefix}chmod {mode} {q(tmp)}" if mode else ""
-    return (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
-            f"&& {prefix}mv -f {q(tmp)} {q(path)}")
+    write = (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
+             f"&& {prefix}mv -f {q(tmp)} {q(path)}")
+    if prefix:  # sudo: only the commands the README's sudoers lines allow
+        return write
+    return f"{{ {write}; }} || {{ rm -f {q(tmp)}; false; }}"
 
 
 # --- reading the host, and the lock -------------------------------------------------

@@ -758,3 +758,12 @@ def test_a_holder_shell_still_under_its_sshd_session_keeps_its_lock(box):
     record["host_ppid"] = os.getppid()
     (deploy / ".lock" / "owner.json").write_text(json.dumps(record) + "\n")
     assert box(scripts.take_lock(s, holder(1, 1))).values == {"lock": "held"}
+
+
+def test_a_write_that_fails_leaves_no_temporary_behind(box):
+    target = box.dir / "state.json"
+    target.write_text("old\n")
+    (box.dir / "state.json.tmp").symlink_to("/dev/full")  # writes fail with ENOSPC
+    r = box(scripts.write_file(str(target), "new\n") + " || echo \"$M failed yes\"")
+    assert r.values.get("failed") == "yes" and target.read_text() == "old\n"
+    assert not os.path.lexists(box.dir / "state.json.tmp")
