@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 import loophost as lh
-from faultkit import (assert_nothing_left_over, history, load_report, owner, run_ok, serving,
-                      start_load, state, wait_until)
+from faultkit import (Background, assert_nothing_left_over, history, load_report, owner,
+                      phase_line, run_ok, serving, start_load, state, wait_until)
 from hostile import snapshot
 
 
@@ -97,6 +97,13 @@ def test_deploy_dir_full_at_the_record_step(proj, host):
     proj.deploy_dir.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(proj.deploy_dir)],
                    check=True)
+    try:
+        deploy_dir_full(proj)
+    finally:
+        subprocess.run(["umount", "-l", str(proj.deploy_dir)], capture_output=True)
+
+
+def deploy_dir_full(proj):
     filler = proj.deploy_dir / "filler"
     load = None
     try:
@@ -106,8 +113,6 @@ def test_deploy_dir_full_at_the_record_step(proj, host):
         state_before = (proj.deploy_dir / "state.json").read_bytes()
         nginx_before = proj.nginx_file.read_text()
         load = start_load(proj.public_port)
-        from faultkit import Background, phase_line
-
         bg = Background(proj, "release")
         phase_line(bg, "health")
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
@@ -125,12 +130,9 @@ def test_deploy_dir_full_at_the_record_step(proj, host):
     finally:
         report = load_report(load.stop()) if load else None
         filler.unlink(missing_ok=True)
-    try:
-        run_ok(proj, "release")
-        assert wait_until(lambda: serving(proj) == ("green", "v2"), timeout=5)
-        assert_nothing_left_over(proj)
-    finally:
-        subprocess.run(["umount", "-l", str(proj.deploy_dir)], capture_output=True)
+    run_ok(proj, "release")
+    assert wait_until(lambda: serving(proj) == ("green", "v2"), timeout=5)
+    assert_nothing_left_over(proj)
     assert report and report["sent"] >= 100 and report["failed"] == 0, report
 
 
