@@ -313,8 +313,8 @@ class Host:
                      f"(CONNECT_TIMEOUT x {KEEPALIVE_COUNT})")
         return Failure(
             f"lost the SSH connection to {ctx.label if ctx else self.name} {when}",
-            f"check the host, then look at `fab -H {self.name} status`; its lock may need "
-            f"`{ctx.unlock_hint if ctx else 'fab unlock'}`",
+            f"check the host, then look at `fab -H {self.name} status`; the next task takes "
+            f"over the lock this one leaves (or `{ctx.unlock_hint if ctx else 'fab unlock'}`)",
             code=NO_CONNECTION,
         )
 

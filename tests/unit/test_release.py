@@ -82,8 +82,9 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
     error = Failure("nginx did not serve green")
     attempt(session, "verify", switched=True).fail(error)
     commit = session.view.record("green")["commit"]
-    assert session.ran == [scripts.switch(s, render_nginx(s, "blue")),
-                           scripts.restore(s, "green", commit)]
+    # The switch back is rendered for the host's nginx, as the switch was.
+    nginx = render_nginx(s, "blue", nginx_version=session.view.nginx_version)
+    assert session.ran == [scripts.switch(s, nginx), scripts.restore(s, "green", commit)]
     assert session.host.probes == [s.port_of("green")]  # its health, before saying so
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
     out = capsys.readouterr().out
@@ -116,8 +117,9 @@ def test_nothing_is_undone_before_the_target_was_touched(s):
 
 
 def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
-    switch_back = scripts.switch(s, render_nginx(s, "blue"))
-    session = Session(s, blue_live(s), fail_on=switch_back)
+    view = blue_live(s)
+    switch_back = scripts.switch(s, render_nginx(s, "blue", nginx_version=view.nginx_version))
+    session = Session(s, view, fail_on=switch_back)
     error = Failure("nginx did not serve green")
     attempt(session, "verify", switched=True).fail(error)  # never raises
     out = capsys.readouterr().out
@@ -130,8 +132,9 @@ def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
 # reads "could not undo everything: error: lost the SSH connection ...";
 # the undo's message (undo.message for a Failure) is what belongs there.
 def test_an_undo_failure_is_worded_once(s, capsys):
-    switch_back = scripts.switch(s, render_nginx(s, "blue"))
-    session = Session(s, blue_live(s), fail_on=switch_back)
+    view = blue_live(s)
+    switch_back = scripts.switch(s, render_nginx(s, "blue", nginx_version=view.nginx_version))
+    session = Session(s, view, fail_on=switch_back)
     attempt(session, "verify", switched=True).fail(Failure("nginx did not serve green"))
     assert "could not undo everything: lost the SSH connection to prod" in capsys.readouterr().out
 
