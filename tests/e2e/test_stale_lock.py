@@ -16,6 +16,7 @@ every test: not one request may fail.
 """
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -54,10 +55,14 @@ def commit(proj, run_line=None):
     label = f"v{next(_versions)}"
     proj.app.commit(label)
     if run_line:
+        # A layer of its own before the RUN: BuildKit would otherwise reuse a
+        # finished RUN of an earlier test session from its cache.
+        (proj.app.work / "app" / "nonce").write_text(secrets.token_hex(8))
         dockerfile = proj.app.work / "Dockerfile"
         dockerfile.write_text(dockerfile.read_text().replace(
             "COPY app /app\n", f"COPY app /app\n{run_line}\n"))
-        proj.app._git("commit", "-q", "-am", f"{label}: {run_line}")
+        proj.app._git("add", "-A")
+        proj.app._git("commit", "-q", "-m", f"{label}: {run_line}")
         proj.app._git("push", "-q", "origin", "HEAD:refs/heads/main")
     return label
 
