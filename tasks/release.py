@@ -39,7 +39,9 @@ class Attempt:
         try:
             if self.switched and self.live:
                 rep.line(f"switching back to {self.live}")
-                switch_nginx(session, self.live, text=session.view.nginx_text or None)
+                # The very file that was live (else one rendered for this nginx).
+                switch_nginx(session, self.live, nginx_version=session.view.nginx_version,
+                             text=session.view.nginx_text or None)
             if self.rebuilt and self.rebuilt != self.live:
                 restore_idle(session, self.rebuilt, self.before,
                              show_logs=self.phase in ("health", "pre-switch"))

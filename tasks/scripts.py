@@ -68,12 +68,16 @@ def inspect_containers(settings, colours=("blue", "green")):
 def write_file(path, text, mode=None, prefix=""):
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
-    A crash leaves the old file or the new one, never half of one.
+    A crash leaves the old file or the new one, never half of one; a write
+    that fails (a full disk) removes what it had written of the temporary.
     """
     tmp = f"{path}.tmp"
     chmod = f" && {prefix}chmod {mode} {q(tmp)}" if mode else ""
-    return (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
-            f"&& {prefix}mv -f {q(tmp)} {q(path)}")
+    write = (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
+             f"&& {prefix}mv -f {q(tmp)} {q(path)}")
+    if prefix:  # sudo: only the commands the README's sudoers lines allow
+        return write
+    return f"{{ {write}; }} || {{ rm -f {q(tmp)}; false; }}"
 
 
 # --- reading the host, and the lock -------------------------------------------------
@@ -85,8 +89,14 @@ def take_lock(settings, owner_json):
     The owner record names the holder's shell (host_pid) and its start time
     (host_pid_start, from /proc): a shell that no longer runs, or a pid now
     given to another process, means the task that held the lock has ended
-    (its SSH connection is gone). A holder that is still connected is never
-    overridden. Prints ``$M lock taken|taken-over|held``.
+    (its SSH connection is gone). So does a shell whose parent is no longer
+    the sshd session it was started by (host_ppid): when a connection is cut
+    or fab is killed, sshd's session process ends at once, but its shell
+    keeps running the step it was in (a build) with no one to read it, and
+    a zombie nobody reaps keeps its /proc entry. Such an orphaned step is
+    stopped (SIGTERM to the shell's process group) before the lock is taken
+    over. A holder that is still connected is never overridden. Prints
+    ``$M lock taken|taken-over|held``.
     """
     lock = q(settings.deploy_dir + "/.lock")
     owner = q(settings.deploy_dir + "/.lock/owner.json")
@@ -96,12 +106,17 @@ def take_lock(settings, owner_json):
 else
   holder=$(sed -n 's/.*"host_pid": *\\([0-9][0-9]*\\).*/\\1/p' {owner} 2>/dev/null)
   start=$(sed -n 's/.*"host_pid_start": *\\([0-9][0-9]*\\).*/\\1/p' {owner} 2>/dev/null)
-  gone=no
+  parent=$(sed -n 's/.*"host_ppid": *\\([0-9][0-9]*\\).*/\\1/p' {owner} 2>/dev/null)
+  gone=no; orphan=no
   if [ -n "$holder" ] && [ -n "$start" ]; then
-    now=$(cut -d' ' -f22 /proc/"$holder"/stat 2>/dev/null)
-    if [ "$now" != "$start" ]; then gone=yes; fi
+    set -- $(cut -d' ' -f3,4,5,22 /proc/"$holder"/stat 2>/dev/null)
+    if [ "${{4:-}}" != "$start" ]; then gone=yes
+    elif [ "$1" = Z ] || {{ [ -n "$parent" ] && [ "$2" != "$parent" ]; }}; then
+      gone=yes; [ "$3" = "$holder" ] && [ "$1" != Z ] && orphan=yes
+    fi
   fi
   if [ "$gone" = yes ] && rm -rf {stale} && mv {lock} {stale} 2>/dev/null && mkdir {lock} 2>/dev/null; then
+    if [ "$orphan" = yes ]; then {stop_session('"$holder"')} && {mark('stopped_orphan', '$holder')}; fi
     {block('stale_owner', f'cat {stale}/owner.json 2>/dev/null')}
     rm -rf {stale}
     printf '%s\\n' {q(owner_json)} > {owner}; {mark('lock', 'taken-over')}
@@ -109,6 +124,15 @@ else
     {mark('lock', 'held')}
   fi
 fi"""
+
+
+def stop_session(pid):
+    """SIGTERM to every process of the session that the task's shell ``pid`` leads.
+
+    By session, not process group: timeout(1) puts what it bounds (a build)
+    in a group of its own, which a signal to the shell's group misses.
+    """
+    return f"{{ pkill -TERM -s {pid} 2>/dev/null || kill -TERM -{pid} 2>/dev/null; }}"
 
 
 def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listening=False):

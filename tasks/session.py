@@ -113,6 +113,8 @@ class Session:
         """The lock's owner record: who runs what, and the shell that holds it."""
         record = owner_record(self.command, self.who)
         record.update(host_pid=shell.pid, host_pid_start=shell.started)
+        if getattr(shell, "parent", None):  # sshd's session process (scripts.take_lock)
+            record["host_ppid"] = shell.parent
         return jsonlib.dumps(record, sort_keys=True)
 
     def took_over(self, holder):

@@ -168,6 +168,7 @@ class RemoteShell:
         self.pid: Optional[int] = None  # the shell's pid on the host
         self.pgid: Optional[int] = None  # its process group (sshd's session)
         self.started: Optional[int] = None  # its start time on the host, in clock ticks
+        self.parent: Optional[int] = None  # its parent's pid (sshd's session process)
         self.alive = False
         self._buffers = {"stdout": b"", "stderr": b""}
 
@@ -187,13 +188,17 @@ class RemoteShell:
         self.chan.sendall(init.encode())
         # pid, process group, start time (clock ticks since boot: with the
         # pid, it tells this shell from a later process given the same pid).
+        # And its parent, sshd's session process: it ends with the connection,
+        # while the shell may outlive it in the middle of a step.
         first = self.run("echo \"$M shell $BLUEGREEN_TASK_PID $(cut -d' ' -f5,22 "
+                         "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null) $(cut -d' ' -f4 "
                          "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null)\"",
                          timeout=self.open_timeout)
         fields = [int(f) for f in first.values.get("shell", "").split() if f.isdigit()]
         self.pid = fields[0] if fields else None
         self.pgid = fields[1] if len(fields) > 1 else self.pid
         self.started = fields[2] if len(fields) > 2 else None
+        self.parent = fields[3] if len(fields) > 3 else None
 
     def run(self, script: str, on_line=None, on_mark=None,
             timeout: Optional[float] = None) -> StepResult:
@@ -276,7 +281,10 @@ class RemoteShell:
             try:
                 chan = self.transport.open_session(timeout=2.0)
                 self.stats["commands"] = self.stats.get("commands", 0) + 1
-                chan.exec_command(f"kill -TERM -- {target} 2>/dev/null; true")
+                # The whole session too: timeout(1) runs a bounded build in
+                # a process group of its own.
+                session = f"pkill -TERM -s {self.pid} 2>/dev/null; " if self.pid else ""
+                chan.exec_command(f"{session}kill -TERM -- {target} 2>/dev/null; true")
                 chan.status_event.wait(2.0)
                 chan.close()
             except Exception:

@@ -25,6 +25,7 @@ import fabric
 import paramiko
 
 from . import probe
+from .keepalive import Watchdog
 from .errors import BAD_INPUT, FAILED, NO_CONNECTION, Failure
 from .keys import AcceptNew, RejectUnknown, key_fingerprint, load_private_key, parse_known_hosts
 from .shell import RemoteShell, transport_died as _died
@@ -33,11 +34,11 @@ from .tunnel import Tunnel
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Server-alive probes: a dead connection is noticed within three of them
-# (OpenSSH's ServerAliveCountMax), so a task never waits on a host that is gone.
+# Server-alive probes every CONNECT_TIMEOUT seconds (they also keep NAT and
+# firewall state alive through a long silent docker build): a connection is
+# given up when three go unanswered (OpenSSH's ServerAliveCountMax), so a
+# task never waits on a host that is gone for longer than CONNECT_TIMEOUT x 3.
 KEEPALIVE_COUNT = 3
-# Keeps NAT and firewall state alive through a long silent docker build.
-KEEPALIVE_SECONDS = 30
 
 # A refused direct-tcpip open is logged by paramiko ("Secsh channel 3 open
 # FAILED") and, with no handler anywhere, Python's last-resort handler prints
@@ -84,6 +85,7 @@ class Host:
         self._sftp_lock = threading.Lock()
         self._ctx: Optional[ConnectContext] = None
         self._shell: Optional[RemoteShell] = None
+        self._watchdog: Optional[Watchdog] = None
 
     # -- naming
 
@@ -122,7 +124,7 @@ class Host:
                 raise
             raise describe_connect_error(exc, ctx) from exc
         self.stats["connect_seconds"] = time.monotonic() - started
-        conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+        self._watchdog = Watchdog(conn.transport, self.connect_timeout, KEEPALIVE_COUNT).start()
         self.connection, self._ctx = conn, ctx
         return self
 
@@ -236,10 +238,13 @@ class Host:
 
     def _lost(self, when: str) -> Failure:
         ctx = self._ctx
+        if self._watchdog is not None and self._watchdog.dead:
+            when += (f": no answer to keep-alives for {self.connect_timeout * KEEPALIVE_COUNT:g}s "
+                     f"(CONNECT_TIMEOUT x {KEEPALIVE_COUNT})")
         return Failure(
             f"lost the SSH connection to {ctx.label if ctx else self.name} {when}",
-            f"check the host, then look at `fab -H {self.name} status`; its lock may need "
-            f"`{ctx.unlock_hint if ctx else 'fab unlock'}`",
+            f"check the host, then look at `fab -H {self.name} status`; the next task takes "
+            f"over the lock this one leaves (or `{ctx.unlock_hint if ctx else 'fab unlock'}`)",
             code=NO_CONNECTION,
         )
 
@@ -333,6 +338,9 @@ class Host:
     # -- closing
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         if self._shell is not None:
             self._shell.close()
             self._shell = None

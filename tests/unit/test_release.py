@@ -82,7 +82,9 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
     error = Failure("nginx did not serve green")
     attempt(session, "verify", switched=True).fail(error)
     commit = session.view.record("green")["commit"]
-    assert session.ran == [scripts.switch(s, render_nginx(s, "blue")),
+    # The switch back puts back the very file that was live.
+    assert session.view.nginx_text.startswith("# bluegreen app=shop live=blue")
+    assert session.ran == [scripts.switch(s, session.view.nginx_text),
                            scripts.restore(s, "green", commit)]
     assert session.host.probes == [s.port_of("green")]  # its health, before saying so
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
@@ -116,8 +118,9 @@ def test_nothing_is_undone_before_the_target_was_touched(s):
 
 
 def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
-    switch_back = scripts.switch(s, render_nginx(s, "blue"))
-    session = Session(s, blue_live(s), fail_on=switch_back)
+    view = blue_live(s)
+    switch_back = scripts.switch(s, view.nginx_text)
+    session = Session(s, view, fail_on=switch_back)
     error = Failure("nginx did not serve green")
     attempt(session, "verify", switched=True).fail(error)  # never raises
     out = capsys.readouterr().out
@@ -130,8 +133,9 @@ def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
 # reads "could not undo everything: error: lost the SSH connection ...";
 # the undo's message (undo.message for a Failure) is what belongs there.
 def test_an_undo_failure_is_worded_once(s, capsys):
-    switch_back = scripts.switch(s, render_nginx(s, "blue"))
-    session = Session(s, blue_live(s), fail_on=switch_back)
+    view = blue_live(s)
+    switch_back = scripts.switch(s, view.nginx_text)
+    session = Session(s, view, fail_on=switch_back)
     attempt(session, "verify", switched=True).fail(Failure("nginx did not serve green"))
     assert "could not undo everything: lost the SSH connection to prod" in capsys.readouterr().out
 

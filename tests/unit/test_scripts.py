@@ -730,3 +730,40 @@ def test_adopt_lock_renames_the_holder_only_while_the_lock_is_ours(tmp_path):
     owner.write_text(other + "\n")
     run_step(scripts.adopt_lock(s, 41, new))
     assert json.loads(owner.read_text())["host_pid"] == 4100
+
+
+def test_a_holder_shell_left_by_its_sshd_session_is_stopped_and_its_lock_taken_over(box):
+    # A cut connection ends sshd's session process at once; its shell goes
+    # on with the step it was in (a build) under another parent.
+    deploy, s = lock_box(box)
+    (deploy / ".lock").mkdir()
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        real_parent = os.getpid()
+        record = json.loads(holder(orphan.pid, proc_start(orphan.pid)))
+        record["host_ppid"] = real_parent + 1  # the sshd session it was started by, now gone
+        (deploy / ".lock" / "owner.json").write_text(json.dumps(record) + "\n")
+        r = box(scripts.take_lock(s, holder(4242, 77)))
+        assert r.values == {"lock": "taken-over", "stopped_orphan": str(orphan.pid)}, (r, open(f"/proc/{orphan.pid}/stat").read(), real_parent)
+        assert orphan.wait(timeout=5) == -15  # SIGTERM, by its session
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_a_holder_shell_still_under_its_sshd_session_keeps_its_lock(box):
+    deploy, s = lock_box(box)
+    (deploy / ".lock").mkdir()
+    record = json.loads(holder(os.getpid(), proc_start(os.getpid())))
+    record["host_ppid"] = os.getppid()
+    (deploy / ".lock" / "owner.json").write_text(json.dumps(record) + "\n")
+    assert box(scripts.take_lock(s, holder(1, 1))).values == {"lock": "held"}
+
+
+def test_a_write_that_fails_leaves_no_temporary_behind(box):
+    target = box.dir / "state.json"
+    target.write_text("old\n")
+    (box.dir / "state.json.tmp").symlink_to("/dev/full")  # writes fail with ENOSPC
+    r = box(scripts.write_file(str(target), "new\n") + " || echo \"$M failed yes\"")
+    assert r.values.get("failed") == "yes" and target.read_text() == "old\n"
+    assert not os.path.lexists(box.dir / "state.json.tmp")

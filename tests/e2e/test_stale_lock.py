@@ -1,0 +1,231 @@
+"""Stale locks recover by themselves, and nothing waits for ever (issue 15).
+
+One project on the current nginx for the module, under a load of 110
+requests/s (fresh and keep-alive connections, several clients) through
+every test: not one request may fail.
+
+- `fab` killed (SIGKILL) in the middle of a build, or its SSH connection
+  cut on the host side: the next release takes the lock over, says so,
+  records it in history, stops the orphaned build, and succeeds.
+- A holder that is still connected is never overridden (exit 4).
+- A GIT_REPO that would wait for a password or a host key, and a build
+  that hangs, end within their bounds: clear message, lock dropped,
+  attempt recorded, live untouched, the build's processes stopped.
+- A connection that goes silent (the sshd process serving it stopped) is
+  given up within CONNECT_TIMEOUT x 3.
+"""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import loophost as lh
+from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
+                      history, load_report, owner, phase_line, processes_matching, run_ok,
+                      serving, sshd_session_of, start_load, state, wait_until)
+from released import module_project
+
+_versions = iter(range(2, 1000))
+
+
+@pytest.fixture(scope="module")
+def proj(request, tmp_path_factory, loophost_current):
+    yield from module_project(request, tmp_path_factory, loophost_current, setup=True)
+
+
+@pytest.fixture
+def load(proj):
+    """The load for one test; asserts at the end that no request failed."""
+    running = start_load(proj.public_port)
+    yield running
+    report = load_report(running.stop())
+    assert report["sent"] >= 100, report
+    assert report["failed"] == 0, report
+
+
+def commit(proj, run_line=None):
+    """A new version on main; with `run_line`, a Dockerfile RUN step that
+    the build goes through (e.g. a sleep). Returns its label."""
+    label = f"v{next(_versions)}"
+    proj.app.commit(label)
+    if run_line:
+        # A layer of its own before the RUN: BuildKit would otherwise reuse a
+        # finished RUN of an earlier test session from its cache.
+        (proj.app.work / "app" / "nonce").write_text(secrets.token_hex(8))
+        dockerfile = proj.app.work / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text().replace(
+            "COPY app /app\n", f"COPY app /app\n{run_line}\n"))
+        proj.app._git("add", "-A")
+        proj.app._git("commit", "-q", "-m", f"{label}: {run_line}")
+        proj.app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    return label
+
+
+def released(proj, label):
+    """A release of `label` that must succeed; the colour it went into."""
+    before = serving(proj)[0]
+    r = run_ok(proj, "release")
+    target = "green" if before == "blue" else "blue"
+    assert wait_until(lambda: serving(proj) == (target, label), timeout=5), r.stdout
+    return target, r
+
+
+def sleepers(seconds):
+    return processes_matching(f"sleep {seconds}")
+
+
+@pytest.mark.parametrize("fault", ["kill", "cut"])
+def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(proj, load, fault):
+    live = serving(proj)
+    label = commit(proj, run_line='RUN ["/bin/busybox", "sleep", "47"]')
+    bg = Background(proj, "release")
+    bg.wait_line('sleep", "47"')  # BuildKit's line for the RUN step: the build runs
+    assert wait_until(lambda: sleepers(47), timeout=20), bg.text()
+    holder = owner(proj)
+    assert holder and holder["pid"] == bg.pid and holder["host_ppid"] > 1, holder
+    if fault == "kill":
+        bg.kill(signal.SIGKILL)
+    else:
+        os.kill(sshd_session_of(proj, bg), signal.SIGKILL)
+        assert bg.wait() == 3
+        assert "lost the SSH connection to testhost" in bg.text(), bg.text()
+    assert "Traceback" not in bg.text()
+    assert serving(proj) == live
+    assert owner(proj)["pid"] == bg.pid  # the lock stays behind
+
+    before = len(history(proj))
+    target, r = released(proj, label)
+    assert f"took over the lock of " in r.stdout and f"pid {bg.pid}" in r.stdout, r.stdout
+    assert "its connection to testhost is gone" in r.stdout
+    entries = history(proj)[before:]
+    assert [(e["task"], e["result"]) for e in entries] == [("lock", "taken-over"), ("release", "ok")]
+    assert f"pid {bg.pid}" in entries[0]["error"]
+    # The build the dead task left running on the host was stopped at the takeover.
+    assert wait_until(lambda: not sleepers(47), timeout=20), sleepers(47)
+    assert owner(proj) is None
+    assert_status_tells_the_truth(proj)
+    assert_nothing_left_over(proj)
+
+
+def test_a_holder_still_connected_is_never_overridden(proj, load):
+    live = serving(proj)
+    label = commit(proj, run_line='RUN ["/bin/busybox", "sleep", "6"]')
+    bg = Background(proj, "release")
+    try:
+        bg.wait_line('sleep", "6"')
+        r = proj.fab("release", timeout=120)
+        assert r.returncode == 4, r.stdout + r.stderr
+        assert f"testhost is locked by " in r.stderr and f"pid {bg.pid}" in r.stderr, r.stderr
+        assert "took over" not in r.stdout
+        assert owner(proj)["pid"] == bg.pid
+        assert serving(proj) == live
+    finally:
+        code = bg.wait()
+    assert code == 0, bg.text()
+    assert wait_until(lambda: serving(proj)[1] == label, timeout=5)
+
+
+def silent_port():
+    """A loopback port that accepts TCP connections and never says a word
+    (an SSH server that never sends its banner)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, held
+
+
+def assert_failed_cleanly(proj, r, live, before, phase, bound, started):
+    took = time.monotonic() - started
+    text = r.stdout + r.stderr
+    assert r.returncode == 1 and "Traceback" not in text, text
+    assert took < bound, f"took {took:.0f}s:\n{text}"
+    assert owner(proj) is None and not (proj.deploy_dir / ".lock").exists()
+    assert serving(proj) == live
+    [entry] = history(proj)[before:]
+    assert (entry["result"], entry["phase"]) == ("failed", phase), entry
+    return text, entry
+
+
+def test_a_git_repo_that_would_wait_for_a_password_fails_within_bounds(proj, load):
+    live = serving(proj)
+    server, held = silent_port()
+    try:
+        port = server.getsockname()[1]
+        before = len(history(proj))
+        started = time.monotonic()
+        r = proj.fab("release", timeout=120, env={
+            "BLUEGREEN_GIT_REPO": f"ssh://git@127.0.0.1:{port}/app.git",
+            "BLUEGREEN_BUILD_TIMEOUT": "5s"})
+        text, entry = assert_failed_cleanly(proj, r, live, before, "git", 40, started)
+        assert "git" in r.stderr and "GIT_REPO" in r.stderr, text
+        # An https URL that asks for a password: git never prompts.
+        before = len(history(proj))
+        started = time.monotonic()
+        r = proj.fab("release", timeout=120, env={
+            "BLUEGREEN_GIT_REPO": f"https://127.0.0.1:{lh.free_port()}/app.git",
+            "BLUEGREEN_BUILD_TIMEOUT": "5s"})
+        assert_failed_cleanly(proj, r, live, before, "git", 40, started)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    released(proj, commit(proj))
+
+
+def test_a_build_that_hangs_stops_at_build_timeout(proj, load):
+    live = serving(proj)
+    commit(proj, run_line='RUN ["/bin/busybox", "sleep", "601"]')
+    before = len(history(proj))
+    started = time.monotonic()
+    r = proj.fab("release", timeout=120, env={"BLUEGREEN_BUILD_TIMEOUT": "5s"})
+    text, entry = assert_failed_cleanly(proj, r, live, before, "build", 45, started)
+    assert "docker build did not finish within BUILD_TIMEOUT=5s" in r.stderr, text
+    assert "BUILD_TIMEOUT=5s" in entry["error"]
+    assert wait_until(lambda: not sleepers(601), timeout=20), "the hung build still runs"
+    released(proj, commit(proj))
+    assert_nothing_left_over(proj)
+
+
+def test_a_silent_connection_is_given_up_within_connect_timeout_x3(proj, load):
+    """The sshd process serving fab is stopped (SIGSTOP): the network is
+    silent, nothing is closed. fab gives up within CONNECT_TIMEOUT x 3."""
+    live = serving(proj)
+    label = commit(proj, run_line='RUN ["/bin/busybox", "sleep", "8"]')
+    bg = Background(proj, "release", env={"BLUEGREEN_CONNECT_TIMEOUT": "2"})
+    bg.wait_line('sleep", "8"')
+    session = sshd_session_of(proj, bg)
+    os.kill(session, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        code = bg.wait(timeout=60)
+        gave_up = time.monotonic() - stopped
+    finally:
+        os.kill(session, signal.SIGCONT)  # it finds its client gone and ends
+        try:
+            os.kill(session, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    text = bg.text()
+    assert code == 3 and "Traceback" not in text, text
+    assert gave_up <= 2 * 3 + 2, f"gave up after {gave_up:.1f}s:\n{text}"
+    assert "no answer to keep-alives for 6s (CONNECT_TIMEOUT x 3)" in text, text
+    assert serving(proj) == live
+    target, r = released(proj, label)
+    assert "took over the lock of " in r.stdout
