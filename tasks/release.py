@@ -17,7 +17,8 @@ from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
 from .nginx import render_nginx
 from .plan import plan_release, plan_switch
-from .state import empty_state, format_state, with_live, with_release
+from .stage import after_switch, canary_of
+from .state import empty_state, format_state, with_release
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Attempt:
 
 
 def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
-            force_unlock=False, first=False):
+            force_unlock=False, first=False, watch_seconds=0):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
     s, rep, name = session.settings, session.reporter, session.name
     if not first:  # setup has connected and holds the lock
@@ -101,6 +102,12 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     except BaseException as exc:
         attempt.fail(exc)
         raise
+    watched = None
+    if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
+        from .promote import watch_release
+
+        watched = watch_release(session, state, new=target, old=plan.live,
+                                seconds=watch_seconds, fields=attempt.fields)
     if stop_old and plan.live:
         stop_colour(session, plan.live)
     session.unlock()
@@ -111,7 +118,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats()}
+            "phases": rep.durations(), "ssh": session.ssh_stats(),
+            **({"watch": watched} if watched else {})}
 
 
 def switch(session, to=None, *, wait_lock=0.0):
@@ -145,7 +153,8 @@ def switch(session, to=None, *, wait_lock=0.0):
 
         attempt.phase = "record"
         with rep.phase("record") as ph:
-            session.record(format_state(with_live(view.state, to)),
+            session.record(format_state(after_switch(view.state, to, canary_of(view)
+                                                     and canary_of(view)[0])),
                            session.history_line("ok", **attempt.fields))
             ph.detail = "state.json, history"
     except BaseException as exc:
@@ -259,12 +268,16 @@ def pre_switch(session, colour):
         ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
 
 
-def switch_nginx(session, colour, nginx_version=None):
-    """Step 7: render, put in place keeping the old file, test, reload."""
+def switch_nginx(session, colour, nginx_version=None, canary=None):
+    """Step 7: render, put in place keeping the old file, test, reload.
+
+    ``canary=(colour, percent)`` keeps ``colour`` live but for that share of clients.
+    """
     s, rep = session.settings, session.reporter
     with rep.phase("switch") as ph:
         result = session.run(scripts.switch(s, render_nginx(s, colour,
-                                                            nginx_version=nginx_version)))
+                                                            nginx_version=nginx_version,
+                                                            canary=canary)))
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == scripts.NGINX_WRITE_FAILED:
             # Not nginx's verdict: the file never got there (permissions, sudo).
@@ -287,7 +300,8 @@ def switch_nginx(session, colour, nginx_version=None):
                 f"{output}",
                 "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
                 code=FAILED)
-        ph.detail = f"nginx -> {colour} (tested, reloaded)"
+        ph.detail = (f"nginx -> {colour}, {canary[1]}% to {canary[0]} (tested, reloaded)"
+                     if canary else f"nginx -> {colour} (tested, reloaded)")
 
 
 def verify(session, colour):
