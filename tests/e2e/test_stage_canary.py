@@ -138,8 +138,10 @@ def test_a_canary_of_a_version_whose_pages_fail_is_reverted_by_the_watch(
     assert watch["verdict"] == "revert" and watch["colours"]["green"]["errors"] > 0, watch
     assert watch["first_error_at"] is not None and watch["seconds"] - watch["first_error_at"] < 3.5, watch
     assert watch["seconds"] < 8, f"the watch took {watch['seconds']}s to revert: {watch}"
-    # The load's failures are the canary's 500s, bounded by its share.
-    failures = [r for r in records if not r.ok]
+    # The load's failures are the canary's 500s, bounded by its share. Debian's
+    # nginx 1.22 may reset a reused keep-alive connection at a reload (wave 2
+    # notes): such a request counts only if a retry failed too.
+    failures = [r for r in records if not r.ok and not (r.reused and r.retry_ok)]
     assert failures, "the canary's 500s never reached the load"
     assert {(r.error, r.colour) for r in failures} == {("http 500", "green")}, describe(failures)
     window = [r for r in records if failures[0].t <= r.t <= failures[-1].t]
