@@ -229,8 +229,14 @@ def revert(session, state, outcome, fields):
     figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
     rep.line(f"watch: {why}: switching everyone back to {old}")
     try:
+        started = time.monotonic()
         switch_nginx(session, old, nginx_version=session.view.nginx_version)
         verify(session, old)
+        if outcome.detected_after_first_5xx is not None:
+            # The first 5xx to everyone back on the old colour: detection on
+            # the host's clock, the switch and its verification on ours.
+            figures["reverted_after_first_5xx"] = round(
+                outcome.detected_after_first_5xx + time.monotonic() - started, 2)
         with rep.phase("record") as ph:
             session.record(format_state(with_withdrawn(state, new, old, "reverted")),
                            session.history_line("reverted", **{

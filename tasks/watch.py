@@ -37,6 +37,7 @@ if [ "$size" -lt "$off" ]; then off=0; fi
 {mark('from', '$off')}
 {mark('size', '$size')}
 {mark('cpu', "$(cut -d' ' -f14-17 /proc/$$/stat 2>/dev/null) $(getconf CLK_TCK 2>/dev/null || echo 100)")}
+{mark('now', '$(date +%s.%N)')}
 if [ "$size" -gt "$off" ]; then
   {block('log', f'tail -c +$((off + 1)) {path} | head -c $((size - off))')}
 fi
@@ -96,7 +97,9 @@ class Outcome:
     seconds: float  # how long it watched
     summary: dict = field(default_factory=dict)  # colour -> accesslog.ColourSummary
     host_cpu: float = None  # CPU seconds the host's shell spent on the watch
-    first_error_at: float = None  # seconds into the watch of the new colour's first 5xx
+    # Seconds from the new colour's first 5xx (nginx's time of it) to the read
+    # that saw enough of them to revert (the host's clock both).
+    detected_after_first_5xx: float = None
 
     def as_dict(self, max_error_rate, min_requests):
         mine = self.summary.get(self.new)
@@ -105,8 +108,8 @@ class Outcome:
                 "new_error_rate": round(mine.error_rate, 4) if mine else 0.0,
                 "max_error_rate": max_error_rate, "min_requests": min_requests,
                 "host_cpu_seconds": None if self.host_cpu is None else round(self.host_cpu, 3),
-                "first_error_at": (None if self.first_error_at is None
-                                   else round(self.first_error_at, 2))}
+                "detected_after_first_5xx": (None if self.detected_after_first_5xx is None
+                                             else round(self.detected_after_first_5xx, 2))}
 
     def sentence(self, max_error_rate, min_requests):
         mine = self.summary.get(self.new)
@@ -135,7 +138,8 @@ def watch(session, *, new, old, seconds, clock=time.monotonic, sleep=time.sleep)
              f"revert above WATCH_MAX_ERROR_RATE={s.watch_max_error_rate:g} over at least "
              f"WATCH_MIN_REQUESTS={s.watch_min_requests}")
     start = clock()
-    records, verdict, cpu_end, first_error = [], accesslog.TOO_FEW, cpu_start, None
+    records, verdict, cpu_end = [], accesslog.TOO_FEW, cpu_start
+    first_error = host_now = None  # nginx's time of the new colour's first 5xx; the host's now
     tick = start
     while True:
         tick += 1.0
@@ -146,9 +150,10 @@ def watch(session, *, new, old, seconds, clock=time.monotonic, sleep=time.sleep)
         fresh = accesslog.parse_log(result.blocks.get("log", ""))
         records += fresh
         elapsed = clock() - start
-        if first_error is None and any(r.colour == new and r.status >= 500 and r.proxied
-                                       for r in fresh):
-            first_error = elapsed
+        host_now = seconds_or_none(result.values.get("now"))
+        if first_error is None:
+            first_error = next((r.time for r in fresh if r.colour == new and r.status >= 500
+                                and r.proxied), None)
         last = accesslog.summarize(fresh)
         rep.progress(f"{elapsed:4.0f}s  " + "; ".join(
             describe(c, last.get(c)) for c in (new, old)))
@@ -158,4 +163,13 @@ def watch(session, *, new, old, seconds, clock=time.monotonic, sleep=time.sleep)
     return Outcome(verdict=verdict, new=new, old=old, seconds=clock() - start,
                    summary=accesslog.summarize(records),
                    host_cpu=(cpu_end - cpu_start) if None not in (cpu_start, cpu_end) else None,
-                   first_error_at=first_error)
+                   detected_after_first_5xx=(
+                       host_now - first_error if verdict == accesslog.REVERT
+                       and None not in (host_now, first_error) else None))
+
+
+def seconds_or_none(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None

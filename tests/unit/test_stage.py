@@ -171,7 +171,7 @@ def test_cpu_seconds_from_the_marker():
 def test_outcome_says_why():
     summary = accesslog.summarize(records("green", 40, 500))
     out = Outcome(verdict=accesslog.REVERT, new="green", old="blue", seconds=2.0,
-                  summary=summary, host_cpu=0.01, first_error_at=0.4)
+                  summary=summary, host_cpu=0.01, detected_after_first_5xx=0.4)
     assert "40 of 40" in out.sentence(0.05, 20)
     figures = out.as_dict(0.05, 20)
     assert figures["colours"]["green"]["errors"] == 40 and figures["new_error_rate"] == 1.0
