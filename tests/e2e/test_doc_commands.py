@@ -26,11 +26,7 @@ PAGES = [REPO_ROOT / "README.md"] + sorted(
 # (SPEC.md): remove an entry once it lands, and this test checks it too.
 NOT_YET = {
     ("releases", None),
-    ("promote", None),
     ("rollback", "--to"),
-    ("release", "--no-switch"),
-    ("release", "--canary"),
-    ("release", "--watch"),
 }
 
 # Read-only tasks: they run against the test host, exit 0 expected.
