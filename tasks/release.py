@@ -162,8 +162,10 @@ def switch(session, to=None, *, wait_lock=0.0):
         raise
     session.unlock()
     total = time.monotonic() - session.started
+    rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
+            "promote` still can)" if to == view.live else f"{view.live} keeps running")
     rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
-             f"{record.get('branch') or ''}) in {total:.1f}s; {view.live} keeps running")
+             f"{record.get('branch') or ''}) in {total:.1f}s; {rest}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": to, "previous": view.live, "commit": record.get("commit"),
             "branch": record.get("branch"), "seconds": round(total, 3),

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from released import (background, fab, history_json, interrupt, output, serves, state_file,
+from released import (background, container_states, fab, history_json, interrupt, output, serves, state_file,
                       status_json, summary_json, version, wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def test_a_good_canary_is_promoted_by_its_watch(loophost_current, make_project):
     traffic = load(project, many_clients=True).start()
     try:
         time.sleep(0.5)
-        r = fab(project, "release", "--canary", "20", "--watch", "6", "--json")
+        r = fab(project, "release", "--canary", "20", "--watch", "6", "--stop-old", "--json")
         serves(project, "v2", "green")
         time.sleep(0.5)
     finally:
@@ -181,6 +181,32 @@ def test_a_good_canary_is_promoted_by_its_watch(loophost_current, make_project):
     assert canary_phase, "the canary never answered the load"
     results = [e["result"] for e in history_json(project)]
     assert results[-2:] == ["canary", "promoted"], results
+    # --stop-old: the old colour stopped once the watch ended clean.
+    assert wait_until(lambda: container_states(project).get("blue") == "exited"), \
+        container_states(project)
+
+
+def test_a_full_release_whose_pages_fail_is_reverted_and_the_old_colour_kept(project):
+    fab(project, "setup")
+    project.app.commit("v2", kind="pages500")
+    traffic = load(project, rate_fresh=60, rate_keepalive=0).start()
+    try:
+        time.sleep(0.5)
+        r = fab(project, "release", "--watch", "30", "--stop-old", "--json", code=1)
+        time.sleep(0.5)
+    finally:
+        records = traffic.stop()
+    failed = failure_json(r)
+    assert failed["result"] == "reverted" and failed["watch"]["verdict"] == "revert", failed
+    assert failed["watch"]["reverted_after_first_5xx"] < 4, failed["watch"]
+    assert "switching everyone back to blue" in r.stderr, r.stderr
+    serves(project, "v1", "blue")
+    assert container_states(project)["blue"] == "running"  # --stop-old only after a clean watch
+    assert state_file(project)["live"] == "blue"
+    assert state_file(project)["colours"]["green"]["pending"] == "reverted"
+    failures = [rec for rec in records if not rec.ok]
+    assert failures and all(rec.colour == "green" for rec in failures), describe(failures)
+    assert status_json(project)["lock"] is None
 
 
 def test_rollback_during_a_canary_and_a_canary_too_quiet_to_judge(project):
