@@ -299,6 +299,10 @@ def check_release_modes(no_switch, percent, seconds, stop_old):
         if no_switch and given:
             raise Failure(f"--no-switch with {flag}: a staged release switches nothing; "
                           "allowed: one of --no-switch, --canary PERCENT", code=BAD_INPUT)
+    if percent and stop_old and not seconds:
+        raise Failure("--canary with --stop-old but no --watch: the old colour serves the "
+                      "other clients; allowed: --stop-old with --watch (stopped after a clean "
+                      "watch promotes the canary)", code=BAD_INPUT)
 
 
 @task(help={

@@ -103,6 +103,9 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         attempt.fail(exc)
         raise
     watched = None
+    if watch_seconds and not plan.live:
+        rep.line("watch: nothing was live before this release, so nothing to go back to: "
+                 "not watched")
     if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
         from .promote import watch_release
 

@@ -139,6 +139,8 @@ def test_no_switch_goes_with_neither_canary_nor_watch():
     assert exc.value.code == BAD_INPUT and "--canary" in exc.value.message
     cli.check_release_modes(True, None, 0, False)
     cli.check_release_modes(False, 10, 30, True)
+    with pytest.raises(Failure):
+        cli.check_release_modes(False, 10, 0, True)  # nobody would stop the old colour
 
 
 # --- the watch --------------------------------------------------------------------
