@@ -337,7 +337,7 @@ fi
 ACCESS_LOG_MAX_BYTES = 64 * 1024 * 1024
 
 
-def rotate_access_log(settings):
+def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
     """access.log -> access.log.1 when it is over ACCESS_LOG_MAX_BYTES.
 
     Runs before the reload of a switch: the reload makes nginx open
@@ -347,7 +347,7 @@ def rotate_access_log(settings):
     from .nginx import access_log_path
 
     log = access_log_path(settings)
-    return (f"if [ \"$(wc -c < {q(log)} 2>/dev/null || echo 0)\" -gt {ACCESS_LOG_MAX_BYTES} ]; "
+    return (f"if [ \"$(wc -c 2>/dev/null < {q(log)} || echo 0)\" -gt {int(max_bytes)} ]; "
             f"then mv -f {q(log)} {q(log + '.1')} && {mark('rotated', 'access.log')}; fi")
 
 

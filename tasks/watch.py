@@ -32,7 +32,7 @@ def read_step(settings, offset):
     """
     path = q(access_log_path(settings))
     return f"""off={int(offset)}
-size=$(wc -c < {path} 2>/dev/null || echo 0)
+size=$(wc -c 2>/dev/null < {path} || echo 0)
 if [ "$size" -lt "$off" ]; then off=0; fi
 {mark('from', '$off')}
 {mark('size', '$size')}

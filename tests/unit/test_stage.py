@@ -196,3 +196,17 @@ def test_read_step_reads_only_new_bytes_and_notices_a_rotation(s, tmp_path):
     log.write_text("1002.000 blue 200 GET 0.001\n")  # rotated: a new, shorter file
     third = run_step(read_step(s, int(second.values["size"])))
     assert third.values["from"] == "0" and third.blocks["log"].startswith("1002.000")
+
+
+def test_the_access_log_is_rotated_once_over_its_bound(s, tmp_path):
+    from tasks.scripts import rotate_access_log
+
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
+    log.write_text("x" * 10)
+    assert "rotated" not in run_step(rotate_access_log(s, max_bytes=10)).values
+    assert log.exists()
+    log.write_text("y" * 11)
+    assert run_step(rotate_access_log(s, max_bytes=10)).values["rotated"] == "access.log"
+    assert not log.exists() and (tmp_path / "logs" / "access.log.1").read_text() == "y" * 11
+    assert "rotated" not in run_step(rotate_access_log(s, max_bytes=10)).values  # no log yet
