@@ -43,6 +43,7 @@ stops by itself.
 """
 
 import http.client
+import itertools
 import ipaddress
 import math
 import socket
@@ -357,8 +358,12 @@ class Load:
                  rate_fresh=200.0, rate_keepalive=100.0, threads_fresh=8,
                  keepalive_connections=4, post_path=None, post_every=4, timeout=2.0,
                  max_seconds=600.0, max_requests=1_000_000, redirect_to=None, accept=None,
-                 address=LOOPBACK, name="load"):
+                 address=LOOPBACK, name="load", distinct_clients=False):
         self.port, self.path, self.host = int(port), path, host
+        # Every request a new client (its own User-Agent): nginx's split_clients
+        # picks a canary's colour per client, and a loopback load has one address.
+        self.distinct_clients = distinct_clients
+        self._clients = itertools.count()
         self.address = require_loopback(address)
         self.tls = tls or (tls_context(cafile) if cafile else None)
         if self.tls is not None and not host:
@@ -506,6 +511,8 @@ class Load:
             conn = self._connection()
         path = self.post_path if method == "POST" else self.path
         headers = {"Host": self.host} if self.host and self.tls is None else {}
+        if self.distinct_clients:
+            headers["User-Agent"] = f"client-{next(self._clients)}"
         if fresh:
             headers["Connection"] = "close"
         body = None

@@ -24,7 +24,7 @@ from .output import Reporter, emit, emit_json
 
 # Tasks that take the lock and record their attempt: only their Ctrl-C
 # message speaks of the lock and history.
-CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair")
+CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote")
 
 
 def failure_json(exc, task_name, host=None):
@@ -33,6 +33,7 @@ def failure_json(exc, task_name, host=None):
            "code": exc.code}
     if host is not None:
         obj["host"] = host
+    obj.update(getattr(exc, "extra", None) or {})  # e.g. a watch's revert and its figures
     return obj
 
 
@@ -129,6 +130,24 @@ def check_seconds(value):
         seconds = -1
     if not 0 <= seconds <= 86400:
         raise cfg.Invalid("allowed: a number of seconds from 0 to 86400")
+    return seconds
+
+
+def check_percent(value):
+    """--canary: a whole percentage of clients, 1 to 99."""
+    if not str(value).isdigit() or not 1 <= int(value) <= 99:
+        raise cfg.Invalid("allowed: a whole number of percent from 1 to 99")
+    return int(value)
+
+
+def check_watch(value):
+    """--watch: seconds of watching, at least one."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if not 1 <= seconds <= 86400:
+        raise cfg.Invalid("allowed: a number of seconds from 1 to 86400")
     return seconds
 
 
@@ -240,11 +259,18 @@ HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_
     "json": "print a JSON summary per host on stdout (progress goes to stderr)",
     "verbose": "show the whole Docker build output",
     "accept_new_host_key": HOST_KEY_HELP,
+    "no_switch": "stage: build, start and health-check the idle colour; switch nothing "
+                 "(`fab promote` later)",
+    "canary": "send this percentage of clients (1-99, sticky per client) to the new colour",
+    "watch": "watch the access log this many seconds after the switch; revert on 5xx "
+             "(a clean canary is promoted)",
 })
 @operator_task
 def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unlock=False,
-            parallel=False, json=False, verbose=False, accept_new_host_key=False):
+            parallel=False, json=False, verbose=False, accept_new_host_key=False,
+            no_switch=False, canary=None, watch=None):
     """Release into the idle colour, check its health, switch nginx to it."""
+    from . import promote as staging
     from . import release as pipeline
 
     if branch is not None:
@@ -252,10 +278,51 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     if ref is not None:
         ref = cfg.check_flag("--ref", ref, cfg.check_ref)
     wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
-    on_hosts(c, "release", lambda s: pipeline.release(
-        s, branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
-        force_unlock=force_unlock), parallel=parallel, json_mode=json, verbose=verbose,
-        accept_new_host_key=accept_new_host_key)
+    percent = None if canary is None else cfg.check_flag("--canary", canary, check_percent)
+    seconds = 0 if watch is None else cfg.check_flag("--watch", watch, check_watch)
+    check_release_modes(no_switch, percent, seconds, stop_old)
+    if no_switch or percent:
+        body = lambda s: staging.release_idle(  # noqa: E731
+            s, canary=percent, branch=branch, ref=ref, watch_seconds=seconds,
+            stop_old=stop_old, wait_lock=wait, force_unlock=force_unlock)
+    else:
+        body = lambda s: pipeline.release(  # noqa: E731
+            s, branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
+            force_unlock=force_unlock, watch_seconds=seconds)
+    on_hosts(c, "release", body, parallel=parallel, json_mode=json, verbose=verbose,
+             accept_new_host_key=accept_new_host_key)
+
+
+def check_release_modes(no_switch, percent, seconds, stop_old):
+    """--no-switch switches nothing: no canary, nothing to watch, nothing old to stop."""
+    for flag, given in (("--canary", percent), ("--watch", seconds), ("--stop-old", stop_old)):
+        if no_switch and given:
+            raise Failure(f"--no-switch with {flag}: a staged release switches nothing; "
+                          "allowed: one of --no-switch, --canary PERCENT", code=BAD_INPUT)
+    if percent and stop_old and not seconds:
+        raise Failure("--canary with --stop-old but no --watch: the old colour serves the "
+                      "other clients; allowed: --stop-old with --watch (stopped after a clean "
+                      "watch promotes the canary)", code=BAD_INPUT)
+
+
+@task(help={
+    "watch": "watch the access log this many seconds after the switch; revert on 5xx",
+    "stop_old": "stop the old colour once nginx no longer uses it (after a clean watch)",
+    "wait_lock": "wait up to this many seconds for another task's lock",
+    "json": "print a JSON summary per host on stdout (progress goes to stderr)",
+    "accept_new_host_key": HOST_KEY_HELP,
+})
+@operator_task
+def promote(c, watch=None, stop_old=False, wait_lock="0", json=False,
+            accept_new_host_key=False):
+    """Send everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
+    from . import promote as staging
+
+    seconds = 0 if watch is None else cfg.check_flag("--watch", watch, check_watch)
+    wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "promote", lambda s: staging.promote(
+        s, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait),
+        json_mode=json, accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"json": "print a JSON summary per host", "verbose": "show the whole Docker build output",
@@ -452,5 +519,5 @@ def render_source(entry, inventory, named):
     return f"host {entry.name} ({how}): .env, its env: in {inventory.path}, the environment"
 
 
-TASKS = (setup, release, status, rollback, switch_, preview, logs, history, unlock,
+TASKS = (setup, release, promote, status, rollback, switch_, preview, logs, history, unlock,
          repair, check, render, releases)

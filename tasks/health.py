@@ -150,3 +150,42 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
         # (measured on the loopback host); a probe over the open connection
         # costs a round trip, so poll finely at first, then back off.
         sleep(0.01 if attempts < 30 else 0.05 if attempts < 60 else 0.2)
+
+
+def verify_canary(host, settings, live, canary, reporter, bound=10.0,
+                  clock=time.monotonic, sleep=time.sleep):
+    """Poll nginx, as many different clients, until both colours have answered.
+
+    split_clients picks the colour by the client's address and User-Agent:
+    probes that differ in their User-Agent are different clients, so some
+    fall in the canary's share. The canary answering proves the new file
+    serves (the old one never sent anyone there); the live colour answering
+    proves the rest still reach it. Returns a description; raises HealthFailure.
+    """
+    port, tls = (settings.ssl_port, True) if settings.ssl else (settings.public_port, False)
+    name = settings.host_header
+    deadline = clock() + bound
+    seen, client, last = {}, 0, ""
+    while True:
+        client += 1
+        try:
+            resp = host.http(port, settings.health_path, host_header=name, timeout=2.0,
+                             tls=tls, server_hostname=name if tls else None,
+                             user_agent=f"bluegreen-verify/{client}")
+            colour = resp.headers.get("x-deploy-colour", "")
+            app = resp.headers.get("x-deploy-app", settings.app_name)
+            if app == settings.app_name and colour in (live, canary) and good(resp.status):
+                seen[colour] = seen.get(colour, 0) + 1
+            last = f"{colour or 'an unmarked server'} answered HTTP {resp.status}"
+        except ProbeError as exc:
+            last = exc.message
+        if seen.get(canary) and seen.get(live):
+            return (f":{port} answers from both: {live} and the {canary} canary "
+                    f"({client} probes as different clients)")
+        if clock() > deadline:
+            missing = canary if not seen.get(canary) else live
+            raise HealthFailure(
+                f"nginx did not serve {missing} on port {port} within {bound:g}s after the "
+                f"canary reload ({client} probes as different clients; last: {last})",
+                "another server may own the port or SERVER_NAME; `fab check` lists clashes")
+        sleep(0.005 if client < 400 else 0.05)

@@ -7,6 +7,7 @@ from .config import COLOURS
 from .errors import FAILED, LOCKED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
+from .stage import NOT_FAILED, history_note
 from .state import (empty_state, format_state, iso_utc, now_iso, parse_history, recover_branch,
                     source_of)
 
@@ -152,12 +153,13 @@ def history(session, lines, json_mode):
              f"{e.get('from') or '-'} -> {e.get('to') or '-'}", source_of(e) or "-",
              (e.get("commit") or "-")[:12], f"{e.get('duration', 0):.1f}s",
              e.get("user", "?") + "@" + e.get("machine", "?"),
-             (f"{e.get('phase')}: {e.get('error')}" if e.get("result") != "ok" else "")]
+             (f"{e.get('phase')}: {e.get('error')}" if e.get("result") not in NOT_FAILED
+              else history_note(e))]
             for e in entries]
     emit(f"{session.name}  history of {session.settings.app_name} (newest last)")
     if rows:
         emit(table(rows, ["time", "task", "result", "colours", "branch", "commit",
-                          "took", "by", "failure"]))
+                          "took", "by", "failure or figures"]))
     else:
         emit("  no entries yet")
     return None

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from .config import other
 from .errors import FAILED, Failure
+from .stage import canary_of, refuse_during_canary, refuse_pending
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def refuse_foreign_port(view, settings, host_name):
 def plan_release(view, settings, host_name, *, branch=None, ref=None):
     require_setup(view, host_name)
     refuse_foreign_port(view, settings, host_name)
+    refuse_during_canary(view, host_name)
     live = view.live
     target = other(live) if live else "blue"
     require_free_port(view, settings, host_name, target)
@@ -106,6 +108,9 @@ def plan_switch(view, settings, host_name, to):
     require_setup(view, host_name)
     refuse_foreign_port(view, settings, host_name)
     live = view.live
+    canary = canary_of(view)
+    if canary and to in (None, live):  # everyone back to the live colour
+        return live
     if to is None:
         if live is None:
             raise Failure(f"nothing is live on {host_name} yet: there is nothing to roll back",
@@ -123,4 +128,5 @@ def plan_switch(view, settings, host_name, to):
     if not view.record(to).get("commit"):
         raise Failure(f"{to} on {host_name} has never been released",
                       f"release into it first: fab -H {host_name} release", code=FAILED)
+    refuse_pending(view, to, host_name)
     return to

@@ -18,7 +18,8 @@ from .errors import FAILED, Failure
 from .nginx import render_nginx
 from .plan import plan_release, plan_switch
 from .releases import prune as prune_releases
-from .state import empty_state, format_state, with_live, with_release
+from .stage import after_switch, canary_of
+from .state import empty_state, format_state, with_release
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Attempt:
 
 
 def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
-            force_unlock=False, first=False):
+            force_unlock=False, first=False, watch_seconds=0):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
     s, rep, name = session.settings, session.reporter, session.name
     if not first:  # setup has connected and holds the lock
@@ -94,6 +95,15 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         attempt.fail(exc)
         raise
     prune_releases(session, state)  # KEEP_RELEASES; a warning at worst, never a failure
+    watched = None
+    if watch_seconds and not plan.live:
+        rep.line("watch: nothing was live before this release, so nothing to go back to: "
+                 "not watched")
+    if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
+        from .promote import watch_release
+
+        watched = watch_release(session, state, new=target, old=plan.live,
+                                seconds=watch_seconds, fields=attempt.fields)
     if stop_old and plan.live:
         stop_colour(session, plan.live)
     session.unlock()
@@ -104,7 +114,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats()}
+            "phases": rep.durations(), "ssh": session.ssh_stats(),
+            **({"watch": watched} if watched else {})}
 
 
 def switch(session, to=None, *, wait_lock=0.0):
@@ -129,14 +140,17 @@ def switch(session, to=None, *, wait_lock=0.0):
                               code=FAILED)
             ph.detail = f"{to} answers {text}"
 
-        go_live(session, attempt, to, with_live(view.state, to))
+        canary = canary_of(view)
+        go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
     except BaseException as exc:
         attempt.fail(exc)
         raise
     session.unlock()
     total = time.monotonic() - session.started
+    rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
+            "promote` still can)" if to == view.live else f"{view.live} keeps running")
     rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
-             f"{record.get('branch') or ''}) in {total:.1f}s; {view.live} keeps running")
+             f"{record.get('branch') or ''}) in {total:.1f}s; {rest}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": to, "previous": view.live, "commit": record.get("commit"),
             "branch": record.get("branch"), "seconds": round(total, 3),
@@ -260,15 +274,16 @@ def pre_switch(session, colour):
         ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
 
 
-def switch_nginx(session, colour, nginx_version=None, text=None):
+def switch_nginx(session, colour, nginx_version=None, canary=None, text=None):
     """Step 7: render, put in place keeping the old file, test, reload.
 
-    ``text``: the file to put in place instead of a rendered one (switching
-    back puts back the very file that was there).
+    ``canary=(colour, percent)`` keeps ``colour`` live but for that share of
+    clients. ``text``: the file to put in place instead of a rendered one
+    (switching back puts back the very file that was there).
     """
     s, rep = session.settings, session.reporter
     with rep.phase("switch") as ph:
-        text = text or render_nginx(s, colour, nginx_version=nginx_version)
+        text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary)
         result = session.run(scripts.switch(s, text))
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == scripts.NGINX_WRITE_FAILED:
@@ -299,7 +314,8 @@ def switch_nginx(session, colour, nginx_version=None, text=None):
                 f"{output}",
                 "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
                 code=FAILED)
-        ph.detail = f"nginx -> {colour} (tested, reloaded)"
+        ph.detail = (f"nginx -> {colour}, {canary[1]}% to {canary[0]} (tested, reloaded)"
+                     if canary else f"nginx -> {colour} (tested, reloaded)")
 
 
 def verify(session, colour):

@@ -346,6 +346,7 @@ if ! out=$({s}{settings.nginx_test_cmd} 2>&1); then
   {block('output', 'printf "%s" "$out"')}
   exit {NGINX_TEST_FAILED}
 fi
+{rotate_access_log(settings)}
 if ! out=$({s}{settings.nginx_reload_cmd} 2>&1); then
   {restore}
   {s}{settings.nginx_reload_cmd} >/dev/null 2>&1
@@ -353,6 +354,25 @@ if ! out=$({s}{settings.nginx_reload_cmd} 2>&1); then
   exit {NGINX_RELOAD_FAILED}
 fi
 """
+
+
+# The access log is rotated at a switch once it is larger than this; one
+# older file (access.log.1) is kept, so the logs take at most twice this.
+ACCESS_LOG_MAX_BYTES = 64 * 1024 * 1024
+
+
+def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
+    """access.log -> access.log.1 when it is over ACCESS_LOG_MAX_BYTES.
+
+    Runs before the reload of a switch: the reload makes nginx open
+    access.log afresh, while its old workers finish writing to the renamed
+    file. So the log never grows without bound, and nothing is lost.
+    """
+    from .nginx import access_log_path
+
+    log = access_log_path(settings)
+    return (f"if [ \"$(wc -c 2>/dev/null < {q(log)} || echo 0)\" -gt {int(max_bytes)} ]; "
+            f"then mv -f {q(log)} {q(log + '.1')} && {mark('rotated', 'access.log')}; fi")
 
 
 def record(settings, *, state_text=None, history_line=None):

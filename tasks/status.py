@@ -5,6 +5,7 @@ from .config import COLOURS
 from .errors import NO_CONNECTION
 from .nginx import keepalive_verdict
 from .output import table
+from .stage import NOT_FAILED, canary_of
 from .state import last_attempt, source_of
 
 
@@ -29,6 +30,8 @@ def status(session, json_mode=False):
     if view.nginx is not None:
         result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
                            "colour": view.nginx.served, "header": view.nginx.header_live}
+    canary = canary_of(view)
+    result["canary"] = {"colour": canary[0], "percent": canary[1]} if canary else None
     if view.holder is not None:
         result["lock"] = {"holder": view.holder.describe(), "age": round(view.holder.age),
                           "command": view.holder.record.get("command"),
@@ -41,13 +44,18 @@ def status(session, json_mode=False):
         else:
             healthy, answer = False, "not running"
         attempt = last_attempt(view.history, colour)
-        failed = bool(attempt and attempt.get("result") != "ok"
+        failed = bool(attempt and attempt.get("result") not in NOT_FAILED
                       and attempt.get("time", "") > (record.get("deployed_at") or ""))
         role = "live" if colour == view.live else "idle"
         if failed:
             role = "failed" if colour != view.live else role
+        if record.get("pending") and colour != view.live:
+            role = record["pending"]  # staged, canary or reverted (stage.py)
+        if canary and colour == canary[0]:
+            role = "canary"  # the nginx file is the truth about who is served
         result["colours"][colour] = {
             "role": role, "port": s.port_of(colour),
+            "percent": canary[1] if canary and colour == canary[0] else None,
             "branch": record.get("branch"), "ref": record.get("ref"),
             "source": source_of(record), "commit": record.get("commit"),
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
@@ -66,7 +74,7 @@ COLUMNS = ["colour", "role", "branch", "commit", "deployed at", "by", "container
 
 def colour_rows(r):
     """One table row per colour of a host's status."""
-    return [[colour, c["role"], c.get("source") or c["branch"] or "-", (c["commit"] or "-")[:12],
+    return [[colour, c["role"] + (f" {c['percent']}%" if c.get("percent") else ""), c.get("source") or c["branch"] or "-", (c["commit"] or "-")[:12],
              c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0],
              c["container"], c["health"]] for colour, c in r["colours"].items()]
 
@@ -107,6 +115,8 @@ def format_status(r):
     nginx = r["nginx"]
     if nginx:
         head += f"  live: {r['live'] or '-'} (nginx -> port {nginx['port']})"
+        if r.get("canary"):
+            head += f"  canary: {r['canary']['colour']} {r['canary']['percent']}%"
     else:
         head += f"  live: {r['live'] or 'nothing yet'} (no nginx file)"
     body = table(colour_rows(r), COLUMNS)

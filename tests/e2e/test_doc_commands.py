@@ -22,15 +22,6 @@ from released import REPO_ROOT, fab, module_project
 PAGES = [REPO_ROOT / "README.md"] + sorted(
     p for p in (REPO_ROOT / "docs").glob("*.md") if p.name != "architecture.md")
 
-# Tasks and flags the docs describe that are being built in parallel work
-# (SPEC.md): remove an entry once it lands, and this test checks it too.
-NOT_YET = {
-    ("promote", None),
-    ("release", "--no-switch"),
-    ("release", "--canary"),
-    ("release", "--watch"),
-}
-
 # Read-only tasks: they run against the test host, exit 0 expected.
 RUN = {"status", "check", "render", "history", "logs", "releases"}
 
@@ -110,11 +101,9 @@ def test_every_documented_command_names_real_tasks_and_flags(page, line, command
         return
     if task.isupper() or task in ("TASK",):  # a placeholder: `fab --help TASK`
         return
-    if (task, None) in NOT_YET:
-        return
     known = task_flags(task)
     assert known is not None, f"{page}:{line}: `{command}`: there is no task {task!r}"
-    missing = [f for f in flags if f not in known and (task, f) not in NOT_YET]
+    missing = [f for f in flags if f not in known]
     assert not missing, f"{page}:{line}: `{command}`: {task} has no {missing}"
 
 

@@ -1,0 +1,259 @@
+"""release --no-switch, release --canary, promote, and what a watch leads to.
+
+Each task is its steps in order, as in release.py, whose steps it calls;
+decisions come from stage.py (and plan.py), the watch from watch.py. A
+failure before the record reaches ``Attempt.fail`` as in a release. After
+the record, the switch is done and stays recorded: a watch that reverts
+records that as one more entry, and a Ctrl-C during a watch only drops the
+lock.
+"""
+
+import time
+
+from . import accesslog, health
+from .errors import FAILED, Failure
+from .plan import plan_release
+from .release import (Attempt, build, checkout, pre_switch, session_who, start, stop_colour,
+                      switch_nginx, verify)
+from .stage import (plan_canary, plan_promote, qa_access, with_pending, with_promoted,
+                    with_withdrawn)
+from .state import format_state
+from .watch import watch
+
+INTERRUPTED = 130  # the shell's code for Ctrl-C, as cli.operator_task uses
+
+
+def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0,
+                 stop_old=False, wait_lock=0.0, force_unlock=False):
+    """Build and health-check the idle colour; stage it (canary None) or send
+    ``canary`` % of clients to it. Returns the summary dict; raises Failure."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    view = session.lock(wait=wait_lock, force_unlock=force_unlock)
+    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
+    pending = "canary" if canary else "staged"
+    try:
+        plan = plan_release(view, s, name, branch=branch, ref=ref)
+        plan_canary(view, name, canary)
+        target = plan.target
+        attempt.fields.update(to_colour=target, branch=plan.record_branch, ref=plan.ref)
+        session.upload_app_env()
+
+        attempt.phase = "git"
+        commit = checkout(session, target, plan)
+        attempt.fields["commit"] = commit
+
+        attempt.phase = "build"
+        build(session, target, commit, previous=view.record(target))
+
+        attempt.phase = "start"
+        attempt.rebuilt, attempt.before = target, view.containers[target]
+        image = start(session, target)
+
+        attempt.phase = "health"
+        with rep.phase("health") as ph:
+            ph.detail = health.gate(session.host, s, target, rep)
+
+        if canary:
+            # The canary's clients meet the new version now: its migrations first.
+            if s.pre_switch_cmd:
+                attempt.phase = "pre-switch"
+                pre_switch(session, target)
+            attempt.phase = "switch"
+            switch_nginx(session, plan.live, nginx_version=view.nginx_version,
+                         canary=(target, canary))
+            attempt.switched = True
+            attempt.phase = "verify"
+            with rep.phase("verify") as ph:
+                ph.detail = health.verify_canary(session.host, s, plan.live, target, rep)
+
+        attempt.phase = "record"
+        state = with_pending(view.state, target, pending, branch=plan.record_branch,
+                             commit=commit, image=image, who=session_who(session),
+                             ref=plan.ref, percent=canary)
+        with rep.phase("record") as ph:
+            session.record(format_state(state), session.history_line(
+                pending, percent=canary, **attempt.fields))
+            ph.detail = "state.json, history"
+    except BaseException as exc:
+        attempt.fail(exc)
+        raise
+    summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
+               "live": plan.live, "target": target, "branch": plan.record_branch,
+               "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target)}
+    if canary:
+        summary["percent"] = canary
+        rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {canary}% of "
+                 f"clients (sticky per client); {plan.live} serves the rest")
+        if watch_seconds:
+            summary["watch"] = watch_canary(session, state, new=target, old=plan.live,
+                                            seconds=watch_seconds, fields=attempt.fields,
+                                            stop_old=stop_old)
+            summary["result"] = "promoted" if summary["watch"]["promoted"] else "canary"
+            summary["live"] = target if summary["watch"]["promoted"] else plan.live
+        else:
+            rep.line(f"then: fab -H {name} promote (everyone to {target}) or fab -H {name} "
+                     f"rollback (everyone back to {plan.live})")
+    else:
+        rep.line(f"staged {target}: {commit[:12]} ({plan.source}); "
+                 f"{qa_access(s, name, target)}; nothing switched: "
+                 f"{plan.live or 'nothing'} stays live; then: fab -H {name} promote")
+        summary["qa"] = qa_access(s, name, target)
+    session.unlock()
+    return finish(session, summary)
+
+
+def promote(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
+    """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
+    (not again for a canary), switch, verify, record."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    view = session.lock(wait=wait_lock)
+    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
+    try:
+        p = plan_promote(view, name)
+        record = view.record(p.to)
+        attempt.fields.update(to_colour=p.to, branch=record.get("branch"),
+                              commit=record.get("commit"), ref=record.get("ref"),
+                              was=p.kind, percent=p.percent)
+        attempt.phase = "health"
+        with rep.phase("health") as ph:
+            ok, text = health.describe_probe(session.host, s, p.to)
+            if not ok:
+                raise Failure(f"{p.to} is not healthy ({text}); nothing live changed",
+                              f"see `fab -H {name} logs --colour {p.to}`, or release again",
+                              code=FAILED)
+            ph.detail = f"{p.to} answers {text}"
+        if s.pre_switch_cmd and p.kind != "canary":
+            attempt.phase = "pre-switch"
+            pre_switch(session, p.to)
+        state = switch_everyone(session, attempt, view.state, p.to,
+                                nginx_version=view.nginx_version)
+    except BaseException as exc:
+        attempt.fail(exc)
+        raise
+    summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
+               "live": p.to, "previous": p.live, "was": p.kind, "percent": p.percent,
+               "commit": record.get("commit"), "branch": record.get("branch")}
+    rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
+             f"everyone is on it; {p.live} keeps running for `fab -H {name} rollback`")
+    if watch_seconds and p.live:
+        summary["watch"] = watch_release(session, state, new=p.to, old=p.live,
+                                         seconds=watch_seconds, fields=attempt.fields)
+    if stop_old and p.live:
+        stop_colour(session, p.live)
+    session.unlock()
+    return finish(session, summary)
+
+
+def switch_everyone(session, attempt, state, to, nginx_version=None):
+    """Switch, verify and record `promoted`; returns the new state."""
+    attempt.phase = "switch"
+    switch_nginx(session, to, nginx_version=nginx_version)
+    attempt.switched = True
+    attempt.phase = "verify"
+    verify(session, to)
+    attempt.phase = "record"
+    new = with_promoted(state, to)
+    with session.reporter.phase("record") as ph:
+        session.record(format_state(new), session.history_line("promoted", **attempt.fields))
+        ph.detail = "state.json, history"
+    return new
+
+
+# --- after the switch: the watch -------------------------------------------------------
+
+
+def watch_release(session, state, *, new, old, seconds, fields):
+    """A full release (or promotion) under watch: revert (raises) or keep."""
+    outcome = watched(session, new=new, old=old, seconds=seconds)
+    s, rep = session.settings, session.reporter
+    if outcome.verdict == accesslog.REVERT:
+        revert(session, state, outcome, fields)
+    line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    rep.line(f"watch ended clean: {line}; {new} stays live" if outcome.verdict == accesslog.OK
+             else f"watch: {line}; {new} stays live")
+    return outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
+
+
+def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False):
+    """A canary under watch: revert (raises), promote when clean, or leave it
+    for a person when too few requests came to judge."""
+    outcome = watched(session, new=new, old=old, seconds=seconds)
+    s, rep, name = session.settings, session.reporter, session.name
+    if outcome.verdict == accesslog.REVERT:
+        revert(session, state, outcome, fields)
+    line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
+    if outcome.verdict == accesslog.TOO_FEW:
+        rep.line(f"watch: {line}; the canary is NOT promoted and keeps running: "
+                 f"fab -H {name} promote, or fab -H {name} rollback")
+        figures["promoted"] = False
+        return figures
+    rep.line(f"watch ended clean: {line}; promoting {new}")
+    attempt = Attempt(session, live=old, fields={
+        **fields, "from_colour": old, "to_colour": new, "was": "canary", "watch": figures})
+    try:
+        switch_everyone(session, attempt, state, new, nginx_version=session.view.nginx_version)
+    except BaseException as exc:
+        attempt.fail(exc)
+        raise
+    figures["promoted"] = True
+    if stop_old:
+        stop_colour(session, old)
+    return figures
+
+
+def watched(session, *, new, old, seconds):
+    """The watch; Ctrl-C leaves the switch as recorded and drops the lock."""
+    try:
+        return watch(session, new=new, old=old, seconds=seconds)
+    except KeyboardInterrupt:
+        name = session.name
+        try:
+            session.unlock()
+        except Exception:
+            pass
+        raise Failure(f"watch interrupted: what was recorded before it stands ({new} "
+                      f"serves as recorded; `fab -H {name} status` shows it); the lock "
+                      "was released",
+                      f"watch by hand, then fab -H {name} promote or fab -H {name} rollback",
+                      code=INTERRUPTED) from None
+
+
+def revert(session, state, outcome, fields):
+    """Everyone back to the old colour at once; record `reverted` with the figures; exit 1."""
+    s, rep, name = session.settings, session.reporter, session.name
+    new, old = outcome.new, outcome.old
+    why = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
+    rep.line(f"watch: {why}: switching everyone back to {old}")
+    try:
+        started = time.monotonic()
+        switch_nginx(session, old, nginx_version=session.view.nginx_version)
+        verify(session, old)
+        if outcome.detected_after_first_5xx is not None:
+            # The first 5xx to everyone back on the old colour: detection on
+            # the host's clock, the switch and its verification on ours.
+            figures["reverted_after_first_5xx"] = round(
+                outcome.detected_after_first_5xx + time.monotonic() - started, 2)
+        with rep.phase("record") as ph:
+            session.record(format_state(with_withdrawn(state, new, old, "reverted")),
+                           session.history_line("reverted", **{
+                               **fields, "from_colour": new, "to_colour": old,
+                               "watch": figures}))
+            ph.detail = "state.json, history (reverted)"
+    finally:
+        session.unlock()
+    failure = Failure(f"reverted by the watch: {why}; {old} serves everyone again",
+                      f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
+                      "fix it and release again", code=FAILED)
+    failure.extra = {"result": "reverted", "live": old, "reverted": new, "watch": figures}
+    raise failure
+
+
+def finish(session, summary):
+    total = time.monotonic() - session.started
+    summary.update(seconds=round(total, 3), phases=session.reporter.durations(),
+                   ssh=session.ssh_stats())
+    return summary

@@ -1,0 +1,160 @@
+"""Stage, canary and promote: the decisions and the state they leave. Pure.
+
+A colour built and health-checked but not (yet) serving everyone carries a
+``pending`` word in its state.json record, beside its commit, branch and
+who/when:
+
+- ``staged``: `release --no-switch` built it; nobody is sent to it; QA
+  tries it on its port or through `fab preview`.
+- ``canary``: `release --canary P` sends P % of clients to it (the nginx
+  file's split_clients is the truth; ``canary_percent`` repeats it).
+- ``reverted``: the watch sent everyone back from it.
+
+`promote` makes such a colour live and clears the word; `rollback` never
+goes to it (it was never live for everyone: a rollback goes back, not
+forward). `status` shows the word as the colour's role.
+"""
+
+from dataclasses import dataclass
+
+from .config import other
+from .errors import FAILED, Failure
+from .state import with_live, with_release
+
+PENDING = ("staged", "canary", "reverted")
+# History results that record what was done, not a failed attempt.
+NOT_FAILED = ("ok", "staged", "canary", "promoted", "reverted")
+
+
+def canary_of(view):
+    """(colour, percent) of the canary nginx runs now, or None."""
+    if view.nginx is not None and view.nginx.canary:
+        return view.nginx.canary, view.nginx.canary_percent
+    return None
+
+
+# --- the state the tasks record --------------------------------------------------
+
+
+def with_pending(state, colour, pending, *, branch, commit, image, who, ref=None,
+                 percent=None):
+    """The state after ``colour`` was built for staging or a canary: its record
+    is the new release's, the live colour does not change."""
+    new = with_release(state, colour, branch=branch, commit=commit, image=image, who=who,
+                       live=False, ref=ref)
+    new["colours"][colour]["pending"] = pending
+    if percent is not None:
+        new["colours"][colour]["canary_percent"] = int(percent)
+    return new
+
+
+def with_promoted(state, colour):
+    """``colour`` serves everyone: it is live and nothing about it is pending."""
+    new = with_live(state, colour)
+    for key in ("pending", "canary_percent"):
+        new["colours"][colour].pop(key, None)
+    return new
+
+
+def with_withdrawn(state, colour, live, pending):
+    """Everyone is back on ``live``; ``colour`` keeps its build, marked ``pending``
+    (``staged`` after a rollback of a canary, ``reverted`` after the watch)."""
+    new = with_live(state, live)
+    record = new["colours"][colour]
+    record.pop("canary_percent", None)
+    record["pending"] = pending
+    return new
+
+
+def after_switch(state, to, canary):
+    """The state after `rollback`/`switch` made ``to`` live; ``canary`` is the
+    canary colour that ran before (or None): it is staged again."""
+    if canary and canary != to:
+        return with_withdrawn(state, canary, to, "staged")
+    return with_promoted(state, to) if canary == to else with_live(state, to)
+
+
+def history_note(entry):
+    """The figures of a history entry, in a few words (`fab history`)."""
+    parts = []
+    if entry.get("percent"):
+        parts.append(f"{entry['percent']}% of clients")
+    if entry.get("was"):
+        parts.append(f"was {entry['was']}")
+    watch = entry.get("watch") or {}
+    mine = (watch.get("colours") or {}).get(watch.get("new")) or {}
+    if watch:
+        parts.append(f"watch {watch.get('verdict')}: {watch.get('new')} "
+                     f"{mine.get('errors', 0)}/{mine.get('requests', 0)} 5xx")
+    return ", ".join(parts)
+
+
+# --- decisions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promotion:
+    to: str  # the colour that will serve everyone
+    live: str  # the colour serving (most clients) now
+    kind: str  # "canary" or the record's pending word (staged, reverted)
+    percent: int = None  # the canary's share, for a canary
+
+
+def plan_promote(view, host_name):
+    """What `promote` switches to: the canary, else the staged idle colour.
+
+    Nothing staged and no canary is a refusal (exit 1): nothing changed.
+    """
+    canary = canary_of(view)
+    if canary:
+        return Promotion(to=canary[0], live=view.live, kind="canary", percent=canary[1])
+    live = view.live
+    idle = other(live) if live else None
+    pending = view.record(idle).get("pending") if idle else None
+    if not pending:
+        raise Failure(f"nothing is staged on {host_name} and no canary runs: there is "
+                      "nothing to promote; nothing changed",
+                      f"stage a release first: fab -H {host_name} release --no-switch "
+                      "(or --canary PERCENT)", code=FAILED)
+    return Promotion(to=idle, live=live, kind=pending)
+
+
+def refuse_pending(view, to, host_name):
+    """rollback and switch go back to a colour that was live, never forward to one
+    that only holds a staged (or reverted) build."""
+    record = view.record(to)
+    pending = record.get("pending")
+    if pending:
+        raise Failure(
+            f"{to} on {host_name} holds {(record.get('commit') or '?')[:12]}, {pending} and "
+            "never live: rollback and switch only go back to a release that was live",
+            f"to make it live: fab -H {host_name} promote", code=FAILED)
+
+
+def plan_canary(view, host_name, percent):
+    """A canary needs a live colour to share the traffic with."""
+    if percent is not None and not view.live:
+        raise Failure(f"nothing is live on {host_name} yet: a canary shares the live "
+                      "colour's clients", f"release first: fab -H {host_name} release",
+                      code=FAILED)
+
+
+def refuse_during_canary(view, host_name):
+    """A release builds into the idle colour: during a canary that colour serves clients."""
+    canary = canary_of(view)
+    if canary:
+        raise Failure(
+            f"a canary of {canary[0]} ({canary[1]}%) runs on {host_name}: a release "
+            "would rebuild it under its clients; nothing changed",
+            f"end it first: fab -H {host_name} promote, or fab -H {host_name} rollback",
+            code=FAILED)
+
+
+def qa_access(settings, host_name, colour):
+    """How QA reaches a staged colour, in one sentence."""
+    port = settings.port_of(colour)
+    preview = f"`fab -H {host_name} preview` (a tunnel from your machine)"
+    if settings.bind_address in ("0.0.0.0", "::"):
+        return f"QA reaches it at http://{host_name}:{port}/ (BIND_ADDRESS opens it) or {preview}"
+    where = settings.bind_address.strip("[]")
+    return f"QA reaches it with {preview}, or on the host at http://{where}:{port}/"
