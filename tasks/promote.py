@@ -13,8 +13,8 @@ import time
 from . import accesslog, health
 from .errors import FAILED, Failure
 from .plan import plan_release
-from .release import (Attempt, build, checkout, pre_switch, session_who, start, stop_colour,
-                      switch_nginx, verify)
+from .release import (Attempt, bring_up, pre_switch, session_who, stop_colour, switch_nginx,
+                      verify)
 from .stage import (plan_canary, plan_promote, qa_access, with_pending, with_promoted,
                     with_withdrawn)
 from .state import format_state
@@ -39,20 +39,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         attempt.fields.update(to_colour=target, branch=plan.record_branch, ref=plan.ref)
         session.upload_app_env()
 
-        attempt.phase = "git"
-        commit = checkout(session, target, plan)
-        attempt.fields["commit"] = commit
-
-        attempt.phase = "build"
-        build(session, target, commit, previous=view.record(target))
-
-        attempt.phase = "start"
-        attempt.rebuilt, attempt.before = target, view.containers[target]
-        image = start(session, target)
-
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ph.detail = health.gate(session.host, s, target, rep)
+        commit, image = bring_up(session, attempt, plan)
 
         if canary:
             # The canary's clients meet the new version now: its migrations first.

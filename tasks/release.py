@@ -69,20 +69,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
         session.upload_app_env()
 
-        attempt.phase = "git"
-        commit = checkout(session, target, plan)
-        attempt.fields["commit"] = commit
-
-        attempt.phase = "build"
-        build(session, target, commit, previous=view.record(target))
-
-        attempt.phase = "start"
-        attempt.rebuilt, attempt.before = target, view.containers[target]
-        image = start(session, target)
-
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ph.detail = health.gate(session.host, s, target, rep)
+        commit, image = bring_up(session, attempt, plan)
 
         if s.pre_switch_cmd:
             attempt.phase = "pre-switch"
@@ -197,6 +184,31 @@ def setup(session):
 
 
 # --- the steps ---------------------------------------------------------------------
+
+
+def bring_up(session, attempt, plan):
+    """Steps 3-5: check out, build, start and health-check the plan's target
+    colour; returns (commit, image id). The live colour is not touched.
+
+    Each step names itself in ``attempt`` first; from the start on, the
+    target is what Attempt.fail puts back as it was.
+    """
+    s, rep, view, target = session.settings, session.reporter, session.view, plan.target
+    attempt.phase = "git"
+    commit = checkout(session, target, plan)
+    attempt.fields["commit"] = commit
+
+    attempt.phase = "build"
+    build(session, target, commit, previous=view.record(target))
+
+    attempt.phase = "start"
+    attempt.rebuilt, attempt.before = target, view.containers[target]
+    image = start(session, target)
+
+    attempt.phase = "health"
+    with rep.phase("health") as ph:
+        ph.detail = health.gate(session.host, s, target, rep)
+    return commit, image
 
 
 def go_live(session, attempt, colour, state):

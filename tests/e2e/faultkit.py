@@ -15,6 +15,7 @@ import time
 import loadgen
 import loophost as lh
 from hostile import Background, history, serving, state  # noqa: F401
+from released import wait_until  # noqa: F401 (faultkit's users take it from here)
 
 # Fresh connections and keep-alive ones, from several clients: 110 requests/s.
 RATE_FRESH, RATE_KEEPALIVE = 70, 40
@@ -177,15 +178,6 @@ def processes_matching(text):
             except OSError:
                 continue
     return found
-
-
-def wait_until(predicate, timeout=15, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 __all__ = ["Background", "subprocess"]
