@@ -60,11 +60,26 @@ def run_demo(env, *args):
 
 
 def recorded(env):
-    """(the demo's record, the pids of its sshd and nginx) while it is up."""
+    """(the demo's record, its sshd and nginx as (pid, start time)) while it is up."""
     demo_dir = Path(env["DEMO_DIR"])
     record = json.loads((demo_dir / "demo.json").read_text())
     host = json.loads(Path(record["loophost"]).read_text())
-    return record, [host["sshd_pid"], host["nginx_pid"]]
+    return record, [(pid, started(pid)) for pid in (host["sshd_pid"], host["nginx_pid"])]
+
+
+def started(pid):
+    """A process's start time (clock ticks since boot), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def running(processes):
+    """Those of (pid, start time) that still run: a pid handed to a new
+    process since (pids wrap at 32768 here, and the tests start many) is not."""
+    return [(pid, t) for pid, t in processes if lh.pid_alive(pid) and started(pid) == t]
 
 
 def containers(name):
@@ -107,7 +122,7 @@ def test_demo_runs_twice_then_down_leaves_nothing(demo_env):
     record, first_pids = recorded(demo_env)
     # The test session's dockerd was running before: never the demo's to stop.
     assert record["dockerd_pid"] is None, record
-    assert all(lh.pid_alive(pid) for pid in first_pids), first_pids
+    assert running(first_pids) == first_pids, first_pids
     assert len(containers(name)) == 2, containers(name)
     # The product's default network: each colour on Docker's bridge, published
     # on loopback only (traffic never goes to a container's own address).
@@ -124,13 +139,13 @@ def test_demo_runs_twice_then_down_leaves_nothing(demo_env):
     assert "an earlier demo is in" in out, out
     assert_zero_failed(out)
     record, pids = recorded(demo_env)
-    assert not any(lh.pid_alive(pid) for pid in first_pids), first_pids
-    assert all(lh.pid_alive(pid) for pid in pids), pids
+    assert not running(first_pids), first_pids
+    assert running(pids) == pids, pids
 
     out = run_demo(demo_env, "down")
     assert f"removed the containers (2) and images of compose project {name}" in out, out
     assert "stopped the demo host" in out, out
-    assert not any(lh.pid_alive(pid) for pid in pids), f"still running: {pids}\n{out}"
+    assert not running(pids), f"still running: {pids}\n{out}"
     assert containers(name) == [] and images(name) == [], out
     assert not Path(demo_env["DEMO_DIR"]).exists(), out
     assert not lh.port_accepts(public), f"something still listens on {public}"
