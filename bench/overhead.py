@@ -36,7 +36,8 @@ sys.path.insert(0, str(HERE))
 
 import benchhost  # noqa: E402
 
-TARGETS = {"overhead": 1.0, "rollback": 1.5, "status_x_floor": 1.5}
+# The targets this project set itself for one remote shell per task.
+TARGETS = {"overhead": 0.5, "rollback": 0.5, "status_x_floor": 1.2}
 
 FLOOR_SCRIPT = r"""
 import sys, time
@@ -269,7 +270,7 @@ def report(out):
         ("rollback end to end", rb["wall"], TARGETS["rollback"],
          f"<= {TARGETS['rollback']:.1f}s"),
         ("status / floor (Python)", st["x_floor"],
-         TARGETS["status_x_floor"], f"<= {TARGETS['status_x_floor']:.1f}x"),
+         TARGETS["status_x_floor"], f"<= {TARGETS['status_x_floor']:.2g}x"),
     ]
     for label, value, limit, text in checks:
         verdict = "met" if value is not None and value <= limit else "MISSED"
