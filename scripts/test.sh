@@ -80,19 +80,27 @@ e2e_rc=0
 # Three workers, one test file each at a time (files share module-scoped
 # projects): most of an e2e test is waiting on Docker, nginx and sleeps, so
 # three fit on two cores and the whole run stays well under 20 minutes.
-.venv/bin/python -m pytest tests/e2e -m e2e -rs -n "${E2E_WORKERS:-3}" --dist loadfile \
-    --junitxml="$work/e2e.xml" || e2e_rc=$?
+.venv/bin/python -m pytest tests/e2e -m "e2e and not docker_restart" -rs \
+    -n "${E2E_WORKERS:-3}" --dist loadfile --junitxml="$work/e2e.xml" || e2e_rc=$?
+# Then, alone, the tests that restart the machine's dockerd (every other test
+# shares it): a Docker daemon restarted during a build, and a "reboot".
+say "end-to-end tests that restart the Docker daemon, on their own"
+.venv/bin/python -m pytest tests/e2e -m "e2e and docker_restart" -rs \
+    --junitxml="$work/e2e-restart.xml" || e2e_rc=$?
 e2e_secs=$(seconds "$t_e2e" "$(now)")
 
 # Count from the JUnit report: a skip is a failure here, and so is an
 # empty run (pytest exit 5), because CI must prove the real host works.
-read -r e2e_tests e2e_skipped e2e_failed < <(.venv/bin/python - "$work/e2e.xml" <<'EOF'
+read -r e2e_tests e2e_skipped e2e_failed < <(.venv/bin/python - "$work/e2e.xml" \
+        "$work/e2e-restart.xml" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
-try:
-    cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
-except (OSError, ET.ParseError):
-    cases = []
+cases = []
+for path in sys.argv[1:]:
+    try:
+        cases += list(ET.parse(path).getroot().iter("testcase"))
+    except (OSError, ET.ParseError):
+        pass
 skipped = sum(1 for c in cases if c.find("skipped") is not None)
 failed = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
 print(len(cases), skipped, failed)

@@ -5,13 +5,9 @@ A private loopback host for the module (its own sshd, logging at VERBOSE
 to its own file, and its own nginx), so a test may stop its nginx and read
 its sshd log without disturbing any other test.
 
-Not here: the Docker daemon restarted during a build, and a "reboot"
-(Docker and nginx restarted). The machine's one dockerd is shared with
-every other test run, so it must not be restarted; a private dockerd
-(own --data-root, --exec-root, -H unix socket, --bridge=none) would need
-the loophost's commands to run with DOCKER_HOST set for this host only,
-which LoopHost cannot do today (root logs in with the machine's
-environment). See the README's failure-model section.
+The Docker daemon restarted during a build, and a "reboot", are in
+test_docker_restart.py: they restart the machine's dockerd, which every
+other test shares, so scripts/test.sh runs them alone.
 """
 
 import json
