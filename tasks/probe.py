@@ -107,7 +107,12 @@ def get(transport: paramiko.Transport, port: int, path: str, *, host_header: str
             raise lost("during a health probe") from exc
         raise ProbeError(f"channel failed: {exc}", where) from None
     finally:
-        chan.close()
+        try:
+            chan.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            # A connection that died under the probe: closing it says so with
+            # an EOFError, which must not hide the probe's own error.
+            pass
 
 
 def open_channel(transport, bind, port, timeout, where, lost, host_name):

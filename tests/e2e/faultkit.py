@@ -119,10 +119,13 @@ def status_json(project):
 
 
 def served_colour(project):
-    """The colour nginx serves right now, from a client's answer."""
+    """The colour nginx serves right now, from a client's answer (during a
+    canary, the colour everyone but the canary's share gets, from its file)."""
     status, headers, body = project.get("/version")
     assert status == 200, (status, body)
-    return headers.get("x-deploy-colour")
+    header = re.search(r"^# bluegreen app=\S+ live=(\w+) canary=", project.nginx_file.read_text(),
+                       re.M)
+    return header.group(1) if header else headers.get("x-deploy-colour")
 
 
 def assert_status_tells_the_truth(project):
