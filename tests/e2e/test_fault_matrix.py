@@ -1,6 +1,7 @@
 """Every phase boundary, two faults each, under load (issue 15).
 
-For each task (release, rollback, a canary, promote of a staged build) and
+For each task (release, rollback, a canary, promote of a staged build, a
+release while its --watch reads the log) and
 each of its phases, `fab` is
 struck right after it printed that phase's line, in two ways: SIGKILL of
 `fab` (the laptop dies) and SIGKILL of the sshd process serving its
@@ -39,17 +40,21 @@ TASKS = {
     "canary": ["connect", "lock", "git", "build", "start", "health", "pre-switch",
                "switch", "verify", "record"],
     "promote": ["connect", "lock", "health", "pre-switch", "switch", "verify", "record"],
+    # Struck while the release's --watch reads the access log (after its record).
+    "watch": ["watch"],
 }
 # The command line of each task (a canary is a release with --canary).
 COMMANDS = {"release": ["release"], "rollback": ["rollback"],
-            "canary": ["release", "--canary", "20"], "promote": ["promote"]}
+            "canary": ["release", "--canary", "20"], "promote": ["promote"],
+            "watch": ["release", "--watch", "30"]}
 FAULTS = ["kill", "cut"]
 ROWS = [(task, phase) for task, phases in TASKS.items() for phase in phases]
 
 # Three workers, each with its own project: the rows split about evenly in time.
 WORKERS = [
     [("release", p) for p in TASKS["release"]],
-    [("rollback", p) for p in TASKS["rollback"]] + [("promote", p) for p in TASKS["promote"]],
+    [("rollback", p) for p in TASKS["rollback"]] + [("promote", p) for p in TASKS["promote"]]
+    + [("watch", "watch")],
     [("canary", p) for p in TASKS["canary"]],
 ]
 
@@ -128,7 +133,7 @@ def run_rows(project, rows, ssh_port, results, errors):
 
 def prepare(project, task, counter):
     """What a row's task needs first: a new commit, or a staged one to promote."""
-    if task in ("release", "canary", "promote"):
+    if task in ("release", "canary", "promote", "watch"):
         fresh_version(project, counter)
     if task == "promote":
         r = project.fab("release", "--no-switch", timeout=240)
@@ -139,7 +144,10 @@ def strike_row(project, task, phase, fault, ssh_port, counter, row):
     row["project"] = project.name
     prepare(project, task, counter)
     bg = Background(project, *COMMANDS[task])
-    phase_line(bg, phase)
+    if phase == "watch":
+        bg.wait_line(" is new, ")  # the watch's first line: it reads the log now
+    else:
+        phase_line(bg, phase)
     code, row["finished_first"] = strike(fault, bg, ssh_port)
     row["fab_exit"] = code
     text = bg.text()
