@@ -1,8 +1,7 @@
 """Every phase boundary, two faults each, under load (issue 15).
 
 For each task (release, rollback, a canary, promote of a staged build, a
-release while its --watch reads the log) and
-each of its phases, `fab` is
+release while its --watch reads the log) and each of its phases, `fab` is
 struck right after it printed that phase's line, in two ways: SIGKILL of
 `fab` (the laptop dies) and SIGKILL of the sshd process serving its
 connection (the network dies). Throughout, 110 requests/s on fresh and
