@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass, field
 
 from .compose import parse_inspect
-from .config import COLOURS
 from .lock import parse_holder
 from .nginx import read_nginx
 from .state import StateError, parse_history, parse_state
@@ -115,6 +114,3 @@ def parse_listening(text):
         ports.setdefault(int(port), proc.group(1) if proc else "")
     return ports
 
-
-def colours_by_port(settings):
-    return {settings.port_of(c): c for c in COLOURS}

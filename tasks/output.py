@@ -79,13 +79,6 @@ class Reporter:
             raise
         end()
 
-    def record_phase(self, name, seconds, detail=""):
-        """A phase timed elsewhere (e.g. by markers in a remote script)."""
-        phase = Phase(name)
-        phase.seconds, phase.detail = seconds, detail
-        self.phases.append(phase)
-        self.line(f"{name:<9}{seconds:6.2f}s  {detail}".rstrip())
-
     def durations(self):
         out = {}
         for phase in self.phases:

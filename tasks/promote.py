@@ -13,8 +13,8 @@ import time
 from . import accesslog, health
 from .errors import FAILED, Failure
 from .plan import plan_release
-from .release import (Attempt, bring_up, pre_switch, session_who, stop_colour, switch_nginx,
-                      verify)
+from .lock import describe_who
+from .release import Attempt, bring_up, pre_switch, stop_colour, switch_nginx, verify
 from .stage import (plan_canary, plan_promote, qa_access, with_pending, with_promoted,
                     with_withdrawn)
 from .state import format_state
@@ -56,7 +56,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
 
         attempt.phase = "record"
         state = with_pending(view.state, target, pending, branch=plan.record_branch,
-                             commit=commit, image=image, who=session_who(session),
+                             commit=commit, image=image, who=describe_who(session.who),
                              ref=plan.ref, percent=canary)
         with rep.phase("record") as ph:
             session.record(format_state(state), session.history_line(

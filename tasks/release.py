@@ -15,6 +15,7 @@ from . import health, scripts
 from .check import tool_problems, tools_script
 from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
+from .lock import describe_who
 from .nginx import render_nginx
 from .plan import plan_release, plan_switch
 from .releases import prune as prune_releases
@@ -76,7 +77,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             pre_switch(session, target)
 
         state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
-                             image=image, who=session_who(session), live=True, ref=plan.ref)
+                             image=image, who=describe_who(session.who), live=True, ref=plan.ref)
         go_live(session, attempt, target, state)
     except BaseException as exc:
         attempt.fail(exc)
@@ -408,11 +409,6 @@ def is_progress(line):
     return (text.startswith("#") and " [" in text and "internal]" not in text) or \
         text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
 
-
-def session_who(session):
-    from .lock import describe_who
-
-    return describe_who(session.who)
 
 
 def last_line(text):

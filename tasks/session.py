@@ -13,7 +13,7 @@ import time
 from . import scripts
 from .errors import FAILED, Failure
 from .facts import parse_view
-from .lock import describe_who, identity, lock_held, owner_record
+from .lock import identity, lock_held, owner_record
 from .plan import require_setup
 from .ssh import Host
 from .state import format_history_line, history_entry
@@ -191,6 +191,3 @@ class Session:
             self.host.put_bytes(data, f"{self.settings.deploy_dir}/app.env", mode=0o600)
             ph.detail = "app.env uploaded (mode 0600)"
 
-
-def who_text(session):
-    return describe_who(session.who)

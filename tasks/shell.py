@@ -33,11 +33,6 @@ import paramiko
 
 from .errors import FAILED, Failure
 
-# After the channel says the shell has gone, how long to wait for the rest
-# of its output.
-EXIT_GRACE = 2.0
-
-
 class StepResult(NamedTuple):
     """What one step did: its exit status, its plain output, and its markers."""
 

@@ -21,7 +21,6 @@ from .config import other
 from .errors import FAILED, Failure
 from .state import with_live, with_release
 
-PENDING = ("staged", "canary", "reverted")
 # History results that record what was done, not a failed attempt.
 NOT_FAILED = ("ok", "staged", "canary", "promoted", "reverted")
 

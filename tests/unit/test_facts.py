@@ -15,7 +15,7 @@ import pytest
 from conftest import M, make_settings, read_step, run_step
 from tasks import scripts
 from tasks.compose import INSPECT_FORMAT, Container
-from tasks.facts import colours_by_port, parse_view
+from tasks.facts import parse_view
 from tasks.nginx import render_nginx
 from tasks.state import StateError, empty_state, format_state, with_release
 
@@ -237,11 +237,6 @@ def test_history_block_skips_junk_and_keeps_order(s):
                                   app_env="f" * 64), s)
     assert [e["task"] for e in view.history] == ["release", "switch"]
     assert view.app_env_hash == "f" * 64
-
-
-def test_colours_by_port():
-    s = make_settings(BLUE_PORT="9001", GREEN_PORT="9002")
-    assert colours_by_port(s) == {9001: "blue", 9002: "green"}
 
 
 def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
