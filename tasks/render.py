@@ -2,6 +2,7 @@
 
 import functools
 import json
+import threading
 from pathlib import Path
 
 # An installed package carries the templates inside it (see pyproject.toml);
@@ -25,7 +26,34 @@ def environment():
     )
 
 
+_preloading = None  # the thread of preload(), while it runs
+
+
+def preload(*names):
+    """Import Jinja2 and compile the templates ``names`` in a background thread.
+
+    That is about 30 ms of CPU here. A task starts it while it waits on the
+    host (its remote shell starting, ~0.1 s), which takes it off the task's
+    path; render_template waits for it, so nothing is compiled twice.
+    """
+    global _preloading
+    if _preloading is None:
+        _preloading = threading.Thread(target=_load, args=names, name="template-preload",
+                                       daemon=True)
+        _preloading.start()
+
+
+def _load(*names):
+    try:
+        for name in names:
+            environment().get_template(name)
+    except Exception:
+        pass  # render_template meets the same error and reports it
+
+
 def render_template(name, **context):
+    if _preloading is not None:
+        _preloading.join()
     return environment().get_template(name).render(**context)
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json as jsonlib
 import time
 
-from . import scripts
+from . import render, scripts
 from .errors import FAILED, Failure
 from .facts import parse_view
 from .lock import identity, lock_held, owner_record
@@ -78,6 +78,9 @@ class Session:
         itself, said and recorded in history. A holder still connected is
         waited for up to ``wait`` seconds, then refused.
         """
+        # Every task that takes the lock renders the nginx file: Jinja2 and
+        # the template load while the host starts the task's shell.
+        render.preload("nginx.conf.j2")
         shell = self.host.shell
         self.lock_pid = shell.pid
         script = scripts.inspect(self.settings, owner_json=self.owner_json(shell),

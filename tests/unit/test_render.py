@@ -566,3 +566,15 @@ def test_fab_render_missing_env_file_exit_2(tmp_path):
     result = run_fab(["render"], tmp_path, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "typo.env" in result.stderr
+
+
+def test_preloaded_templates_render_the_same(settings, monkeypatch):
+    from tasks import render
+
+    s = settings(APP_NAME="shop")
+    expected = render_nginx(s, "green")
+    monkeypatch.setattr(render, "_preloading", None)
+    render.environment.cache_clear()
+    render.preload("nginx.conf.j2", "no-such-template.j2")  # a bad name is render's to report
+    assert render_nginx(s, "green") == expected
+    assert not render._preloading.is_alive()

@@ -10,3 +10,30 @@ def test_destination_label():
     assert destination_label("h") == "h"
     assert destination_label("h", "u", 22) == "u@h:22"
     assert destination_label("::1", "u", 2222) == "u@[::1]:2222"
+
+
+def test_quick_ack_socket_acknowledges_before_every_read_and_is_the_socket_otherwise():
+    import socket
+
+    from tasks.ssh import QuickAckSocket, _transport_with_nodelay
+
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        wrapped = QuickAckSocket(client)
+        peer.sendall(b"hello")
+        assert wrapped.recv(5) == b"hello"
+        # The kernel's flag is set again by the read itself (it is not sticky).
+        assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+        wrapped.settimeout(0.5)
+        assert client.gettimeout() == 0.5
+        assert wrapped.getpeername() == peer.getsockname()
+        # paramiko gets the wrapper, with TCP_NODELAY set on the socket beneath.
+        transport = _transport_with_nodelay(client)
+        assert isinstance(transport.sock, QuickAckSocket)
+        assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        transport.close()
+    finally:
+        for s in (client, peer, server):
+            s.close()
