@@ -125,14 +125,16 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
             # Files rendered before X-Deploy-App existed name no app.
             app = resp.headers.get("x-deploy-app", settings.app_name)
             if seen == colour and app == settings.app_name:
-                # Old workers that have not yet acted on the reload still
-                # accept for a few ms: a few answers in a row, 10 ms apart,
-                # before the operator (or the next request) is told it is done.
+                # After a reload nginx's master starts the new workers, waits
+                # 100 ms, then tells the old ones to stop accepting; until
+                # then both answer (measured here: old ones most often). A
+                # few answers in a row from the new file, 5 ms apart, before
+                # the operator (or the next request) is told it is done.
                 in_a_row += 1
                 if in_a_row >= VERIFY_IN_A_ROW:
                     scheme = "https" if tls else "http"
                     return f"{scheme} :{port} answers from {colour} (HTTP {resp.status})"
-                sleep(0.01)
+                sleep(0.005)
                 continue
             seen = (f"answers from {seen or 'an unmarked server'}"
                     + (f" of app {app}" if app != settings.app_name else "")
@@ -146,10 +148,11 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
                 f"reload (last: {seen})",
                 "another server may own the port or SERVER_NAME; `fab check` "
                 "lists clashes")
-        # nginx serves the new file 60-90 ms after `nginx -s reload` returns
-        # (measured on the loopback host); a probe over the open connection
-        # costs a round trip, so poll finely at first, then back off.
-        sleep(0.01 if attempts < 30 else 0.05 if attempts < 60 else 0.2)
+        # nginx serves the new file alone 100-120 ms after `nginx -s reload`
+        # returns (measured on the loopback host); a probe over the open
+        # connection costs a round trip (~3 ms), so poll finely for the
+        # first ~0.3 s, then back off.
+        sleep(0.005 if attempts < 40 else 0.05 if attempts < 70 else 0.2)
 
 
 def verify_canary(host, settings, live, canary, reporter, bound=10.0,

@@ -81,13 +81,16 @@ def list_script(settings, history_lines=HISTORY_LINES):
     label = q(f"label={PROJECT_LABEL}={settings.app_name}")
     ids = (f"{{ docker images -q --no-trunc {repo}; docker images -q --no-trunc "
            f"--filter dangling=true --filter {label}; }} 2>/dev/null | sort -u")
+    start, finish = scripts.side_by_side({
+        "images": f'ids=$({ids}); [ -z "$ids" ] || docker image inspect --format '
+                  f'{q(INSPECT_IMAGE)} $ids 2>/dev/null',
+        "containers": scripts.inspect_containers(settings),
+    })
     return "\n".join([
-        f"ids=$({ids})",
-        scripts.block("images", f'[ -z "$ids" ] || docker image inspect --format '
-                                f'{q(INSPECT_IMAGE)} $ids 2>/dev/null'),
-        scripts.block("containers", scripts.inspect_containers(settings)),
+        start,
         scripts.block("history", f"tail -n {int(history_lines)} "
                                  f"{q(settings.deploy_dir + '/history.jsonl')} 2>/dev/null"),
+        finish,
     ]) + "\n"
 
 

@@ -40,6 +40,26 @@ def block(name, command):
             f"printf '\\n%s end {name}\\n' \"$M\"")
 
 
+def side_by_side(commands):
+    """Run ``commands`` ({block name: command}) at the same time, in the background.
+
+    Returns (start, finish), two pieces of a step's script: ``start`` launches
+    them, each into a file of a private temporary directory; ``finish`` waits
+    for them and prints each output as its block, in order. What the step
+    does in between runs meanwhile. A docker CLI call costs ~17 ms here,
+    mostly waiting on the daemon: side by side, several cost about one.
+    Without a temporary directory (no mktemp), ``finish`` runs them in turn.
+    """
+    start = ['bg=$(mktemp -d 2>/dev/null) || bg=""']
+    finish = ["wait"]
+    for name, command in commands.items():
+        start.append(f'[ -z "$bg" ] || {{ {command}; }} > "$bg/{name}" 2>/dev/null &')
+        finish.append(block(name, f'if [ -n "$bg" ]; then cat "$bg/{name}"; '
+                                  f'else {command}; fi'))
+    finish.append('[ -z "$bg" ] || rm -rf "$bg"')
+    return "\n".join(start), "\n".join(finish)
+
+
 def sudo(settings):
     return "sudo -n " if settings.use_sudo else ""
 
@@ -143,6 +163,10 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     on (``ss``; with the program's name when the login user may see it).
     """
     d = settings.deploy_dir
+    slow = {"containers": inspect_containers(settings)}
+    if listening:
+        slow["listening"] = "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"
+    start, finish = side_by_side(slow)
     lines = [
         mark("now", "$(date +%s)"),
         f"if [ -d {q(d)} ]; then {mark('deploy_dir', 'yes')}; else {mark('deploy_dir', 'no')}; fi",
@@ -150,10 +174,10 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     if owner_json is not None:
         lines.append(f"if [ -d {q(d)} ]; then\n{take_lock(settings, owner_json)}\nfi")
     lines += [
+        start,  # the slow reads, after the lock: nothing changes under them
         block("owner", f"cat {q(d + '/.lock/owner.json')} 2>/dev/null"),
         block("state", f"cat {q(d + '/state.json')} 2>/dev/null"),
         block("nginx", f"cat {q(settings.nginx_file)} 2>/dev/null"),
-        block("containers", inspect_containers(settings)),
         mark("nginx_version", f"$({nginx_version(settings)})"),
     ]
     if history_lines:
@@ -162,8 +186,7 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     if app_env:
         lines.append(mark("app_env", f"$(sha256sum {q(d + '/app.env')} 2>/dev/null "
                                      "| cut -d' ' -f1)"))
-    if listening:
-        lines.append(block("listening", "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"))
+    lines.append(finish)
     return "\n".join(lines) + "\n"
 
 

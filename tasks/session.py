@@ -78,11 +78,11 @@ class Session:
         itself, said and recorded in history. A holder still connected is
         waited for up to ``wait`` seconds, then refused.
         """
+        shell = self.host.shell  # started: the host runs its login shell first
         # Every task that takes the lock renders the nginx file: Jinja2 and
-        # the template load while the host starts the task's shell.
+        # the template load meanwhile, off the task's path.
         render.preload("nginx.conf.j2")
-        shell = self.host.shell
-        self.lock_pid = shell.pid
+        self.lock_pid = shell.pid  # the shell's first answer
         script = scripts.inspect(self.settings, owner_json=self.owner_json(shell),
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
                                  listening=True)

@@ -33,6 +33,15 @@ import paramiko
 
 from .errors import FAILED, Failure
 
+class ShellIdentity(NamedTuple):
+    """The shell's process on the host (None where /proc did not say)."""
+
+    pid: Optional[int] = None
+    pgid: Optional[int] = None  # its process group (sshd's session)
+    started: Optional[int] = None  # its start time, in clock ticks since boot
+    parent: Optional[int] = None  # its parent's pid (sshd's session process)
+
+
 class StepResult(NamedTuple):
     """What one step did: its exit status, its plain output, and its markers."""
 
@@ -160,14 +169,18 @@ class RemoteShell:
         self.open_timeout = open_timeout
         self.token = secrets.token_hex(8)
         self.chan: Optional[paramiko.Channel] = None
-        self.pid: Optional[int] = None  # the shell's pid on the host
-        self.pgid: Optional[int] = None  # its process group (sshd's session)
-        self.started: Optional[int] = None  # its start time on the host, in clock ticks
-        self.parent: Optional[int] = None  # its parent's pid (sshd's session process)
+        self._identity: Optional[ShellIdentity] = None
+        self._identifying: Optional[StepReader] = None  # sent by start(), not yet read
         self.alive = False
         self._buffers = {"stdout": b"", "stderr": b""}
 
     def start(self) -> None:
+        """Open the channel and start the shell; its first answer is read later.
+
+        The host's login shell takes its time before `sh -s` runs (0.1 s
+        here, for root's ~/.bashrc); start() returns at once, so the task
+        can do its own work meanwhile; ready() (or the first run()) waits.
+        """
         try:
             self.chan = self.transport.open_session(timeout=self.open_timeout)
             self.stats["commands"] = self.stats.get("commands", 0) + 1
@@ -185,15 +198,36 @@ class RemoteShell:
         # pid, it tells this shell from a later process given the same pid).
         # And its parent, sshd's session process: it ends with the connection,
         # while the shell may outlive it in the middle of a step.
-        first = self.run("echo \"$M shell $BLUEGREEN_TASK_PID $(cut -d' ' -f5,22 "
-                         "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null) $(cut -d' ' -f4 "
-                         "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null)\"",
-                         timeout=self.open_timeout)
-        fields = [int(f) for f in first.values.get("shell", "").split() if f.isdigit()]
-        self.pid = fields[0] if fields else None
-        self.pgid = fields[1] if len(fields) > 1 else self.pid
-        self.started = fields[2] if len(fields) > 2 else None
-        self.parent = fields[3] if len(fields) > 3 else None
+        self._identifying = self._send(
+            "echo \"$M shell $BLUEGREEN_TASK_PID $(cut -d' ' -f5,22 "
+            "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null) $(cut -d' ' -f4 "
+            "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null)\"")
+
+    def ready(self) -> ShellIdentity:
+        """Wait for the shell's first answer (once): who it is on the host."""
+        if self._identifying is not None:
+            reader, self._identifying = self._identifying, None
+            result = self._finish(reader, time.monotonic() + self.open_timeout,
+                                  self.open_timeout)
+            fields = [int(f) for f in result.values.get("shell", "").split() if f.isdigit()]
+            pid = fields[0] if fields else None
+            self._identity = ShellIdentity(
+                pid=pid, pgid=fields[1] if len(fields) > 1 else pid,
+                started=fields[2] if len(fields) > 2 else None,
+                parent=fields[3] if len(fields) > 3 else None)
+        return self._identity or ShellIdentity()
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.ready().pid
+
+    @property
+    def started(self) -> Optional[int]:
+        return self.ready().started
+
+    @property
+    def parent(self) -> Optional[int]:
+        return self.ready().parent
 
     def run(self, script: str, on_line=None, on_mark=None,
             timeout: Optional[float] = None) -> StepResult:
@@ -204,15 +238,27 @@ class RemoteShell:
         (timeout, Ctrl-C, an exception from a callback) ends the shell and
         every process of it on the host; the next run() starts a new one.
         """
+        self.ready()  # the shell's first answer comes first
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        return self._finish(self._send(script, on_line, on_mark), deadline, timeout)
+
+    def _send(self, script: str, on_line=None, on_mark=None) -> StepReader:
+        """Write one step to the shell; the reader gets its output."""
         if not self.alive:
             raise Failure(f"the remote shell on {self.name} has ended",
                           "start the task again", code=FAILED)
-        reader = StepReader(self.token, on_line, on_mark)
         self.stats["steps"] = self.stats.get("steps", 0) + 1
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        finished = False
         try:
             self.chan.sendall(step_input(script).encode("utf-8"))
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._broken(exc)
+        return StepReader(self.token, on_line, on_mark)
+
+    def _finish(self, reader: StepReader, deadline: Optional[float],
+                timeout: Optional[float]) -> StepResult:
+        """Read a step's output until it ends."""
+        finished = False
+        try:
             while not reader.done:
                 if self._read(reader, deadline):
                     continue
@@ -231,14 +277,17 @@ class RemoteShell:
             finished = True
             return reader.result()
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            self.alive = False
-            if transport_died(self.transport):
-                raise self.lost("while a step was running") from exc
-            raise Failure(f"running a step on {self.name} failed: {exc}",
-                          "try again; if it persists, run `ssh` to the host by hand") from exc
+            self._broken(exc)
         finally:
             if not finished:
                 self.kill()
+
+    def _broken(self, exc: Exception):
+        self.alive = False
+        if transport_died(self.transport):
+            raise self.lost("while a step was running") from exc
+        raise Failure(f"running a step on {self.name} failed: {exc}",
+                      "try again; if it persists, run `ssh` to the host by hand") from exc
 
     def _read(self, reader: StepReader, deadline: Optional[float]) -> bool:
         """Read what has arrived into the reader; False when nothing came."""
@@ -271,14 +320,15 @@ class RemoteShell:
         channel sends SIGTERM to the shell's process group.
         """
         self.alive = False
-        target = f"-{self.pgid}" if self.pgid else (str(self.pid) if self.pid else "")
+        me = self._identity or ShellIdentity()  # never waits: the shell may not answer
+        target = f"-{me.pgid}" if me.pgid else (str(me.pid) if me.pid else "")
         if target and self.transport.is_active():
             try:
                 chan = self.transport.open_session(timeout=2.0)
                 self.stats["commands"] = self.stats.get("commands", 0) + 1
                 # The whole session too: timeout(1) runs a bounded build in
                 # a process group of its own.
-                session = f"pkill -TERM -s {self.pid} 2>/dev/null; " if self.pid else ""
+                session = f"pkill -TERM -s {me.pid} 2>/dev/null; " if me.pid else ""
                 chan.exec_command(f"{session}kill -TERM -- {target} 2>/dev/null; true")
                 chan.status_event.wait(2.0)
                 chan.close()

@@ -767,3 +767,40 @@ def test_a_write_that_fails_leaves_no_temporary_behind(box):
     r = box(scripts.write_file(str(target), "new\n") + " || echo \"$M failed yes\"")
     assert r.values.get("failed") == "yes" and target.read_text() == "old\n"
     assert not os.path.lexists(box.dir / "state.json.tmp")
+
+
+@pytest.mark.parametrize("with_mktemp", [True, False])
+def test_side_by_side_runs_at_once_and_prints_each_block(tmp_path, with_mktemp):
+    """Commands that each wait for the other to have started finish only when
+    they run at the same time; their blocks come out whole and in order, also
+    when a command fails; the temporary directory is gone afterwards. Without
+    mktemp they run in turn (and each waits in vain), with the same blocks."""
+    tmp, meet = tmp_path / "tmp", tmp_path / "meet"
+    tmp.mkdir()
+    meet.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = ("sleep", "printf", "cat", "rm", "seq", "touch") + (("mktemp",) if with_mktemp else ())
+    for tool in tools:
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                               text=True).stdout.strip()
+        if found.startswith("/"):
+            os.symlink(found, bin_dir / tool)
+
+    def meeting(me, other):  # "met" once the other has started too, else "alone" after 3 s
+        return (f"touch {meet}/{me}; n=0; while [ ! -e {meet}/{other} ] && [ $n -lt 300 ]; "
+                f"do sleep 0.01; n=$((n+1)); done; [ -e {meet}/{other} ] && echo met "
+                "|| echo alone")
+
+    start, finish = scripts.side_by_side({
+        "one": f"{meeting('one', 'two')}; printf 'a\\nb\\n'",
+        "two": f"{meeting('two', 'one')}; seq 1 3; false",
+        "three": "printf 'no newline'",
+    })
+    result = run_step(f"{start}\necho \"$M middle yes\"\n{finish}\n",
+                      env={"PATH": str(bin_dir), "TMPDIR": str(tmp)})
+    assert result.code == 0 and result.values["middle"] == "yes"
+    first = "met" if with_mktemp else "alone"
+    assert result.blocks == {"one": f"{first}\na\nb\n", "two": "met\n1\n2\n3\n",
+                             "three": "no newline\n"}
+    assert list(tmp.iterdir()) == []
