@@ -79,8 +79,9 @@ def list_script(settings, history_lines=HISTORY_LINES):
     images, and the history that names each commit's branch."""
     repo = q(f"bluegreen-{settings.app_name}")
     label = q(f"label={PROJECT_LABEL}={settings.app_name}")
-    ids = (f"{{ docker images -q --no-trunc {repo}; docker images -q --no-trunc "
-           f"--filter dangling=true --filter {label}; }} 2>/dev/null | sort -u")
+    # Both listings at once (each docker call ~17 ms here); sort merges their lines.
+    ids = (f"{{ docker images -q --no-trunc {repo} & docker images -q --no-trunc "
+           f"--filter dangling=true --filter {label}; wait; }} 2>/dev/null | sort -u")
     start, finish = scripts.side_by_side({
         "images": f'ids=$({ids}); [ -z "$ids" ] || docker image inspect --format '
                   f'{q(INSPECT_IMAGE)} $ids 2>/dev/null',
@@ -95,18 +96,21 @@ def list_script(settings, history_lines=HISTORY_LINES):
 
 
 def prune_script(tags, ids, cache_age=None):
-    """Remove image tags and untagged images one by one (each reports), then
-    build cache unused for ``cache_age`` seconds."""
-    lines = ["set -u"]
+    """Remove image tags and untagged images one by one (each reports); build
+    cache unused for ``cache_age`` seconds goes meanwhile, side by side."""
+    start, finish = "", ""
+    if cache_age is not None:
+        # Docker 20.10's build cache carries no app label: `until` is the one
+        # filter that spares what recent builds (this app's kept ones) used.
+        start, finish = scripts.side_by_side({"cache": (
+            f"docker builder prune --force --filter until={int(cache_age)}s 2>&1 "
+            "| tail -n 1")})
+    lines = ["set -u", start]
     for ref in list(tags) + list(ids):
         lines.append(f"if out=$(docker rmi {q(ref)} 2>&1); then {scripts.mark('removed', q(ref))}; "
                      f"else echo \"$M not_removed \"{q(ref)}\" $(printf '%s' \"$out\" | "
                      "tail -n 1)\"; fi")
-    if cache_age is not None:
-        # Docker 20.10's build cache carries no app label: `until` is the one
-        # filter that spares what recent builds (this app's kept ones) used.
-        lines.append(scripts.mark("cache", "$(docker builder prune --force --filter "
-                                           f"until={int(cache_age)}s 2>&1 | tail -n 1)"))
+    lines.append(finish)
     return "\n".join(lines) + "\n"
 
 
@@ -273,7 +277,7 @@ def prune(session, state):
             failed = [v for k, v in result.marks if k == "not_removed"]
             ph.detail = (f"{len(plan.keep)} kept (KEEP_RELEASES={s.keep_releases}), "
                          f"{len(removed)} removed")
-            cache = result.values.get("cache", "")
+            cache = result.blocks.get("cache", "")
             if "reclaimed" in cache.lower():
                 ph.detail += f"; build cache: {cache.strip()}"
         for text in failed:

@@ -115,4 +115,4 @@ def test_prune_script_reports_each_removal_and_survives_failures(tmp_path):
     result = run_step(prune_script(["bluegreen-shop:" + C["a"], "busy"], [], 7200), env=env)
     assert ("removed", "bluegreen-shop:" + C["a"]) in result.marks
     assert ("not_removed", "busy Error: conflict: image is being used") in result.marks
-    assert result.values["cache"] == "Total reclaimed space: 5MB"
+    assert result.blocks["cache"] == "Total reclaimed space: 5MB\n"
