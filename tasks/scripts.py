@@ -93,10 +93,10 @@ def write_file(path, text, mode=None, prefix=""):
     """
     tmp = f"{path}.tmp"
     chmod = f" && {prefix}chmod {mode} {q(tmp)}" if mode else ""
-    write = (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
-             f"&& {prefix}mv -f {q(tmp)} {q(path)}")
     if prefix:  # sudo: only the commands the README's sudoers lines allow
-        return write
+        return (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
+                f"&& {prefix}mv -f {q(tmp)} {q(path)}")
+    write = f"printf '%s' {q(text)} > {q(tmp)}{chmod} && mv -f {q(tmp)} {q(path)}"
     return f"{{ {write}; }} || {{ rm -f {q(tmp)}; false; }}"
 
 
@@ -356,7 +356,7 @@ def switch(settings, nginx_text):
     restore = (f"if [ \"$had\" = 1 ]; then cat {q(backup)} | {s}tee {q(tmp)} >/dev/null "
                f"&& {s}mv -f {q(tmp)} {q(f)}; else {s}rm -f {q(f)}; fi")
     return f"""set -u
-mkdir -p {q(settings.deploy_dir + '/logs')}
+[ -d {q(settings.deploy_dir + '/logs')} ] || mkdir -p {q(settings.deploy_dir + '/logs')}
 had=0
 if [ -f {q(f)} ]; then cat {q(f)} > {q(backup)} && had=1; fi
 if ! out=$({write_file(f, nginx_text, prefix=s)} 2>&1); then
