@@ -191,7 +191,10 @@ def summarise(rounds):
         "process": med(lambda r: r["release"]["wall"] - r["release"]["seconds"]),
         "phases": {p: phase("release", p) for p in
                    ("connect", "lock", "git", "build", "start", "health", "switch", "verify",
-                    "record")},
+                    "record", "prune")},
+        # Outside every phase: the task's remote shell starting (the host's
+        # login shell), the plan, the unlock.
+        "unphased": med(lambda r: r["release"]["seconds"] - sum(r["release"]["phases"].values())),
         "ssh": {k: ssh("release", k) for k in ("commands", "channels", "uploads")},
     }
     out["rollback"] = {
@@ -201,6 +204,7 @@ def summarise(rounds):
         "process": med(lambda r: r["rollback"]["wall"] - r["rollback"]["seconds"]),
         "phases": {p: phase("rollback", p) for p in
                    ("connect", "lock", "health", "switch", "verify", "record")},
+        "unphased": med(lambda r: r["rollback"]["seconds"] - sum(r["rollback"]["phases"].values())),
         "ssh": {k: ssh("rollback", k) for k in ("commands", "channels", "uploads")},
     }
     out["status"] = {"wall": med(lambda r: r["status"]["wall"]),
@@ -244,12 +248,14 @@ def report(out):
     lines.append("")
     p = rel["phases"]
     lines.append("release overhead, where it goes (medians): Python start and exit "
-                 f"{s(rel['process'])}, connect {s(p['connect'])}, lock {s(p['lock'])}, git "
+                 f"{s(rel['process'])}, connect {s(p['connect'])}, the remote shell starting "
+                 f"and the rest {s(rel['unphased'])}, lock {s(p['lock'])}, git "
                  f"{s(p['git'])}, switch {s(p['switch'])}, verify {s(p['verify'])}, record "
-                 f"{s(p['record'])}")
+                 f"{s(p['record'])}, prune {s(p['prune'])}")
     p = rb["phases"]
     lines.append("rollback, where it goes: Python start and exit "
-                 f"{s(rb['process'])}, connect {s(p['connect'])}, lock {s(p['lock'])}, "
+                 f"{s(rb['process'])}, connect {s(p['connect'])}, the remote shell starting "
+                 f"and the rest {s(rb['unphased'])}, lock {s(p['lock'])}, "
                  f"health {s(p['health'])}, switch {s(p['switch'])}, verify {s(p['verify'])}, "
                  f"record {s(p['record'])}")
     fp = out["floor_paramiko"]
