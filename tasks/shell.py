@@ -33,6 +33,7 @@ import paramiko
 
 from .errors import FAILED, Failure
 
+
 class ShellIdentity(NamedTuple):
     """The shell's process on the host (None where /proc did not say)."""
 
@@ -251,6 +252,7 @@ class RemoteShell:
         try:
             self.chan.sendall(step_input(script).encode("utf-8"))
         except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.kill()
             self._broken(exc)
         return StepReader(self.token, on_line, on_mark)
 
