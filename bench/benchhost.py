@@ -67,6 +67,13 @@ def precompile():
 
 NETWORKS = ("bridge", "host")
 
+# The login shell of the host's user: this machine's root (whose ~/.bashrc
+# runs `pyenv init`, 0.1 s for every command sshd starts), or a stock Debian
+# root's (base-files' dot.bashrc, all comments): sshd's SetEnv points HOME
+# at a directory that holds that file, so bash reads it instead.
+LOGIN_SHELLS = ("machine", "stock")
+STOCK_BASHRC = Path("/usr/share/base-files/dot.bashrc")
+
 
 class BenchHost:
     """A LoopHost, a SampleApp with "v1" committed, and a project dir for `fab`.
@@ -77,11 +84,14 @@ class BenchHost:
     "host" (to compare with).
     """
 
-    def __init__(self, settings=None, keep=False, nginx="distro", network="bridge"):
+    def __init__(self, settings=None, keep=False, nginx="distro", network="bridge",
+                 login_shell="machine"):
         if network not in NETWORKS:
             raise ValueError(f"network {network!r}: one of {', '.join(NETWORKS)}")
+        if login_shell not in LOGIN_SHELLS:
+            raise ValueError(f"login_shell {login_shell!r}: one of {', '.join(LOGIN_SHELLS)}")
         self.keep = keep
-        self.nginx_flavour, self.network = nginx, network
+        self.nginx_flavour, self.network, self.login_shell = nginx, network, login_shell
         self.work = Path(tempfile.mkdtemp(prefix="bluegreen-bench-"))
         # The tests' prefix: a run killed half-way is cleaned up by the next
         # test session or benchmark (unless a live process claims it).
@@ -102,7 +112,15 @@ class BenchHost:
     def start(self):
         lh.remove_leftover_projects(lh.TEST_PREFIX)
         lh.claim_project(self.name)
-        self.host = lh.LoopHost(self.work / "host", nginx=self.nginx_flavour).start()
+        sshd_options = {}
+        if self.login_shell == "stock":
+            home = self.work / "home"
+            home.mkdir()
+            (home / ".bashrc").write_text(STOCK_BASHRC.read_text() if STOCK_BASHRC.exists()
+                                          else "")
+            sshd_options["SetEnv"] = f"HOME={home}"
+        self.host = lh.LoopHost(self.work / "host", nginx=self.nginx_flavour,
+                                sshd_options=sshd_options).start()
         self.app = lh.SampleApp(self.work / "app")
         self.app.commit("v1")
         self.public_port, self.blue_port, self.green_port = lh.free_ports(3)

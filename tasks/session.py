@@ -44,12 +44,20 @@ class Session:
 
     def run(self, script, **kwargs):
         """One step in the task's remote shell -> shell.StepResult."""
+        return self._shell().run(script, **kwargs)
+
+    def start(self, script):
+        """One step that runs on the host while the task goes on -> shell.Pending
+        (its .result() waits for it; so does the next step)."""
+        return self._shell().send(script)
+
+    def _shell(self):
         shell = self.host.shell
         if self.locked and shell.pid != self.lock_pid:
             # A step stopped part-way ended the shell that holds the lock.
             old, self.lock_pid = self.lock_pid, shell.pid
             shell.run(scripts.adopt_lock(self.settings, old, self.owner_json(shell)))
-        return shell.run(script, **kwargs)
+        return shell
 
     def close(self):
         self.host.close()

@@ -148,6 +148,20 @@ class StepReader:
             values=dict(self.values), blocks=dict(self.blocks), marks=tuple(self.marks))
 
 
+class Pending:
+    """A step sent to the shell whose output is read later (RemoteShell.send)."""
+
+    def __init__(self, shell: "RemoteShell", reader: "StepReader"):
+        self.shell, self.reader = shell, reader
+        self._result: Optional[StepResult] = None
+
+    def result(self) -> StepResult:
+        """The step's result; waits for it (a step sent later waits for it too)."""
+        if self._result is None:
+            self.shell.settle()
+        return self._result
+
+
 def step_input(script: str) -> str:
     """What is written to the shell for one step.
 
@@ -172,6 +186,7 @@ class RemoteShell:
         self.chan: Optional[paramiko.Channel] = None
         self._identity: Optional[ShellIdentity] = None
         self._identifying: Optional[StepReader] = None  # sent by start(), not yet read
+        self._pending: Optional[Pending] = None  # sent by send(), not yet read
         self.alive = False
         self._buffers = {"stdout": b"", "stderr": b""}
 
@@ -239,9 +254,24 @@ class RemoteShell:
         (timeout, Ctrl-C, an exception from a callback) ends the shell and
         every process of it on the host; the next run() starts a new one.
         """
-        self.ready()  # the shell's first answer comes first
+        self.settle()  # what was sent before comes first
         deadline = time.monotonic() + timeout if timeout is not None else None
         return self._finish(self._send(script, on_line, on_mark), deadline, timeout)
+
+    def send(self, script: str) -> Pending:
+        """Start one step and return at once: it runs on the host while the
+        task goes on (probes, a wait). Its result is read by Pending.result(),
+        or before the next step runs; one step is pending at a time."""
+        self.settle()
+        self._pending = Pending(self, self._send(script))
+        return self._pending
+
+    def settle(self) -> None:
+        """Read the answers of what was sent and not read yet, in order."""
+        self.ready()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending._result = self._finish(pending.reader, None, None)
 
     def _send(self, script: str, on_line=None, on_mark=None) -> StepReader:
         """Write one step to the shell; the reader gets its output."""

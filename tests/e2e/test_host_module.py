@@ -402,6 +402,25 @@ def test_steps_share_one_remote_shell(host):
     assert host.stats["steps"] == steps + 3
 
 
+def test_a_sent_step_runs_while_the_task_goes_on_and_is_read_in_order(host, sshd):
+    """send() returns before its step ends: the step waits (up to 10 s) for a
+    file this test makes only after send() returned, then answers. The next
+    step's run() reads the sent one's answer first and gets its own."""
+    go = sshd.dir / "sent-step-may-go"
+    pending = host.shell.send(f"n=0; while [ ! -e {go} ] && [ $n -lt 1000 ]; do sleep 0.01; "
+                              f"n=$((n+1)); done; [ -e {go} ] && echo \"$M saw go\"; exit 5")
+    go.touch()
+    r = host.run('echo "$M next yes"')
+    assert (r.code, r.values) == (0, {"next": "yes"})
+    first = pending.result()
+    assert (first.code, first.values) == (5, {"saw": "go"})
+    assert pending.result() is first  # read once, kept
+    # With nothing read in between, result() itself waits for the step.
+    later = host.shell.send('echo "$M alone yes"')
+    assert later.result().values == {"alone": "yes"}
+    assert host.run("echo after").stdout == "after\n"
+
+
 def test_a_step_cannot_forge_a_marker_or_end_the_shell(host):
     r = host.run("echo '::0123456789abcdef exit 0'; echo \"$M value real\"; "
                  "echo '::deadbeefdeadbeef value forged'; exit 3")
