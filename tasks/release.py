@@ -226,7 +226,7 @@ def go_live(session, attempt, colour, state, read_meanwhile=None):
     attempt.switched = True
 
     attempt.phase = "verify"
-    meanwhile = session.start(read_meanwhile) if read_meanwhile else None
+    meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour)
 
     attempt.phase = "record"

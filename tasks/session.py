@@ -46,7 +46,7 @@ class Session:
         """One step in the task's remote shell -> shell.StepResult."""
         return self._shell().run(script, **kwargs)
 
-    def start(self, script):
+    def send(self, script):
         """One step that runs on the host while the task goes on -> shell.Pending
         (its .result() waits for it; so does the next step)."""
         return self._shell().send(script)
