@@ -19,16 +19,6 @@ import sys
 from benchhost import BenchHost, describe_machine, lh, machine, need_venv
 
 
-def app_images(bench):
-    """Distinct images of the app: its repo's tags and its untagged ones."""
-    tagged = lh.nonblank_lines(lh.docker("images", "-q", "--no-trunc",
-                                         f"bluegreen-{bench.name}"))
-    dangling = lh.nonblank_lines(lh.docker(
-        "images", "-q", "--no-trunc", "--filter", "dangling=true",
-        "--filter", f"label=com.docker.compose.project={bench.name}"))
-    return len(set(tagged) | set(dangling))
-
-
 def main(argv=None):
     need_venv()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,7 +36,7 @@ def main(argv=None):
             bench.app.commit(f"v{n}")
             r, _ = bench.fab("release")
             bench.check(r, "release")
-            counts.append(app_images(bench))
+            counts.append(len(lh.app_image_ids(bench.name)))
         commits = bench.app.commits
         # Two kept releases that no colour runs now or alternately.
         targets = [commits[f"v{args.releases - 2}"], commits[f"v{args.releases - 1}"]]
@@ -60,7 +50,7 @@ def main(argv=None):
             walls.append(wall)
             own.append(summary["seconds"])
             net.append(summary["seconds"] - phases.get("start", 0) - phases.get("health", 0))
-        final = app_images(bench)
+        final = len(lh.app_image_ids(bench.name))
     print(describe_machine(machine()))
     print(f"releases: {args.releases} (KEEP_RELEASES={args.keep}); app images after each: "
           f"{counts}; max {max(counts)}, at the end {final} (target <= {args.keep + 2})")

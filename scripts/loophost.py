@@ -199,6 +199,16 @@ def nonblank_lines(result):
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
+def app_image_ids(app_name):
+    """Distinct images of a deployed app: every tag of its repo
+    (bluegreen-APP) and its untagged images (by compose's project label)."""
+    tagged = nonblank_lines(docker("images", "-q", "--no-trunc", f"bluegreen-{app_name}"))
+    dangling = nonblank_lines(docker(
+        "images", "-q", "--no-trunc", "--filter", "dangling=true",
+        "--filter", f"label=com.docker.compose.project={app_name}"))
+    return set(tagged) | set(dangling)
+
+
 def remove_compose_projects(name=None, prefix=None, keep=()):
     """Remove the containers, images, networks and volumes of the compose
     project `name`, or of every project whose name starts with `prefix`

@@ -38,16 +38,6 @@ def commit_images(project):
     return found
 
 
-def app_image_ids(project):
-    """Distinct images of the app: every tag of its repo, and its untagged ones."""
-    tagged = lh.nonblank_lines(lh.docker("images", "-q", "--no-trunc",
-                                         f"bluegreen-{project.name}"))
-    dangling = lh.nonblank_lines(lh.docker(
-        "images", "-q", "--no-trunc", "--filter", "dangling=true",
-        "--filter", f"label=com.docker.compose.project={project.name}"))
-    return set(tagged) | set(dangling)
-
-
 def releases_json(project):
     r = fab(project, "releases", "--json")
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
@@ -80,8 +70,8 @@ def test_releases_under_load_keep_only_keep_releases_images(web):
     kept = commit_images(p)
     assert set(kept) == {commits["v2"], commits["v3"], commits["v4"]}, kept
     # Colour tags point at kept images; nothing untagged is left over.
-    assert len(app_image_ids(p)) <= KEEP + 2, app_image_ids(p)
-    assert set(kept.values()) == app_image_ids(p)
+    assert len(lh.app_image_ids(p.name)) <= KEEP + 2, lh.app_image_ids(p.name)
+    assert set(kept.values()) == lh.app_image_ids(p.name)
 
 
 def test_releases_json_lists_the_kept_releases_and_who_runs_them(web):
