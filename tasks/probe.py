@@ -21,6 +21,7 @@ import paramiko
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT_FAILED
 
 from .errors import FAILED, Failure
+from .shell import transport_died
 
 # A health answer is a status line and a few headers; the cap only protects
 # the laptop from an app that streams forever.
@@ -96,16 +97,13 @@ def get(transport: paramiko.Transport, port: int, path: str, *, host_header: str
                         describe_request(path, host_header))
     except socket.timeout:
         raise ProbeError(f"no answer within {timeout:g}s", where) from None
-    except ssl.SSLError as exc:
-        raise ProbeError(f"TLS failed: {exc.reason or exc}", where) from None
-    except http.client.RemoteDisconnected:
-        raise ProbeError("the connection closed without an answer", where) from None
-    except http.client.HTTPException as exc:
-        raise ProbeError(f"not an HTTP answer: {type(exc).__name__} {exc}".strip(), where) from None
-    except (OSError, EOFError, paramiko.SSHException) as exc:
-        if lost is not None and not transport.is_active():
+    except (ssl.SSLError, http.client.HTTPException, OSError, EOFError,
+            paramiko.SSHException) as exc:
+        # The SSH connection dying closes the channel too: that is the
+        # connection's failure (exit 3), not the app's (exit 1).
+        if lost is not None and ended_with_the_connection(chan, transport):
             raise lost("during a health probe") from exc
-        raise ProbeError(f"channel failed: {exc}", where) from None
+        raise ProbeError(no_answer_reason(exc), where) from None
     finally:
         try:
             chan.close()
@@ -113,6 +111,26 @@ def get(transport: paramiko.Transport, port: int, path: str, *, host_header: str
             # A connection that died under the probe: closing it says so with
             # an EOFError, which must not hide the probe's own error.
             pass
+
+
+def ended_with_the_connection(chan, transport) -> bool:
+    """Whether the channel ended because the SSH connection did.
+
+    The host ends a channel whose port closed with an EOF first; a dying
+    connection closes every channel without one, a moment before paramiko
+    says the transport is gone (transport_died waits for that moment).
+    """
+    return not chan.eof_received and transport_died(transport)
+
+
+def no_answer_reason(exc) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the connection closed without an answer"
+    if isinstance(exc, http.client.HTTPException):
+        return f"not an HTTP answer: {type(exc).__name__} {exc}".strip()
+    return f"channel failed: {exc}"
 
 
 def open_channel(transport, bind, port, timeout, where, lost, host_name):
@@ -130,7 +148,7 @@ def open_channel(transport, bind, port, timeout, where, lost, host_name):
                 code=FAILED) from None
         raise ProbeError(f"channel refused: {exc.text}", where) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        if lost is not None and not transport.is_active():
+        if lost is not None and transport_died(transport):
             raise lost("during a health probe") from exc
         raise ProbeError(f"no answer within {timeout:g}s", where) from None
 

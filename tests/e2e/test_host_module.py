@@ -5,12 +5,14 @@ this file needs nothing but /usr/sbin/sshd, openssl and Python.
 """
 
 import os
+import signal
 import socket
 import stat
 import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 import urllib.request
@@ -601,6 +603,29 @@ def test_http_silence_times_out(host):
         elapsed = time.monotonic() - started
     assert err.value.reason == "no answer within 0.5s"
     assert 0.4 < elapsed < 1.5
+
+
+def test_a_connection_cut_under_a_probe_is_the_connections_failure(sshd):
+    """The probe waits for an answer that never comes; meanwhile the SSH
+    connection is cut (SIGKILL to its sshd session process). That is exit 3,
+    "lost the SSH connection", not an app that closed without an answer."""
+    h = Host(target(sshd), settings()).connect()
+    try:
+        session = h.shell.parent  # sshd's process for this connection
+        assert session
+        with socket.socket() as listener:  # the kernel accepts; nobody ever answers
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            cut = threading.Timer(0.3, os.kill, (session, signal.SIGKILL))
+            cut.start()
+            with pytest.raises(Failure) as err:
+                h.http(listener.getsockname()[1], "/", timeout=5.0)
+            cut.join()
+        assert err.value.code == 3, err.value.message
+        assert "lost the SSH connection" in err.value.message
+        assert "during a health probe" in err.value.message
+    finally:
+        h.close()
 
 
 def test_http_garbage_is_a_probe_error(host, tmp_path_factory):

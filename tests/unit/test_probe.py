@@ -152,11 +152,14 @@ class Channel:
     """A connected socket with what probe.py uses of a paramiko Channel.
 
     Like paramiko's, a closed channel gives what has already arrived, then
-    b"" at once, and refuses to send.
+    b"" at once, and refuses to send. The server closing its end is the
+    host's EOF (eof_received); a channel closed by a dying connection
+    (Transport.die) ends without one.
     """
 
     def __init__(self, sock):
         self.sock, self.closed, self.timeout = sock, False, None
+        self.eof_received = False
 
     def settimeout(self, timeout):
         self.timeout = timeout
@@ -174,7 +177,10 @@ class Channel:
                 return self.sock.recv(size)
             except OSError:
                 return b""
-        return self.sock.recv(size)
+        data = self.sock.recv(size)
+        if not data and not self.closed:
+            self.eof_received = True
+        return data
 
     def close(self):
         self.closed = True
@@ -203,6 +209,15 @@ class Transport:
 
     def is_active(self):
         return not self.dead
+
+    def die(self, said_after=0.05):
+        """The connection drops: as paramiko does, every channel is closed
+        (readers wake up with b"", no EOF), and only then, a moment later,
+        is the transport no longer active."""
+        for chan in self.channels:
+            chan.closed = True
+            chan.sock.shutdown(socket.SHUT_RDWR)
+        threading.Timer(said_after, setattr, (self, "dead", True)).start()
 
     def close(self):
         for chan in self.channels:
@@ -340,6 +355,19 @@ def test_a_lost_connection_is_the_connections_failure():
     lost = Failure("the connection to prod was lost", code=3)
     with pytest.raises(Failure) as err:
         probe.get(Transport(dead=True), 8081, "/", lost=lambda when: lost)
+    assert err.value is lost
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_connection_that_dies_under_a_probe_is_the_connections_failure(server, tls_server,
+                                                                         transport, tls):
+    """Not "the app closed the connection without an answer" (exit 1): the
+    channel ended because the SSH connection did (exit 3)."""
+    lost = Failure("the connection to prod was lost", code=3)
+    port = tls_server.port if tls else server.port
+    threading.Timer(0.2, transport.die).start()
+    with pytest.raises(Failure) as err:
+        probe.get(transport, port, "/silent", timeout=5.0, tls=tls, lost=lambda when: lost)
     assert err.value is lost
 
 
