@@ -113,4 +113,3 @@ def parse_listening(text):
         proc = re.search(r'users:\(\("([^"]+)"', line)
         ports.setdefault(int(port), proc.group(1) if proc else "")
     return ports
-

@@ -415,7 +415,6 @@ def is_progress(line):
         text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
 
 
-
 def last_line(text):
     """The line of a tool's output that says what went wrong."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]

@@ -263,7 +263,7 @@ def gather(session, state=None, listing=None):
 def prune(session, state, listing=None):
     """After a release: keep KEEP_RELEASES images, remove the rest. Never raises:
     a release that is recorded does not fail over housekeeping. ``listing``:
-    list_script's result, when the release read it already (after its build)."""
+    list_script's result, when the release read it already (while verify waited)."""
     s, rep = session.settings, session.reporter
     try:
         with rep.phase("prune") as ph:

@@ -201,4 +201,3 @@ class Session:
         with self.reporter.phase("secrets") as ph:
             self.host.put_bytes(data, f"{self.settings.deploy_dir}/app.env", mode=0o600)
             ph.detail = "app.env uploaded (mode 0600)"
-

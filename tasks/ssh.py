@@ -48,13 +48,11 @@ if not any(isinstance(h, logging.NullHandler) for h in _paramiko_log.handlers):
     _paramiko_log.addHandler(logging.NullHandler())
 
 
-
 def destination_label(host: str, user: Optional[str] = None, port: Optional[int] = None) -> str:
     shown = f"[{host}]" if ":" in host and port else host
     if port:
         shown = f"{shown}:{port}"
     return f"{user}@{shown}" if user else shown
-
 
 
 def _setting(settings, name, default):
@@ -248,7 +246,6 @@ class Host:
             code=NO_CONNECTION,
         )
 
-
     # -- what a task does over the connection
 
     @property
@@ -334,7 +331,6 @@ class Host:
                     ) from exc
             return self._sftp
 
-
     # -- closing
 
     def close(self) -> None:
@@ -359,8 +355,6 @@ class Host:
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {'connected' if self.connection else 'closed'}>"
-
-
 
 
 def _transport_with_nodelay(sock, **kwargs) -> paramiko.Transport:
@@ -410,4 +404,3 @@ def _close_quietly(thing) -> None:
         thing.close()
     except Exception:
         pass
-

@@ -25,7 +25,7 @@ import threading
 import time
 
 from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
-                      history, load_report, owner, phase_line, served_colour, start_load,
+                      load_report, owner, phase_line, served_colour, start_load,
                       state, wait_until)
 
 import loophost as lh

@@ -1,8 +1,5 @@
 """tasks/ssh.py without a connection: where to connect, and how it is named."""
 
-import pytest
-
-from tasks.errors import Failure
 from tasks.ssh import destination_label
 
 
