@@ -139,6 +139,9 @@ def snippet_lines(text):
     return lines
 
 
+MAINTENANCE_URI = "/.bluegreen/maintenance.html"  # internal: clients cannot ask for it
+
+
 def maintenance_root(settings):
     """The directory on the host whose index.html is the maintenance page."""
     return f"{settings.deploy_dir}/maintenance"
@@ -184,7 +187,8 @@ def render_nginx(settings, live, *, nginx_version=None, canary=None, maintenance
         keepalive_since=".".join(map(str, KEEPALIVE_MIN_TIMEOUT_SINCE)),
         snippet=snippet_lines(settings.nginx_snippet),
         bridge=asset_bridge(settings, live, canary_colour),
-        maintenance=maintenance and {**maintenance, "root": maintenance_root(settings)})
+        maintenance=maintenance and {**maintenance, "root": maintenance_root(settings),
+                                     "uri": MAINTENANCE_URI})
 
 
 # --- reading ------------------------------------------------------------------------

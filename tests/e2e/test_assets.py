@@ -9,14 +9,11 @@ The busybox sample app names its assets by a hash of its version
 
 import http.client
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 import loophost as lh
-from test_ssl import ssl_project
+from test_ssl import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
 from traffic import LoopbackHTTPS, tls_context
 
 pytestmark = pytest.mark.e2e
@@ -113,15 +110,6 @@ def test_without_bridging_the_old_page_loses_its_assets(project):
     release(project, "v2")
     assert [request(port, path)[0] for path in v1] == [404, 404, 404]
     assert "error_page 404" not in project.fab("render", check=0).stdout
-
-
-@pytest.fixture
-def readable_deploy_dir():
-    """A DEPLOY_DIR nginx's workers can read, as /srv/<app> is on a real host."""
-    path = Path(tempfile.mkdtemp(prefix=lh.TEST_PREFIX + "srv-"))
-    path.chmod(0o755)
-    yield path / "app"
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_assets_are_bridged_over_https(make_project, tmp_path, readable_deploy_dir):
