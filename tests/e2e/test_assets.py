@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 ASSET_RE = re.compile(r'(?:src|href)="(/[^"]+)"')
 
 
-def request(port, path, method="GET", tls=None):
+def request(port, path, method="GET", tls=None, headers=None):
     """One request to 127.0.0.1:port -> (status, lower-case headers, body text).
 
     ``tls=(server_name, context)`` speaks HTTPS with SNI.
@@ -29,7 +29,8 @@ def request(port, path, method="GET", tls=None):
     conn = (LoopbackHTTPS(tls[0], port, tls[1], 5.0) if tls
             else http.client.HTTPConnection(lh.LOOPBACK, port, timeout=5.0))
     try:
-        conn.request(method, path, headers={"Host": tls[0]} if tls else {})
+        conn.request(method, path, headers={**({"Host": tls[0]} if tls else {}),
+                                            **(headers or {})})
         resp = conn.getresponse()
         return (resp.status, {k.lower(): v for k, v in resp.getheaders()},
                 resp.read().decode(errors="replace"))
@@ -122,3 +123,23 @@ def test_assets_are_bridged_over_https(make_project, tmp_path, readable_deploy_d
     for path in filter(bridged, v1):
         status, headers, body = request(port, path, tls=tls)
         assert (status, headers.get("x-deploy-bridge")) == (200, "blue"), (path, body)
+
+
+def test_during_a_canary_each_side_bridges_to_the_other(project):
+    """blue (v1) live, green (v2) the canary for half the clients: whichever
+    colour serves a client, the other release's assets are answered."""
+    port = project.public_port
+    project.fab("setup", check=0)
+    v1 = [p for p in page_assets(port) if bridged(p)]
+    release(project, "v2", "--canary", "50")
+    v2 = [p.replace(lh.asset_fingerprint("v1"), lh.asset_fingerprint("v2")) for p in v1]
+    seen = set()
+    for client in range(40):  # split_clients picks by address and User-Agent
+        agent = {"User-Agent": f"browser/{client}"}
+        for path, owner in [(p, "blue") for p in v1] + [(p, "green") for p in v2]:
+            status, headers, body = request(port, path, headers=agent)
+            served = headers.get("x-deploy-colour")
+            assert status == 200, (client, path, status, headers, body)
+            assert headers.get("x-deploy-bridge") == (owner if served != owner else None)
+            seen.add(served)
+    assert seen == {"blue", "green"}  # both sides were asked

@@ -166,3 +166,14 @@ def test_the_record_in_state_json():
 def test_history_note():
     assert history_note({"maintenance": "on", "message": "db move"}) == "maintenance on: db move"
     assert history_note({"maintenance": "off"}) == "maintenance off"
+
+
+def test_status_says_maintenance_is_on():
+    from tasks.status import notes
+
+    row = {"host": "prod", "colours": {}, "state_error": None, "drift": None, "lock": None,
+           "maintenance": public_record(RECORD)}
+    [line] = notes(row)
+    assert line.startswith('MAINTENANCE ON since 2026-12-05T23:00:00Z by ann@laptop: "back soon"')
+    assert "`fab -H prod maintenance off`" in line
+    assert notes({**row, "maintenance": None}) == []
