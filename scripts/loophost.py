@@ -789,7 +789,14 @@ mkdir -p /www/assets /www/static/css /www/media
 echo "app.js of $VERSION_LABEL" > /www/assets/app-{fp}.js
 echo "main.css of $VERSION_LABEL" > /www/static/css/main.{fp}.css
 echo "logo of $VERSION_LABEL" > /www/media/logo-{fp}.txt
-printf '<!doctype html>\\n<title>sample app</title>\\n<script src="/assets/app-{fp}.js"></script>\\n<link rel="stylesheet" href="/static/css/main.{fp}.css">\\n<img src="/media/logo-{fp}.txt">\\n<p>sample app %s</p>\\n' "$VERSION_LABEL" > /www/index.html
+cat > /www/index.html <<HTML
+<!doctype html>
+<title>sample app</title>
+<script src="/assets/app-{fp}.js"></script>
+<link rel="stylesheet" href="/static/css/main.{fp}.css">
+<img src="/media/logo-{fp}.txt">
+<p>sample app $VERSION_LABEL</p>
+HTML
 mkdir -p /www/cgi-bin
 cat > /www/cgi-bin/slow <<'EOF'
 #!/bin/sh
