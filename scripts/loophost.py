@@ -784,7 +784,19 @@ START_BODY = {
 mkdir -p /www
 echo ok > /www/health
 echo "$VERSION_LABEL" > /www/version
-printf '<!doctype html>\\n<title>sample app</title>\\n<p>sample app %s</p>\\n' "$VERSION_LABEL" > /www/index.html
+# Fingerprinted assets, as a build pipeline names them: only this version has them.
+mkdir -p /www/assets /www/static/css /www/media
+echo "app.js of $VERSION_LABEL" > /www/assets/app-{fp}.js
+echo "main.css of $VERSION_LABEL" > /www/static/css/main.{fp}.css
+echo "logo of $VERSION_LABEL" > /www/media/logo-{fp}.txt
+cat > /www/index.html <<HTML
+<!doctype html>
+<title>sample app</title>
+<script src="/assets/app-{fp}.js"></script>
+<link rel="stylesheet" href="/static/css/main.{fp}.css">
+<img src="/media/logo-{fp}.txt">
+<p>sample app $VERSION_LABEL</p>
+HTML
 mkdir -p /www/cgi-bin
 cat > /www/cgi-bin/slow <<'EOF'
 #!/bin/sh
@@ -852,6 +864,11 @@ CMD ["python3", "/app/server.py"]
 """
 
 KINDS = tuple(START_BODY) + tuple(PYTHON_KINDS)
+
+
+def asset_fingerprint(version):
+    """The hash in the names of a version's assets (app-<fp>.js), as a bundler makes it."""
+    return hashlib.sha256(version.encode()).hexdigest()[:10]
 
 
 def _fill(template, **values):
@@ -932,7 +949,7 @@ class SampleApp:
         return sha
 
     def _write_busybox_app(self, app, version, kind, slow):
-        fmt = {"label": shlex.quote(version), "kind": kind}
+        fmt = {"label": shlex.quote(version), "kind": kind, "fp": asset_fingerprint(version)}
         start = _fill(START_HEADER, **fmt)
         if slow:
             start += f"echo 'slow start: {float(slow):g}s' >&2\nsleep {float(slow):g}\n"

@@ -336,3 +336,34 @@ def read_nginx_snippet(path):
         raise Invalid(f"allowed: nginx directives for inside the server block, with "
                       f"balanced braces ({problem})")
     return text.replace("\r\n", "\n").strip("\n")
+
+
+# ASSET_PATHS: URL path prefixes that become nginx `location` prefixes, so
+# only characters nginx reads as part of one plain word.
+ASSET_PATH_RE = re.compile(r"/[A-Za-z0-9._~@+/-]*")
+
+
+def check_asset_paths(v):
+    """ASSET_PATHS: path prefixes separated by spaces (empty: no bridging) -> tuple."""
+    paths = tuple(dict.fromkeys(v.split()))
+    for path in paths:
+        if not ASSET_PATH_RE.fullmatch(path) or "//" in path or "/../" in path + "/":
+            raise Invalid("allowed: URL path prefixes separated by spaces, each starting "
+                          "with '/' (letters, digits, '.', '_', '~', '@', '+', '-', '/'; "
+                          "e.g. /assets/ /static/), or empty to turn bridging off")
+    if "/" in paths:
+        raise Invalid("allowed: prefixes narrower than '/' (every 404 would be asked of "
+                      "the other colour), e.g. /assets/ /static/; empty turns bridging off")
+    return paths
+
+
+MAINTENANCE_PAGE_MAX_BYTES = 1024 * 1024
+
+
+def check_maintenance_page_file(v):
+    """MAINTENANCE_PAGE_FILE: a readable local file of at most 1 MB."""
+    path = check_local_file(v)
+    if path and os.path.getsize(path) > MAINTENANCE_PAGE_MAX_BYTES:
+        raise Invalid(f"allowed: a file of at most 1 MB (it has "
+                      f"{os.path.getsize(path)} bytes)")
+    return path

@@ -24,7 +24,7 @@ from .output import Reporter, emit, emit_json
 
 # Tasks that take the lock and record their attempt: only their Ctrl-C
 # message speaks of the lock and history.
-CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote")
+CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance")
 
 
 def failure_json(exc, task_name, host=None):
@@ -479,6 +479,26 @@ def repair(c, accept_new_host_key=False):
              accept_new_host_key=accept_new_host_key)
 
 
+@task(help={"action": "on or off",
+            "message": "what the plain maintenance page says (without MAINTENANCE_PAGE_FILE)",
+            "wait_lock": "wait up to this many seconds for another task's lock",
+            "json": "print a JSON summary per host", "accept_new_host_key": HOST_KEY_HELP})
+@operator_task
+def maintenance(c, action, message=None, wait_lock="0", json=False, accept_new_host_key=False):
+    """Answer every public request with 503 and a maintenance page (on), or not (off)."""
+    from . import maintenance_mode as mode
+
+    on = cfg.check_flag("maintenance", action, mode.check_action)
+    if message is not None:
+        message = cfg.check_flag("--message", message, mode.check_message)
+        if not on:
+            raise Failure("--message goes with `maintenance on`; allowed: `maintenance off` "
+                          "alone", code=BAD_INPUT)
+    wait = cfg.check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "maintenance", lambda s: mode.maintenance(s, on, message or "", wait_lock=wait),
+             json_mode=json, accept_new_host_key=accept_new_host_key, require_repo=False)
+
+
 @task(help={"accept_new_host_key": HOST_KEY_HELP})
 @operator_task
 def check(c, accept_new_host_key=False):
@@ -520,4 +540,4 @@ def render_source(entry, inventory, named):
 
 
 TASKS = (setup, release, promote, status, rollback, switch_, preview, logs, history, unlock,
-         repair, check, render, releases)
+         repair, check, render, releases, maintenance)

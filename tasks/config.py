@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from dotenv import dotenv_values
 
 from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
-    Invalid, brace_problem, check_abs_path, check_app_name, check_bool, check_branch,
-    check_command, check_deploy_dir, check_fraction, check_git_repo, check_health_path,
-    check_ip, check_keepalive_min_timeout, check_known_hosts_text, check_local_file,
-    check_local_path, check_network, check_nginx_duration, check_nginx_size,
-    check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
-    check_optional_command, check_port, check_positive_int, check_positive_number,
-    check_private_key, check_ref, check_server_name, check_size_bytes,
+    Invalid, brace_problem, check_abs_path, check_app_name, check_asset_paths, check_bool,
+    check_branch, check_command, check_deploy_dir, check_fraction, check_git_repo,
+    check_health_path, check_ip, check_keepalive_min_timeout, check_known_hosts_text,
+    check_local_file, check_local_path, check_maintenance_page_file, check_network,
+    check_nginx_duration, check_nginx_size, check_nginx_snippet_file, check_non_negative_int,
+    check_optional_abs_path, check_optional_command, check_port, check_positive_int,
+    check_positive_number, check_private_key, check_ref, check_server_name, check_size_bytes,
     check_timeout_seconds, duration_seconds, read_nginx_snippet,
 )
 from .errors import BAD_INPUT, ConfigError, Failure
@@ -137,6 +137,12 @@ KEYS = (
         "requests to the new colour needed before --watch judges"),
     Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
         "bound on check-out, build and start"),
+    Key("ASSET_PATHS", "/assets/ /static/ /packs/ /_next/static/", check_asset_paths,
+        "path prefixes whose 404 on the live colour is asked of the other colour"),
+    Key("MAINTENANCE_PAGE_FILE", "", check_maintenance_page_file,
+        "local HTML file served with 503 while maintenance is on"),
+    Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
+        "seconds in the Retry-After header of the maintenance answer"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}
@@ -198,6 +204,9 @@ class Settings:
     watch_max_error_rate: float
     watch_min_requests: int
     build_timeout: float  # seconds
+    asset_paths: tuple  # URL path prefixes; () turns bridging off
+    maintenance_page_file: str
+    maintenance_retry_after: int
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)

@@ -103,9 +103,12 @@ VERIFY_IN_A_ROW = 3
 
 
 def verify_public(host, settings, colour, reporter, bound=10.0,
-                  clock=time.monotonic, sleep=time.sleep):
+                  clock=time.monotonic, sleep=time.sleep, headers=None):
     """Poll nginx until its answers name ``colour`` (a reload returns before
-    the new workers serve). Returns a description; raises HealthFailure."""
+    the new workers serve). Returns a description; raises HealthFailure.
+
+    ``headers``: sent with every probe (state.bypass_headers: through a
+    maintenance page to the colours)."""
     if settings.ssl:
         port, tls = settings.ssl_port, True
     else:
@@ -117,7 +120,8 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
         attempts += 1
         try:
             resp = host.http(port, settings.health_path, host_header=name, timeout=2.0,
-                             tls=tls, server_hostname=name if tls else None)
+                             tls=tls, server_hostname=name if tls else None,
+                             **({"headers": headers} if headers else {}))
             seen = resp.headers.get("x-deploy-colour", "")
             # Apps sharing a port all answer with a colour: another app's
             # server (the port's default while the reload is under way, or
@@ -156,7 +160,7 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
 
 
 def verify_canary(host, settings, live, canary, reporter, bound=10.0,
-                  clock=time.monotonic, sleep=time.sleep):
+                  clock=time.monotonic, sleep=time.sleep, headers=None):
     """Poll nginx, as many different clients, until both colours have answered.
 
     split_clients picks the colour by the client's address and User-Agent:
@@ -174,7 +178,8 @@ def verify_canary(host, settings, live, canary, reporter, bound=10.0,
         try:
             resp = host.http(port, settings.health_path, host_header=name, timeout=2.0,
                              tls=tls, server_hostname=name if tls else None,
-                             user_agent=f"bluegreen-verify/{client}")
+                             user_agent=f"bluegreen-verify/{client}",
+                             **({"headers": headers} if headers else {}))
             colour = resp.headers.get("x-deploy-colour", "")
             app = resp.headers.get("x-deploy-app", settings.app_name)
             if app == settings.app_name and colour in (live, canary) and good(resp.status):

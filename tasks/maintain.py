@@ -8,8 +8,8 @@ from .errors import FAILED, LOCKED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
 from .stage import NOT_FAILED, history_note
-from .state import (empty_state, format_state, iso_utc, now_iso, parse_history, recover_branch,
-                    source_of)
+from .state import (empty_state, format_state, iso_utc, maintenance_of, now_iso, parse_history,
+                    recover_branch, source_of)
 
 
 def unlock(session, force=False):
@@ -46,6 +46,8 @@ def repair(session):
         values = result.values
         state = empty_state(s.app_name)
         old = view.state or {}
+        if maintenance_of(old):  # the nginx file still serves the page: keep it on
+            state["maintenance"] = old["maintenance"]
         found = {}  # colour -> where its branch came from, for the operator
         for colour in COLOURS:
             commit = values.get(f"{colour}_commit") or None

@@ -44,6 +44,8 @@ def nginx_names(settings):
         "colour": f"bluegreen_{word}_colour",
         "connection": f"bluegreen_{word}_connection",
         "log_format": f"bluegreen_{word}",
+        "bridge": f"bluegreen_{word}_bridge",
+        "maintenance": f"bluegreen_{word}_maintenance",
     }
 
 
@@ -137,13 +139,36 @@ def snippet_lines(text):
     return lines
 
 
-def render_nginx(settings, live, *, nginx_version=None, canary=None):
+MAINTENANCE_URI = "/.bluegreen/maintenance.html"  # internal: clients cannot ask for it
+
+
+def maintenance_root(settings):
+    """The directory on the host whose index.html is the maintenance page."""
+    return f"{settings.deploy_dir}/maintenance"
+
+
+def asset_bridge(settings, live, canary_colour):
+    """What the file needs to bridge ASSET_PATHS, or None when it is off.
+
+    ``pairs``: for each colour that serves clients, the colour its 404s are
+    asked of (both ways round during a canary).
+    """
+    if not settings.asset_paths:
+        return None
+    served = COLOURS if canary_colour else (live,)
+    return {"paths": settings.asset_paths,
+            "pairs": [{"served": colour, "to": other(colour)} for colour in served]}
+
+
+def render_nginx(settings, live, *, nginx_version=None, canary=None, maintenance=None):
     """The whole nginx file that sends this app's traffic to ``live``.
 
     ``canary=(colour, percent)`` sends ``percent`` % of clients (sticky per
     client) to that colour instead. ``nginx_version`` is the host's ("1.27.4"),
     or None when unknown (a local `fab render`): it decides
-    KEEPALIVE_MIN_TIMEOUT=auto.
+    KEEPALIVE_MIN_TIMEOUT=auto. ``maintenance``: the record of `fab
+    maintenance on` (its token, since), which answers every public request
+    with 503 and the page; None serves the app.
     """
     canary_colour, percent = canary if canary else (None, None)
     if canary_colour is not None:
@@ -160,7 +185,10 @@ def render_nginx(settings, live, *, nginx_version=None, canary=None):
         keepalive_on_host=settings.keepalive_min_timeout == "auto" and nginx_version is None,
         auto_keepalive=AUTO_KEEPALIVE_MIN_TIMEOUT,
         keepalive_since=".".join(map(str, KEEPALIVE_MIN_TIMEOUT_SINCE)),
-        snippet=snippet_lines(settings.nginx_snippet))
+        snippet=snippet_lines(settings.nginx_snippet),
+        bridge=asset_bridge(settings, live, canary_colour),
+        maintenance=maintenance and {**maintenance, "root": maintenance_root(settings),
+                                     "uri": MAINTENANCE_URI})
 
 
 # --- reading ------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def get(transport: paramiko.Transport, port: int, path: str, *, host_header: str
         timeout: float = 2.0, tls: bool = False, server_hostname: Optional[str] = None,
         bind: str = "127.0.0.1", verify: bool = False, cafile: Optional[str] = None,
         stats: Optional[dict] = None, lost: Optional[Callable[[str], Failure]] = None,
-        host_name: str = "the host", user_agent: str = USER_AGENT) -> Response:
+        host_name: str = "the host", user_agent: str = USER_AGENT,
+        headers: Optional[Dict[str, str]] = None) -> Response:
     """GET ``path`` from ``bind:port`` on the host; ProbeError when there is no usable answer.
 
     With tls=True the SNI name is server_hostname, else the Host header when
@@ -86,7 +87,8 @@ def get(transport: paramiko.Transport, port: int, path: str, *, host_header: str
                                     server_hostname or _sni_from(host_header))
         conn = _Connection(host_header, sock, timeout)
         conn.request("GET", path, headers={"Host": host_header, "User-Agent": user_agent,
-                                           "Accept": "*/*", "Connection": "close"})
+                                           "Accept": "*/*", "Connection": "close",
+                                           **(headers or {})})
         answer = conn.getresponse()
         body = answer.read(MAX_BODY)
         headers: Dict[str, str] = {}

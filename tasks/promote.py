@@ -17,7 +17,7 @@ from .lock import describe_who
 from .release import Attempt, bring_up, pre_switch, stop_colour, switch_nginx, verify
 from .stage import (plan_canary, plan_promote, qa_access, with_pending, with_promoted,
                     with_withdrawn)
-from .state import format_state
+from .state import bypass_headers, format_state
 from .watch import watch
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C, as cli.operator_task uses
@@ -52,7 +52,8 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
             attempt.switched = True
             attempt.phase = "verify"
             with rep.phase("verify") as ph:
-                ph.detail = health.verify_canary(session.host, s, plan.live, target, rep)
+                ph.detail = health.verify_canary(session.host, s, plan.live, target, rep,
+                                                 headers=bypass_headers(view.state))
 
         attempt.phase = "record"
         state = with_pending(view.state, target, pending, branch=plan.record_branch,

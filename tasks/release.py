@@ -20,7 +20,8 @@ from .nginx import render_nginx
 from .plan import plan_release, plan_switch
 from .releases import list_script, prune as prune_releases
 from .stage import after_switch, canary_of
-from .state import empty_state, format_state, with_release
+from .state import (bypass_headers, empty_state, format_state, maintenance_of,
+                    with_release)
 
 
 @dataclass
@@ -292,16 +293,21 @@ def pre_switch(session, colour):
         ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
 
 
-def switch_nginx(session, colour, nginx_version=None, canary=None, text=None):
+def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None):
     """Step 7: render, put in place keeping the old file, test, reload.
 
     ``canary=(colour, percent)`` keeps ``colour`` live but for that share of
     clients. ``text``: the file to put in place instead of a rendered one
-    (switching back puts back the very file that was there).
+    (switching back puts back the very file that was there). ``maintenance``:
+    None keeps what state.json records (a page that is on stays on); `fab
+    maintenance` passes its new record, or {} for off.
     """
     s, rep = session.settings, session.reporter
+    if maintenance is None:
+        maintenance = maintenance_of(session.view.state)
     with rep.phase("switch") as ph:
-        text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary)
+        text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary,
+                                    maintenance=maintenance or None)
         result = session.run(scripts.switch(s, text))
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == scripts.NGINX_WRITE_FAILED:
@@ -340,7 +346,8 @@ def verify(session, colour):
     """Step 8: nginx answers from the new colour."""
     with session.reporter.phase("verify") as ph:
         ph.detail = health.verify_public(session.host, session.settings, colour,
-                                         session.reporter)
+                                         session.reporter,
+                                         headers=bypass_headers(session.view.state))
 
 
 def stop_colour(session, colour):

@@ -76,6 +76,9 @@ def after_switch(state, to, canary):
 def history_note(entry):
     """The figures of a history entry, in a few words (`fab history`)."""
     parts = []
+    if entry.get("maintenance"):
+        said = f": {entry['message']}" if entry.get("message") else ""
+        parts.append(f"maintenance {entry['maintenance']}{said}")
     if entry.get("percent"):
         parts.append(f"{entry['percent']}% of clients")
     if entry.get("was"):

@@ -113,6 +113,26 @@ def with_live(state, colour, at=None):
     return new
 
 
+def maintenance_of(state):
+    """The record of `fab maintenance on` in state.json, or None when it is off.
+
+    Every render of the nginx file reads it, so a release, promote, rollback
+    or switch keeps the maintenance page on until a person turns it off.
+    """
+    record = (state or {}).get("maintenance")
+    return record if isinstance(record, dict) and record.get("token") else None
+
+
+def bypass_headers(state):
+    """The header that lets bluegreen's own checks through a maintenance page."""
+    record = maintenance_of(state)
+    return {BYPASS_HEADER: record["token"]} if record else {}
+
+
+# nginx reads it as $http_x_bluegreen_bypass (templates/nginx.conf.j2).
+BYPASS_HEADER = "X-Bluegreen-Bypass"
+
+
 def history_entry(*, host, app, task, who, result, duration, from_colour=None,
                   to_colour=None, branch=None, commit=None, phase=None, error=None,
                   at=None, ref=None):

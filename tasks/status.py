@@ -6,7 +6,7 @@ from .errors import NO_CONNECTION
 from .nginx import keepalive_verdict
 from .output import table
 from .stage import NOT_FAILED, canary_of
-from .state import last_attempt, source_of
+from .state import last_attempt, maintenance_of, source_of
 
 
 def status(session, json_mode=False):
@@ -30,6 +30,9 @@ def status(session, json_mode=False):
     if view.nginx is not None:
         result["nginx"] = {"file": s.nginx_file, "port": view.nginx.port,
                            "colour": view.nginx.served, "header": view.nginx.header_live}
+    maintenance = maintenance_of(view.state)  # its token stays on the host
+    result["maintenance"] = ({k: v for k, v in maintenance.items() if k != "token"}
+                             if maintenance else None)
     canary = canary_of(view)
     result["canary"] = {"colour": canary[0], "percent": canary[1]} if canary else None
     if view.holder is not None:
@@ -82,6 +85,11 @@ def colour_rows(r):
 def notes(r):
     """What needs a reader's attention on one host, a sentence each."""
     name, out = r["host"], []
+    page = r.get("maintenance")
+    if page:
+        said = f": \"{page['message']}\"" if page.get("message") else ""
+        out.append(f"MAINTENANCE ON since {page.get('since')} by {page.get('by')}{said}: "
+                   f"every public request gets 503; `fab -H {name} maintenance off` ends it")
     key = r.get("new_host_key")
     if key:
         out.append(f"new host key {key['type']} {key['fingerprint']} trusted on first use "

@@ -238,8 +238,9 @@ def test_canary_file(settings):
     assert re.search(r'split_clients "\$\{remote_addr\}\$\{http_user_agent\}" '
                      r"\$bluegreen_my_shop_colour \{\n    10% green;\n    \*   blue;\n\}", text)
     assert "proxy_pass http://bluegreen_my-shop_$bluegreen_my_shop_colour;" in text
-    assert text.count("add_header X-Deploy-Colour $bluegreen_my_shop_colour always;") == 2
-    assert text.count("add_header X-Deploy-App my-shop always;") == 2
+    # the redirect, location / and the ASSET_PATHS bridge mark their answers
+    assert text.count("add_header X-Deploy-Colour $bluegreen_my_shop_colour always;") == 3
+    assert text.count("add_header X-Deploy-App my-shop always;") == 3
     assert "upstream bluegreen_my-shop {" not in text
     assert "\n\n\n" not in text and all(l == l.rstrip() for l in text.splitlines())
 

@@ -28,7 +28,7 @@ CERT_DAYS = "2"
 
 
 def test_plain_nginx_file_points_at_the_live_colour(settings):
-    s = settings(APP_NAME="shop", SERVER_NAME="shop.example.com")
+    s = settings(APP_NAME="shop", SERVER_NAME="shop.example.com", ASSET_PATHS="")
     text = render_nginx(s, "green")
     first = text.splitlines()[0]
     assert first == "# bluegreen app=shop live=green"
@@ -38,7 +38,7 @@ def test_plain_nginx_file_points_at_the_live_colour(settings):
     assert "proxy_pass http://bluegreen_shop;" in text
     assert "add_header X-Deploy-Colour green always;" in text
     assert "ssl" not in text.replace("# ", "")
-    assert "8081" not in text  # the idle colour is nowhere
+    assert "8081" not in text  # the idle colour is nowhere (ASSET_PATHS would bridge to it)
 
 
 def test_nginx_proxy_headers(settings):
@@ -70,7 +70,8 @@ def test_ssl_nginx_file_redirects_keeping_path_and_query(settings):
     # the redirect answers with the colour too: a switch can be verified on it
     redirect = text.split("server {")[1]
     assert "listen 8080;" in redirect and "X-Deploy-Colour blue always" in redirect
-    assert text.count("add_header X-Deploy-Colour blue always;") == 2
+    # the redirect, location / and the ASSET_PATHS bridge
+    assert text.count("add_header X-Deploy-Colour blue always;") == 3
     assert "ssl_session_cache   shared:bluegreen_shop:" in text
 
 
