@@ -124,37 +124,33 @@ def check_colour(value):
 
 
 def check_seconds(value):
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if not 0 <= seconds <= 86400:
+    seconds = cfg.decimal_number(str(value))
+    if seconds is None or not 0 <= seconds <= 86400:
         raise cfg.Invalid("allowed: a number of seconds from 0 to 86400")
     return seconds
 
 
 def check_percent(value):
     """--canary: a whole percentage of clients, 1 to 99."""
-    if not str(value).isdigit() or not 1 <= int(value) <= 99:
+    percent = cfg.whole_number(str(value))
+    if percent is None or not 1 <= percent <= 99:
         raise cfg.Invalid("allowed: a whole number of percent from 1 to 99")
-    return int(value)
+    return percent
 
 
 def check_watch(value):
     """--watch: seconds of watching, at least one."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if not 1 <= seconds <= 86400:
+    seconds = cfg.decimal_number(str(value))
+    if seconds is None or not 1 <= seconds <= 86400:
         raise cfg.Invalid("allowed: a number of seconds from 1 to 86400")
     return seconds
 
 
 def check_lines(value):
-    if not str(value).isdigit() or not 1 <= int(value) <= 100000:
+    count = cfg.whole_number(str(value))
+    if count is None or not 1 <= count <= 100000:
         raise cfg.Invalid("allowed: a whole number from 1 to 100000")
-    return int(value)
+    return count
 
 
 def inventory_path():
