@@ -1,5 +1,6 @@
-"""Any text for any flag or key: accepted, or exit 2 with one line that names
-it and says what is allowed. Never a traceback, never an SSH connection.
+"""Any text for any flag, key or .env file: accepted, or exit 2 with one line
+that names it and says what is allowed. Never a traceback, never an SSH
+connection.
 
 Hypothesis generates the text: arbitrary Unicode (lone surrogates too, as
 os.environ and sys.argv carry undecodable bytes), digits of other scripts
@@ -234,3 +235,23 @@ def test_every_branch_we_accept_git_accepts(name):
         return
     r = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True)
     assert r.returncode == 0, f"git refuses {name!r} that check_branch accepts"
+
+
+# --- .env files ---------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(data=st.one_of(st.binary(max_size=200),
+                      st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                      st.builds(lambda k, v: f"{k}={v}\n".encode("utf-8", "surrogatepass"),
+                                st.sampled_from([k.name for k in cfg.KEYS] + ["NOPE"]), ANY_TEXT)))
+def test_any_env_file(tmp_path_factory, data):
+    """Whatever bytes .env holds: settings, or exit 2 naming the file or the key."""
+    path = tmp_path_factory.getbasetemp() / "any.env"  # one file, rewritten per example
+    path.write_bytes(data)
+    try:
+        cfg.load_settings(env_file=str(path), environ={}, require_repo=False)
+    except Failure as exc:
+        assert exc.code == BAD_INPUT
+        first = str(exc).splitlines()[0]
+        assert str(path) in first or "from .env" in first or "unknown key" in first, str(exc)
