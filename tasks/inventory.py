@@ -19,7 +19,7 @@ DESTINATION_RE = re.compile(
     r"(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])"
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
-# A host name has at most 253 characters (RFC 1035); a login name far fewer.
+# A host name has at most 253 characters (RFC 1035); a login name is bounded too.
 MAX_HOST_LENGTH = 253
 MAX_USER_LENGTH = 255
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+")

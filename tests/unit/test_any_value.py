@@ -204,7 +204,7 @@ def test_any_value_of_a_hosts_yml_field(field, value):
         parse_inventory(text, "hosts.yml")
     except Failure as exc:
         assert exc.code == BAD_INPUT
-        assert f"hosts.web1.{field}" in str(exc) or "hosts.web1" in str(exc), str(exc)
+        assert "hosts.web1" in str(exc), str(exc)  # hosts.web1.FIELD, or the entry
 
 
 @SETTINGS
