@@ -436,7 +436,7 @@ def main(argv=None):
             demo.down()
             return 0
         rate = os.environ.get("DEMO_RATE", "50")
-        if not rate.isdigit() or not 1 <= int(rate) <= 200:
+        if not (rate.isascii() and rate.isdigit() and len(rate) <= 3) or not 1 <= int(rate) <= 200:
             raise DemoError(f"DEMO_RATE={rate!r}: allowed: 1 to 200 requests per second",
                             code=2)
         demo.up(rate=int(rate),

@@ -164,7 +164,7 @@ def disk_rows(values, blocks, settings):
     s, rows = settings, []
     kb = values.get("docker_free_kb", "")
     root = values.get("docker_root") or "Docker's data directory"
-    if kb.isdigit():
+    if kb.isascii() and kb.isdigit():
         free = int(kb) * 1024
         level = "ok" if free >= s.min_free_disk else "FAIL"
         rows.append(("docker disk", level, f"{gib(free)} free in {root} (MIN_FREE_DISK "
@@ -298,7 +298,7 @@ def evaluate(values, blocks, view, settings):
                      f"{s.app_name} (give this one its own), or the file was edited"))
 
     kb = values.get("disk_kb", "")
-    if kb.isdigit():
+    if kb.isascii() and kb.isdigit():
         kb = int(kb)
         level = "ok" if kb >= MIN_FREE_KB else ("warn" if kb >= CRITICAL_FREE_KB else "FAIL")
         rows.append(("disk", level, f"{kb / 1024 / 1024:.1f} GiB free for {s.deploy_dir}"))

@@ -124,37 +124,33 @@ def check_colour(value):
 
 
 def check_seconds(value):
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if not 0 <= seconds <= 86400:
+    seconds = cfg.decimal_number(str(value))
+    if seconds is None or not 0 <= seconds <= 86400:
         raise cfg.Invalid("allowed: a number of seconds from 0 to 86400")
     return seconds
 
 
 def check_percent(value):
     """--canary: a whole percentage of clients, 1 to 99."""
-    if not str(value).isdigit() or not 1 <= int(value) <= 99:
+    percent = cfg.whole_number(str(value))
+    if percent is None or not 1 <= percent <= 99:
         raise cfg.Invalid("allowed: a whole number of percent from 1 to 99")
-    return int(value)
+    return percent
 
 
 def check_watch(value):
     """--watch: seconds of watching, at least one."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1
-    if not 1 <= seconds <= 86400:
+    seconds = cfg.decimal_number(str(value))
+    if seconds is None or not 1 <= seconds <= 86400:
         raise cfg.Invalid("allowed: a number of seconds from 1 to 86400")
     return seconds
 
 
 def check_lines(value):
-    if not str(value).isdigit() or not 1 <= int(value) <= 100000:
+    count = cfg.whole_number(str(value))
+    if count is None or not 1 <= count <= 100000:
         raise cfg.Invalid("allowed: a whole number from 1 to 100000")
-    return int(value)
+    return count
 
 
 def inventory_path():
@@ -171,11 +167,13 @@ def targets(c, require_repo=True):
             for e in entries]
 
 
-def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, command=None):
+def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, command=None,
+                 fabric_config=None):
     from .session import Session
 
     return Session(entry, settings, reporter, task_name, command=command,
-                   accept_new_host_key=accept_new_host_key, fabric_config=c.config)
+                   accept_new_host_key=accept_new_host_key,
+                   fabric_config=c.config if fabric_config is None else fabric_config)
 
 
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
@@ -189,10 +187,10 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
     results, failures = {}, {}
 
-    def one(entry, settings):
+    def one(entry, settings, fabric_config=None):
         reporter = Reporter(entry.name, json_mode=json_mode, verbose=verbose)
         session = open_session(c, entry, settings, task_name, reporter,
-                               accept_new_host_key, command)
+                               accept_new_host_key, command, fabric_config)
         try:
             results[entry.name] = body(session)
         except Failure as exc:
@@ -207,7 +205,12 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             session.close()
 
     if parallel and len(work) > 1:
-        threads = [threading.Thread(target=one, args=pair, daemon=True) for pair in work]
+        # A Fabric config of its own per host, cloned here before any thread
+        # starts: fabric.Connection() writes into the config it is given, and
+        # each write makes Invoke rebuild that config from empty, so threads
+        # sharing one saw "No attribute or config key found for 'gateway'".
+        threads = [threading.Thread(target=one, args=(entry, settings, c.config.clone()),
+                                    daemon=True) for entry, settings in work]
         for t in threads:
             t.start()
         for t in threads:

@@ -24,7 +24,8 @@ from .checks import (  # noqa: F401 (check_* and Invalid are used through config
     check_nginx_duration, check_nginx_size, check_nginx_snippet_file, check_non_negative_int,
     check_optional_abs_path, check_optional_command, check_port, check_positive_int,
     check_positive_number, check_private_key, check_ref, check_server_name, check_size_bytes,
-    check_timeout_seconds, duration_seconds, read_nginx_snippet,
+    check_timeout_seconds, decimal_number, duration_seconds, read_nginx_snippet,
+    whole_number,
 )
 from .errors import BAD_INPUT, ConfigError, Failure
 
@@ -273,7 +274,11 @@ def read_env_file(path):
     # No ${VAR} interpolation: it would pull plain environment names (the
     # machine's SSL_CERT_FILE) into settings, and APP_CMD's `${PORT}` is for
     # the container's shell, not for this machine's environment.
-    values = dotenv_values(path, interpolate=False)
+    try:
+        values = dotenv_values(path, interpolate=False)
+    except UnicodeDecodeError as exc:
+        raise Failure(f"{path} is not UTF-8 text (byte {exc.start})",
+                      "save the .env file as UTF-8", code=BAD_INPUT) from None
     return Layer(f".env ({path})", {k: ("" if v is None else v) for k, v in values.items()})
 
 
@@ -323,6 +328,9 @@ def check_all(merged, require_repo=True):
         if "\x00" in raw or (("\n" in raw or "\r" in raw) and key not in MULTILINE_KEYS):
             raise ConfigError(key, shown, origin,
                               "allowed: a single line (no newlines or NUL characters)")
+        if not is_utf8(raw):
+            raise ConfigError(key, shown, origin, "allowed: UTF-8 text (the environment "
+                              "holds bytes that are not)")
         try:
             typed[key] = CHECKS[key](raw)
         except Invalid as exc:
@@ -349,8 +357,9 @@ def check_all(merged, require_repo=True):
     seen = {}
     for key in ports:
         if typed[key] in seen:
-            fail(key, f"allowed: a port no other key uses ({seen[typed[key]]} "
-                      f"is {typed[key]} too)")
+            first = seen[typed[key]]
+            fail(key, f"allowed: a port no other key uses ({first} from "
+                      f"{origins[first]} is {typed[key]} too)")
         seen[typed[key]] = key
     try:
         snippet = read_nginx_snippet(typed["NGINX_SNIPPET_FILE"])
@@ -383,9 +392,21 @@ def load_settings(env_file=None, host_layer=None, flags=None, environ=None,
     return check_all(merge_layers(layers), require_repo=require_repo)
 
 
+def is_utf8(text):
+    """False for text with bytes the locale could not decode (os.environ and
+    sys.argv keep them as lone surrogates): they cannot be sent anywhere."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_flag(flag, value, check):
     """Check one task flag's value; a bad one names the flag."""
     try:
+        if isinstance(value, str) and ("\x00" in value or not is_utf8(value)):
+            raise Invalid("allowed: UTF-8 text without NUL characters")
         return check(value)
     except Invalid as exc:
         raise ConfigError(flag, value, "the command line", str(exc)) from None

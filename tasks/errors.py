@@ -29,5 +29,12 @@ class ConfigError(Failure):
     def __init__(self, key, value, origin, allowed):
         self.key, self.value, self.origin, self.allowed = key, value, origin, allowed
         super().__init__(
-            f"{key}={value!r} from {origin}: {allowed}", code=BAD_INPUT
+            f"{key}={shown_value(value)} from {origin}: {allowed}", code=BAD_INPUT
         )
+
+
+def shown_value(value, limit=80):
+    """A value as an error line shows it: quoted, escaped, a long one cut short."""
+    if not isinstance(value, str) or len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit // 2]!r}... ({len(value)} characters)"

@@ -108,7 +108,7 @@ def parse_listening(text):
             continue
         local = parts[3]
         port = local.rsplit(":", 1)[-1]
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit()):
             continue
         proc = re.search(r'users:\(\("([^"]+)"', line)
         ports.setdefault(int(port), proc.group(1) if proc else "")

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 import yaml
 
 from .config import HOSTS_FILE_VAR, Layer
-from .errors import BAD_INPUT, Failure
+from .errors import BAD_INPUT, Failure, shown_value
 
 HOST_FIELDS = {"host", "user", "port", "identity_file", "known_hosts", "env"}
 DESTINATION_RE = re.compile(
     r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
     r"(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])"
-    r"(?::(?P<port>\d{1,5}))?"
+    r"(?::(?P<port>[0-9]{1,5}))?"
 )
+# A host name has at most 253 characters (RFC 1035); a login name is bounded too.
+MAX_HOST_LENGTH = 253
+MAX_USER_LENGTH = 255
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -47,10 +50,11 @@ class Inventory:
         if name in self.hosts:
             return self.hosts[name]
         match = DESTINATION_RE.fullmatch(name)
-        if not match:
+        if not match or too_long(match):
             raise Failure(
-                f"-H {name!r} is neither a host in {self.path} nor an SSH "
-                "destination ([user@]host[:port])",
+                f"-H {shown_value(name)} is neither a host in {self.path} nor an SSH "
+                f"destination ([user@]host[:port], a host of at most {MAX_HOST_LENGTH} "
+                "characters)",
                 f"add it under hosts: in {self.path}, or check the spelling",
                 code=BAD_INPUT)
         port = match.group("port")
@@ -72,6 +76,12 @@ class Inventory:
                 f"name one with -H (e.g. fab -H prod release) or set "
                 f"default_hosts in {self.path}", code=BAD_INPUT)
         return [self.resolve(n) for n in names]
+
+
+def too_long(match):
+    """A destination whose host or user part no host could have."""
+    return (len(match.group("host")) > MAX_HOST_LENGTH
+            or len(match.group("user") or "") > MAX_USER_LENGTH)
 
 
 def check_identity_file(entry, path):
@@ -105,6 +115,10 @@ def parse_inventory(text, path):
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
         raise bad(path, where, "not valid YAML") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise bad(path, "YAML", "nested too deeply") from None
+    except ValueError as exc:  # a date that does not exist (2020-13-45)
+        raise bad(path, "YAML", f"not valid YAML ({exc})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -129,8 +143,10 @@ def parse_inventory(text, path):
             raise bad(path, where, f"unknown field {sorted(unknown)[0]!r} "
                       f"(allowed: {', '.join(sorted(HOST_FIELDS))})")
         host = entry.get("host")
-        if not isinstance(host, str) or not DESTINATION_RE.fullmatch(host) or "@" in host:
-            raise bad(path, f"{where}.host", "required: a host name or address")
+        if (not isinstance(host, str) or not DESTINATION_RE.fullmatch(host) or "@" in host
+                or too_long(DESTINATION_RE.fullmatch(host))):
+            raise bad(path, f"{where}.host", "required: a host name or address "
+                      f"(at most {MAX_HOST_LENGTH} characters)")
         port = entry.get("port")
         # YAML reads `port: true` as a bool, and bool is an int in Python.
         if port is not None and (not isinstance(port, int) or isinstance(port, bool)
@@ -139,8 +155,10 @@ def parse_inventory(text, path):
         for key in ("user", "identity_file", "known_hosts"):
             value = entry.get(key)
             if value is not None and (not isinstance(value, str) or not value
-                                      or any(c in value for c in "\n\x00")):
-                raise bad(path, f"{where}.{key}", "expected a single-line string")
+                                      or any(c < " " or c == "\x7f" for c in value)
+                                      or len(value) > 4096):
+                raise bad(path, f"{where}.{key}", "expected a single-line string "
+                          "(no control characters, at most 4096 characters)")
         env = entry.get("env") or {}
         if not isinstance(env, dict):
             raise bad(path, f"{where}.env", "expected a mapping of KEY: value")
@@ -178,5 +196,9 @@ def load_inventory(environ=None):
             raise Failure(f"{HOSTS_FILE_VAR} names {path}, which does not exist",
                           "copy hosts.example.yml there, or unset it", code=BAD_INPUT)
         return Inventory(path=path, hosts={}, default_hosts=[])
-    with open(path, encoding="utf-8") as f:
-        return parse_inventory(f.read(), path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise bad(path, f"byte {exc.start}", "not UTF-8 text") from None
+    return parse_inventory(text, path)

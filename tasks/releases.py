@@ -124,8 +124,8 @@ def parse_images(text):
         if len(parts) < 3 or not parts[0].startswith("sha256:"):
             continue
         tags = tuple(parts[3].split()) if len(parts) > 3 else ()
-        images.append(Image(id=parts[0], created=iso_utc(parts[1]) or "",
-                            size=int(parts[2]) if parts[2].isdigit() else 0, tags=tags))
+        size = int(parts[2]) if parts[2].isascii() and parts[2].isdigit() else 0
+        images.append(Image(id=parts[0], created=iso_utc(parts[1]) or "", size=size, tags=tags))
     return images
 
 

@@ -110,7 +110,7 @@ class StepReader:
         value = value.strip()
         if key == "exit":
             self._flush("stdout", final=True)
-            self.code = int(value) if value.isdigit() else 255
+            self.code = int(value) if value.isascii() and value.isdigit() else 255
         elif key == "begin":
             self._block, self._block_lines = value, []
         else:
@@ -225,7 +225,8 @@ class RemoteShell:
             reader, self._identifying = self._identifying, None
             result = self._finish(reader, time.monotonic() + self.open_timeout,
                                   self.open_timeout)
-            fields = [int(f) for f in result.values.get("shell", "").split() if f.isdigit()]
+            fields = [int(f) for f in result.values.get("shell", "").split()
+                      if f.isascii() and f.isdigit()]
             pid = fields[0] if fields else None
             self._identity = ShellIdentity(
                 pid=pid, pgid=fields[1] if len(fields) > 1 else pid,

@@ -47,7 +47,7 @@ fi
 def cpu_seconds(value):
     """Seconds of CPU from the `cpu` marker (four tick counts and the tick rate)."""
     parts = (value or "").split()
-    if len(parts) != 5 or not all(p.isdigit() for p in parts):
+    if len(parts) != 5 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
     return sum(int(p) for p in parts[:4]) / int(parts[4])
 
