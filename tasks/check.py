@@ -50,10 +50,11 @@ def compose_v2_or_later(version):
     return major.isascii() and major.isdigit() and int(major) >= 2
 
 
-def tool_problems(values):
-    """What is wrong with the tools, as sentences; empty when all is well."""
+def tool_problems(values, need_git=True):
+    """What is wrong with the tools, as sentences; empty when all is well.
+    A host that gets its images shipped (BUILD_ON=local) needs no git."""
     problems = []
-    for tool in ("git", "docker", "compose", "nginx"):
+    for tool in ("git", "docker", "compose", "nginx")[0 if need_git else 1:]:
         value = values.get(tool, "missing")
         if value == "missing":
             problems.append(f"{tool} is not installed (or not in the deploy user's PATH)")

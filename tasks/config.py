@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from dotenv import dotenv_values
 
 from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
-    Invalid, brace_problem, check_abs_path, check_app_name, check_bool, check_branch,
+    Invalid, brace_problem, check_abs_path, check_app_name, check_bool, check_build_on, check_branch,
     check_command, check_deploy_dir, check_fraction, check_git_repo, check_health_path,
-    check_ip, check_keepalive_min_timeout, check_known_hosts_text, check_local_file,
+    check_ip, check_keepalive_min_timeout, check_known_hosts_text, check_local_dir, check_local_file,
     check_local_path, check_network, check_nginx_duration, check_nginx_size,
     check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
     check_optional_command, check_port, check_positive_int, check_positive_number,
@@ -137,6 +137,10 @@ KEYS = (
         "requests to the new colour needed before --watch judges"),
     Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
         "bound on check-out, build and start"),
+    Key("BUILD_ON", "host", check_build_on,
+        "host: the host checks out and builds; local: this machine builds and ships the image"),
+    Key("LOCAL_BUILD_DIR", "~/.cache/bluegreen", check_local_dir,
+        "local checkouts for BUILD_ON=local, one per app"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}
@@ -198,6 +202,8 @@ class Settings:
     watch_max_error_rate: float
     watch_min_requests: int
     build_timeout: float  # seconds
+    build_on: str  # "host" or "local"
+    local_build_dir: str  # absolute, ~ expanded
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)

@@ -11,7 +11,7 @@ as it was, records the attempt with its phase, and drops the lock.
 import time
 from dataclasses import dataclass, field
 
-from . import health, scripts
+from . import health, scripts, ship
 from .check import tool_problems, tools_script
 from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
@@ -104,6 +104,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
             "phases": rep.durations(), "ssh": session.ssh_stats(),
+            **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields},
             **({"watch": watched} if watched else {})}
 
 
@@ -152,7 +153,7 @@ def setup(session):
     session.connect()
     with rep.phase("tools") as ph:
         result = session.run(tools_script(s))
-        problems = tool_problems(result.values)
+        problems = tool_problems(result.values, need_git=session.artifacts is None)
         if problems:
             raise Failure(f"{name}: {'; '.join(problems)}",
                           "install them on the host (Debian: apt-get install git docker.io "
@@ -196,12 +197,15 @@ def bring_up(session, attempt, plan):
     target is what Attempt.fail puts back as it was.
     """
     s, rep, view, target = session.settings, session.reporter, session.view, plan.target
-    attempt.phase = "git"
-    commit = checkout(session, target, plan)
-    attempt.fields["commit"] = commit
+    if session.artifacts is not None:  # BUILD_ON=local or --image: made here, shipped
+        commit = ship.deliver(session, attempt, plan, on_line=show_progress(rep))
+    else:
+        attempt.phase = "git"
+        commit = checkout(session, target, plan)
+        attempt.fields["commit"] = commit
 
-    attempt.phase = "build"
-    build(session, target, commit, previous=view.record(target))
+        attempt.phase = "build"
+        build(session, target, commit, previous=view.record(target))
 
     attempt.phase = "start"
     attempt.rebuilt, attempt.before = target, view.containers[target]
