@@ -180,6 +180,26 @@ def short_id(image_id):
     return image_id.split(":", 1)[-1][:12]
 
 
+def local_facts(settings):
+    """For `fab check` with BUILD_ON=local: this machine's Docker and its reach of
+    GIT_REPO, as the values check.evaluate reads (local_docker, git_remote)."""
+    where = os.environ.get("DOCKER_HOST") or "the default socket"
+    try:
+        r = docker("info", "--format", "{{.ServerVersion}} {{.Driver}}", timeout=30)
+        docker_ok = r.returncode == 0 and r.stdout.strip()
+        local = (f"ok Docker {r.stdout.strip().replace(' ', ', ')} at {where}" if docker_ok
+                 else f"fail no Docker daemon answers at {where}: "
+                      f"{(r.stderr.strip().splitlines() or ['?'])[-1][:160]}")
+    except Failure as exc:
+        local = f"fail {exc.message}"
+    r = git(settings, "ls-remote", "--heads", settings.git_repo, bound=30)
+    if r.returncode == 0:
+        remote = f"ok {sum(1 for line in r.stdout.splitlines() if 'refs/heads/' in line)}"
+    else:
+        remote = f"fail {(r.stderr.strip().splitlines() or ['?'])[-1][:160]}"
+    return {"local_docker": local, "git_remote": remote}
+
+
 # --- the checkout -------------------------------------------------------------------
 
 
@@ -204,8 +224,8 @@ class checkout_lock:
         self.f.close()
 
 
-def git(settings, *args, cwd=None):
-    bound = settings.build_timeout
+def git(settings, *args, cwd=None, bound=None):
+    bound = bound or settings.build_timeout
     try:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                               timeout=bound, stdin=subprocess.DEVNULL,

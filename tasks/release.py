@@ -99,7 +99,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     total = time.monotonic() - session.started
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stop_old else "")
-    rep.line(f"released {target}: {commit[:12]} ({plan.source}) in {total:.1f}s{keep}")
+    rep.line(f"released {target}: {commit[:12]} ({ship.source_note(attempt.fields, plan.source)})"
+             f" in {total:.1f}s{keep}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),

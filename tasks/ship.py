@@ -279,6 +279,16 @@ def read_answer(chan):
 # --- the release's steps, when the image is made on this machine ---------------------
 
 
+def source_note(fields, source):
+    """What a release's summary line says it deployed, and how it got there."""
+    shipped = fields.get("ship") or {}
+    if fields.get("build") == "image":
+        return f"image {fields.get('image')}, {human(shipped.get('bytes', 0))} shipped"
+    if fields.get("build") == "local":
+        return f"{source}, built here, {human(shipped.get('bytes', 0))} shipped"
+    return source
+
+
 def deliver(session, attempt, plan, on_line):
     """Steps 3-4a for BUILD_ON=local and --image: the image made here (built,
     or the one named), shipped, tagged for the target colour. Returns the

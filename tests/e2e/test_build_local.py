@@ -70,6 +70,13 @@ def test_the_host_cannot_read_the_repository_nor_reach_this_machines_docker(proj
     assert r.stdout.strip() == str(host.daemon.dir / "root"), r.stdout + r.stderr
 
 
+def test_check_looks_at_this_machines_docker_and_the_hosts_layer_store(proj):
+    r = fab(proj, "check")
+    text = r.stdout + r.stderr
+    assert "local Docker" in text and "overlay2: only the layers it lacks" in text, text
+    assert "reachable from this machine" in text, text
+
+
 def test_setup_builds_here_and_ships_the_base_once(proj, app):
     p = proj
     r = fab(p, "setup", "--json")

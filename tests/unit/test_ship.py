@@ -130,3 +130,25 @@ def test_image_with_branch_is_bad_input(monkeypatch):
     with pytest.raises(Failure) as err:
         localbuild.artifacts_for("shop:1", branch="main")
     assert err.value.code == 2 and "--branch" in err.value.message
+
+
+def test_check_with_build_on_local_names_the_local_docker_and_the_layer_store():
+    from tasks.check import build_here_rows
+
+    rows = build_here_rows({"local_docker": "ok Docker 20.10, overlay2 at x", "driver": "overlay2"},
+                           {"driver_status": '[["Backing Filesystem","extfs"]]'})
+    assert rows == [("local Docker", "ok", "Docker 20.10, overlay2 at x"),
+                    ("layer store", "ok", "the host's Docker uses overlay2: only the layers "
+                                          "it lacks are shipped")]
+    rows = build_here_rows({"local_docker": "fail no Docker daemon answers"},
+                           {"driver_status": '[["driver-type","io.containerd.snapshotter.v1"]]'})
+    assert rows[0][1] == "FAIL" and "no Docker daemon answers" in rows[0][2]
+    assert rows[1][1] == "warn" and "containerd image store" in rows[1][2]
+
+
+def test_the_summary_line_says_where_the_image_came_from():
+    assert ship.source_note({}, "main") == "main"
+    assert ship.source_note({"build": "local", "ship": {"bytes": 3 << 20}}, "main") == \
+        "main, built here, 3.0 MB shipped"
+    assert ship.source_note({"build": "image", "image": "ci:7", "ship": {"bytes": 10}},
+                            "main") == "image ci:7, 10 B shipped"
