@@ -23,7 +23,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -161,19 +163,58 @@ def write_archive(archive, out, drop, repo_tag):
 # --- the stream into `docker load` ---------------------------------------------------
 
 
-class CountingChannel:
-    """A file-like writer onto a channel's stdin that counts what it sends."""
+class ChannelSender:
+    """A file-like writer onto a channel's stdin, sending from a thread of its
+    own in chunks: compressing the next chunk (zlib lets go of the GIL)
+    overlaps encrypting and sending this one. Counts what it sent."""
+
+    CHUNK = 256 * 1024
 
     def __init__(self, chan):
-        self.chan, self.sent = chan, 0
+        self.chan, self.sent, self.error = chan, 0, None
+        self._buf = bytearray()
+        self._queue = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
 
     def write(self, data):
-        self.chan.sendall(data)
-        self.sent += len(data)
+        if self.error is not None:
+            raise self.error
+        self._buf += data
+        if len(self._buf) >= self.CHUNK:
+            self._queue.put(bytes(self._buf))
+            self._buf.clear()
         return len(data)
 
     def flush(self):
         pass
+
+    def close(self):
+        """Send what is left and wait for it; raises what sending raised."""
+        if self._buf:
+            self._queue.put(bytes(self._buf))
+            self._buf.clear()
+        self.stop()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _send(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self.error is not None:
+                continue  # drain: the writer learns of it at its next write
+            try:
+                self.chan.sendall(chunk)
+                self.sent += len(chunk)
+            except Exception as exc:  # noqa: BLE001 (handed to the writer's thread)
+                self.error = exc
 
 
 @dataclass
@@ -234,13 +275,14 @@ def stream_load(session, archive, drop, image_tag):
     """One `docker load` on the host fed the archive; returns the bytes sent."""
     host = session.host
     chan = host.exec_channel("docker load")
-    out = CountingChannel(chan)
+    out = ChannelSender(chan)
     try:
         if archive.size > COMPRESS_ABOVE:
             with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
                 write_archive(archive, gz, drop, image_tag)
         else:
             write_archive(archive, out, drop, image_tag)
+        out.close()
         chan.shutdown_write()
         answer, code = read_answer(chan)
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -248,6 +290,7 @@ def stream_load(session, archive, drop, image_tag):
             raise host.lost("while shipping the image") from exc
         answer, code = read_answer(chan)
     finally:
+        out.stop()
         chan.close()
     if code != 0 and not host_alive(host):
         raise host.lost("while shipping the image")
