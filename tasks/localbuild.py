@@ -136,6 +136,7 @@ class Artifacts:
                     image = replace(build(settings, commit, on_line), subject=subject)
                     ph.detail = f"{image.name} (here, {short_id(image.image_id)})"
                 self._built[commit] = image
+                prune_local(settings, commit)
             return self._built[commit]
 
     def archive(self, image, reporter):
@@ -299,6 +300,18 @@ def build(settings, commit, on_line):
                       + (f"; last output: {last[:200]}" if last else ""))
     data = inspect_image(tag)
     return local_image(tag, data, "local", commit=commit)
+
+
+def prune_local(settings, built):
+    """Keep KEEP_RELEASES of the app's builds on this machine (the newest, and
+    ``built``), as the host keeps its releases; the rest are untagged."""
+    r = docker("images", "--format", "{{.CreatedAt}}\t{{.Tag}}", f"bluegreen-{settings.app_name}")
+    rows = sorted((line.split("\t") for line in r.stdout.splitlines() if "\t" in line),
+                  reverse=True)
+    commits = [tag for _, tag in rows if re.fullmatch(r"[0-9a-f]{7,64}", tag) and tag != built]
+    old = commits[max(settings.keep_releases - 1, 0):]
+    if old:
+        docker("rmi", *(f"bluegreen-{settings.app_name}:{tag}" for tag in old))
 
 
 def run_bounded(cmd, seconds, on_line):

@@ -90,6 +90,13 @@ def test_setup_builds_here_and_ships_the_base_once(proj, app):
     assert not (p.deploy_dir / "blue" / ".git").exists()
     entry = history(p)[-1]
     assert entry["build"] == "local" and entry["ship"]["bytes"] == out["ship"]["bytes"], entry
+    assert build_cache_entries(p.host) == 0  # the host's Docker built nothing
+
+
+def build_cache_entries(host):
+    r = host.daemon.docker("system", "df", "--format", "{{json .}}")
+    rows = [json.loads(line) for line in lh.nonblank_lines(r)]
+    return int(next(row["TotalCount"] for row in rows if row["Type"] == "Build Cache"))
 
 
 def test_a_one_line_change_ships_only_its_layer(proj, app):
@@ -138,17 +145,22 @@ def docker_load_under(sshd_pid):
     return None
 
 
-def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(proj, app, tmp_path):
+@pytest.mark.parametrize("fault", ["cut", "kill"])
+def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(proj, app, fault):
+    """The SSH connection cut (its sshd session killed: exit 3), or fab
+    killed, while `docker load` reads the stream."""
     p = proj
     before = {c["service"]: (c["state"], c["image"]) for c in p.containers()}
     live = json.loads((p.deploy_dir / "state.json").read_text())["live"]
     tags = host_images(p)
+    live_version = lh.http_get(p.public_port, "/version")[2].strip()
     # A layer big enough that the stream is still running when it is cut.
     big = app.work / "app" / "big.bin"
-    app.commit("v4", kind="pyweb")
+    label = f"v4-{fault}"
+    app.commit(label, kind="pyweb")
     big.write_bytes(os.urandom(64 * 1024 * 1024))
     app._git("add", "-A")
-    app._git("commit", "-qm", "v4 with 64 MB of noise")
+    app._git("commit", "-qm", f"{label} with 64 MB of noise")
     app._git("push", "-q", "origin", "HEAD:refs/heads/main")
     bg = Background(p, "release")
     session = sshd_session_of(p, bg, timeout=120)
@@ -157,21 +169,47 @@ def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(proj, app, tmp_path)
         assert bg.proc.poll() is None, bg.text()
         assert time.monotonic() < deadline, bg.text()
         time.sleep(0.01)
-    os.kill(session, signal.SIGKILL)
-    code = bg.wait()
-    text = bg.text()
-    assert code == 3, text
-    assert "Traceback" not in text, text
+    if fault == "cut":
+        os.kill(session, signal.SIGKILL)
+        code = bg.wait()
+        text = bg.text()
+        assert code == 3, text
+        assert "Traceback" not in text and "lost the SSH connection" in text, text
+    else:
+        bg.kill(signal.SIGKILL)
     # Nothing the host trusts: no tag for the new commit, live untouched, idle as it was.
     assert host_images(p) == tags
-    serves(p, "v3" if live == "green" else "v2", colour=live)
+    assert lh.http_get(p.public_port, "/version")[2].strip() == live_version
     after = {c["service"]: (c["state"], c["image"]) for c in p.containers()}
     assert after == before, (before, after)
     # The next release works (the lock of the cut task is taken over).
     r = fab(p, "release", "--json")
     assert summary(r)["commit"] == app.head()
-    serves(p, "v4", colour="blue" if live == "green" else "green")
+    serves(p, label, colour="blue" if live == "green" else "green")
     assert owner(p) is None
+
+
+def test_a_build_past_build_timeout_stops_here_and_changes_nothing(proj, app):
+    p = proj
+    live_version = lh.http_get(p.public_port, "/version")[2].strip()
+    app.commit("v4-slow", kind="pyweb")
+    dockerfile = app.work / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + 'RUN ["sleep", "60"]\n')
+    app._git("commit", "-qam", "a slow build")
+    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    tags = host_images(p)
+    try:
+        p.set(BUILD_TIMEOUT="3s")
+        r = fab(p, "release", code=1)
+    finally:
+        p.set(BUILD_TIMEOUT=None)
+    assert "did not finish within BUILD_TIMEOUT=3s here" in r.stderr + r.stdout, r.stderr
+    assert host_images(p) == tags
+    assert lh.http_get(p.public_port, "/version")[2].strip() == live_version
+    assert history(p)[-1]["result"] == "failed"
+    dockerfile.write_text(dockerfile.read_text().replace('RUN ["sleep", "60"]\n', ""))
+    app._git("commit", "-qam", "not slow any more")
+    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
 
 
 def test_release_an_image_built_by_someone_else(proj, app):
