@@ -125,6 +125,18 @@ def test_rollback_and_rollback_to_a_kept_release(proj, app):
     serves(p, "v2", colour="blue")
 
 
+def test_repair_finds_the_commits_with_no_checkout_on_the_host(proj):
+    p = proj
+    path = p.deploy_dir / "state.json"
+    before = json.loads(path.read_text())
+    path.unlink()
+    fab(p, "repair")
+    after = json.loads(path.read_text())
+    assert after["live"] == before["live"]
+    for colour in ("blue", "green"):
+        assert after["colours"][colour]["commit"] == before["colours"][colour]["commit"], after
+
+
 def docker_load_under(sshd_pid):
     """The pid of a `docker load` that sshd session ``sshd_pid`` runs, or None."""
     for name in os.listdir("/proc"):
