@@ -40,9 +40,11 @@ def _ip(*args):
 
 
 def _free_subnet():
-    """A 10.213.X.0/24 that no interface of this machine uses."""
+    """An X for 10.213.X.0/24 (the bridge) and 10.214.X.0/24 (compose's
+    networks) that no interface of this machine uses."""
     used = _ip("-4", "-o", "addr").stdout
-    choices = [x for x in range(1, 255) if f"10.213.{x}." not in used]
+    choices = [x for x in range(1, 255) if f"10.213.{x}." not in used
+               and f"10.214.{x}." not in used]
     return random.choice(choices)
 
 
@@ -95,7 +97,10 @@ class SecondDaemon:
         cmd = [DOCKERD, "-b", self.bridge, "--data-root", str(self.dir / "root"),
                "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.pidfile),
                "-H", self.host, "--config-file", str(config),
-               "--iptables=false", "--ip-masq=false", "--ip-forward=false"]
+               "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+               # Networks compose makes come from a range of this daemon's own,
+               # so ten daemons do not run out of the default 172.x pools.
+               "--default-address-pool", f"base=10.214.{self.subnet}.0/24,size=28"]
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=log, start_new_session=True)
