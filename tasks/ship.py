@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from . import compose, scripts
 from .errors import FAILED, Failure
 from .scripts import block, mark, q
 
@@ -336,8 +337,6 @@ def deliver(session, attempt, plan, on_line):
     """Steps 3-4a for BUILD_ON=local and --image: the image made here (built,
     or the one named), shipped, tagged for the target colour. Returns the
     commit. The host runs no git and no build; the live colour is untouched."""
-    from . import compose, scripts
-
     s, rep = session.settings, session.reporter
     attempt.phase = "build"
     image = session.artifacts.prepare(s, plan, rep, on_line)
@@ -370,8 +369,6 @@ def place_script(settings, colour, commit, compose_text, previous=None):
     """Tag the shipped image for ``colour`` (compose runs bluegreen-APP:<colour>),
     writing the compose file if it changed. ``previous`` (commit, image id),
     what the colour ran, keeps its commit tag first (scripts.build does the same)."""
-    from . import scripts
-
     d, tag = settings.deploy_dir, scripts.image(settings, commit)
     keep = ""
     if previous and previous[0] and previous[1]:

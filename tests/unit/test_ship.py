@@ -152,3 +152,67 @@ def test_the_summary_line_says_where_the_image_came_from():
         "main, built here, 3.0 MB shipped"
     assert ship.source_note({"build": "image", "image": "ci:7", "ship": {"bytes": 10}},
                             "main") == "image ci:7, 10 B shipped"
+
+
+class FakeChannel:
+    """What `docker load` on the host answers: its output and exit status."""
+
+    def __init__(self, answers, code):
+        self.answer, self.code, self.received = answers.encode(), code, bytearray()
+        self.closed = False
+
+    def sendall(self, data):
+        self.received += data
+
+    def shutdown_write(self):
+        pass
+
+    def recv(self, n):
+        data, self.answer = self.answer, b""
+        return data
+
+    def recv_exit_status(self):
+        return self.code
+
+    def close(self):
+        self.closed = True
+
+
+class FakeHost:
+    def __init__(self, *answers):
+        self.answers, self.commands = list(answers), []
+        self.connection = type("C", (), {"transport": type("T", (), {
+            "is_active": lambda self: True})()})()
+
+    def exec_channel(self, command):
+        self.commands.append(command)
+        return FakeChannel(*self.answers.pop(0))
+
+
+class FakeSession:
+    name = "prod"
+
+    def __init__(self, host):
+        self.host = host
+
+
+def test_a_host_with_a_full_disk_fails_the_ship_with_exit_1(tmp_path):
+    archive = saved_archive(tmp_path)
+    session = FakeSession(FakeHost(("Error processing tar file(exit status 1): write "
+                                    "/x: no space left on device\n", 1)))
+    with pytest.raises(Failure) as err:
+        ship.stream_load(session, archive, set(), "bluegreen-shop:abc")
+    assert err.value.code == 1 and "no space left on device" in err.value.message
+    assert "nothing live changed" in err.value.message
+
+
+def test_a_layer_gone_from_the_host_meanwhile_sends_the_whole_image(tmp_path):
+    archive = saved_archive(tmp_path)
+    host = FakeHost(("open /var/lib/docker/tmp/x/l1/layer.tar: no such file or directory\n", 1),
+                    ("Loaded image: bluegreen-shop:abc\n", 0))
+    session = FakeSession(host)
+    session.run = lambda script: step({"driver": "overlay2"},
+                                      {"layers": json.dumps([A]), "driver_status": "[]"})
+    shipped = ship.ship(session, archive, "bluegreen-shop:abc", [A, B], "sha256:cfg")
+    assert host.commands == ["docker load", "docker load"]
+    assert (shipped.layers_sent, shipped.layers_skipped) == (2, 0)
