@@ -78,6 +78,9 @@ def main():
         (p / ".env").write_text(
             f"APP_NAME={name}\nGIT_REPO={app.repo}\nHEALTH_PATH=/health\n"
             f"HEALTH_INTERVAL=0.2\nSTOP_TIMEOUT=2\nBUILD_ON=local\n"
+            # Host networking: ten compose networks would take ten of the
+            # machine's address pools, which other test suites here need.
+            f"DOCKER_NETWORK=host\n"
             f"LOCAL_BUILD_DIR={work / 'builds'}\n")
         fab(p, "setup")  # host by host: the first release of each
 

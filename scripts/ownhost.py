@@ -40,11 +40,9 @@ def _ip(*args):
 
 
 def _free_subnet():
-    """An X for 10.213.X.0/24 (the bridge) and 10.214.X.0/24 (compose's
-    networks) that no interface of this machine uses."""
+    """An X for 10.213.X.0/24 (the bridge) that no interface of this machine uses."""
     used = _ip("-4", "-o", "addr").stdout
-    choices = [x for x in range(1, 255) if f"10.213.{x}." not in used
-               and f"10.214.{x}." not in used]
+    choices = [x for x in range(1, 255) if f"10.213.{x}." not in used]
     return random.choice(choices)
 
 
@@ -97,10 +95,10 @@ class SecondDaemon:
         cmd = [DOCKERD, "-b", self.bridge, "--data-root", str(self.dir / "root"),
                "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.pidfile),
                "-H", self.host, "--config-file", str(config),
-               "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-               # Networks compose makes come from a range of this daemon's own,
-               # so ten daemons do not run out of the default 172.x pools.
-               "--default-address-pool", f"base=10.214.{self.subnet}.0/24,size=28"]
+               "--iptables=false", "--ip-masq=false", "--ip-forward=false"]
+        # Never --default-address-pool: a daemon started again with it deletes
+        # the interface docker0, the machine daemon's bridge, whatever -b says
+        # (moby's initNetworkController, "Clear stale bridge network").
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=log, start_new_session=True)
@@ -129,7 +127,17 @@ class SecondDaemon:
         return self.start()
 
     def stop(self):
-        """Stop dockerd, remove its bridge and its data. Safe to call twice."""
+        """Stop dockerd, remove its bridge and its data. Safe to call twice.
+
+        Its containers and networks go first: a network's bridge interface
+        outlives the daemon (it is kept for the daemon's next start), and
+        leaked ones use up the address pools every daemon here allocates from.
+        """
+        if self.pid and lh.pid_alive(self.pid):
+            ids = lh.nonblank_lines(self.docker("ps", "-aq", timeout=60))
+            if ids:
+                self.docker("rm", "-f", *ids, timeout=120)
+            self.docker("network", "prune", "-f", timeout=60)
         self.stop_daemon()
         if self.subnet is not None:
             _ip("link", "del", self.bridge)

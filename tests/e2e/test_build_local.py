@@ -137,6 +137,16 @@ def test_repair_finds_the_commits_with_no_checkout_on_the_host(proj):
         assert after["colours"][colour]["commit"] == before["colours"][colour]["commit"], after
 
 
+def test_stage_then_promote_a_local_build(proj, app):
+    p = proj
+    app.commit("v3-staged", kind="pyweb")
+    out = summary(fab(p, "release", "--no-switch", "--json"))
+    assert (out["result"], out["build"]) == ("staged", "local"), out
+    assert out["ship"]["layers_skipped"] >= 1, out
+    fab(p, "promote")
+    serves(p, "v3-staged", colour=out["target"])
+
+
 def docker_load_under(sshd_pid):
     """The pid of a `docker load` that sshd session ``sshd_pid`` runs, or None."""
     for name in os.listdir("/proc"):
