@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV=$REPO/.venv
-PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo debootstrap)
+PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo debootstrap iproute2)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/run/bluegreen-dockerd.pid}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/bluegreen-dockerd.log}

@@ -82,8 +82,8 @@ e2e_rc=0
 # three fit on two cores and the whole run stays well under 20 minutes.
 .venv/bin/python -m pytest tests/e2e -m "e2e and not docker_restart" -rs \
     -n "${E2E_WORKERS:-3}" --dist loadfile --junitxml="$work/e2e.xml" || e2e_rc=$?
-# Then, alone, the tests that restart the machine's dockerd (every other test
-# shares it): a Docker daemon restarted during a build, and a "reboot".
+# Then, alone, the tests that restart a Docker daemon (their own, never the
+# machine's): a Docker daemon restarted during a build, and a "reboot".
 say "end-to-end tests that restart the Docker daemon, on their own"
 .venv/bin/python -m pytest tests/e2e -m "e2e and docker_restart" -rs \
     --junitxml="$work/e2e-restart.xml" || e2e_rc=$?

@@ -50,10 +50,11 @@ def compose_v2_or_later(version):
     return major.isascii() and major.isdigit() and int(major) >= 2
 
 
-def tool_problems(values):
-    """What is wrong with the tools, as sentences; empty when all is well."""
+def tool_problems(values, need_git=True):
+    """What is wrong with the tools, as sentences; empty when all is well.
+    A host that gets its images shipped (BUILD_ON=local) needs no git."""
     problems = []
-    for tool in ("git", "docker", "compose", "nginx"):
+    for tool in ("git", "docker", "compose", "nginx")[0 if need_git else 1:]:
         value = values.get(tool, "missing")
         if value == "missing":
             problems.append(f"{tool} is not installed (or not in the deploy user's PATH)")
@@ -82,11 +83,17 @@ def check_script(settings):
         scripts.block("others", f"for f in {q(s.nginx_conf_dir)}/*.conf; do "
                             f"[ -f \"$f\" ] && [ \"$f\" != {q(s.nginx_file)} ] && "
                             "{ echo \"::file $f\"; cat \"$f\"; echo; }; done; true"),
-        f"if out=$(GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' "
-        f"timeout 30 git ls-remote --heads {q(s.git_repo)} 2>&1); then "
-        + mark("git_remote", "ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)") + "; "
-        "else " + mark("git_remote", "fail $(printf '%s' \"$out\" | tail -n 1)") + "; fi",
     ]
+    if s.build_on == "local":  # the host reads no repository; say how it stores layers
+        lines.append(mark("driver", "$(docker info --format '{{.Driver}}' 2>/dev/null)"))
+        lines.append(scripts.block("driver_status", "docker info --format "
+                                                    "'{{json .DriverStatus}}' 2>/dev/null"))
+    else:
+        lines.append(
+            f"if out=$(GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' "
+            f"timeout 30 git ls-remote --heads {q(s.git_repo)} 2>&1); then "
+            + mark("git_remote", "ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)") + "; "
+            "else " + mark("git_remote", "fail $(printf '%s' \"$out\" | tail -n 1)") + "; fi")
     lines.append(disk_script(s))
     if s.ssl:
         for key, path in (("cert", s.ssl_cert_file), ("key", s.ssl_key_file)):
@@ -238,12 +245,16 @@ def names_overlap(a, b):
 def evaluate(values, blocks, view, settings):
     """[(check, level, detail)] with level in ok / warn / FAIL."""
     s = settings
+    local = s.build_on == "local"
     rows = []
-    for problem in tool_problems(values):
+    problems = tool_problems(values, need_git=not local)
+    for problem in problems:
         rows.append(("tools", "FAIL", problem))
-    if not tool_problems(values):
-        rows.append(("tools", "ok", ", ".join(f"{t} {values.get(t)}"
-                                               for t in ("git", "docker", "compose", "nginx"))))
+    if not problems:
+        rows.append(("tools", "ok", ", ".join(f"{t} {values.get(t)}" for t in
+                                               ("git", "docker", "compose", "nginx")[local:])))
+    if local:
+        rows += build_here_rows(values, blocks)
     keepalive = keepalive_verdict(s, view.nginx_version or None)
     rows.append(("keep-alive", "ok" if keepalive.protected else "warn", keepalive.line))
     if values.get("nginx_test") == "ok":
@@ -308,10 +319,11 @@ def evaluate(values, blocks, view, settings):
     rows += disk_rows(values, blocks, s)
 
     status, _, detail = values.get("git_remote", "fail").partition(" ")
+    where = "this machine" if local else "the host"
     if status == "ok":
-        rows.append(("GIT_REPO", "ok", f"reachable from the host ({detail} branches)"))
+        rows.append(("GIT_REPO", "ok", f"reachable from {where} ({detail} branches)"))
     else:
-        rows.append(("GIT_REPO", "FAIL", f"the host cannot read {s.git_repo}: {detail}"))
+        rows.append(("GIT_REPO", "FAIL", f"{where} cannot read {s.git_repo}: {detail}"))
 
     if s.ssl:
         for key, name in (("cert", "SSL_CERT_FILE"), ("key", "SSL_KEY_FILE")):
@@ -336,12 +348,33 @@ def evaluate(values, blocks, view, settings):
     return rows
 
 
+def build_here_rows(values, blocks):
+    """BUILD_ON=local: this machine's Docker, and how the host's stores layers."""
+    rows = []
+    mine = values.get("local_docker", "")
+    if mine.startswith("ok "):
+        rows.append(("local Docker", "ok", mine[3:]))
+    else:
+        rows.append(("local Docker", "FAIL", f"BUILD_ON=local builds here, but {mine[5:]}"))
+    if "io.containerd.snapshotter" in blocks.get("driver_status", ""):
+        rows.append(("layer store", "warn", "the host's Docker uses the containerd image "
+                     "store: every release ships the whole image, not only what it lacks"))
+    else:
+        rows.append(("layer store", "ok", f"the host's Docker uses {values.get('driver') or '?'}"
+                     ": only the layers it lacks are shipped"))
+    return rows
+
+
 def check(session):
     s, rep = session.settings, session.reporter
     session.connect()
     with rep.phase("check") as ph:
         result = session.run(check_script(s), timeout=120)
         values, blocks = result.values, result.blocks
+        if s.build_on == "local":
+            from .localbuild import local_facts
+
+            values = {**values, **local_facts(s)}
         view = parse_view(result, s)
         rows = evaluate(values, blocks, view, s)
         failed = [r for r in rows if r[1] == "FAIL"]

@@ -184,6 +184,20 @@ def check_network(v):
     return v
 
 
+def check_build_on(v):
+    if v not in ("host", "local"):
+        raise Invalid("allowed: 'host' (the host checks out and builds) or 'local' "
+                      "(this machine builds and ships the image)")
+    return v
+
+
+def check_local_dir(v):
+    """A directory on this machine (made when missing): ~ expanded, one line."""
+    if not v or not v.strip():
+        raise Invalid("allowed: a directory on this machine, e.g. ~/.cache/bluegreen")
+    return os.path.abspath(os.path.expanduser(v))
+
+
 def check_ip(v):
     try:
         if "%" in v:  # an IPv6 scope ("fe80::1%eth0") may hold any text

@@ -267,12 +267,15 @@ HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_
     "canary": "send this percentage of clients (1-99, sticky per client) to the new colour",
     "watch": "watch the access log this many seconds after the switch; revert on 5xx "
              "(a clean canary is promoted)",
+    "image": "release this image built on this machine (NAME[:TAG]): shipped, only the "
+             "layers the host lacks; no git, no build",
 })
 @operator_task
 def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unlock=False,
             parallel=False, json=False, verbose=False, accept_new_host_key=False,
-            no_switch=False, canary=None, watch=None):
+            no_switch=False, canary=None, watch=None, image=None):
     """Release into the idle colour, check its health, switch nginx to it."""
+    from . import localbuild
     from . import promote as staging
     from . import release as pipeline
 
@@ -284,6 +287,7 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     percent = None if canary is None else cfg.check_flag("--canary", canary, check_percent)
     seconds = 0 if watch is None else cfg.check_flag("--watch", watch, check_watch)
     check_release_modes(no_switch, percent, seconds, stop_old)
+    artifacts = localbuild.artifacts_for(image, branch, ref)  # --image checked before SSH
     if no_switch or percent:
         body = lambda s: staging.release_idle(  # noqa: E731
             s, canary=percent, branch=branch, ref=ref, watch_seconds=seconds,
@@ -292,8 +296,10 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
         body = lambda s: pipeline.release(  # noqa: E731
             s, branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
             force_unlock=force_unlock, watch_seconds=seconds)
-    on_hosts(c, "release", body, parallel=parallel, json_mode=json, verbose=verbose,
-             accept_new_host_key=accept_new_host_key)
+    with artifacts:
+        on_hosts(c, "release", artifacts.serving(body), parallel=parallel, json_mode=json,
+                 verbose=verbose, accept_new_host_key=accept_new_host_key,
+                 require_repo=image is None)
 
 
 def check_release_modes(no_switch, percent, seconds, stop_old):
@@ -333,10 +339,12 @@ def promote(c, watch=None, stop_old=False, wait_lock="0", json=False,
 @operator_task
 def setup(c, json=False, verbose=False, accept_new_host_key=False):
     """Prepare a host (idempotent): check tools, create DEPLOY_DIR, first release."""
+    from . import localbuild
     from . import release as pipeline
 
-    on_hosts(c, "setup", pipeline.setup,
-             json_mode=json, verbose=verbose, accept_new_host_key=accept_new_host_key)
+    with localbuild.artifacts_for(None) as artifacts:
+        on_hosts(c, "setup", artifacts.serving(pipeline.setup),
+                 json_mode=json, verbose=verbose, accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"to": "start this kept release (commit or unique prefix, see `fab releases`) "

@@ -18,14 +18,14 @@ from dotenv import dotenv_values
 
 from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
     Invalid, brace_problem, check_abs_path, check_app_name, check_asset_paths, check_bool,
-    check_branch, check_command, check_deploy_dir, check_fraction, check_git_repo,
-    check_health_path, check_ip, check_keepalive_min_timeout, check_known_hosts_text,
-    check_local_file, check_local_path, check_maintenance_page_file, check_network,
-    check_nginx_duration, check_nginx_size, check_nginx_snippet_file, check_non_negative_int,
-    check_optional_abs_path, check_optional_command, check_port, check_positive_int,
-    check_positive_number, check_private_key, check_ref, check_server_name, check_size_bytes,
-    check_timeout_seconds, decimal_number, duration_seconds, read_nginx_snippet,
-    whole_number,
+    check_branch, check_build_on, check_command, check_deploy_dir, check_fraction,
+    check_git_repo, check_health_path, check_ip, check_keepalive_min_timeout,
+    check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
+    check_maintenance_page_file, check_network, check_nginx_duration, check_nginx_size,
+    check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
+    check_optional_command, check_port, check_positive_int, check_positive_number,
+    check_private_key, check_ref, check_server_name, check_size_bytes, check_timeout_seconds,
+    decimal_number, duration_seconds, read_nginx_snippet, whole_number,
 )
 from .errors import BAD_INPUT, ConfigError, Failure
 
@@ -138,6 +138,10 @@ KEYS = (
         "requests to the new colour needed before --watch judges"),
     Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
         "bound on check-out, build and start"),
+    Key("BUILD_ON", "host", check_build_on,
+        "host: the host checks out and builds; local: this machine builds and ships the image"),
+    Key("LOCAL_BUILD_DIR", "~/.cache/bluegreen", check_local_dir,
+        "local checkouts for BUILD_ON=local, one per app"),
     Key("ASSET_PATHS", "/assets/ /static/ /packs/ /_next/static/", check_asset_paths,
         "path prefixes whose 404 on the live colour is asked of the other colour"),
     Key("MAINTENANCE_PAGE_FILE", "", check_maintenance_page_file,
@@ -205,6 +209,8 @@ class Settings:
     watch_max_error_rate: float
     watch_min_requests: int
     build_timeout: float  # seconds
+    build_on: str  # "host" or "local"
+    local_build_dir: str  # absolute, ~ expanded
     asset_paths: tuple  # URL path prefixes; () turns bridging off
     maintenance_page_file: str
     maintenance_retry_after: int

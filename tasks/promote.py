@@ -68,7 +68,8 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
                "live": plan.live, "target": target, "branch": plan.record_branch,
-               "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target)}
+               "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target),
+               **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields}}
     if canary:
         summary["percent"] = canary
         rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {canary}% of "

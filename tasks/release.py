@@ -11,7 +11,7 @@ as it was, records the attempt with its phase, and drops the lock.
 import time
 from dataclasses import dataclass, field
 
-from . import health, scripts
+from . import health, scripts, ship
 from .check import tool_problems, tools_script
 from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
@@ -100,11 +100,13 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     total = time.monotonic() - session.started
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stop_old else "")
-    rep.line(f"released {target}: {commit[:12]} ({plan.source}) in {total:.1f}s{keep}")
+    rep.line(f"released {target}: {commit[:12]} ({ship.source_note(attempt.fields, plan.source)})"
+             f" in {total:.1f}s{keep}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
             "phases": rep.durations(), "ssh": session.ssh_stats(),
+            **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields},
             **({"watch": watched} if watched else {})}
 
 
@@ -153,7 +155,7 @@ def setup(session):
     session.connect()
     with rep.phase("tools") as ph:
         result = session.run(tools_script(s))
-        problems = tool_problems(result.values)
+        problems = tool_problems(result.values, need_git=session.artifacts is None)
         if problems:
             raise Failure(f"{name}: {'; '.join(problems)}",
                           "install them on the host (Debian: apt-get install git docker.io "
@@ -197,12 +199,15 @@ def bring_up(session, attempt, plan):
     target is what Attempt.fail puts back as it was.
     """
     s, rep, view, target = session.settings, session.reporter, session.view, plan.target
-    attempt.phase = "git"
-    commit = checkout(session, target, plan)
-    attempt.fields["commit"] = commit
+    if session.artifacts is not None:  # BUILD_ON=local or --image: made here, shipped
+        commit = ship.deliver(session, attempt, plan, on_line=show_progress(rep))
+    else:
+        attempt.phase = "git"
+        commit = checkout(session, target, plan)
+        attempt.fields["commit"] = commit
 
-    attempt.phase = "build"
-    build(session, target, commit, previous=view.record(target))
+        attempt.phase = "build"
+        build(session, target, commit, previous=view.record(target))
 
     attempt.phase = "start"
     attempt.rebuilt, attempt.before = target, view.containers[target]

@@ -458,7 +458,12 @@ def repair_facts(settings):
     """What repair rebuilds state.json from: checkouts, images, containers, nginx."""
     d = settings.deploy_dir
     parts = [inspect(settings)]
+    label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
     for colour in ("blue", "green"):
+        # A colour built off the host (BUILD_ON=local) has no checkout: its
+        # container's image carries the commit as a label.
         parts.append(mark(f"{colour}_commit",
-                          f"$(git -C {q(d + '/' + colour)} rev-parse HEAD 2>/dev/null)"))
+                          f"$(git -C {q(d + '/' + colour)} rev-parse HEAD 2>/dev/null || "
+                          f"docker inspect --format {q(label)} "
+                          f"{q(container_name(settings, colour))} 2>/dev/null)"))
     return "\n".join(parts) + "\n"

@@ -32,6 +32,9 @@ class Session:
         self.locked = False
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
+        # BUILD_ON=local or --image: the run's localbuild.Artifacts (the image
+        # is made on this machine and shipped); None: the host builds.
+        self.artifacts = None
         self.host = Host(entry, settings, accept_new_host_key=accept_new_host_key,
                          config=fabric_config)
 

@@ -263,6 +263,25 @@ class Host:
         """Run one step's script in the task's remote shell -> shell.StepResult."""
         return self.shell.run(script, on_line=on_line, on_mark=on_mark, timeout=timeout)
 
+    def exec_channel(self, command: str) -> paramiko.Channel:
+        """A channel of its own running ``command`` on the host (a stream to
+        `docker load`, say); the caller writes its stdin and reads its answer
+        (stdout and stderr as one stream).
+        A lost connection raises the task's Failure(code=3)."""
+        transport = self._transport()
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.set_combine_stderr(True)  # one answer to read: its output, then its status
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost("while opening a channel") from exc
+        self.stats["commands"] = self.stats.get("commands", 0) + 1
+        return chan
+
+    def lost(self, when: str) -> Failure:
+        """The task's Failure(code=3) for a connection lost ``when``."""
+        return self._lost(when)
+
     def http(self, port, path, **kwargs) -> probe.Response:
         """GET ``path`` from a port on the host over a direct-tcpip channel (probe.get)."""
         return probe.get(self._transport(), port, path, stats=self.stats, lost=self._lost,

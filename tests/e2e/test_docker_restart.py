@@ -2,56 +2,47 @@
 daemon and nginx restarted): the release fails cleanly, and once the host
 is back both colours run again and `status` agrees with what is served.
 
-These restart the machine's dockerd, which every other e2e test shares: they
-are marked `docker_restart` and scripts/test.sh runs them on their own, after
-the parallel run. They restart only a dockerd that scripts/setup-host.sh
-started (the pid in $DOCKERD_PIDFILE) and start it again the same way; on a
-machine whose daemon someone else runs they fail, saying so.
+The host here has a Docker daemon of its own (scripts/ownhost.py: its own
+data root, exec root, socket and bridge; its sshd sees that socket as
+/run/docker.sock), and that is the daemon these tests restart: never the
+machine's, so they run on any machine, whoever started its daemon, and
+beside other tests.
 """
-
-import os
-import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 
-import loophost as lh
 from faultkit import assert_status_tells_the_truth, history, owner, run_ok, status_json
 from hostile import Background
-from released import module_project, serves, version, wait_until
+from ownhostkit import own_daemon, own_host, own_project  # noqa: F401  (fixtures)
+from released import fab, serves, version, wait_until
 
+import loophost as lh
+
+# Marked so that scripts/test.sh runs them on their own, after the parallel
+# run: they stop a daemon for a while, and the machine has two cores.
 pytestmark = pytest.mark.docker_restart
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PIDFILE = os.environ.get("DOCKERD_PIDFILE", "/run/bluegreen-dockerd.pid")
-
-
-def restart_dockerd():
-    """Stop the dockerd setup-host.sh started and let setup-host.sh start it again."""
-    try:
-        pid = int(Path(PIDFILE).read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    assert pid and lh.pid_alive(pid) and open(f"/proc/{pid}/comm").read().strip() == "dockerd", (
-        f"{PIDFILE} names no dockerd that scripts/setup-host.sh started: this test restarts "
-        "only such a daemon (run the tests with scripts/test.sh)")
-    os.kill(pid, signal.SIGTERM)
-    assert lh.wait_gone(pid, 60.0), f"dockerd {pid} did not stop within 60 s"
-    r = subprocess.run([str(REPO_ROOT / "scripts" / "setup-host.sh")], capture_output=True,
-                       text=True, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert lh.docker("info", timeout=30).returncode == 0
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost):
-    """v1 in blue, then v2 live in green: both colours run."""
-    for project in module_project(request, tmp_path_factory, loophost, setup=True,
-                                  HEALTH_TIMEOUT=30):
+def proj(request, tmp_path_factory, own_host):
+    """v1 in blue, then v2 live in green, on the host with its own daemon: both colours run."""
+    base = tmp_path_factory.mktemp("docker-restart")
+    app = lh.SampleApp(base / "sample-app")
+    app.commit("v1")
+    project = own_project(request, base / "p", own_host, app)
+    project.set(HEALTH_TIMEOUT=30)
+    try:
+        fab(project, "setup")
         project.app.commit("v2")
         run_ok(project, "release")
         yield project
+    finally:
+        project.remove()
+
+
+def restart_dockerd(project):
+    """Stop the host's own dockerd (its containers stop with it) and start it again."""
+    project.host.daemon.restart()
 
 
 def both_running(project):
@@ -77,7 +68,7 @@ def test_the_docker_daemon_restarted_during_a_build(proj):
     slow_build(p, "v3-slow")
     bg = Background(p, "release")
     bg.wait_line("RUN [\"/bin/busybox\", \"sleep\", \"30\"]", timeout=120)
-    restart_dockerd()
+    restart_dockerd(p)
     code = bg.wait()
     text = bg.text()
     assert code == 1, text
@@ -100,13 +91,13 @@ def test_the_docker_daemon_restarted_during_a_build(proj):
     serves(p, "v4", colour="blue" if live == "green" else "green")
 
 
-def test_a_reboot_brings_both_colours_back(proj, loophost):
+def test_a_reboot_brings_both_colours_back(proj):
     p = proj
     before = status_json(p)
     live = before["live"]
     label = version(p)
-    restart_dockerd()
-    loophost.restart_nginx("stop")
+    restart_dockerd(p)
+    p.host.restart_nginx("stop")
     assert wait_until(lambda: both_running(p), timeout=60), p.containers()
     serves(p, label, colour=live, timeout=30)
     assert_status_tells_the_truth(p)

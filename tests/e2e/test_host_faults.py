@@ -6,8 +6,8 @@ to its own file, and its own nginx), so a test may stop its nginx and read
 its sshd log without disturbing any other test.
 
 The Docker daemon restarted during a build, and a "reboot", are in
-test_docker_restart.py: they restart the machine's dockerd, which every
-other test shares, so scripts/test.sh runs them alone.
+test_docker_restart.py: they restart a Docker daemon of their own
+(scripts/ownhost.py), never the machine's.
 """
 
 import json

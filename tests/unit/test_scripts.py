@@ -652,7 +652,9 @@ def test_small_builders():
         "rm -f /srv/shop/.lock/owner.json; rmdir /srv/shop/.lock 2>/dev/null; true")
     assert scripts.image(s, "green") == "bluegreen-shop:green"
     text = scripts.repair_facts(s)
-    assert 'echo "$M blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null)"' in text
+    assert 'echo "$M blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null || ' in text
+    # No checkout (BUILD_ON=local): the commit label of the colour's container.
+    assert "org.opencontainers.image.revision" in text and "shop-blue-1" in text
 
 
 def test_one_exit_code_per_meaning():

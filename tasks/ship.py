@@ -1,0 +1,386 @@
+"""Shipping an image built on this machine to the host: only the layers it lacks.
+
+`docker load` skips a layer whose chain ID its layer store already has
+(moby's image/tarexport/load.go looks each layer up by chain ID before it
+opens the layer's file), so a `docker save` archive with the `layer.tar`
+of the host's layers left out loads on that host and nothing else. The
+host is asked which layers it has (the chain IDs of its images'
+RootFS.Layers), the archive is written without those, gzip-compressed
+(`docker load` reads gzip) into `docker load` on a channel of the task's
+own SSH connection. The image's tag appears on the host only when the load
+has finished: a stream cut part-way leaves nothing the host would trust.
+
+A host whose Docker keeps images in the containerd image store matches
+content by digest, not by chain ID: it gets the whole image, and the
+summary says so.
+
+The pure parts (chain IDs, which layers to send, the facts of the host)
+are unit-tested; ``ship`` does the I/O.
+"""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import queue
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+
+import paramiko
+
+from . import compose, scripts
+from .errors import FAILED, Failure
+from .scripts import block, mark, q
+
+# Above this, a load is slowed by the network more than by gzip -1 (which
+# compresses ~100 MB/s here); below it, compressing costs more than it saves.
+COMPRESS_ABOVE = 64 * 1024
+
+
+# --- pure: layers and what the host has ------------------------------------------------
+
+
+def chain_ids(diff_ids):
+    """The chain ID of each prefix of ``diff_ids`` (the OCI image spec's ChainID)."""
+    chains, chain = [], None
+    for diff_id in diff_ids:
+        chain = diff_id if chain is None else \
+            "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        chains.append(chain)
+    return chains
+
+
+def host_facts_script(image_tag):
+    """What the host's Docker has: its layer store, every image's layers,
+    and the image already tagged ``image_tag`` (when it is there)."""
+    return "\n".join([
+        mark("driver", "$(docker info --format '{{.Driver}}' 2>/dev/null)"),
+        block("driver_status", "docker info --format '{{json .DriverStatus}}' 2>/dev/null"),
+        mark("has", f"$(docker image inspect --format '{{{{.Id}}}}' {q(image_tag)} 2>/dev/null)"),
+        block("layers", "docker image ls -q --no-trunc 2>/dev/null | sort -u | "
+                        "xargs -r docker image inspect --format '{{json .RootFS.Layers}}' "
+                        "2>/dev/null"),
+    ]) + "\n"
+
+
+@dataclass(frozen=True)
+class HostLayers:
+    """What `host_facts_script` found."""
+
+    driver: str
+    containerd: bool  # the containerd image store: no partial loads
+    chains: frozenset  # chain IDs of every layer stack an image of the host has
+    has_image: str  # the ID of the image already tagged as the release, or ''
+
+    @property
+    def store(self):
+        return "containerd image store" if self.containerd else f"{self.driver or '?'} layer store"
+
+
+def parse_host_layers(result):
+    """HostLayers from the step's values and blocks."""
+    status = result.blocks.get("driver_status", "")
+    chains = set()
+    for line in result.blocks.get("layers", "").splitlines():
+        try:
+            layers = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(layers, list):
+            chains.update(chain_ids(layers))
+    return HostLayers(driver=result.values.get("driver", ""),
+                      containerd="io.containerd.snapshotter" in status,
+                      chains=frozenset(chains), has_image=result.values.get("has", ""))
+
+
+def layers_to_send(paths, diff_ids, host):
+    """(paths to leave out of the archive, layers sent, layers skipped).
+
+    A layer is skipped when the host has its chain (it and every layer below
+    it). One file can stand for several layers (an empty layer, twice): it
+    is left out only when every layer it stands for is skipped.
+    """
+    if host.containerd:
+        return set(), len(diff_ids), 0
+    have = [chain in host.chains for chain in chain_ids(diff_ids)]
+    needed = {path for path, skip in zip(paths, have) if not skip}
+    drop = {path for path, skip in zip(paths, have) if skip} - needed
+    return drop, have.count(False), have.count(True)
+
+
+# --- the archive -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A `docker save` archive of one image on this machine."""
+
+    path: str
+    layer_paths: tuple  # manifest.json's Layers, in order
+    config_path: str
+    size: int
+
+    @property
+    def config_digest(self):
+        """sha256:<hex> of the image's config: its ID on a host's layer store."""
+        name = self.config_path.rsplit("/", 1)[-1]
+        return "sha256:" + name.removesuffix(".json")
+
+
+def read_archive(path):
+    """The manifest of a `docker save` archive (classic or OCI layout)."""
+    with tarfile.open(path) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    if len(manifest) != 1:
+        raise Failure(f"the saved archive holds {len(manifest)} images, not one",
+                      "name one image", code=FAILED)
+    entry = manifest[0]
+    return Archive(path=path, layer_paths=tuple(entry["Layers"]),
+                   config_path=entry["Config"], size=os.path.getsize(path))
+
+
+def write_archive(archive, out, drop, repo_tag):
+    """Write ``archive`` to the file object ``out`` without the files ``drop``,
+    its manifest naming ``repo_tag`` (the release's tag on the host)."""
+    with tarfile.open(archive.path) as src, tarfile.open(fileobj=out, mode="w|") as dst:
+        for member in src:
+            if member.name in drop:
+                continue
+            if member.name == "manifest.json":
+                manifest = json.load(src.extractfile(member))
+                manifest[0]["RepoTags"] = [repo_tag]
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+            elif member.isfile():
+                dst.addfile(member, src.extractfile(member))
+            else:
+                dst.addfile(member)
+
+
+# --- the stream into `docker load` ---------------------------------------------------
+
+
+class ChannelSender:
+    """A file-like writer onto a channel's stdin, sending from a thread of its
+    own in chunks: compressing the next chunk (zlib lets go of the GIL)
+    overlaps encrypting and sending this one. Counts what it sent."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, chan):
+        self.chan, self.sent, self.error = chan, 0, None
+        self._buf = bytearray()
+        self._queue = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
+
+    def write(self, data):
+        if self.error is not None:
+            raise self.error
+        self._buf += data
+        if len(self._buf) >= self.CHUNK:
+            self._queue.put(bytes(self._buf))
+            self._buf.clear()
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        """Send what is left and wait for it; raises what sending raised."""
+        if self._buf:
+            self._queue.put(bytes(self._buf))
+            self._buf.clear()
+        self.stop()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _send(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self.error is not None:
+                continue  # drain: the writer learns of it at its next write
+            try:
+                self.chan.sendall(chunk)
+                self.sent += len(chunk)
+            except Exception as exc:  # noqa: BLE001 (handed to the writer's thread)
+                self.error = exc
+
+
+@dataclass
+class Shipped:
+    bytes: int = 0  # on the wire (compressed)
+    layers_sent: int = 0
+    layers_skipped: int = 0
+    seconds: float = 0.0
+    whole: bool = False  # the whole image, not a partial one
+    already: bool = False  # the host had the image: nothing sent
+    store: str = ""
+
+    def to_json(self):
+        return {"bytes": self.bytes, "layers_sent": self.layers_sent,
+                "layers_skipped": self.layers_skipped, "seconds": round(self.seconds, 3),
+                "store": self.store, **({"whole": True} if self.whole else {}),
+                **({"already_on_host": True} if self.already else {})}
+
+    def describe(self):
+        if self.already:
+            return f"already on the host ({self.store}): nothing sent"
+        whole = f"the whole image ({self.store}: no partial loads); " if self.whole else ""
+        return (f"{whole}{human(self.bytes)} sent, {self.layers_sent} layers sent, "
+                f"{self.layers_skipped} skipped, in {self.seconds:.1f}s")
+
+
+def human(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def ship(session, archive, image_tag, diff_ids, expected_id):
+    """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped."""
+    started = time.monotonic()
+    host = parse_host_layers(session.run(host_facts_script(image_tag)))
+    shipped = Shipped(store=host.store, whole=host.containerd)
+    if host.has_image and (host.containerd or host.has_image == expected_id):
+        shipped.already = True
+        shipped.seconds = time.monotonic() - started
+        return shipped
+    drop, shipped.layers_sent, shipped.layers_skipped = layers_to_send(
+        archive.layer_paths, diff_ids, host)
+    try:
+        shipped.bytes = stream_load(session, archive, drop, image_tag)
+    except Failure as exc:
+        if not drop or "layer.tar" not in exc.message and "no such file" not in exc.message:
+            raise
+        # A layer the host had was removed meanwhile (another app's prune): all of it.
+        shipped.bytes = stream_load(session, archive, set(), image_tag)
+        shipped.layers_sent, shipped.layers_skipped = len(diff_ids), 0
+    shipped.seconds = time.monotonic() - started
+    return shipped
+
+
+def stream_load(session, archive, drop, image_tag):
+    """One `docker load` on the host fed the archive; returns the bytes sent."""
+    host = session.host
+    chan = host.exec_channel("docker load")
+    out = ChannelSender(chan)
+    try:
+        if archive.size > COMPRESS_ABOVE:
+            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
+                write_archive(archive, gz, drop, image_tag)
+        else:
+            write_archive(archive, out, drop, image_tag)
+        out.close()
+        chan.shutdown_write()
+        answer, code = read_answer(chan)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        if not host_alive(host):
+            raise host.lost("while shipping the image") from exc
+        answer, code = read_answer(chan)
+    finally:
+        out.stop()
+        chan.close()
+    if code != 0 and not host_alive(host):
+        raise host.lost("while shipping the image")
+    if code != 0:
+        last = [line for line in answer.splitlines() if line.strip()]
+        raise Failure(f"`docker load` failed on {session.name} (exit {code}): "
+                      f"{last[-1] if last else 'no output'}; nothing live changed",
+                      "free disk space on the host (`fab check`), then release again",
+                      code=FAILED)
+    return out.sent
+
+
+def host_alive(host):
+    transport = host.connection.transport if host.connection else None
+    return transport is not None and transport.is_active()
+
+
+def read_answer(chan):
+    """The command's output (stderr combined) and exit status."""
+    chunks = []
+    while True:
+        data = chan.recv(65536)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode(errors="replace"), chan.recv_exit_status()
+
+
+# --- the release's steps, when the image is made on this machine ---------------------
+
+
+def source_note(fields, source):
+    """What a release's summary line says it deployed, and how it got there."""
+    shipped = fields.get("ship") or {}
+    if fields.get("build") == "image":
+        return f"image {fields.get('image')}, {human(shipped.get('bytes', 0))} shipped"
+    if fields.get("build") == "local":
+        return f"{source}, built here, {human(shipped.get('bytes', 0))} shipped"
+    return source
+
+
+def deliver(session, attempt, plan, on_line):
+    """Steps 3-4a for BUILD_ON=local and --image: the image made here (built,
+    or the one named), shipped, tagged for the target colour. Returns the
+    commit. The host runs no git and no build; the live colour is untouched."""
+    s, rep = session.settings, session.reporter
+    attempt.phase = "build"
+    image = session.artifacts.prepare(s, plan, rep, on_line)
+    attempt.fields.update(commit=image.commit, build=image.source)
+    if image.source == "image":
+        attempt.fields["image"] = image.name
+
+    attempt.phase = "ship"
+    archive = session.artifacts.archive(image, rep)
+    tag = scripts.image(s, image.commit)
+    with rep.phase("ship") as ph:
+        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest)
+        ph.detail = shipped.describe()
+    attempt.fields["ship"] = shipped.to_json()
+
+    previous = session.view.record(plan.target)
+    with rep.phase("place") as ph:
+        result = session.run(place_script(
+            s, plan.target, image.commit, compose.render_compose(s),
+            previous=(previous.get("commit"), previous.get("image"))))
+        if result.code != 0:
+            raise Failure(f"{result.values.get('error') or 'placing the image failed'} "
+                          f"on {session.name}; nothing live changed",
+                          "release again; `fab check` looks at the host", code=FAILED)
+        ph.detail = f"{tag} -> {plan.target}"
+    return image.commit
+
+
+def place_script(settings, colour, commit, compose_text, previous=None):
+    """Tag the shipped image for ``colour`` (compose runs bluegreen-APP:<colour>),
+    writing the compose file if it changed. ``previous`` (commit, image id),
+    what the colour ran, keeps its commit tag first (scripts.build does the same)."""
+    d, tag = settings.deploy_dir, scripts.image(settings, commit)
+    keep = ""
+    if previous and previous[0] and previous[1]:
+        old = scripts.image(settings, previous[0])
+        keep = (f"docker image inspect {q(old)} >/dev/null 2>&1 || "
+                f"docker tag {q(previous[1])} {q(old)} 2>/dev/null\n")
+    return f"""set -u
+{keep}cd {q(d)} || exit {scripts.NO_DEPLOY_DIR}
+if ! printf '%s' {q(compose_text)} | cmp -s - compose.yml; then
+  {scripts.write_file(d + '/compose.yml', compose_text)} || exit {scripts.START_FAILED}
+  {mark('compose', 'updated')}
+fi
+docker image inspect {q(tag)} >/dev/null 2>&1 || {{ echo "$M error the shipped image "{q(tag)}" is not on the host"; exit {scripts.START_FAILED}; }}
+docker tag {q(tag)} {q(scripts.image(settings, colour))}
+"""

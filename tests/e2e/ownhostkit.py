@@ -1,0 +1,74 @@
+"""Fixtures for a host with a Docker daemon of its own (scripts/ownhost.py).
+
+`own_daemon` (module): a SecondDaemon, stopped and removed after the module.
+`own_host` (module): a LoopHost whose sshd sees only that daemon as
+/run/docker.sock (its repository stays readable: it can build as usual).
+`isolated_host(hide)`: the same but unable to read the directories `hide`
+(the app's repository): what `BUILD_ON=local` is tested against.
+`own_project(base, host, app)`: a conftest Project whose containers() asks
+that host's daemon.
+
+Test modules import the fixtures they use: `from ownhostkit import own_host`.
+"""
+
+import json
+
+import pytest
+
+import loophost as lh
+import ownhost as oh
+from released import conftest_module
+
+
+@pytest.fixture(scope="module")
+def own_daemon(tmp_path_factory):
+    oh.SecondDaemon.stop_abandoned()
+    try:
+        daemon = oh.SecondDaemon().start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start a Docker daemon of the test's own: {e}", pytrace=False)
+    yield daemon
+    daemon.stop()
+
+
+def start_own_host(tmp_path_factory, daemon, hide=(), name="ownhost"):
+    try:
+        return oh.OwnHost(tmp_path_factory.mktemp(name), daemon, hide=hide).start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start the host with its own daemon: {e}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def own_host(tmp_path_factory, own_daemon):
+    host = start_own_host(tmp_path_factory, own_daemon)
+    yield host
+    host.stop()
+
+
+def own_project(request, base, host, app, **kwargs):
+    """A conftest Project on ``host`` (an OwnHost): its containers are that daemon's."""
+    conf = conftest_module(request.config)
+
+    class OwnProject(conf.Project):
+        def containers(self):
+            r = self.host.daemon.docker(
+                "ps", "-a", "--filter", f"label={lh.PROJECT_LABEL}={self.name}",
+                "--format", "{{json .}}")
+            found = []
+            for line in lh.nonblank_lines(r):
+                c = json.loads(line)
+                labels = dict(kv.split("=", 1) for kv in c.get("Labels", "").split(",")
+                              if "=" in kv)
+                found.append({"name": c["Names"],
+                              "service": labels.get("com.docker.compose.service"),
+                              "state": c["State"], "status": c["Status"], "image": c["Image"]})
+            return found
+
+        def remove(self, keep_dirs=False):
+            ids = lh.nonblank_lines(self.host.daemon.docker(
+                "ps", "-aq", "--filter", f"label={lh.PROJECT_LABEL}={self.name}"))
+            if ids:
+                self.host.daemon.docker("rm", "-f", *ids)
+            super().remove(keep_dirs=keep_dirs)
+
+    return OwnProject(base, host, app, **kwargs)
