@@ -33,7 +33,7 @@ class ConfigError(Failure):
         )
 
 
-def shown_value(value, limit=80):
+def shown_value(value, limit=200):
     """A value as an error line shows it: quoted, escaped, a long one cut short."""
     if not isinstance(value, str) or len(value) <= limit:
         return repr(value)
