@@ -19,7 +19,8 @@ from dotenv import dotenv_values
 from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
     Invalid, brace_problem, check_abs_path, check_app_name, check_bool, check_branch,
     check_command, check_deploy_dir, check_fraction, check_git_repo, check_health_path,
-    check_ip, check_keepalive_min_timeout, check_known_hosts_text, check_local_file,
+    check_image_ref, check_ip, check_keepalive_min_timeout, check_known_hosts_text,
+    check_local_file,
     check_local_path, check_network, check_nginx_duration, check_nginx_size,
     check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
     check_optional_command, check_port, check_positive_int, check_positive_number,
@@ -137,6 +138,10 @@ KEYS = (
         "requests to the new colour needed before --watch judges"),
     Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
         "bound on check-out, build and start"),
+    Key("PRE_SWITCH_TIMEOUT", "10m", check_timeout_seconds,
+        "bound on PRE_SWITCH_CMD; past it the release aborts like a failed migration"),
+    Key("CLOJURE_BASE_IMAGE", "clojure:temurin-21-tools-deps", check_image_ref,
+        "FROM of the Dockerfile rendered for repositories without one"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}
@@ -198,6 +203,8 @@ class Settings:
     watch_max_error_rate: float
     watch_min_requests: int
     build_timeout: float  # seconds
+    pre_switch_timeout: float  # seconds
+    clojure_base_image: str
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)

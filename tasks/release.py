@@ -284,7 +284,13 @@ def pre_switch(session, colour):
     with rep.phase("pre-switch") as ph:
         result = session.run(scripts.pre_switch(s, colour),
                              on_line=lambda _, line: rep.progress(line),
-                             timeout=step_bound(s))
+                             timeout=scripts.pre_switch_timeout(s) + 60)
+        if result.code in (scripts.TIMED_OUT, 128 + 9):  # timeout(1): TERM, then KILL
+            raise Failure(f"PRE_SWITCH_CMD did not finish within PRE_SWITCH_TIMEOUT="
+                          f"{scripts.pre_switch_timeout(s)}s in {colour} and was stopped; "
+                          "nothing live changed",
+                          "its output is above; find what it waited for (a lock held by "
+                          "the live app?), or raise PRE_SWITCH_TIMEOUT", code=FAILED)
         if result.code != 0:
             raise Failure(f"PRE_SWITCH_CMD failed in {colour} (exit {result.code}); "
                           "nothing live changed",
