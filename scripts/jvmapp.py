@@ -97,7 +97,7 @@ class PgCluster:
         self.version = pg_version()
         self.name = name
         self.port = port or lh.free_port()
-        self.bridge_address, self.bridge_prefix = docker_bridge_address()
+        self.bridge_address = docker_bridge_address()[0]
         self.conf_dir = Path(f"/etc/postgresql/{self.version}/{name}")
 
     def start(self):
@@ -109,15 +109,23 @@ class PgCluster:
                  "-o", "client_connection_check_interval=1s",
                  "-o", "max_connections=200",
                  "--", "--auth-local=peer", "--auth-host=scram-sha-256"], timeout=120)
+        # Compose puts each app on a bridge network of its own, from Docker's
+        # default address pools (172.17-31.x, 192.168.x): its containers reach
+        # the address above through their own gateway, from those ranges.
         with (self.conf_dir / "pg_hba.conf").open("a") as hba:
-            hba.write(f"# containers on the Docker bridge (bluegreen e2e tests)\n"
-                      f"host all all {self.bridge_address}/{self.bridge_prefix} scram-sha-256\n")
+            hba.write("# containers on Docker bridge networks (bluegreen e2e tests)\n"
+                      "host all all 172.16.0.0/12 scram-sha-256\n"
+                      "host all all 192.168.0.0/16 scram-sha-256\n")
         lh._run(["pg_ctlcluster", self.version, self.name, "start"], timeout=120)
         return self
 
     def stop(self):
         subprocess.run(["pg_dropcluster", "--stop", self.version, self.name],
                        capture_output=True, timeout=120)
+
+    def pg_ctl(self, action):
+        """pg_ctlcluster VERSION NAME stop|start (the database going away and back)."""
+        lh._run(["pg_ctlcluster", self.version, self.name, action], timeout=120)
 
     def __enter__(self):
         return self.start()
@@ -143,13 +151,6 @@ class PgCluster:
 
     def url(self, name, user, password, host=None):
         return f"postgresql://{user}:{password}@{host or self.bridge_address}:{self.port}/{name}"
-
-    @staticmethod
-    def leftovers(prefix):
-        """Clusters named prefix* that earlier runs left (killed before their teardown)."""
-        out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
-        return [line.split()[:2] for line in out.splitlines()
-                if len(line.split()) > 1 and line.split()[1].startswith(prefix)]
 
 
 # --- the app being released -----------------------------------------------------

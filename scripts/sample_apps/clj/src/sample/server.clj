@@ -7,8 +7,8 @@
 
   The port is config.edn's :http-port (as a Triangulum app's config names
   it), unless PORT is set (compose sets it). DATABASE_URL comes from the
-  environment (the app's env file). SIGTERM: stop listening, finish the
-  requests in flight, exit."
+  environment (the app's env file). SIGTERM: finish the requests in
+  flight (up to 5 s), close, exit."
   (:require [clojure.edn :as edn]
             [clojure.java.io :as io]
             [sample.db :as db])
@@ -21,6 +21,7 @@
 (def colour (or (System/getenv "BLUEGREEN_COLOUR") "none"))
 
 (def ^:private conn (atom nil))
+(def ^:private in-flight (atom 0))
 
 (defn- query
   "Run f on the shared connection; a broken connection is replaced once."
@@ -54,6 +55,7 @@
       (.write out bytes))))
 
 (defn- handle [^HttpExchange ex]
+  (swap! in-flight inc)
   (try
     (case (.getPath (.getRequestURI ex))
       "/health" (try
@@ -68,7 +70,20 @@
       (respond ex 404 "not found\n"))
     (catch Exception e
       (respond ex 500 (str "error: " (.getMessage e) "\n")))
-    (finally (.close ex))))
+    (finally
+      (.close ex)
+      (swap! in-flight dec))))
+
+(defn- stop
+  "Finish the requests in flight (up to 5 s), then close. JDK 17's
+  HttpServer.stop(delay) waits the whole delay even when nothing is in
+  flight, so the wait is ours and stop gets 0."
+  [^HttpServer server]
+  (println (str "sample app: SIGTERM, " @in-flight " request(s) in flight"))
+  (let [deadline (+ (System/currentTimeMillis) 5000)]
+    (while (and (pos? @in-flight) (< (System/currentTimeMillis) deadline))
+      (Thread/sleep 10)))
+  (.stop server 0))
 
 (defn -main [& _]
   (let [port (Integer/parseInt (or (System/getenv "PORT") (str (:http-port config))))
@@ -76,8 +91,6 @@
     (.createContext server "/" (reify HttpHandler (handle [_ ex] (handle ex))))
     (.setExecutor server (Executors/newFixedThreadPool 8))
     (.addShutdownHook (Runtime/getRuntime)
-                      (Thread. (fn []
-                                 (println "sample app: SIGTERM, finishing requests in flight")
-                                 (.stop server 5))))
+                      (Thread. #(stop server)))
     (.start server)
     (println (str "sample app " version " (" colour ") listening on port " port))))
