@@ -120,6 +120,9 @@ def test_no_dockerfile_builds_with_the_rendered_one_and_serves(clj, jvm_image):
     assert headers.get("x-deploy-colour") == "blue"
     assert clj.get("/health", port=clj.blue_port)[0] == 200
     assert applied(clj) == "001-create-items.sql"
+    # STOP_TIMEOUT is the grace the JVM gets for its shutdown hooks.
+    assert jvmapp.lh.docker("inspect", "--format", "{{.Config.StopTimeout}}",
+                            f"{clj.name}-blue-1").stdout.strip() == "10"
 
 
 def test_expand_migration_keeps_the_old_colour_working_through_the_switch(clj):
