@@ -104,8 +104,8 @@ def main(argv=None):
         ports = {"blue": bench.blue_port, "green": bench.green_port}
         live, rows = "blue", []
         load = loadgen.Load(bench.public_port, path="/", rate_fresh=args.rate / 2,
-                            rate_keepalive=args.rate / 2, threads_fresh=4,
-                            keepalive_connections=4, timeout=5.0, max_seconds=3600,
+                            rate_keepalive=args.rate / 2, threads_fresh=8,
+                            keepalive_connections=8, timeout=5.0, max_seconds=3600,
                             accept=lambda status, headers, body: " items " in body,
                             name="jvm")
         with load:
