@@ -10,8 +10,12 @@ PostgreSQL, released with a migration in PRE_SWITCH_CMD.
   the Clojure CLI (tools.deps): `-cp X -m ns` and `clojure file.clj` run,
   `-P` and `-M:alias` do not, so the apps run with APP_CMD.
 - PgCluster: a PostgreSQL cluster of its own (Debian's pg_createcluster) on
-  a free loopback port, also listening on the Docker bridge's gateway
-  address so containers on the default bridge reach it.
+  a free loopback port, also listening on the Docker default bridge's own
+  address (172.17.0.1 here): a container on a bridge network cannot reach
+  the host's 127.0.0.1 (its loopback is its own), but reaches that address
+  through its network's gateway, and with the daemon's masquerading and
+  iptables off nothing of it leaves the machine. (DOCKER_NETWORK=host would
+  let the app use 127.0.0.1, but the product's default is bridge.)
 - ClojureApp: a git repo (bare + clone) with the Clojure app of
   scripts/sample_apps/clj/ and its migrations.
 """
