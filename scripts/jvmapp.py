@@ -121,7 +121,20 @@ class PgCluster:
                       "host all all 172.16.0.0/12 scram-sha-256\n"
                       "host all all 192.168.0.0/16 scram-sha-256\n")
         lh._run(["pg_ctlcluster", self.version, self.name, "start"], timeout=120)
+        self.require_bridge_listener()
         return self
+
+    def require_bridge_listener(self):
+        """PostgreSQL binds the bridge's address only if it exists when it
+        starts (it warns and goes on with 127.0.0.1 alone): then containers
+        get no database and every /health answers 503. Say so at once."""
+        out = lh._run(["ss", "-Hltn", f"src {self.bridge_address}:{self.port}"]).stdout
+        if not out.strip():
+            raise RuntimeError(
+                f"PostgreSQL cluster {self.name} does not listen on the Docker bridge's "
+                f"{self.bridge_address}:{self.port} (was the bridge recreated while it "
+                f"started?); its log: /var/log/postgresql/postgresql-{self.version}-"
+                f"{self.name}.log")
 
     def stop(self):
         subprocess.run(["pg_dropcluster", "--stop", self.version, self.name],
