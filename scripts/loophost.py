@@ -704,15 +704,18 @@ BASE_PACKAGES = ("python3", "python3-aiohttp", "python3-websockets")
 BASE_CHANGES = ("ENV LANG=C.UTF-8", "ENV PYTHONUNBUFFERED=1", 'CMD ["python3"]')
 
 
-def _base_recipe():
-    return (f"debootstrap --variant=minbase --include={','.join(BASE_PACKAGES)} {BASE_SUITE}; "
-            f"docker import {' '.join(f'--change {c!r}' for c in BASE_CHANGES)}")
+def _base_recipe(packages=BASE_PACKAGES, changes=BASE_CHANGES):
+    return (f"debootstrap --variant=minbase --include={','.join(packages)} {BASE_SUITE}; "
+            f"docker import {' '.join(f'--change {c!r}' for c in changes)}")
 
 
-def base_image():
-    """bluegreen-test-base:<suite>-<digest of the recipe>: the tag the sample apps build FROM."""
-    digest = hashlib.sha256(_base_recipe().encode()).hexdigest()[:10]
-    return f"{BASE_REPO}:{BASE_SUITE}-{digest}"
+def base_image(repo=BASE_REPO, packages=BASE_PACKAGES, changes=BASE_CHANGES):
+    """bluegreen-test-base:<suite>-<digest of the recipe>: the tag the sample apps build FROM.
+
+    Another recipe (the JVM sample's, scripts/jvmapp.py) names its own repo,
+    packages and image changes."""
+    digest = hashlib.sha256(_base_recipe(packages, changes).encode()).hexdigest()[:10]
+    return f"{repo}:{BASE_SUITE}-{digest}"
 
 
 def base_image_present(image=None):
@@ -721,21 +724,22 @@ def base_image_present(image=None):
                   timeout=30).returncode == 0
 
 
-def build_base_image(log=None, tmp_parent="/var/tmp"):
+def build_base_image(log=None, tmp_parent="/var/tmp", repo=BASE_REPO, packages=BASE_PACKAGES,
+                     changes=BASE_CHANGES):
     """Build the base image with debootstrap and `docker import` (root only).
 
     The root filesystem lives in a temporary directory that is deleted after
     the import. Returns the image name. Raises RuntimeError with the failing
     step's output.
     """
-    image = base_image()
+    image = base_image(repo, packages, changes)
     say = log or (lambda msg: None)
     rootfs_parent = Path(tempfile.mkdtemp(prefix="bluegreen-base-", dir=tmp_parent))
     rootfs = rootfs_parent / "rootfs"
     try:
         started = time.monotonic()
-        say(f"debootstrap {BASE_SUITE} with {', '.join(BASE_PACKAGES)} into {rootfs}")
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+        say(f"debootstrap {BASE_SUITE} with {', '.join(packages)} into {rootfs}")
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
               BASE_SUITE, str(rootfs)], timeout=1200)
         # Downloaded .debs and package lists are no use inside the image.
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
@@ -746,7 +750,7 @@ def build_base_image(log=None, tmp_parent="/var/tmp"):
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         cmd = ["docker", "import"]
-        for change in BASE_CHANGES:
+        for change in changes:
             cmd += ["--change", change]
         imported = subprocess.run([*cmd, "-", image], stdin=tar.stdout, capture_output=True,
                                   text=True, timeout=600)

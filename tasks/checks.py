@@ -28,6 +28,15 @@ SHA_RE = re.compile(r"[0-9a-fA-F]{4,40}")
 GIT_URL_RE = re.compile(r"(https?|ssh|git|file)://[^\s'\"\\\x00-\x1f\x7f]+")
 GIT_SCP_RE = re.compile(r"([A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+:[^\s'\"\\\x00-\x1f\x7f]+")
 GIT_PATH_RE = re.compile(r"(/|~/)[^\s'\"\\\x00-\x1f\x7f]*")
+# Docker's image reference: [registry[:port]/]path[:tag][@digest]. It is the
+# FROM of a rendered Dockerfile: a newline or a space would add instructions.
+IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF_RE = re.compile(
+    r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::\d+)?/)?"
+    rf"{IMAGE_COMPONENT}(?:/{IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 BOOLS = {"true": True, "yes": True, "1": True, "on": True,
          "false": False, "no": False, "0": False, "off": False, "": False}
 
@@ -345,6 +354,15 @@ def check_timeout_seconds(v):
         raise Invalid("allowed: a duration such as 30m, 90s, 1h or 1h30m, or plain "
                       "seconds, more than 0 and at most 168h")
     return float(seconds)
+
+
+def check_image_ref(v):
+    """A Docker image reference, e.g. clojure:temurin-21-tools-deps."""
+    if not IMAGE_REF_RE.fullmatch(v) or len(v) > 255:
+        raise Invalid("allowed: a Docker image reference such as "
+                      "clojure:temurin-21-tools-deps, registry.example.com/team/clojure:21 "
+                      "or name@sha256:<digest> (lower-case name, no spaces)")
+    return v
 
 
 def check_fraction(v):

@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
     Invalid, brace_problem, check_abs_path, check_app_name, check_asset_paths, check_bool,
     check_branch, check_build_on, check_command, check_deploy_dir, check_fraction,
-    check_git_repo, check_health_path, check_ip, check_keepalive_min_timeout,
+    check_git_repo, check_health_path, check_image_ref, check_ip, check_keepalive_min_timeout,
     check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
     check_maintenance_page_file, check_network, check_nginx_duration, check_nginx_size,
     check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
@@ -142,6 +142,10 @@ KEYS = (
         "host: the host checks out and builds; local: this machine builds and ships the image"),
     Key("LOCAL_BUILD_DIR", "~/.cache/bluegreen", check_local_dir,
         "local checkouts for BUILD_ON=local, one per app"),
+    Key("PRE_SWITCH_TIMEOUT", "10m", check_timeout_seconds,
+        "bound on PRE_SWITCH_CMD; past it the release aborts like a failed migration"),
+    Key("CLOJURE_BASE_IMAGE", "clojure:temurin-21-tools-deps", check_image_ref,
+        "FROM of the Dockerfile rendered for repositories without one"),
     Key("ASSET_PATHS", "/assets/ /static/ /packs/ /_next/static/", check_asset_paths,
         "path prefixes whose 404 on the live colour is asked of the other colour"),
     Key("MAINTENANCE_PAGE_FILE", "", check_maintenance_page_file,
@@ -211,6 +215,8 @@ class Settings:
     build_timeout: float  # seconds
     build_on: str  # "host" or "local"
     local_build_dir: str  # absolute, ~ expanded
+    pre_switch_timeout: float  # seconds
+    clojure_base_image: str
     asset_paths: tuple  # URL path prefixes; () turns bridging off
     maintenance_page_file: str
     maintenance_retry_after: int

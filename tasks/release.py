@@ -288,9 +288,18 @@ def pre_switch(session, colour):
     """Step 6: PRE_SWITCH_CMD in the new colour's container."""
     s, rep = session.settings, session.reporter
     with rep.phase("pre-switch") as ph:
+        bound, started = scripts.pre_switch_timeout(s), time.monotonic()
         result = session.run(scripts.pre_switch(s, colour),
-                             on_line=lambda _, line: rep.progress(line),
-                             timeout=step_bound(s))
+                             on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
+        # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
+        # (the kernel's OOM killer, say) is the command's own failure.
+        if (result.code == scripts.TIMED_OUT or result.code == 128 + 9
+                and time.monotonic() - started >= bound):
+            raise Failure(f"PRE_SWITCH_CMD did not finish within PRE_SWITCH_TIMEOUT="
+                          f"{bound}s in {colour} and was stopped; "
+                          "nothing live changed",
+                          "its output is above; find what it waited for (a lock held by "
+                          "the live app?), or raise PRE_SWITCH_TIMEOUT", code=FAILED)
         if result.code != 0:
             raise Failure(f"PRE_SWITCH_CMD failed in {colour} (exit {result.code}); "
                           "nothing live changed",

@@ -64,13 +64,15 @@ def sudo(settings):
     return "sudo -n " if settings.use_sudo else ""
 
 
-def compose(settings, bounded=False):
+def compose(settings, bounded=False, limit=None):
     """The compose command for this app.
 
     ``bounded``: stopped after BUILD_TIMEOUT (timeout(1), exit 124), with
-    SIGKILL 10 s later if it ignores SIGTERM.
+    SIGKILL 10 s later if it ignores SIGTERM; ``limit``: after that many seconds.
     """
-    limit = f"timeout -k 10 {build_timeout(settings)} " if bounded else ""
+    if bounded and limit is None:
+        limit = build_timeout(settings)
+    limit = f"timeout -k 10 {limit} " if limit else ""
     return (f"COMPOSE_BAKE=false {limit}{settings.compose_cmd} -p {q(settings.app_name)} "
             f"-f {q(settings.deploy_dir + '/compose.yml')}")
 
@@ -336,10 +338,29 @@ def container_state(settings, colour):
     return block("containers", inspect_containers(settings, (colour,)))
 
 
+# Run in the container by `sh -c WRAP bluegreen-pre-switch SECONDS CMD`. The
+# bound is kept inside the container: stopping `docker exec` on the host
+# leaves the command running in there (a migration holding its locks).
+# GNU timeout signals its whole process group (the JVM under `sh -c`).
+PRE_SWITCH_WRAP = (
+    'if command -v timeout >/dev/null 2>&1; then exec timeout -k 10 "$1" sh -c "$2"; fi; '
+    'echo "bluegreen: no timeout(1) in the container: PRE_SWITCH_TIMEOUT is kept from '
+    'the host, and a command past it ends when the colour is put back" >&2; '
+    'exec sh -c "$2"')
+
+
+def pre_switch_timeout(settings):
+    """PRE_SWITCH_TIMEOUT in whole seconds (at least 1)."""
+    return max(1, int(settings.pre_switch_timeout))
+
+
 def pre_switch(settings, colour):
-    """PRE_SWITCH_CMD inside the new colour's container (migrations)."""
-    return (f"cd {q(settings.deploy_dir)} && {compose(settings, bounded=True)} exec -T "
-            f"{q(colour)} sh -c {q(settings.pre_switch_cmd)} 2>&1")
+    """PRE_SWITCH_CMD inside the new colour's container (migrations), bounded
+    by PRE_SWITCH_TIMEOUT there (exit 124), and from the host a little later."""
+    seconds = pre_switch_timeout(settings)
+    return (f"cd {q(settings.deploy_dir)} && {compose(settings, limit=seconds + 20)} exec -T "
+            f"{q(colour)} sh -c {q(PRE_SWITCH_WRAP)} bluegreen-pre-switch {seconds} "
+            f"{q(settings.pre_switch_cmd)} 2>&1")
 
 
 # --- switch and record ---------------------------------------------------------------

@@ -310,6 +310,12 @@ BAD_VALUES = [
     ("build-timeout-zero", {}, "BUILD_TIMEOUT", "0", "more than 0"),
     ("build-timeout-days", {}, "BUILD_TIMEOUT", "1d", "a duration such as 30m"),
     ("build-timeout-word", {}, "BUILD_TIMEOUT", "forever", "a duration such as 30m"),
+    ("pre-switch-timeout-zero", {}, "PRE_SWITCH_TIMEOUT", "0", "more than 0"),
+    ("pre-switch-timeout-word", {}, "PRE_SWITCH_TIMEOUT", "never", "a duration such as 30m"),
+    ("base-image-upper", {}, "CLOJURE_BASE_IMAGE", "Clojure:21", "Docker image reference"),
+    ("base-image-space", {}, "CLOJURE_BASE_IMAGE", "clojure:21 AS x", "Docker image reference"),
+    ("base-image-bad-digest", {}, "CLOJURE_BASE_IMAGE", "clojure@sha256:xyz",
+     "Docker image reference"),
 ]
 
 
@@ -626,3 +632,23 @@ def test_snippet_file_that_is_a_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         make_settings(NGINX_SNIPPET_FILE=str(tmp_path))
     assert "readable file" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [
+    "clojure:temurin-21-tools-deps", "clojure", "bluegreen-test-jvm:bookworm-8da3663af3",
+    "registry.example.com:5000/team/clojure:21", "localhost/a__b/c.d-e:tag_1",
+    "clojure@sha256:" + "a" * 64, "clojure:21@sha256:" + "0" * 64,
+])
+def test_clojure_base_image_takes_image_references(value):
+    assert make_settings(CLOJURE_BASE_IMAGE=value).clojure_base_image == value
+
+
+@pytest.mark.parametrize("value,expected", [("10m", 600.0), ("45s", 45.0), ("2", 2.0)])
+def test_pre_switch_timeout_reads_durations(value, expected):
+    assert make_settings(PRE_SWITCH_TIMEOUT=value).pre_switch_timeout == expected
+
+
+def test_new_release_keys_have_their_defaults():
+    s = make_settings()
+    assert s.pre_switch_timeout == 600.0
+    assert s.clojure_base_image == "clojure:temurin-21-tools-deps"

@@ -287,3 +287,17 @@ def test_the_container_check_reads_the_containers_block(s):
     with pytest.raises(HealthFailure):
         run_gate(s, host, clock)
     assert host.scripts == [scripts.container_state(s, "green")]
+
+
+def test_a_slow_jvm_is_waited_for_within_health_timeout():
+    """A JVM: the port refuses for a long while (bridge mode: docker-proxy
+    accepts and closes), then the app answers 503 until its database
+    connection is up. All of it is "not yet", never a failure, until
+    HEALTH_TIMEOUT."""
+    s60 = make_settings(HEALTH_TIMEOUT="60", HEALTH_INTERVAL="1", HEALTH_PASSES="2")
+    clock = Clock()
+    closed = ProbeError("the connection closed without an answer", "127.0.0.1:8082")
+    host = FakeHost(s60, [REFUSED] * 30 + [closed] * 10 + [503] * 5 + [200, 200],
+                    clock=clock)
+    assert run_gate(s60, host, clock).startswith("2/2 good")
+    assert len(host.probes) == 47 and clock.now - 1000 < 60

@@ -217,6 +217,14 @@ def test_clojure_dockerfile_is_the_seeds_build(settings):
     assert "EXPOSE 3000" in text
     assert 'CMD ["clojure", "-M:server", "start"]' in text
     assert text.startswith("# Rendered by bluegreen")
+    assert "\nFROM clojure:temurin-21-tools-deps\n" in text
+
+
+def test_clojure_dockerfile_builds_from_clojure_base_image(settings):
+    text = render_clojure_dockerfile(settings(CLOJURE_BASE_IMAGE="registry.example.com/clj:21"))
+    assert "\nFROM registry.example.com/clj:21\n" in text
+    # The CLI fetches dependencies; Debian's clojure (clojure.main) skips it.
+    assert "then clojure -P -M:server;" in text and "grep -q -e '-Sdeps'" in text
 
 
 # --- the real tools ----------------------------------------------------------------

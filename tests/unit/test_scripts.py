@@ -614,8 +614,30 @@ def test_restore_without_the_kept_image_starts_nothing(box):
 def test_pre_switch_runs_the_command_as_one_word_in_the_container():
     s = settings_for("hostile")
     text = scripts.pre_switch(s, "green")
-    assert text.endswith(f"exec -T green sh -c {shlex.quote(s.pre_switch_cmd)} 2>&1")
-    assert shlex.split(text.split(" sh -c ", 1)[1])[0] == s.pre_switch_cmd
+    assert text.endswith(f"exec -T green sh -c {shlex.quote(scripts.PRE_SWITCH_WRAP)} "
+                         f"bluegreen-pre-switch 600 {shlex.quote(s.pre_switch_cmd)} 2>&1")
+    args = shlex.split(text.split(" exec -T green ", 1)[1])
+    assert args[:2] == ["sh", "-c"] and args[3:] == ["bluegreen-pre-switch", "600",
+                                                     s.pre_switch_cmd, "2>&1"]
+
+
+def test_pre_switch_is_bounded_in_the_container_and_from_the_host():
+    s = dataclasses.replace(settings_for("normal"), pre_switch_timeout=90.0)
+    text = scripts.pre_switch(s, "blue")
+    assert "COMPOSE_BAKE=false timeout -k 10 110 docker compose" in text
+    assert " bluegreen-pre-switch 90 " in text
+    assert 'exec timeout -k 10 "$1" sh -c "$2"' in scripts.PRE_SWITCH_WRAP
+
+
+def test_pre_switch_wrapper_runs_the_command_and_bounds_it(tmp_path):
+    """The wrapper as the container's sh runs it: the command's own exit
+    code, and 124 when it outlives the bound."""
+    def wrap(seconds, cmd):
+        return subprocess.run(["sh", "-c", scripts.PRE_SWITCH_WRAP, "bluegreen-pre-switch",
+                               str(seconds), cmd], capture_output=True, text=True, timeout=30)
+    assert wrap(5, "echo migrated; exit 3").returncode == 3
+    assert wrap(5, "echo migrated").stdout == "migrated\n"
+    assert wrap(1, "sleep 20").returncode == 124
 
 
 def test_inspect_reads_everything_in_one_script():
