@@ -95,6 +95,7 @@ class Session:
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
                                  listening=True)
         deadline = time.monotonic() + wait
+        removed = None  # the holder whose lock --force-unlock removed
         with self.reporter.phase("lock") as ph:
             while True:
                 view = self.view = parse_view(self.run(script), self.settings)
@@ -104,14 +105,16 @@ class Session:
                     if view.lock_taken_over is not None:
                         ph.detail = "taken over from a holder that is gone"
                         self.took_over(view.lock_taken_over)
+                    elif removed is not None:
+                        ph.detail = "taken after --force-unlock"
+                        self.took_over(removed, forced=True)
                     return view
                 if not view.deploy_dir:
                     require_setup(view, self.name)
                 if force_unlock and view.holder and view.holder.local_and_dead:
-                    self.reporter.progress(f"removing the lock of a process that is gone: "
-                                           f"{view.holder.describe()}")
+                    # Said and recorded once the lock is ours (took_over).
                     self.run(scripts.unlock_lock(self.settings))
-                    force_unlock = False
+                    removed, force_unlock = view.holder, False
                     continue
                 if time.monotonic() >= deadline:
                     ph.detail = "held"
@@ -128,13 +131,21 @@ class Session:
             record["host_ppid"] = shell.parent
         return jsonlib.dumps(record, sort_keys=True)
 
-    def took_over(self, holder):
-        self.reporter.line(f"took over the lock of {holder.describe()}: its connection to "
-                           f"{self.name} is gone")
+    def took_over(self, holder, forced=False):
+        """Say and record (history, task `lock`) that this task took the lock of
+        a holder that is gone: by itself, or removed by --force-unlock."""
+        if forced:
+            self.reporter.line(f"--force-unlock: removed the lock of {holder.describe()}: "
+                               "that process is gone")
+            result, how = "force-unlocked", "removed by --force-unlock of"
+        else:
+            self.reporter.line(f"took over the lock of {holder.describe()}: its connection "
+                               f"to {self.name} is gone")
+            result, how = "taken-over", "taken over by"
         line = format_history_line(history_entry(
             host=self.name, app=self.settings.app_name, task="lock", who=self.who,
-            result="taken-over", duration=0.0,
-            error=f"stale lock of {holder.describe()} taken over by `{self.command}`"))
+            result=result, duration=0.0,
+            error=f"stale lock of {holder.describe()} {how} `{self.command}`"))
         self.run(scripts.record(self.settings, history_line=line))
 
     def unlock(self):
