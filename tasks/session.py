@@ -112,7 +112,9 @@ class Session:
                 if not view.deploy_dir:
                     require_setup(view, self.name)
                 if force_unlock and view.holder and view.holder.local_and_dead:
-                    # Said and recorded once the lock is ours (took_over).
+                    # Said now; recorded once the lock is ours (took_over).
+                    self.reporter.line(f"--force-unlock: removing the lock of a process that "
+                                       f"is gone: {view.holder.describe()}")
                     self.run(scripts.unlock_lock(self.settings))
                     removed, force_unlock = view.holder, False
                     continue
@@ -135,8 +137,6 @@ class Session:
         """Say and record (history, task `lock`) that this task took the lock of
         a holder that is gone: by itself, or removed by --force-unlock."""
         if forced:
-            self.reporter.line(f"--force-unlock: removed the lock of {holder.describe()}: "
-                               "that process is gone")
             result, how = "force-unlocked", "removed by --force-unlock of"
         else:
             self.reporter.line(f"took over the lock of {holder.describe()}: its connection "
