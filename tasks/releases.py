@@ -24,6 +24,7 @@ from .config import other
 from .errors import BAD_INPUT, FAILED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
+from .stage import refuse_during_canary
 from .state import build_of, iso_utc, parse_history, with_release
 
 q = shlex.quote
@@ -333,6 +334,8 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     view = session.lock(wait=wait_lock)
     try:
         require_setup(view, name)
+        # The idle colour it starts the release in serves a canary's clients.
+        refuse_during_canary(view, name)
         _, kept, _, _ = gather(session)
         release = resolve(prefix, kept, name)
         live_commit = view.record(view.live).get("commit") if view.live else None

@@ -15,6 +15,7 @@ from .errors import FAILED, Failure
 from .facts import parse_view
 from .lock import identity, lock_held, owner_record
 from .plan import require_setup
+from .recover import restore_unrecorded
 from .ssh import Host
 from .state import format_history_line, history_entry
 
@@ -102,13 +103,7 @@ class Session:
                 if view.lock == "taken":
                     self.locked = True
                     ph.detail = "taken"
-                    if view.lock_taken_over is not None:
-                        ph.detail = "taken over from a holder that is gone"
-                        self.took_over(view.lock_taken_over)
-                    elif removed is not None:
-                        ph.detail = "taken after --force-unlock"
-                        self.took_over(removed, forced=True)
-                    return view
+                    break
                 if not view.deploy_dir:
                     require_setup(view, self.name)
                 if force_unlock and view.holder and view.holder.local_and_dead:
@@ -124,6 +119,17 @@ class Session:
                 if wait:
                     self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
                 time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+            if view.lock_taken_over is not None:
+                ph.detail = "taken over from a holder that is gone"
+                self.took_over(view.lock_taken_over)
+            elif removed is not None:
+                ph.detail = "taken after --force-unlock"
+                self.took_over(removed, forced=True)
+            else:
+                return view
+        # The dead holder may have left an idle colour half-released.
+        restore_unrecorded(self, view, scripts.build_timeout(self.settings) + 30)
+        return view
 
     def owner_json(self, shell):
         """The lock's owner record: who runs what, and the shell that holds it."""
