@@ -41,6 +41,7 @@ import loophost as lh
 from released import FAB_TIMEOUT, conftest_module, fab_background, no_traceback, wait_until
 
 LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
+VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
 COLOURS = ("blue", "green")
 WATCH_SECONDS = 3
 FAST = {"WATCH_MIN_REQUESTS": "5", "HEALTH_INTERVAL": "0.1", "HEALTH_PASSES": "1",
@@ -119,6 +120,9 @@ class Deploys(RuleBasedStateMachine):
                 load.stop()
         no_traceback(r)
         self.last = r
+        if VERBOSE and args[0] != "status":
+            print(f"  fab {' '.join(args)}{' (traffic)' if traffic else ''}: exit "
+                  f"{r.returncode}", flush=True)
         return r
 
     def fab_ok(self, *args, code=0, **kwargs):
@@ -324,6 +328,8 @@ class Deploys(RuleBasedStateMachine):
         self.build(self.c[target].follows or "main", False, slow=60)
         log = self.base / f"kill-{self.n}.log"
         run = fab_background(self.project, "release", log=log)
+        if VERBOSE:
+            print("  fab release: killed in its health gate", flush=True)
         try:
             assert wait_until(lambda: "health attempt" in log.read_text()
                               or run.poll() is not None, timeout=120), log.read_text()
@@ -430,8 +436,7 @@ def test_random_sequences_of_tasks_keep_the_promises(request, tmp_path_factory, 
     run_state_machine_as_test(Deploys, settings=settings(
         max_examples=LONG or 2, stateful_step_count=10 if LONG else 7, deadline=None,
         derandomize=not LONG, database=None, print_blob=True,
-        # Each step as it runs (pytest -s shows them): what a long run did.
-        verbosity=Verbosity.verbose if os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE") else
-        Verbosity.normal,
+        # Each sequence and fab step as it runs (pytest -s shows them).
+        verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.generate, Phase.shrink]))
