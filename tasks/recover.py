@@ -18,7 +18,7 @@ from .stage import canary_of
 @dataclass(frozen=True)
 class Drift:
     colour: str
-    commit: str  # the recorded release to start again
+    commit: str  # the recorded release to start again; None: none, stop what runs
     found: str  # what the container runs (image id), or its state
 
 
@@ -28,9 +28,15 @@ def unrecorded_idle(view):
     found = []
     for colour, container in view.containers.items():
         record = view.record(colour)
-        if colour in serving or not (record.get("commit") and record.get("image")):
+        if colour in serving:
             continue
-        if container.state == "missing" or container.image != record["image"]:
+        if not record.get("commit"):
+            # Never released: whatever runs there is a dead task's unrecorded build.
+            if container.state in ("running", "restarting"):
+                found.append(Drift(colour, None, container.image or container.state))
+            continue
+        if record.get("image") and (container.state == "missing"
+                                    or container.image != record["image"]):
             found.append(Drift(colour, record["commit"],
                                container.image or container.state))
     return found
@@ -42,6 +48,11 @@ def restore_unrecorded(session, view, bound):
     own plan decides what that colour is used for)."""
     s, rep = session.settings, session.reporter
     for drift in unrecorded_idle(view):
+        if drift.commit is None:
+            rep.line(f"{drift.colour} runs a build that was never recorded (the task that "
+                     "held the lock died part-way) and had no release before: stopping it")
+            session.run(scripts.stop(s, drift.colour))
+            continue
         with rep.phase("restore") as ph:
             rep.line(f"{drift.colour} does not run its recorded release {drift.commit[:12]} "
                      "(the task that held the lock died part-way): starting it again")
