@@ -13,8 +13,10 @@ import subprocess
 import time
 
 import loadgen
-from released import (background, container_states, fab, history_json, interrupt, output,
-                      serves, state_file, status_json, summary_json, wait_until)
+import yaml
+from released import (background, container_states, fab, history_json, interrupt,
+                      no_traceback, output, serves, state_file, status_json, summary_json,
+                      wait_until)
 
 # Few requests suffice to judge: the load below is light on a shared machine.
 WATCH = {"WATCH_MIN_REQUESTS": "8"}
@@ -212,3 +214,32 @@ def test_force_unlock_and_ctrl_c_in_a_plain_watch(project, tmp_path):
     assert "--force-unlock: removing the lock of a process that is gone" in output(r), output(r)
     entries = history_json(project, "--lines", "5")
     assert any(e["task"] == "lock" and e["result"] == "force-unlocked" for e in entries), entries
+
+
+def test_stumbles_of_a_newcomer_before_and_after_setup(project):
+    # check before setup, DEPLOY_DIR's parent missing: the space where it will be.
+    deep = project.base / "not" / "yet" / "srv"
+    project.set(DEPLOY_DIR=str(deep))
+    r = project.fab("check")
+    no_traceback(r)
+    assert "could not read free space" not in output(r), output(r)
+    assert "it does not exist yet" in output(r), output(r)
+    project.set(DEPLOY_DIR=str(project.deploy_dir))
+
+    # --no-switch --stop-old: the refusal names --stop-old, before connecting.
+    r = fab(project, "release", "--no-switch", "--stop-old", code=2)
+    assert "--stop-old" in r.stderr.splitlines()[0], r.stderr
+
+    # Two hosts (two names for the test host): render renders for each, logs
+    # prefixes each line with its host.
+    hosts = yaml.safe_load(project.hosts_file.read_text())
+    hosts["hosts"]["second"] = dict(hosts["hosts"][project.HOST_NAME])
+    project.hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
+    r = fab(project, "-H", f"{project.HOST_NAME},second", "render")
+    assert "rendered for host testhost" in r.stdout and "rendered for host second" in r.stdout
+    fab(project, "setup")
+    r = fab(project, "-H", f"{project.HOST_NAME},second", "logs", "--lines", "3")
+    lines = [line for line in r.stdout.splitlines()
+             if line.strip() and not line.startswith("logs: done:")]
+    assert lines and all(line.startswith(("testhost | ", "second | ")) for line in lines), lines
+    assert {line.split(" | ")[0] for line in lines} == {"testhost", "second"}, lines
