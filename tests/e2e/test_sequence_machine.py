@@ -30,9 +30,7 @@ import os
 import re
 import shutil
 import signal
-import time
 
-import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
                                  run_state_machine_as_test)
