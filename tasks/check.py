@@ -70,13 +70,15 @@ def check_script(settings):
     s = settings
     sudo = scripts.sudo(s)
     d = s.deploy_dir
-    parent = d.rsplit("/", 1)[0] or "/"
     mark = scripts.mark
     lines = [
         tools_script(s),
         scripts.inspect(s, listening=True),
-        f"if [ -d {q(d)} ]; then t={q(d)}; else t={q(parent)}; fi",
+        # Before setup DEPLOY_DIR (even its parent) may not exist yet: the
+        # space is that of the nearest directory above it that does.
+        f't={q(d)}; while [ ! -d "$t" ] && [ "$t" != / ]; do t=$(dirname "$t"); done',
         mark("disk_kb", "$(df -Pk \"$t\" 2>/dev/null | awk 'NR==2 {print $4}')"),
+        mark("disk_dir", "$t"),
         f"if out=$({sudo}{s.nginx_test_cmd} 2>&1); then {mark('nginx_test', 'ok')}; "
         f"else {mark('nginx_test', 'fail')}; fi; "
         + scripts.block("nginx_test_output", 'printf "%s" "$out"'),
@@ -312,7 +314,9 @@ def evaluate(values, blocks, view, settings):
     if kb.isascii() and kb.isdigit():
         kb = int(kb)
         level = "ok" if kb >= MIN_FREE_KB else ("warn" if kb >= CRITICAL_FREE_KB else "FAIL")
-        rows.append(("disk", level, f"{kb / 1024 / 1024:.1f} GiB free for {s.deploy_dir}"))
+        where = values.get("disk_dir") or s.deploy_dir
+        rows.append(("disk", level, f"{kb / 1024 / 1024:.1f} GiB free for {s.deploy_dir}"
+                     + ("" if where == s.deploy_dir else f" (on {where}: it does not exist yet)")))
     else:
         rows.append(("disk", "warn", "could not read free space"))
 

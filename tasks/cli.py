@@ -304,10 +304,14 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
 
 def check_release_modes(no_switch, percent, seconds, stop_old):
     """--no-switch switches nothing: no canary, nothing to watch, nothing old to stop."""
-    for flag, given in (("--canary", percent), ("--watch", seconds), ("--stop-old", stop_old)):
+    for flag, given, allowed in (
+            ("--canary", percent, "one of --no-switch, --canary PERCENT"),
+            ("--watch", seconds, "--watch on a release that switches (or on promote)"),
+            ("--stop-old", stop_old, "--stop-old on a release that switches (or on promote)")):
         if no_switch and given:
-            raise Failure(f"--no-switch with {flag}: a staged release switches nothing; "
-                          "allowed: one of --no-switch, --canary PERCENT", code=BAD_INPUT)
+            raise Failure(f"--no-switch with {flag}: a staged release switches nothing, so "
+                          f"there is nothing for {flag} to do; allowed: {allowed}",
+                          code=BAD_INPUT)
     if percent and stop_old and not seconds:
         raise Failure("--canary with --stop-old but no --watch: the old colour serves the "
                       "other clients; allowed: --stop-old with --watch (stopped after a clean "
@@ -452,7 +456,11 @@ def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
     if colour is not None:
         colour = cfg.check_flag("--colour", colour, check_colour)
     count = cfg.check_flag("--lines", str(lines), check_lines)
-    on_hosts(c, "logs", lambda s: show_logs(s, colour, count, follow), rolling=False,
+    # Several hosts: each line says whose it is.
+    several = len(load_inventory().select(cli_hosts(c))) > 1
+    on_hosts(c, "logs", lambda s: show_logs(s, colour, count, follow,
+                                            prefix=f"{s.name} | " if several else ""),
+             rolling=False,
              require_repo=False, accept_new_host_key=accept_new_host_key)
 
 
@@ -530,14 +538,17 @@ def render(c, colour="blue"):
     colour = cfg.check_flag("--colour", colour, check_colour)
     inventory = load_inventory()
     # The files a release to that host would write: its env: layer counts.
+    # Several -H hosts: rendered for each (their env: blocks may differ).
     names = cli_hosts(c) or inventory.default_hosts[:1]
-    entry = inventory.resolve(names[0]) if names else None
-    settings = cfg.load_settings(host_layer=entry.env if entry else None, require_repo=False)
-    print(f"# ---- rendered for {render_source(entry, inventory, bool(cli_hosts(c)))}")
-    print(f"# ---- {settings.nginx_file}")
-    print(render_nginx(settings, colour), end="")
-    print(f"# ---- {settings.deploy_dir}/compose.yml")
-    print(render_compose(settings), end="")
+    entries = [inventory.resolve(n) for n in names] or [None]
+    for entry in entries:
+        settings = cfg.load_settings(host_layer=entry.env if entry else None,
+                                     require_repo=False)
+        print(f"# ---- rendered for {render_source(entry, inventory, bool(cli_hosts(c)))}")
+        print(f"# ---- {settings.nginx_file}")
+        print(render_nginx(settings, colour), end="")
+        print(f"# ---- {settings.deploy_dir}/compose.yml")
+        print(render_compose(settings), end="")
 
 
 def render_source(entry, inventory, named):

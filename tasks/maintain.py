@@ -111,8 +111,9 @@ def new_host_key_line(host_name, accepted):
             f"first use and added to {path}")
 
 
-def logs(session, colour, lines, follow):
-    """Stream a colour's container logs (default: the live colour)."""
+def logs(session, colour, lines, follow, prefix=""):
+    """Stream a colour's container logs (default: the live colour); ``prefix``
+    starts each line (the host's name when the task runs on several)."""
     connect(session)
     if colour is None:
         view = session.inspect()
@@ -124,7 +125,7 @@ def logs(session, colour, lines, follow):
         # The script's own errors (no DEPLOY_DIR...) are explained below, not leaked.
         (errors if stream == "stderr" else []).append(text)
         if stream != "stderr":
-            emit(text)
+            emit(prefix + text if prefix else text)
 
     try:
         result = session.run(scripts.logs(session.settings, colour, lines, follow),

@@ -20,6 +20,13 @@ class ReleasePlan:
     record_branch: str = None
 
     @property
+    def history_fields(self):
+        """What a history line says was deployed: the branch checked out (and
+        the ref), and the branch recorded when that is another one."""
+        return {"branch": self.branch, "ref": self.ref,
+                "follows": self.record_branch if self.record_branch != self.branch else None}
+
+    @property
     def source(self):
         """What was deployed, for the summary line: `ref v1.2` or the branch."""
         return f"ref {self.ref}" if self.ref else self.branch
@@ -120,11 +127,16 @@ def plan_switch(view, settings, host_name, to):
         raise Failure(f"{to} is already live on {host_name}",
                       "nothing to do; `fab status` shows both colours", code=FAILED)
     container = view.containers[to]
+    commit = view.record(to).get("commit")
     if not container.running:
+        # Its recorded release's image is kept (pruning spares what state.json
+        # records): `rollback --to` starts it again without git or a build.
+        again = (f"start its release {commit[:12]} again and switch to it: fab -H {host_name} "
+                 f"rollback --to {commit[:12]}" if commit and not view.record(to).get("pending")
+                 else f"release into it first: fab -H {host_name} release")
         raise Failure(
             f"{to} on {host_name} is not running ({container.describe()}): "
-            "switching to it would take the app down",
-            f"release into it first: fab -H {host_name} release", code=FAILED)
+            "switching to it would take the app down", again, code=FAILED)
     if not view.record(to).get("commit"):
         raise Failure(f"{to} on {host_name} has never been released",
                       f"release into it first: fab -H {host_name} release", code=FAILED)

@@ -14,9 +14,10 @@ from . import accesslog, health
 from .errors import FAILED, Failure
 from .plan import plan_release
 from .lock import describe_who
-from .release import Attempt, bring_up, pre_switch, stop_colour, switch_nginx, verify
-from .stage import (plan_canary, plan_promote, qa_access, with_pending, with_promoted,
-                    with_withdrawn)
+from .release import (Attempt, bring_up, pre_switch, stop_colour, stop_old_colour, switch_nginx,
+                      verify)
+from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_pending,
+                    with_promoted, with_withdrawn)
 from .state import bypass_headers, format_state
 from .watch import watch
 
@@ -36,7 +37,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         plan_canary(view, name, canary)
         target = plan.target
-        attempt.fields.update(to_colour=target, branch=plan.record_branch, ref=plan.ref)
+        attempt.fields.update(to_colour=target, **plan.history_fields)
         session.upload_app_env()
 
         commit, image = bring_up(session, attempt, plan)
@@ -58,7 +59,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         attempt.phase = "record"
         state = with_pending(view.state, target, pending, branch=plan.record_branch,
                              commit=commit, image=image, who=describe_who(session.who),
-                             ref=plan.ref, percent=canary)
+                             ref=plan.ref, percent=canary, deployed=plan.branch)
         with rep.phase("record") as ph:
             session.record(format_state(state), session.history_line(
                 pending, percent=canary, **attempt.fields))
@@ -67,7 +68,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         attempt.fail(exc)
         raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
-               "live": plan.live, "target": target, "branch": plan.record_branch,
+               "live": plan.live, "target": target, "branch": plan.branch,
                "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target),
                **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields}}
     if canary:
@@ -77,7 +78,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
         if watch_seconds:
             summary["watch"] = watch_canary(session, state, new=target, old=plan.live,
                                             seconds=watch_seconds, fields=attempt.fields,
-                                            stop_old=stop_old)
+                                            stop_old=stop_old, before=view.record(target))
             summary["result"] = "promoted" if summary["watch"]["promoted"] else "canary"
             summary["live"] = target if summary["watch"]["promoted"] else plan.live
         else:
@@ -102,8 +103,9 @@ def promote(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
     try:
         p = plan_promote(view, name)
         record = view.record(p.to)
-        attempt.fields.update(to_colour=p.to, branch=record.get("branch"),
-                              commit=record.get("commit"), ref=record.get("ref"),
+        branch, ref, follows = pending_source(record)
+        attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
+                              ref=ref, follows=follows if follows != branch else None,
                               was=p.kind, percent=p.percent)
         attempt.phase = "health"
         with rep.phase("health") as ph:
@@ -123,14 +125,18 @@ def promote(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
         raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
                "live": p.to, "previous": p.live, "was": p.kind, "percent": p.percent,
-               "commit": record.get("commit"), "branch": record.get("branch")}
+               "commit": record.get("commit"), "branch": branch}
     rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
-             f"everyone is on it; {p.live} keeps running for `fab -H {name} rollback`")
+             "everyone is on it")
+    figures = None
     if watch_seconds and p.live:
-        summary["watch"] = watch_release(session, state, new=p.to, old=p.live,
-                                         seconds=watch_seconds, fields=attempt.fields)
-    if stop_old and p.live:
-        stop_colour(session, p.live)
+        figures = summary["watch"] = watch_release(
+            session, state, new=p.to, old=p.live, seconds=watch_seconds,
+            fields=attempt.fields, before=record)
+    stopped = stop_old_colour(session, p.live, stop_old, figures)
+    if p.live and not stopped:
+        rep.line(f"{p.live} keeps running for `fab -H {name} rollback`")
+    summary["stopped"] = p.live if stopped else None
     session.unlock()
     return finish(session, summary)
 
@@ -153,25 +159,26 @@ def switch_everyone(session, attempt, state, to, nginx_version=None):
 # --- after the switch: the watch -------------------------------------------------------
 
 
-def watch_release(session, state, *, new, old, seconds, fields):
-    """A full release (or promotion) under watch: revert (raises) or keep."""
-    outcome = watched(session, new=new, old=old, seconds=seconds)
+def watch_release(session, state, *, new, old, seconds, fields, before):
+    """A full release (or promotion) under watch: revert (raises) or keep.
+    ``before``: the new colour's record before the task (what a revert puts back)."""
+    outcome = watched(session, new=new, old=old, seconds=seconds, canary=False)
     s, rep = session.settings, session.reporter
     if outcome.verdict == accesslog.REVERT:
-        revert(session, state, outcome, fields)
+        revert(session, state, outcome, fields, before)
     line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
     rep.line(f"watch ended clean: {line}; {new} stays live" if outcome.verdict == accesslog.OK
              else f"watch: {line}; {new} stays live")
     return outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
 
 
-def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False):
+def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, before=None):
     """A canary under watch: revert (raises), promote when clean, or leave it
     for a person when too few requests came to judge."""
-    outcome = watched(session, new=new, old=old, seconds=seconds)
+    outcome = watched(session, new=new, old=old, seconds=seconds, canary=True)
     s, rep, name = session.settings, session.reporter, session.name
     if outcome.verdict == accesslog.REVERT:
-        revert(session, state, outcome, fields)
+        revert(session, state, outcome, fields, before)
     line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
     figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
     if outcome.verdict == accesslog.TOO_FEW:
@@ -193,7 +200,7 @@ def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False):
     return figures
 
 
-def watched(session, *, new, old, seconds):
+def watched(session, *, new, old, seconds, canary):
     """The watch; Ctrl-C leaves the switch as recorded and drops the lock."""
     try:
         return watch(session, new=new, old=old, seconds=seconds)
@@ -206,11 +213,13 @@ def watched(session, *, new, old, seconds):
         raise Failure(f"watch interrupted: what was recorded before it stands ({new} "
                       f"serves as recorded; `fab -H {name} status` shows it); the lock "
                       "was released",
-                      f"watch by hand, then fab -H {name} promote or fab -H {name} rollback",
+                      (f"watch by hand, then fab -H {name} promote or fab -H {name} rollback"
+                       if canary else f"watch by hand; to go back to {old}: "
+                       f"fab -H {name} rollback"),
                       code=INTERRUPTED) from None
 
 
-def revert(session, state, outcome, fields):
+def revert(session, state, outcome, fields, before):
     """Everyone back to the old colour at once; record `reverted` with the figures; exit 1."""
     s, rep, name = session.settings, session.reporter, session.name
     new, old = outcome.new, outcome.old
@@ -227,7 +236,7 @@ def revert(session, state, outcome, fields):
             figures["reverted_after_first_5xx"] = round(
                 outcome.detected_after_first_5xx + time.monotonic() - started, 2)
         with rep.phase("record") as ph:
-            session.record(format_state(with_withdrawn(state, new, old, "reverted")),
+            session.record(format_state(with_withdrawn(state, new, old, "reverted", before)),
                            session.history_line("reverted", **{
                                **fields, "from_colour": new, "to_colour": old,
                                "watch": figures}))

@@ -20,8 +20,9 @@ from .nginx import render_nginx
 from .plan import plan_release, plan_switch
 from .releases import list_script, prune as prune_releases
 from .stage import after_switch, canary_of
-from .state import (bypass_headers, empty_state, format_state, maintenance_of,
-                    with_release)
+from .stage import stops_old
+from .state import (build_of, bypass_headers, empty_state, format_state, maintenance_of,
+                    source_of, with_release)
 
 
 @dataclass
@@ -66,7 +67,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
     try:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         target = plan.target
-        attempt.fields.update(to_colour=target, branch=plan.record_branch, ref=plan.ref)
+        attempt.fields.update(to_colour=target, **plan.history_fields)
         if plan.drift:
             rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
         session.upload_app_env()
@@ -78,7 +79,8 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             pre_switch(session, target)
 
         state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
-                             image=image, who=describe_who(session.who), live=True, ref=plan.ref)
+                             image=image, who=describe_who(session.who), live=True, ref=plan.ref,
+                             deployed=plan.branch)
         # The kept releases are read while nginx reloads; pruned once recorded.
         kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
     except BaseException as exc:
@@ -93,17 +95,17 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         from .promote import watch_release
 
         watched = watch_release(session, state, new=target, old=plan.live,
-                                seconds=watch_seconds, fields=attempt.fields)
-    if stop_old and plan.live:
-        stop_colour(session, plan.live)
+                                seconds=watch_seconds, fields=attempt.fields,
+                                before=view.record(target))
+    stopped = stop_old_colour(session, plan.live, stop_old, watched)
     session.unlock()
     total = time.monotonic() - session.started
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
-            if plan.live and not stop_old else "")
+            if plan.live and not stopped else "")
     rep.line(f"released {target}: {commit[:12]} ({ship.source_note(attempt.fields, plan.source)})"
              f" in {total:.1f}s{keep}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": plan.live, "branch": plan.record_branch, "ref": plan.ref,
+            "live": target, "previous": plan.live, "branch": plan.branch, "ref": plan.ref,
             "commit": commit, "image": image, "seconds": round(total, 3),
             "phases": rep.durations(), "ssh": session.ssh_stats(),
             **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields},
@@ -120,7 +122,12 @@ def switch(session, to=None, *, wait_lock=0.0):
     try:
         to = plan_switch(view, s, name, to)
         record = view.record(to)
-        attempt.fields.update(to_colour=to, branch=record.get("branch"),
+        canary = canary_of(view)
+        if canary and to == view.live:
+            # Everyone back from the canary: history says from which colour.
+            attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
+        build = build_of(record)
+        attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
                               commit=record.get("commit"))
 
         attempt.phase = "health"
@@ -132,7 +139,6 @@ def switch(session, to=None, *, wait_lock=0.0):
                               code=FAILED)
             ph.detail = f"{to} answers {text}"
 
-        canary = canary_of(view)
         go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
     except BaseException as exc:
         attempt.fail(exc)
@@ -142,10 +148,10 @@ def switch(session, to=None, *, wait_lock=0.0):
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
             "promote` still can)" if to == view.live else f"{view.live} keeps running")
     rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
-             f"{record.get('branch') or ''}) in {total:.1f}s; {rest}")
+             f"{source_of(record) or ''}) in {total:.1f}s; {rest}")
     return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
             "live": to, "previous": view.live, "commit": record.get("commit"),
-            "branch": record.get("branch"), "seconds": round(total, 3),
+            "branch": build["branch"], "seconds": round(total, 3),
             "phases": rep.durations(), "ssh": session.ssh_stats()}
 
 
@@ -370,6 +376,21 @@ def stop_colour(session, colour):
         result = session.run(scripts.stop(session.settings, colour))
         ph.detail = (f"stopped {colour}" if "stopped" in result.values
                      else f"could not stop {colour} (exit {result.code})")
+
+
+def stop_old_colour(session, old, stop_old, watched):
+    """--stop-old after the switch: stop ``old`` unless a watch could not call
+    the new colour clean (``watched``: its figures, None without --watch).
+    Returns whether it was stopped."""
+    if not (stop_old and old):
+        return False
+    if not stops_old(watched):
+        session.reporter.line(f"--stop-old: {old} keeps running: the watch did not end "
+                              f"clean ({watched.get('verdict')}); stop it by hand once "
+                              "you trust the new colour")
+        return False
+    stop_colour(session, old)
+    return True
 
 
 def restore_idle(session, colour, before, show_logs):

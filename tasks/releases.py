@@ -24,7 +24,8 @@ from .config import other
 from .errors import BAD_INPUT, FAILED, Failure
 from .output import emit, emit_json, table
 from .plan import require_setup
-from .state import iso_utc, parse_history, with_release
+from .stage import refuse_during_canary
+from .state import build_of, iso_utc, parse_history, with_release
 
 q = shlex.quote
 
@@ -144,15 +145,14 @@ def releases_of(images, app, state, containers, history):
             colours_of.setdefault(container.image, []).append(colour)
     known = {}  # commit -> (branch, ref, released_at): history, then state.json
     for entry in history:
-        if entry.get("result") == "ok" and entry.get("commit") and entry.get("task") in (
-                "release", "setup", "rollback"):
+        if entry.get("commit") and went_live(entry):
             known[entry["commit"]] = (entry.get("branch"), entry.get("ref"),
                                       iso_utc(entry.get("time", "")) or "")
     for record in ((state or {}).get("colours") or {}).values():
         if record.get("commit"):
             branch, ref, at = known.get(record["commit"], (None, None, ""))
-            known[record["commit"]] = (record.get("branch") or branch,
-                                       record.get("ref") or ref,
+            build = build_of(record)  # the source of what it runs, not what it follows
+            known[record["commit"]] = (build["branch"] or branch, build["ref"] or ref,
                                        max(at, iso_utc(record.get("deployed_at", "")) or ""))
     live = (state or {}).get("live")
     live_container = (containers or {}).get(live)
@@ -167,6 +167,14 @@ def releases_of(images, app, state, containers, history):
                                  live=bool(live_image) and image.id == live_image))
     found.sort(key=lambda r: (r.newest, r.commit), reverse=True)
     return found
+
+
+def went_live(entry):
+    """A history entry that put its commit live for everyone: a release, a
+    promotion (by hand or a canary's watch), a rollback or a switch. Kept
+    releases are ordered by when they last did."""
+    return entry.get("result") in ("ok", "promoted") and entry.get("task") in (
+        "release", "setup", "promote", "rollback", "switch")
 
 
 def protected(state, containers):
@@ -326,6 +334,8 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     view = session.lock(wait=wait_lock)
     try:
         require_setup(view, name)
+        # The idle colour it starts the release in serves a canary's clients.
+        refuse_during_canary(view, name)
         _, kept, _, _ = gather(session)
         release = resolve(prefix, kept, name)
         live_commit = view.record(view.live).get("commit") if view.live else None

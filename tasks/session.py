@@ -15,6 +15,7 @@ from .errors import FAILED, Failure
 from .facts import parse_view
 from .lock import identity, lock_held, owner_record
 from .plan import require_setup
+from .recover import restore_unrecorded
 from .ssh import Host
 from .state import format_history_line, history_entry
 
@@ -98,23 +99,22 @@ class Session:
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
                                  listening=True)
         deadline = time.monotonic() + wait
+        removed = None  # the holder whose lock --force-unlock removed
         with self.reporter.phase("lock") as ph:
             while True:
                 view = self.view = parse_view(self.run(script), self.settings)
                 if view.lock == "taken":
                     self.locked = True
                     ph.detail = "taken"
-                    if view.lock_taken_over is not None:
-                        ph.detail = "taken over from a holder that is gone"
-                        self.took_over(view.lock_taken_over)
-                    return view
+                    break
                 if not view.deploy_dir:
                     require_setup(view, self.name)
                 if force_unlock and view.holder and view.holder.local_and_dead:
-                    self.reporter.progress(f"removing the lock of a process that is gone: "
-                                           f"{view.holder.describe()}")
+                    # Said now; recorded once the lock is ours (took_over).
+                    self.reporter.line(f"--force-unlock: removing the lock of a process that "
+                                       f"is gone: {view.holder.describe()}")
                     self.run(scripts.unlock_lock(self.settings))
-                    force_unlock = False
+                    removed, force_unlock = view.holder, False
                     continue
                 if time.monotonic() >= deadline:
                     ph.detail = "held"
@@ -122,6 +122,17 @@ class Session:
                 if wait:
                     self.reporter.progress(f"waiting for the lock: {view.holder.describe()}")
                 time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+            if view.lock_taken_over is not None:
+                ph.detail = "taken over from a holder that is gone"
+                self.took_over(view.lock_taken_over)
+            elif removed is not None:
+                ph.detail = "taken after --force-unlock"
+                self.took_over(removed, forced=True)
+            else:
+                return view
+        # The dead holder may have left an idle colour half-released.
+        restore_unrecorded(self, view, scripts.build_timeout(self.settings) + 30)
+        return view
 
     def owner_json(self, shell):
         """The lock's owner record: who runs what, and the shell that holds it."""
@@ -131,13 +142,19 @@ class Session:
             record["host_ppid"] = shell.parent
         return jsonlib.dumps(record, sort_keys=True)
 
-    def took_over(self, holder):
-        self.reporter.line(f"took over the lock of {holder.describe()}: its connection to "
-                           f"{self.name} is gone")
+    def took_over(self, holder, forced=False):
+        """Say and record (history, task `lock`) that this task took the lock of
+        a holder that is gone: by itself, or removed by --force-unlock."""
+        if forced:
+            result, how = "force-unlocked", "removed by --force-unlock of"
+        else:
+            self.reporter.line(f"took over the lock of {holder.describe()}: its connection "
+                               f"to {self.name} is gone")
+            result, how = "taken-over", "taken over by"
         line = format_history_line(history_entry(
             host=self.name, app=self.settings.app_name, task="lock", who=self.who,
-            result="taken-over", duration=0.0,
-            error=f"stale lock of {holder.describe()} taken over by `{self.command}`"))
+            result=result, duration=0.0,
+            error=f"stale lock of {holder.describe()} {how} `{self.command}`"))
         self.run(scripts.record(self.settings, history_line=line))
 
     def unlock(self):

@@ -10,16 +10,25 @@ who/when:
   file's split_clients is the truth; ``canary_percent`` repeats it).
 - ``reverted``: the watch sent everyone back from it.
 
-`promote` makes such a colour live and clears the word; `rollback` never
-goes to it (it was never live for everyone: a rollback goes back, not
-forward). `status` shows the word as the colour's role.
+`promote` makes a staged or canary colour live and clears the word; a
+reverted build is never promoted (the watch judged it bad: only a new
+release puts that colour live again); `rollback` never goes to any of them
+(never live for everyone: a rollback goes back, not forward). `status`
+shows the word as the colour's role.
+
+Such a build records nothing about the colour's source: its record keeps
+the branch and ref of the colour's last release that went live (what a
+plain release follows), and the build's own source sits beside them
+(``state.build_of``) until `promote` records it.
 """
 
 from dataclasses import dataclass
 
+from . import accesslog
 from .config import other
 from .errors import FAILED, Failure
-from .state import with_live, with_release
+from .state import (build_of, with_build_recorded, with_build_unrecorded, with_live,
+                    with_release)
 
 # History results that record what was done, not a failed attempt.
 NOT_FAILED = ("ok", "staged", "canary", "promoted", "reverted")
@@ -36,11 +45,17 @@ def canary_of(view):
 
 
 def with_pending(state, colour, pending, *, branch, commit, image, who, ref=None,
-                 percent=None):
-    """The state after ``colour`` was built for staging or a canary: its record
-    is the new release's, the live colour does not change."""
+                 percent=None, deployed=None):
+    """The state after ``colour`` was built for staging or a canary: it runs
+    the new build (``branch``: what it records once promoted; ``deployed``:
+    the branch checked out), its recorded branch and ref stay as they were,
+    the live colour does not change."""
+    before = state["colours"].get(colour) or {}
     new = with_release(state, colour, branch=branch, commit=commit, image=image, who=who,
                        live=False, ref=ref)
+    record = new["colours"][colour]
+    record["build"] = {"branch": deployed or branch, "ref": ref, "follows": branch}
+    new = with_build_unrecorded(new, colour, before)
     new["colours"][colour]["pending"] = pending
     if percent is not None:
         new["colours"][colour]["canary_percent"] = int(percent)
@@ -50,15 +65,23 @@ def with_pending(state, colour, pending, *, branch, commit, image, who, ref=None
 def with_promoted(state, colour):
     """``colour`` serves everyone: it is live and nothing about it is pending."""
     new = with_live(state, colour)
+    if new["colours"][colour].get("pending"):
+        new = with_build_recorded(new, colour)
     for key in ("pending", "canary_percent"):
         new["colours"][colour].pop(key, None)
     return new
 
 
-def with_withdrawn(state, colour, live, pending):
+def with_withdrawn(state, colour, live, pending, before=None):
     """Everyone is back on ``live``; ``colour`` keeps its build, marked ``pending``
-    (``staged`` after a rollback of a canary, ``reverted`` after the watch)."""
+    (``staged`` after a rollback of a canary, ``reverted`` after the watch).
+
+    A build that was recorded live (a full release or a promotion under
+    watch) gives the colour back the record it had before (``before``):
+    the branch and ref of the release before it."""
     new = with_live(state, live)
+    if not new["colours"][colour].get("pending"):
+        new = with_build_unrecorded(new, colour, before)
     record = new["colours"][colour]
     record.pop("canary_percent", None)
     record["pending"] = pending
@@ -71,6 +94,12 @@ def after_switch(state, to, canary):
     if canary and canary != to:
         return with_withdrawn(state, canary, to, "staged")
     return with_promoted(state, to) if canary == to else with_live(state, to)
+
+
+def stops_old(watched):
+    """--stop-old stops the old colour only after a clean watch (or with no
+    watch at all): too few requests to judge is not clean."""
+    return watched is None or watched.get("verdict") == accesslog.OK
 
 
 def history_note(entry):
@@ -113,6 +142,12 @@ def plan_promote(view, host_name):
     live = view.live
     idle = other(live) if live else None
     pending = view.record(idle).get("pending") if idle else None
+    if pending == "reverted":
+        record = view.record(idle)
+        raise Failure(f"{idle} on {host_name} holds {(record.get('commit') or '?')[:12]}, which "
+                      "its watch reverted: a reverted build is never promoted; nothing changed",
+                      f"fix it and release again: fab -H {host_name} release "
+                      "(add --watch SECONDS to watch it again)", code=FAILED)
     if not pending:
         raise Failure(f"nothing is staged on {host_name} and no canary runs: there is "
                       "nothing to promote; nothing changed",
@@ -127,10 +162,22 @@ def refuse_pending(view, to, host_name):
     record = view.record(to)
     pending = record.get("pending")
     if pending:
+        commit = (record.get("commit") or "?")[:12]
+        if pending == "reverted":
+            raise Failure(
+                f"{to} on {host_name} holds {commit}, which its watch reverted: rollback "
+                "and switch only go back to a release that stayed live",
+                f"fix it and release again: fab -H {host_name} release", code=FAILED)
         raise Failure(
-            f"{to} on {host_name} holds {(record.get('commit') or '?')[:12]}, {pending} and "
-            "never live: rollback and switch only go back to a release that was live",
+            f"{to} on {host_name} holds {commit}, {pending} and never live: rollback and "
+            "switch only go back to a release that was live",
             f"to make it live: fab -H {host_name} promote", code=FAILED)
+
+
+def pending_source(record):
+    """(branch, ref, follows) of a colour's build, for history lines."""
+    build = build_of(record)
+    return build["branch"], build["ref"], build["follows"]
 
 
 def plan_canary(view, host_name, percent):

@@ -40,11 +40,32 @@ def iso_utc(text):
     return when.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
+def build_of(record):
+    """Where the build a colour runs came from: {"branch", "ref", "follows"}.
+
+    A colour's record has two sources. ``branch`` and ``ref`` are what its
+    last release that went live recorded: ``branch`` is what a plain release
+    into it follows. ``build``, present when it differs, is the source of the
+    build it runs now: a staged, canary or reverted build (never live, or
+    sent back: it records nothing), or a release whose BLUEGREEN_<COLOUR>_BRANCH
+    won for its run only. ``follows`` is the branch the build records once it
+    goes live (`promote`).
+    """
+    build = record.get("build")
+    if isinstance(build, dict):
+        return {"branch": build.get("branch"), "ref": build.get("ref"),
+                "follows": build.get("follows")}
+    return {"branch": record.get("branch"), "ref": record.get("ref"),
+            "follows": record.get("branch")}
+
+
 def source_of(record):
-    """What a colour runs, in words: `ref v1.2` after a --ref release, else its branch."""
-    if record.get("ref"):
-        return f"ref {record['ref']}"
-    return record.get("branch") or None
+    """What a colour runs (or a history entry deployed), in words: `ref v1.2`
+    after a --ref release, else its branch."""
+    build = build_of(record)
+    if build["ref"]:
+        return f"ref {build['ref']}"
+    return build["branch"] or None
 
 
 class StateError(Failure):
@@ -86,22 +107,58 @@ def format_state(state):
     return json.dumps(state, indent=2, sort_keys=True) + "\n"
 
 
-def with_release(state, colour, *, branch, commit, image, who, live, at=None, ref=None):
+def with_release(state, colour, *, branch, commit, image, who, live, at=None, ref=None,
+                 deployed=None):
     """A new state after ``colour`` was released (and made live if ``live``).
 
     ``branch`` is the branch the colour follows from now on; ``ref``, for a
     --ref release, is what was deployed (then the commit need not be on
-    ``branch``).
+    ``branch``). ``deployed``: the branch checked out, when it was not
+    ``branch`` (a BLUEGREEN_<COLOUR>_BRANCH for this run only).
     """
     at = at or now_iso()
     new = json.loads(json.dumps(state))
-    new["colours"][colour] = {"branch": branch, "commit": commit, "image": image,
-                              "deployed_at": at, "deployed_by": who}
+    record = new["colours"][colour] = {"branch": branch, "commit": commit, "image": image,
+                                       "deployed_at": at, "deployed_by": who}
     if ref:
-        new["colours"][colour]["ref"] = ref
+        record["ref"] = ref
+    if deployed and deployed != branch:
+        record["build"] = {"branch": deployed, "ref": ref, "follows": branch}
     if live:
         new["live"] = colour
     new["updated_at"] = at
+    return new
+
+
+def with_build_unrecorded(state, colour, before):
+    """``colour`` keeps the build it runs, but its recorded branch and ref go
+    back to ``before`` (its record before the attempt): a build that did not
+    go live for good (staged, canary, reverted) records nothing."""
+    new = json.loads(json.dumps(state))
+    record = new["colours"][colour]
+    build = build_of(record)
+    for key in ("branch", "ref"):
+        record.pop(key, None)
+        if (before or {}).get(key):
+            record[key] = before[key]
+    record["build"] = build
+    return new
+
+
+def with_build_recorded(state, colour):
+    """``colour``'s build went live for everyone (promote): its source is
+    now the colour's recorded branch and ref."""
+    new = json.loads(json.dumps(state))
+    record = new["colours"][colour]
+    build = build_of(record)
+    record.pop("build", None)
+    record.pop("ref", None)
+    record["branch"] = build["follows"] or build["branch"]
+    if build["ref"]:
+        record["ref"] = build["ref"]
+    if build["branch"] and build["branch"] != record["branch"]:
+        record["build"] = {"branch": build["branch"], "ref": build["ref"],
+                           "follows": record["branch"]}
     return new
 
 
@@ -171,12 +228,39 @@ def parse_history(text):
     return entries
 
 
-def last_attempt(entries, colour):
-    """The newest release attempt into ``colour``, or None."""
+# History results that put a colour live for everyone (its `to`).
+WENT_LIVE = ("ok", "promoted", "reverted")
+
+
+def last_failure(entries, colour):
+    """The failed release into ``colour`` that nothing has made good since, or None.
+
+    A later release into the colour (staged, canary and reverted ones too)
+    replaced what failed; a colour that has gone live since (rollback,
+    switch, promote, a watch that sent everyone back to it) served everyone
+    after the failure: neither is a failed colour any more.
+    """
     for entry in reversed(entries):
-        if entry.get("task") in ("release", "setup") and entry.get("to") == colour:
-            return entry
+        if entry.get("to") != colour:
+            continue
+        result, task = entry.get("result"), entry.get("task")
+        if task in ("release", "setup"):
+            return None if result in WENT_LIVE + ("staged", "canary") else entry
+        if result in WENT_LIVE:
+            return None
     return None
+
+
+def recorded_release(entry):
+    """Whether a history entry put a build live that the colour then recorded:
+    a release, a promotion (a canary promoted by its watch is a `release`
+    entry `promoted`), or `rollback --to` a kept release. Not a plain
+    rollback or switch: those go back to what was recorded before."""
+    task, result = entry.get("task"), entry.get("result")
+    return ((task in ("release", "setup") and result in ("ok", "promoted"))
+            or (task == "promote" and result == "promoted")
+            or (task == "rollback" and result == "ok" and bool(entry.get("kept"))))
+
 
 
 def recover_branch(colour, old_record, entries, commit, default):
@@ -193,7 +277,6 @@ def recover_branch(colour, old_record, entries, commit, default):
     if old_record.get("branch"):
         return old_record["branch"], ref_of(old_record), "state.json"
     for entry in reversed(entries):
-        if (entry.get("task") in ("release", "setup") and entry.get("to") == colour
-                and entry.get("result") == "ok" and entry.get("branch")):
-            return entry["branch"], ref_of(entry), "history.jsonl"
+        if entry.get("to") == colour and entry.get("branch") and recorded_release(entry):
+            return entry.get("follows") or entry["branch"], ref_of(entry), "history.jsonl"
     return default, None, f"{colour.upper()}_BRANCH: no record of an earlier branch"

@@ -5,8 +5,8 @@ from .config import COLOURS
 from .errors import NO_CONNECTION
 from .nginx import keepalive_verdict
 from .output import table
-from .stage import NOT_FAILED, canary_of
-from .state import last_attempt, maintenance_of, source_of
+from .stage import canary_of
+from .state import build_of, last_failure, maintenance_of, source_of
 
 
 def status(session, json_mode=False):
@@ -46,9 +46,9 @@ def status(session, json_mode=False):
             healthy, answer = health.describe_probe(session.host, s, colour, timeout=2.0)
         else:
             healthy, answer = False, "not running"
-        attempt = last_attempt(view.history, colour)
-        failed = bool(attempt and attempt.get("result") not in NOT_FAILED
-                      and attempt.get("time", "") > (record.get("deployed_at") or ""))
+        attempt = last_failure(view.history, colour)
+        failed = attempt is not None
+        build = build_of(record)
         role = "live" if colour == view.live else "idle"
         if failed:
             role = "failed" if colour != view.live else role
@@ -59,7 +59,8 @@ def status(session, json_mode=False):
         result["colours"][colour] = {
             "role": role, "port": s.port_of(colour),
             "percent": canary[1] if canary and colour == canary[0] else None,
-            "branch": record.get("branch"), "ref": record.get("ref"),
+            # What runs there, and the branch a plain release into it follows.
+            "branch": build["branch"], "ref": build["ref"], "follows": record.get("branch"),
             "source": source_of(record), "commit": record.get("commit"),
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
             "deployed_by": record.get("deployed_by"),
@@ -77,9 +78,18 @@ COLUMNS = ["colour", "role", "branch", "commit", "deployed at", "by", "container
 
 def colour_rows(r):
     """One table row per colour of a host's status."""
-    return [[colour, c["role"] + (f" {c['percent']}%" if c.get("percent") else ""), c.get("source") or c["branch"] or "-", (c["commit"] or "-")[:12],
+    return [[colour, c["role"] + (f" {c['percent']}%" if c.get("percent") else ""), source_cell(c), (c["commit"] or "-")[:12],
              c["deployed_at"] or "-", (c["deployed_by"] or "-").split(" (")[0],
              c["container"], c["health"]] for colour, c in r["colours"].items()]
+
+
+def source_cell(c):
+    """What a colour runs; and what a plain release would follow, when that differs."""
+    text = c.get("source") or c["branch"] or "-"
+    follows = c.get("follows")
+    if follows and follows != c["branch"]:
+        text += f" (next release: {follows})"
+    return text
 
 
 def notes(r):

@@ -63,8 +63,10 @@ def test_an_environment_branch_is_for_one_run_and_the_branch_flag_sticks(proj):
     r = fab(p, "release", env={"BLUEGREEN_BLUE_BRANCH": "hotfix"})
     assert "released blue:" in r.stdout and "(hotfix)" in r.stdout, r.stdout
     serves(p, "v3", colour="blue")
-    assert state_file(p)["colours"]["blue"]["branch"] == "main"  # not recorded
-    assert history_json(p)[-1]["branch"] == "main"
+    assert state_file(p)["colours"]["blue"]["branch"] == "main"  # not followed next time
+    # The audit log names what was deployed, and the branch the colour still follows.
+    last = history_json(p)[-1]
+    assert (last["branch"], last["follows"]) == ("hotfix", "main"), last
 
     r = fab(p, "release", "--branch", "other", "--json")
     summary = summary_json(r)

@@ -130,7 +130,8 @@ def test_a_canary_of_a_version_whose_pages_fail_is_reverted_by_the_watch(
     last = history_json(project)[-1]
     assert last["result"] == "reverted" and last["watch"]["verdict"] == "revert", last
     r = fab(project, "rollback", code=1)
-    assert "promote" in output(r)
+    # A reverted build is never promoted: nothing suggests it.
+    assert "release again" in output(r) and "fab -H testhost promote" not in output(r), output(r)
 
 
 def test_a_good_canary_is_promoted_by_its_watch(loophost_current, make_project):
@@ -227,6 +228,7 @@ def test_ctrl_c_during_a_watch_keeps_the_recorded_switch_and_drops_the_lock(proj
         text = interrupt(run, log, once="watch ")
     assert run.returncode == 130, text
     assert "watch interrupted" in text and "Traceback" not in text, text
+    assert "promote" not in text, text  # a plain release has nothing to promote
     status = status_json(project)
     assert status["live"] == "green" and status["lock"] is None, status
     assert state_file(project)["live"] == "green"

@@ -499,6 +499,14 @@ def test_the_check_step_gives_what_evaluate_reads(stubbed):
     assert other.path == str(root / "conf.d" / "blog.conf")
     assert parse_listening(result.blocks["listening"]) == {8080: "nginx"}
     rows = evaluate(result.values, result.blocks, parse_view(result, s), s)
+    # DEPLOY_DIR and its parent missing (check before setup): the space of the
+    # nearest directory that exists, said so, never "could not read".
+    s = make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git", NGINX_CONF_DIR=str(root / "conf.d"),
+                      DEPLOY_DIR=str(root / "not" / "yet" / "srv"))
+    deep = run_step(check_script(s), env=env)
+    assert int(deep.values["disk_kb"]) > 0 and deep.values["disk_dir"] == str(root), deep.values
+    [disk] = [r for r in evaluate(deep.values, deep.blocks, parse_view(deep, s), s) if r[0] == "disk"]
+    assert "it does not exist yet" in disk[2], disk
     assert only(rows, "nginx -t")[0] == "FAIL"
 
 

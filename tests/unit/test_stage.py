@@ -87,7 +87,10 @@ def test_promote_with_nothing_staged_refuses(s):
 def test_rollback_never_goes_to_a_build_that_was_never_live(s, pending):
     with pytest.raises(Failure) as exc:
         plan_switch(view(s, staged(s, pending)), s, HOST, None)
-    assert "promote" in exc.value.hint and exc.value.code == FAILED
+    assert exc.value.code == FAILED
+    # A staged build may be promoted; a reverted one never: no message suggests it.
+    assert ("promote" in exc.value.hint) == (pending == "staged"), exc.value.hint
+    assert ("promote" in exc.value.message) is False
 
 
 def test_rollback_during_a_canary_sends_everyone_back_to_live(s):

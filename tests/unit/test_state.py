@@ -7,7 +7,7 @@ import pytest
 
 from tasks.errors import FAILED
 from tasks.state import (StateError, empty_state, format_history_line, format_state,
-                         history_entry, last_attempt, parse_history, parse_state,
+                         history_entry, last_failure, parse_history, parse_state,
                          with_live, with_release)
 
 AT = "2024-05-01T10:00:00+00:00"
@@ -142,16 +142,21 @@ def test_parse_history_of_nothing(text):
     assert parse_history(text) == []
 
 
-def test_last_attempt_is_the_newest_release_into_the_colour():
-    entries = [
-        {"task": "setup", "to": "blue", "result": "ok", "n": 1},
-        {"task": "release", "to": "green", "result": "ok", "n": 2},
-        {"task": "release", "to": "blue", "result": "failed", "n": 3},
-        {"task": "switch", "to": "blue", "result": "ok", "n": 4},
-        {"task": "rollback", "to": "green", "result": "ok", "n": 5},
-    ]
-    assert last_attempt(entries, "blue")["n"] == 3  # switches are not release attempts
-    assert last_attempt(entries, "green")["n"] == 2
-    assert last_attempt(entries[:1], "blue")["n"] == 1
-    assert last_attempt(entries[:1], "green") is None
-    assert last_attempt([], "blue") is None
+def test_a_failed_release_stays_the_colours_failure_until_it_goes_live_or_is_released():
+    failed = {"task": "release", "to": "blue", "result": "failed", "n": 1}
+    assert last_failure([failed], "blue")["n"] == 1
+    assert last_failure([failed], "green") is None
+    assert last_failure([], "blue") is None
+    # A failed rollback or switch into the colour is not a release failure.
+    assert last_failure([failed, {"task": "switch", "to": "blue", "result": "failed"}],
+                        "blue")["n"] == 1
+    # Releases into the other colour change nothing about this one.
+    assert last_failure([failed, {"task": "release", "to": "green", "result": "ok"}],
+                        "blue")["n"] == 1
+    for later in ({"task": "switch", "to": "blue", "result": "ok"},
+                  {"task": "rollback", "to": "blue", "result": "ok"},
+                  {"task": "promote", "to": "blue", "result": "promoted"},
+                  {"task": "release", "to": "blue", "result": "reverted"},  # back to blue
+                  {"task": "release", "to": "blue", "result": "ok"},
+                  {"task": "release", "to": "blue", "result": "staged"}):
+        assert last_failure([failed, later], "blue") is None, later

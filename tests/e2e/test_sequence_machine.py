@@ -1,0 +1,477 @@
+"""Random sequences of the real tasks against the real loopback host (issue 26, part 8).
+
+A Hypothesis RuleBasedStateMachine drives `fab release` (plain, --branch,
+--ref, --no-switch, --canary P, --watch S with a good or a 5xx build, with
+or without --stop-old and traffic), `promote`, `rollback`, `rollback --to`,
+`switch --to` and a `fab release` killed mid-task. After every step the
+host must match a model of what the docs promise:
+
+- the public port serves the build the model says (a canary: each client
+  gets one of the two colours' builds);
+- a build its watch reverted is never live again unless released anew;
+- the idle colour runs its recorded build, healthy, unless a --stop-old
+  (with no watch, or after a clean one) stopped it;
+- each colour's recorded branch is that of its last release that went live;
+- history names exactly what each step deployed;
+- `status` shows each colour's role.
+
+CI runs the sequences that broke before (fixed) and one derandomized random
+sequence. A long run:
+
+    BLUEGREEN_SEQUENCES=50 .venv/bin/python -m pytest tests/e2e/test_sequence_machine.py -m e2e -s
+
+(random sequences; a failure prints the steps, shrunk, and a
+@reproduce_failure blob). docs/sequences.md says more.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
+                                 run_state_machine_as_test)
+
+import loadgen
+import loophost as lh
+from released import FAB_TIMEOUT, conftest_module, fab_background, no_traceback, wait_until
+
+LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
+VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
+COLOURS = ("blue", "green")
+WATCH_SECONDS = 3
+FAST = {"WATCH_MIN_REQUESTS": "5", "HEALTH_INTERVAL": "0.1", "HEALTH_PASSES": "1",
+        "KEEP_RELEASES": "3"}
+LABEL_500 = re.compile(r"internal error \((\S+)\)")
+
+
+def other(colour):
+    return "green" if colour == "blue" else "blue"
+
+
+class Colour:
+    """The model of one colour."""
+
+    def __init__(self):
+        self.label = None  # the build it runs (its version label), None: nothing yet
+        self.commit = None
+        self.deployed = None  # the branch that build was checked out from
+        self.follows = None  # the recorded branch (what a plain release deploys)
+        self.records = None  # what promote records as its branch (a pending build)
+        self.pending = None  # staged, canary, reverted
+        self.running = False
+
+    def __repr__(self):
+        return (f"<{self.label} {(self.commit or '-')[:8]} deployed={self.deployed} "
+                f"follows={self.follows} pending={self.pending} running={self.running}>")
+
+
+class Deploys(RuleBasedStateMachine):
+    """One fresh project per sequence; ``Deploys.world`` gives the fixtures."""
+
+    world = None  # (request, tmp_path_factory, loophost), set by the test
+
+    def __init__(self):
+        super().__init__()
+        request, factory, host = self.world
+        conf = conftest_module(request.config)
+        base = factory.mktemp("seq")
+        self.app = lh.SampleApp(base / "app")
+        self.n = 0
+        first = self.app.commit("b0")
+        self.project = conf.Project(base / "p", host, self.app)
+        self.project.set(**FAST)
+        self.base = base
+        self.history_seen = 0
+        self.c = {colour: Colour() for colour in COLOURS}
+        self.live = None
+        self.canary = None  # (colour, percent)
+        self.reverted = set()  # labels a watch reverted, not released anew
+        self.commits = {}  # commit -> (label, bad, deployed branch)
+        self.expected = []  # history entries the step must add: (task, result, to, branch, commit)
+        self.fab_ok("setup")
+        blue = self.c["blue"]
+        blue.label, blue.commit, blue.deployed, blue.follows = "b0", first, "main", "main"
+        blue.running = True
+        self.commits[blue.commit] = ("b0", False, "main")
+        self.live = "blue"
+        self.history_seen = len(self.history())
+
+    def teardown(self):
+        self.project.remove()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # --- running fab -------------------------------------------------------------------
+
+    def fab(self, *args, traffic=False):
+        load = None
+        if traffic:
+            load = loadgen.Load(self.project.public_port, distinct_clients=True,
+                                rate_fresh=40, rate_keepalive=0, threads_fresh=2, timeout=3.0,
+                                max_seconds=120, max_requests=20000).start()
+        try:
+            r = self.project.fab(*args, timeout=FAB_TIMEOUT)
+        finally:
+            if load:
+                load.stop()
+        no_traceback(r)
+        self.last = r
+        if VERBOSE and args[0] != "status":
+            print(f"  fab {' '.join(args)}{' (traffic)' if traffic else ''}: exit "
+                  f"{r.returncode}", flush=True)
+        return r
+
+    def fab_ok(self, *args, code=0, **kwargs):
+        r = self.fab(*args, **kwargs)
+        assert r.returncode == code, (f"fab {' '.join(args)}: exit {r.returncode}, "
+                                      f"wanted {code}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def build(self, branch, bad, slow=None):
+        self.n += 1
+        label = f"b{self.n}"
+        commit = self.app.commit(label, kind="pages500" if bad else "ok", branch=branch,
+                                 slow=slow)
+        return label, commit
+
+    # --- the model's moves ------------------------------------------------------------
+
+    def go_live(self, colour):
+        c = self.c[colour]
+        if c.pending:
+            c.follows = c.records
+        c.pending, c.records = None, None
+        self.live = colour
+        self.reverted.discard(c.label)
+
+    def put_build(self, colour, label, commit, deployed, records, pending):
+        c = self.c[colour]
+        c.label, c.commit, c.deployed, c.running = label, commit, deployed, True
+        if pending:
+            c.pending, c.records = pending, records
+        else:
+            c.pending, c.records, c.follows = None, None, records
+        self.reverted.discard(label)
+
+    def revert(self, new, old, before):
+        """The watch sent everyone back to ``old``; ``before``: new's record before."""
+        c = self.c[new]
+        if not c.pending:  # recorded live: its recorded branch goes back
+            c.records, c.follows = c.follows, before
+        c.pending = "reverted"
+        self.live, self.canary = old, None
+        self.reverted.add(c.label)
+
+    def stop(self, colour):
+        self.c[colour].running = False
+
+    # --- rules ---------------------------------------------------------------------------
+
+    @rule(mode=st.sampled_from(["plain", "plain", "no-switch", "canary"]),
+          source=st.sampled_from(["followed", "branch main", "branch side", "ref"]),
+          bad=st.booleans(), watch=st.booleans(), stop_old=st.booleans(),
+          traffic=st.booleans())
+    def release(self, mode, source, bad, watch, stop_old, traffic):
+        if mode == "no-switch":
+            watch = stop_old = False
+        if mode == "canary" and stop_old:
+            watch = True
+        args = ["release"]
+        target, old = other(self.live), self.live
+        t = self.c[target]
+        followed = t.follows or "main"
+        if source.startswith("branch"):
+            deployed = records = source.split()[1]
+            args += ["--branch", deployed]
+        elif source == "ref":
+            deployed, records = followed, followed
+        else:
+            deployed = records = followed
+        label, commit = self.build("scratch" if source == "ref" else deployed, bad)
+        if source == "ref":
+            args += ["--ref", commit]
+        self.commits[commit] = (label, bad, deployed)
+        if mode == "no-switch":
+            args.append("--no-switch")
+        if mode == "canary":
+            args += ["--canary", "50"]
+        if watch:
+            args += ["--watch", str(WATCH_SECONDS)]
+        if stop_old:
+            args.append("--stop-old")
+        if self.canary:
+            self.fab_ok(*args, code=1)
+            assert "canary" in self.last.stderr
+            self.expected = [("release", "failed", None, None, None)]
+            return
+        judged = watch and traffic
+        r = self.fab(*args, traffic=traffic)
+        before = t.follows
+        if mode == "no-switch":
+            assert r.returncode == 0, r.stderr
+            self.put_build(target, label, commit, deployed, records, "staged")
+            self.expected = [("release", "staged", target, deployed, commit)]
+            return
+        if mode == "canary":
+            self.put_build(target, label, commit, deployed, records, "canary")
+            self.canary = (target, 50)
+            self.expected = [("release", "canary", target, deployed, commit)]
+            if judged and bad:
+                assert r.returncode == 1, r.stderr
+                self.revert(target, old, before)
+                self.expected.append(("release", "reverted", old, deployed, commit))
+            elif judged:
+                assert r.returncode == 0, r.stderr
+                self.canary = None
+                self.go_live(target)
+                self.expected.append(("release", "promoted", target, deployed, commit))
+                if stop_old:
+                    self.stop(old)
+            else:
+                assert r.returncode == 0, r.stderr
+            return
+        self.put_build(target, label, commit, deployed, records, None)
+        self.live = target
+        self.expected = [("release", "ok", target, deployed, commit)]
+        if judged and bad:
+            assert r.returncode == 1, r.stderr
+            self.revert(target, old, before)
+            self.expected.append(("release", "reverted", old, deployed, commit))
+            return
+        assert r.returncode == 0, r.stderr
+        if stop_old and (not watch or judged):
+            self.stop(old)
+
+    @rule(watch=st.booleans(), stop_old=st.booleans(), traffic=st.booleans())
+    def promote(self, watch, stop_old, traffic):
+        args = ["promote"] + (["--watch", str(WATCH_SECONDS)] if watch else []) + (
+            ["--stop-old"] if stop_old else [])
+        to = self.canary[0] if self.canary else other(self.live)
+        c = self.c[to]
+        if not self.canary and c.pending != "staged":
+            self.fab_ok(*args, code=1)
+            self.expected = [("promote", "failed", None, None, None)]
+            return
+        old, before = self.live, c.follows
+        r = self.fab(*args, traffic=traffic)
+        self.expected = [("promote", "promoted", to, c.deployed, c.commit)]
+        self.canary = None
+        self.go_live(to)
+        bad = self.commits[c.commit][1]
+        judged = watch and traffic
+        if judged and bad:
+            assert r.returncode == 1, r.stderr
+            self.revert(to, old, before)
+            self.expected.append(("promote", "reverted", old, c.deployed, c.commit))
+            return
+        assert r.returncode == 0, r.stderr
+        if stop_old and (not watch or judged):
+            self.stop(old)
+
+    @rule(to=st.sampled_from([None, "blue", "green"]))
+    def rollback_or_switch(self, to):
+        args = ["rollback"] if to is None else ["switch", "--to", to]
+        task = args[0]
+        if self.canary and to in (None, self.live):
+            canary = self.canary[0]
+            self.fab_ok(*args)
+            self.c[canary].pending = "staged"
+            self.canary = None
+            live = self.c[self.live]
+            self.expected = [(task, "ok", self.live, live.deployed, live.commit)]
+            return
+        dest = other(self.live) if to is None else to
+        c = self.c[dest]
+        if dest == self.live or not c.running or c.pending or not c.commit:
+            self.fab_ok(*args, code=1)
+            self.expected = [(task, "failed", None, None, None)]
+            return
+        self.fab_ok(*args)
+        self.live = dest
+        self.expected = [(task, "ok", dest, c.deployed, c.commit)]
+
+    @precondition(lambda self: self.c[other(self.live)].commit)
+    @rule()
+    def rollback_to_idle_build(self):
+        """rollback --to the commit the idle colour was built with (always kept)."""
+        idle = other(self.live)
+        c = self.c[idle]
+        if self.canary:
+            self.fab_ok("rollback", "--to", c.commit[:12], code=1)
+            assert "canary" in self.last.stderr
+            self.expected = []  # refused before anything was tried
+            return
+        if c.commit == self.c[self.live].commit:
+            self.fab_ok("rollback", "--to", c.commit[:12], code=1)
+            self.expected = []
+            return
+        self.fab_ok("rollback", "--to", c.commit[:12])
+        label, _, deployed = self.commits[c.commit]
+        c.running, c.pending, c.records, c.follows = True, None, None, deployed
+        self.live = idle
+        self.reverted.discard(label)
+        self.expected = [("rollback", "ok", idle, deployed, c.commit)]
+
+    @rule()
+    def killed_release(self):
+        """A plain release whose fab dies (SIGKILL) in its health gate: nothing
+        live changes; the next task that takes the lock puts the idle colour
+        back on its recorded release."""
+        if self.canary:
+            return
+        target = other(self.live)
+        # A slow start keeps the release in its health gate long enough to kill it there.
+        self.build(self.c[target].follows or "main", False, slow=60)
+        log = self.base / f"kill-{self.n}.log"
+        run = fab_background(self.project, "release", log=log)
+        if VERBOSE:
+            print("  fab release: killed in its health gate", flush=True)
+        try:
+            assert wait_until(lambda: "health attempt" in log.read_text()
+                              or run.poll() is not None, timeout=120), log.read_text()
+            assert run.poll() is None, log.read_text()
+        finally:
+            if run.poll() is None:
+                run.send_signal(signal.SIGKILL)
+            run.wait(timeout=30)
+        self.killed = True
+        self.expected = []  # SIGKILL: nothing recorded
+
+    # --- what must hold after every step ---------------------------------------------------
+
+    def history(self):
+        path = self.project.deploy_dir / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def answer(self, port, client="model"):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/version", headers={"User-Agent": client})
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace").strip()
+            colour = resp.getheader("X-Deploy-Colour")
+        finally:
+            conn.close()
+        m = LABEL_500.search(body)
+        return colour, (m.group(1) if resp.status == 500 and m else body)
+
+    @invariant()
+    def host_matches_the_model(self):
+        killed, self.killed = getattr(self, "killed", False), False
+        self.check_public()
+        if not killed:  # until the next task takes the dead holder's lock over
+            self.check_colours()
+        self.check_state()
+        self.check_history()
+        self.check_status()
+
+    def check_public(self):
+        live = self.c[self.live]
+        assert live.label not in self.reverted, f"reverted build {live.label} is live"
+        serving = {self.live: live.label}
+        if self.canary:
+            serving[self.canary[0]] = self.c[self.canary[0]].label
+        seen = set()
+        for n in range(8 if self.canary else 2):
+            colour, label = self.answer(self.project.public_port, f"client-{n}")
+            assert serving.get(colour) == label, (
+                f"public port: {colour} {label}; model: {serving}")
+            seen.add(colour)
+        assert self.live in seen or self.canary, seen
+
+    def check_colours(self):
+        ports = {"blue": self.project.blue_port, "green": self.project.green_port}
+        states = {c["service"]: c["state"] for c in self.project.containers()}
+        for colour, c in self.c.items():
+            if not c.running:
+                assert states.get(colour) != "running" or colour == self.live, (colour, states)
+                continue
+            assert states.get(colour) == "running", (colour, states, c)
+            _, label = self.answer(ports[colour])
+            assert label == c.label, f"{colour} runs {label}; model: {c}"
+
+    def check_state(self):
+        state = json.loads((self.project.deploy_dir / "state.json").read_text())
+        assert state["live"] == self.live, state
+        for colour, c in self.c.items():
+            record = state["colours"][colour]
+            if c.commit is None:
+                continue
+            assert record.get("commit") == c.commit, (colour, record, c)
+            assert (record.get("branch") or "main") == (c.follows or "main"), (colour, record, c)
+            assert record.get("pending") == c.pending, (colour, record, c)
+
+    def check_history(self):
+        entries = [e for e in self.history()[self.history_seen:] if e.get("task") != "lock"]
+        self.history_seen += len(self.history()[self.history_seen:])
+        if self.expected is None:
+            return
+        got = [(e["task"], e["result"], e.get("to"), e.get("branch"), e.get("commit"))
+               for e in entries]
+        want = self.expected
+        assert len(got) == len(want), (got, want)
+        for g, w in zip(got, want):
+            assert g[:2] == w[:2] and all(x is None or x == y for x, y in zip(w[2:], g[2:])), \
+                (got, want)
+        self.expected = []
+
+    def check_status(self):
+        r = self.fab_ok("status", "--json")
+        status = json.loads(r.stdout.strip().splitlines()[-1])
+        for colour, c in self.c.items():
+            want = ("live" if colour == self.live else
+                    "canary" if self.canary and colour == self.canary[0] else
+                    c.pending or "idle")
+            if c.commit is None:
+                continue
+            assert status["colours"][colour]["role"] == want, (colour, status["colours"], c)
+
+
+def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_factory, loophost):
+    """The combinations of issue 26 through the same model, in a fixed order, so
+    every run covers them whatever the random sequences pick."""
+    Deploys.world = (request, tmp_path_factory, loophost)
+    m = Deploys()
+    steps = [
+        # A --branch canary reverted by its watch, then a plain release: main.
+        ("release --branch side --canary 50 --watch (5xx, traffic)",
+         lambda: m.release("canary", "branch side", True, True, False, True)),
+        ("release", lambda: m.release("plain", "followed", False, False, False, False)),
+        # A --ref reverted by its watch (and its --stop-old ignored), then promote: refused.
+        ("release --ref --watch --stop-old (5xx, traffic)",
+         lambda: m.release("plain", "ref", True, True, True, True)),
+        ("promote", lambda: m.promote(False, False, False)),
+        ("rollback", lambda: m.rollback_or_switch(None)),
+        # A staged --branch promoted under a watch too quiet to judge, with --stop-old.
+        ("release --no-switch --branch side",
+         lambda: m.release("no-switch", "branch side", False, False, False, False)),
+        ("promote --watch --stop-old (no traffic)", lambda: m.promote(True, True, False)),
+        # A fab killed mid-release, then rollback to the idle colour it left behind.
+        ("release killed in its health gate", m.killed_release),
+        ("rollback", lambda: m.rollback_or_switch(None)),
+        ("rollback --to the idle colour's build", m.rollback_to_idle_build),
+    ]
+    try:
+        for n, (name, step) in enumerate(steps, 1):
+            try:
+                step()
+                m.host_matches_the_model()
+            except AssertionError as exc:
+                done = "\n".join(f"  {i}. {s}" for i, (s, _) in enumerate(steps[:n], 1))
+                raise AssertionError(f"step {n} ({name}) broke a promise:\n{done}\n{exc}") from None
+    finally:
+        m.teardown()
+
+
+def test_random_sequences_of_tasks_keep_the_promises(request, tmp_path_factory, loophost):
+    Deploys.world = (request, tmp_path_factory, loophost)
+    run_state_machine_as_test(Deploys, settings=settings(
+        max_examples=LONG or 1, stateful_step_count=10 if LONG else 6, deadline=None,
+        derandomize=not LONG, database=None, print_blob=True,
+        # Each sequence and fab step as it runs (pytest -s shows them).
+        verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink]))
