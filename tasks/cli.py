@@ -191,6 +191,7 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
         reporter = Reporter(entry.name, json_mode=json_mode, verbose=verbose)
         session = open_session(c, entry, settings, task_name, reporter,
                                accept_new_host_key, command, fabric_config)
+        session.hosts_in_run = len(work)
         try:
             results[entry.name] = body(session)
         except Failure as exc:
@@ -457,9 +458,8 @@ def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
         colour = cfg.check_flag("--colour", colour, check_colour)
     count = cfg.check_flag("--lines", str(lines), check_lines)
     # Several hosts: each line says whose it is.
-    several = len(load_inventory().select(cli_hosts(c))) > 1
     on_hosts(c, "logs", lambda s: show_logs(s, colour, count, follow,
-                                            prefix=f"{s.name} | " if several else ""),
+                                            prefix=f"{s.name} | " if s.hosts_in_run > 1 else ""),
              rolling=False,
              require_repo=False, accept_new_host_key=accept_new_host_key)
 

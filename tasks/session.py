@@ -31,6 +31,7 @@ class Session:
         self.who = identity()
         self.started = time.monotonic()
         self.locked = False
+        self.hosts_in_run = 1  # how many hosts this run of the task covers
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
         # BUILD_ON=local or --image: the run's localbuild.Artifacts (the image
