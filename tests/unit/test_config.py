@@ -9,7 +9,8 @@ import os
 import pytest
 from dotenv import dotenv_values
 
-from conftest import REPO, make_settings
+from support.checkout import REPO
+from support.settings import make_settings
 from tasks import config as cfg
 from tasks.errors import BAD_INPUT, ConfigError, Failure
 from tasks.inventory import parse_inventory
