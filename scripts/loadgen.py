@@ -18,7 +18,7 @@ wherever it is printed. A request failed when:
   (``unexpected answer``: another app's page, say).
 
 Two kinds of client, measured apart because they fail differently during an
-nginx reload (README: Security and failure model):
+nginx reload (docs/security.md):
 
 - ``fresh``: one new TCP (or TLS) connection per request
   (``Connection: close``), as a crowd of first-time visitors. A graceful

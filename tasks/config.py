@@ -54,7 +54,7 @@ class Key:
     default: str  # as written in .env
     check: object  # text -> typed value (the Settings attribute); raises Invalid
     meaning: str  # one line, for an operator
-    shown: str = None  # the default as the README shows it, when not the value itself
+    shown: str = None  # the default as docs/configuration.md shows it, when not the value itself
     example: str = None  # what .env.example sets, when not the default
 
     @property
@@ -63,7 +63,7 @@ class Key:
         return self.name.lower()
 
     def documented_default(self):
-        """The default column of the README's table."""
+        """The default column of docs/configuration.md's key table."""
         if self.shown:
             return self.shown
         return f"`{self.default}`" if self.default else "empty"

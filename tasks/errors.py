@@ -1,6 +1,6 @@
 """Every failure an operator is expected to see, with its exit code."""
 
-# Exit codes are part of the interface (README, "Exit codes").
+# Exit codes are part of the interface (docs/exit-codes.md).
 OK = 0
 FAILED = 1  # the task failed; nothing live changed
 BAD_INPUT = 2  # bad input or configuration; nothing ran on the host

@@ -337,7 +337,7 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
                 f"{result.values.get('error')} on {session.name} (USE_SUDO={sudo}): "
                 f"{output}; the old nginx file is untouched, nothing live changed",
                 "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
-                "it `sudo -n` tee, mv and rm of that file (README: Security and failure model)",
+                "it `sudo -n` tee, mv and rm of that file (docs/security.md)",
                 code=FAILED)
         if result.code == scripts.NGINX_TEST_FAILED and "keepalive_min_timeout" in output:
             raise Failure(

@@ -95,7 +95,7 @@ def write_file(path, text, mode=None, prefix=""):
     """
     tmp = f"{path}.tmp"
     chmod = f" && {prefix}chmod {mode} {q(tmp)}" if mode else ""
-    if prefix:  # sudo: only the commands the README's sudoers lines allow
+    if prefix:  # sudo: only the commands docs/security.md's sudoers lines allow
         return (f"printf '%s' {q(text)} | {prefix}tee {q(tmp)} >/dev/null{chmod} "
                 f"&& {prefix}mv -f {q(tmp)} {q(path)}")
     write = f"printf '%s' {q(text)} > {q(tmp)}{chmod} && mv -f {q(tmp)} {q(path)}"

@@ -15,7 +15,7 @@ import time
 import loadgen
 import loophost as lh
 from hostile import Background, history, serving, state  # noqa: F401
-from released import wait_until  # noqa: F401 (faultkit's users take it from here)
+from released import status_json, wait_until  # noqa: F401 (faultkit's users take them from here)
 
 # Fresh connections and keep-alive ones, from several clients: 110 requests/s.
 RATE_FRESH, RATE_KEEPALIVE = 70, 40
@@ -110,12 +110,6 @@ def image_tags(project):
     r = lh.docker("images", "--format", "{{.Repository}}:{{.Tag}}",
                   f"bluegreen-{project.name}")
     return sorted(lh.nonblank_lines(r))
-
-
-def status_json(project):
-    r = project.fab("status", "--json", timeout=120)
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def served_colour(project):

@@ -16,17 +16,11 @@ from pathlib import Path
 
 import loadgen
 import loophost as lh
-import released
-from released import FAB_TIMEOUT, conftest_module, fab, no_traceback, output  # noqa: F401
+from released import (FAB_TIMEOUT, conftest_module, fab, module_project,  # noqa: F401
+                      no_traceback, output)
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-
-
-def module_project(request, tmp_path_factory, loophost, setup=True, **settings):
-    """released.module_project, set up (first release into blue) unless setup=False."""
-    yield from released.module_project(request, tmp_path_factory, loophost,
-                                       setup=setup, **settings)
 
 
 def error_lines(result):
@@ -147,15 +141,16 @@ def client_load(project, rate=20):
 # --- what is on the host ------------------------------------------------------------
 
 
-def snapshot(project):
+def snapshot(project, skip=(".git",)):
     """Everything a task could change for this app: every file under DEPLOY_DIR
-    (path -> mode, size, sha256, mtime), the nginx file, the lock, the
-    containers (name -> id, state, start time)."""
+    (path -> mode, size, sha256, mtime) but in directories named in ``skip``,
+    the nginx file, the lock, the containers (name -> id, image, state, start
+    time)."""
     files = {}
     root = project.deploy_dir
     if root.exists():
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d != ".git"]
+            dirnames[:] = [d for d in dirnames if d not in skip]
             for name in sorted(filenames) + sorted(dirnames):
                 p = Path(dirpath) / name
                 st = p.lstat()
@@ -168,10 +163,10 @@ def snapshot(project):
                                       f"label={lh.PROJECT_LABEL}={project.name}"))
     if ids:
         r = lh.docker("inspect", "--format",
-                      "{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}", *ids)
+                      "{{.Name}} {{.Id}} {{.Image}} {{.State.Status}} {{.State.StartedAt}}", *ids)
         for line in lh.nonblank_lines(r):
-            name, cid, state, started = line.split()
-            containers[name] = (cid, state, started)
+            name, cid, image, state, started = line.split()
+            containers[name] = (cid, image, state, started)
     return {"files": files, "nginx": nginx, "containers": containers,
             "locked": (root / ".lock").exists(), "dir_exists": root.exists()}
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import loophost as lh
+import support.project
+from support.project import Project, require_base_image
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -23,9 +25,10 @@ FAB_TIMEOUT = 240
 
 
 def conftest_module(config):
-    """tests/e2e/conftest.py as pytest loaded it (it is not importable by name:
-    every conftest.py outside a package is a module called `conftest`)."""
-    return config.pluginmanager.get_plugin(str(HERE / "conftest.py"))
+    """The module with Project and require_base_image, which tests once took
+    from conftest.py through pytest's plugin manager. They are in
+    tests/support/project.py now: import them by name instead."""
+    return support.project
 
 
 def module_project(request, tmp_path_factory, loophost, setup=False, kind="ok", slow=None,
@@ -36,13 +39,12 @@ def module_project(request, tmp_path_factory, loophost, setup=False, kind="ok", 
     released into blue, when ``setup``), removes its containers, images,
     nginx file and directories afterwards.
     """
-    conf = conftest_module(request.config)
     if kind in lh.PYTHON_KINDS:
-        conf.require_base_image()
+        require_base_image()
     base = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     app = lh.SampleApp(base / "sample-app")
     app.commit("v1", kind=kind, slow=slow)
-    project = conf.Project(base / "p", loophost, app)
+    project = Project(base / "p", loophost, app)
     if settings:
         project.set(**settings)
     try:

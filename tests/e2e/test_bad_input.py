@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def proj(request, tmp_path_factory, loophost):
-    yield from module_project(request, tmp_path_factory, loophost)
+    yield from module_project(request, tmp_path_factory, loophost, setup=True)
 
 
 def assert_one_line_exit_2(result, *names):

@@ -1,4 +1,4 @@
-"""`./scripts/demo.sh` works as the README says: it runs the whole story with
+"""`./scripts/demo.sh` works as the README and docs/demo.md say: it runs the whole story with
 no failed request under load, runs again over itself, and `down` leaves
 nothing of it behind (and never the Docker daemon it did not start).
 

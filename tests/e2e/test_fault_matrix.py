@@ -14,7 +14,7 @@ was left) with nothing left over.
 Rows share one project per worker; the workers (threads, two projects on
 the current nginx's host) run at the same time. The measured table is
 printed (pytest -s) and written to the test's tmp dir as matrix.md; the
-README's "Security and failure model" holds a copy.
+docs/security.md holds a copy.
 """
 
 import json

@@ -27,7 +27,7 @@ MIN_REQUESTS = 40
 
 @pytest.fixture(scope="module")
 def proj(request, tmp_path_factory, loophost):
-    yield from module_project(request, tmp_path_factory, loophost)
+    yield from module_project(request, tmp_path_factory, loophost, setup=True)
 
 
 _versions = iter(range(2, 1000))

@@ -13,7 +13,6 @@ test_docker_restart.py: they restart a Docker daemon of their own
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,6 +21,7 @@ import loophost as lh
 from faultkit import (Background, assert_nothing_left_over, history, load_report, owner,
                       phase_line, run_ok, serving, start_load, state, wait_until)
 from hostile import snapshot
+from support.project import Project
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,9 @@ def host(tmp_path_factory, _clean_machine):
 
 
 @pytest.fixture
-def proj(request, tmp_path, host, make_sample_app):
-    conf = request.config.pluginmanager.get_plugin(
-        str(Path(__file__).resolve().parent / "conftest.py"))
+def proj(tmp_path, host, make_sample_app):
     app = make_sample_app()
-    p = conf.Project(tmp_path / "p", host, app)
+    p = Project(tmp_path / "p", host, app)
     yield p
     p.remove()
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from hostile import (conftest_module, fab, lh, output, serving, serving_after_switch,
-                     snapshot, state)
+from hostile import fab, lh, output, serving, serving_after_switch, snapshot, state
+from support.project import Project
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def remove_abandoned_users():
 
 
 @pytest.fixture
-def sudo_project(request):
+def sudo_project():
     """A Project whose host logs in as a fresh non-root user with limited sudo."""
     for tool in ("sudo", "visudo", "useradd", "userdel"):
         which(tool)
@@ -116,7 +116,7 @@ def sudo_project(request):
         for path in (ssh, ssh / "authorized_keys"):
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
-        project = conftest_module(request.config).Project(base / "p", host, app)
+        project = Project(base / "p", host, app)
         project.deploy_dir.mkdir()
         os.chown(project.deploy_dir, pw.pw_uid, pw.pw_gid)
         project.set(USE_SUDO="true")

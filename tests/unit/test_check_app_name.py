@@ -1,9 +1,9 @@
 """fab check and a second app with the same APP_NAME: the nginx file of that
 name is there already, proxying to ports that are not this app's."""
 
-from conftest import make_settings
+from support.checks import failures, judge, only
+from support.settings import make_settings
 from tasks.nginx import render_nginx
-from test_check import failures, judge, only
 
 
 def test_our_nginx_file_with_another_apps_ports_is_an_app_name_clash():

@@ -9,7 +9,8 @@ import os
 import pytest
 from dotenv import dotenv_values
 
-from conftest import REPO, make_settings
+from support.checkout import REPO
+from support.settings import make_settings
 from tasks import config as cfg
 from tasks.errors import BAD_INPUT, ConfigError, Failure
 from tasks.inventory import parse_inventory
@@ -491,9 +492,9 @@ def test_the_example_env_file_is_complete_and_valid():
 
 
 def readme_key_rows():
-    """{key: default cell} of the README's Configuration table."""
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    """{key: default cell} of the key table in docs/configuration.md."""
+    page = (REPO / "docs" / "configuration.md").read_text()
+    table = page.split("\n| key | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
     rows = {}
     for line in table.splitlines():
         if line.startswith("| `"):
@@ -507,10 +508,10 @@ def readme_key_rows():
 def test_the_readme_documents_every_key_and_no_other():
     rows = readme_key_rows()
     assert list(rows) == [f"`{key.name}`" for key in cfg.KEYS], \
-        "README's Configuration table: every key of the KEYS table, in its order"
+        "docs/configuration.md's key table: every key of the KEYS table, in its order"
     for key in cfg.KEYS:
         assert rows[f"`{key.name}`"] == key.documented_default(), \
-            f"README gives another default for {key.name}"
+            f"docs/configuration.md gives another default for {key.name}"
 
 
 def test_the_docs_check_would_notice_a_stale_row(monkeypatch):

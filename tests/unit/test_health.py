@@ -6,31 +6,18 @@ the container_state step's block) on a fake clock, and the
 result or the failure the loop must give. Nothing sleeps for real.
 """
 
-from http.client import responses
 
 import pytest
 
-from conftest import make_settings
+from support.facts import container_line
+from support.health import Clock, Reporter, response
+from support.settings import make_settings
 from tasks import scripts
 from tasks.compose import Container
 from tasks.errors import FAILED
 from tasks.health import VERIFY_IN_A_ROW, HealthFailure, describe_probe, gate, verify_public
-from tasks.probe import ProbeError, Response, describe_request
+from tasks.probe import ProbeError
 from tasks.shell import StepResult
-from test_facts import container_line
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-        self.slept = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class FakeHost:
@@ -68,20 +55,6 @@ class FakeHost:
             for colour in ("blue", "green") if colour in script]
         text = "".join(line + "\n" for line in lines)
         return StepResult(0, "", "", {}, {"containers": text})
-
-
-def response(status, headers, path="/", host_header="_"):
-    """What probe.get returns for an answer."""
-    return Response(status, responses.get(status, ""), headers, b"",
-                    describe_request(path, host_header))
-
-
-class Reporter:
-    def __init__(self):
-        self.lines = []
-
-    def progress(self, text):
-        self.lines.append(text)
 
 
 REFUSED = ProbeError("connection refused", "127.0.0.1:8082")

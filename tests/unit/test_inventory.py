@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import REPO
+from support.checkout import REPO
 from tasks import config as cfg
 from tasks.errors import BAD_INPUT, Failure
 from tasks.inventory import HostEntry, load_inventory, parse_inventory

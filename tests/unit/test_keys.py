@@ -1,6 +1,5 @@
 """tasks/keys.py: known_hosts lines, fingerprints, private key text (no SSH)."""
 
-import base64
 import io
 import os
 import stat
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
+from support.hostkeys import OTHER_FP, OTHER_PUB, PUB, PUB_FP, pub_key
 from tasks.errors import Failure
 from tasks.keys import (
     AcceptNew,
@@ -26,17 +26,6 @@ from tasks.keys import (
     normalize_key_text,
     parse_known_hosts,
 )
-
-# A real key and what `ssh-keygen -lf` printed for it.
-PUB = "AAAAC3NzaC1lZDI1NTE5AAAAIBqXec0Jp1kn62a26RBlJ+AsQSpKF2KKMqPKYt8Gxq6a"
-PUB_FP = "SHA256:ULp2L/OCzC32lOGUWM516aIrLsZt/talNUAbhPs0PvM"
-OTHER_PUB = "AAAAC3NzaC1lZDI1NTE5AAAAINMSyCsRSvtwa7Q4uV/HyuRjZU8dYQEeSU7caJhL7YUZ"
-# ssh-keygen -lf of OTHER_PUB.
-OTHER_FP = "SHA256:gRYer7NvIEz3//tI+ONjeUj6AtJ3plUagbWV7P25WiE"
-
-
-def pub_key(blob=PUB):
-    return paramiko.PKey.from_type_string("ssh-ed25519", base64.b64decode(blob))
 
 
 def ed25519_text(password=None):

@@ -10,15 +10,14 @@ import re
 
 import pytest
 
+from support.nginx import (
+    current_nginx, debian_nginx, nginx_t, nginx_test, nginx_version_of, on_host, self_signed_cert,
+)
 from tasks import accesslog
 from tasks.nginx import (
     KeepaliveVerdict, access_log_format, access_log_path, keepalive_min_timeout,
     keepalive_verdict, nginx_names, nginx_version_supports_keepalive_min_timeout,
     parse_nginx_version, read_nginx, render_nginx,
-)
-from test_render import (
-    current_nginx, debian_nginx, nginx_t, nginx_test, nginx_version_of, on_host,
-    self_signed_cert,
 )
 
 SSL = {"SSL_CERT_FILE": "/etc/ssl/shop.pem", "SSL_KEY_FILE": "/etc/ssl/shop.key"}

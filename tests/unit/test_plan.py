@@ -6,13 +6,13 @@ of the inspect script's output), the settings, and the plan or the refusal.
 
 import pytest
 
-from conftest import make_settings
+from support.facts import container_line, host_output, released_state, view_of
+from support.settings import make_settings
 from tasks.config import Layer, load_settings
 from tasks.errors import FAILED, Failure
 from tasks.nginx import render_nginx
 from tasks.plan import ReleasePlan, plan_release, plan_switch
 from tasks.state import StateError, empty_state
-from test_facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 

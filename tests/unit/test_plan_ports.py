@@ -6,11 +6,11 @@ prints it, and the plan or the refusal.
 
 import pytest
 
-from conftest import make_settings
+from support.facts import container_line, host_output, released_state, view_of
+from support.settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.nginx import render_nginx
 from tasks.plan import plan_release
-from test_facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 

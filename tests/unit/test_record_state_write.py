@@ -5,7 +5,8 @@ switches nginx back and records the failure itself
 (tests/e2e/test_failures.py shows the whole story through fab).
 """
 
-from conftest import make_settings, run_step
+from support.settings import make_settings
+from support.steps import run_step
 from tasks import scripts
 from tasks.state import empty_state, format_history_line, format_state
 

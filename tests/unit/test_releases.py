@@ -4,7 +4,7 @@ the scripts that list and remove (run by a local sh where it is cheap)."""
 import os
 import pytest
 
-from conftest import run_step
+from support.steps import run_step
 from tasks.checks import Invalid
 from tasks.compose import Container
 from tasks.errors import BAD_INPUT, FAILED, Failure

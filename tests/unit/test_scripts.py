@@ -19,7 +19,8 @@ import types
 
 import pytest
 
-from conftest import make_settings, run_step
+from support.settings import make_settings
+from support.steps import run_step
 from tasks import scripts
 from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
 from tasks.nginx import render_nginx

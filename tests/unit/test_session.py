@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import make_settings, run_step
+from support.settings import make_settings
+from support.steps import run_step
 from tasks.errors import LOCKED, Failure
 from tasks.output import Reporter
 from tasks.session import Session

@@ -7,7 +7,7 @@ through one local `sh -s` over pipes, as they go through one SSH channel.
 
 import pytest
 
-from conftest import M, TOKEN, read_step, run_step, run_steps
+from support.steps import M, TOKEN, read_step, run_step, run_steps
 from tasks.shell import StepReader, StepResult, step_input
 
 OTHER = "::ffffffffffffffff"  # another task's token

@@ -6,10 +6,10 @@ import socket
 import paramiko
 import pytest
 
+from support.hostkeys import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
 from tasks.errors import Failure
 from tasks.keys import UnknownHostKey, parse_known_hosts
 from tasks.ssh_errors import ConnectContext, describe_connect_error
-from test_keys import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
 
 
 def ctx(**kw):

@@ -3,7 +3,9 @@ leave, the watch's judgement, and its log-reading step run by a local sh."""
 
 import pytest
 
-from conftest import make_settings, run_step
+from support.facts import SHA_GREEN, container_line, host_output, released_state, view_of
+from support.settings import make_settings
+from support.steps import run_step
 from tasks import accesslog, cli, config as cfg
 from tasks.errors import BAD_INPUT, FAILED, Failure
 from tasks.nginx import render_nginx
@@ -11,7 +13,6 @@ from tasks.plan import plan_release, plan_switch
 from tasks.stage import (after_switch, history_note, plan_promote, qa_access, with_pending,
                          with_promoted, with_withdrawn)
 from tasks.watch import Outcome, cpu_seconds, judge, read_step
-from test_facts import SHA_GREEN, container_line, host_output, released_state, view_of
 
 HOST = "prod"
 

@@ -3,10 +3,10 @@ another app's server does not count as ours."""
 
 import pytest
 
-from conftest import make_settings
+from support.health import Clock, Reporter, response
+from support.settings import make_settings
 from tasks.health import HealthFailure, verify_public
 from tasks.nginx import render_nginx
-from test_health import Clock, Reporter, response
 
 
 class TwoApps:

@@ -10,14 +10,15 @@ from http.client import responses
 
 import pytest
 
-from conftest import M, make_settings, read_step
+from support.facts import container_line, host_output, released_state, view_of
+from support.settings import make_settings
+from support.steps import M, read_step
 from tasks import release, scripts
 from tasks.compose import Container
 from tasks.errors import Failure
 from tasks.nginx import render_nginx
 from tasks.output import Reporter
 from tasks.probe import Response, describe_request
-from test_facts import container_line, host_output, released_state, view_of
 
 
 class Host:
