@@ -11,7 +11,7 @@ from tasks.maintenance_mode import (check_action, check_message, plain_page, pub
 from tasks.nginx import read_nginx, render_nginx
 from tasks.stage import history_note
 from tasks.state import bypass_headers, empty_state, maintenance_of
-from test_render import current_nginx, debian_nginx, nginx_t, on_host, self_signed_cert
+from support.nginx import current_nginx, debian_nginx, nginx_t, on_host, self_signed_cert
 
 SSL = {"SSL_CERT_FILE": "/etc/ssl/c.pem", "SSL_KEY_FILE": "/etc/ssl/k.pem"}
 RECORD = {"token": "0123abcd" * 4, "since": "2026-12-05T23:00:00Z", "by": "ann@laptop",

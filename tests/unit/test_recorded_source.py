@@ -4,14 +4,14 @@ leaves them as they were; the build's own source sits beside them."""
 
 import pytest
 
-from conftest import make_settings
+from support.settings import make_settings
 from tasks.plan import plan_release
 from tasks.errors import FAILED, Failure
 from tasks.nginx import render_nginx
 from tasks.stage import (after_switch, plan_promote, stops_old, with_pending, with_promoted,
                          with_withdrawn)
 from tasks.state import build_of, recover_branch, source_of, with_release
-from test_facts import container_line, host_output, released_state, view_of
+from support.facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 NEW = "f" * 40

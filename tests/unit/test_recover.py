@@ -1,9 +1,9 @@
 """What the task that takes a dead holder's lock over puts back (tasks/recover.py)."""
 
-from conftest import make_settings
+from support.settings import make_settings
 from tasks.nginx import render_nginx
 from tasks.recover import unrecorded_idle
-from test_facts import container_line, host_output, released_state, view_of
+from support.facts import container_line, host_output, released_state, view_of
 
 
 def view(s, state, containers):
