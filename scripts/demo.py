@@ -21,7 +21,7 @@ Settings (environment):
   DEMO_RATE      requests per second of the load during the second release (50),
                  sent by scripts/loadgen.py
 
-Standard library only, like loophost.py: `down` works without the .venv.
+Standard library only, like scripts/loophost/: `down` works without the .venv.
 """
 
 import argparse
@@ -221,7 +221,7 @@ class Demo:
                 f"`down` stops it")
 
         heading(1, total, "The demo host: sshd and nginx of its own on 127.0.0.1",
-                "scripts/loophost.py; Docker and git are this machine's own.")
+                "scripts/loophost/; Docker and git are this machine's own.")
         host = lh.LoopHost(self.host_dir)
         try:
             host.start()

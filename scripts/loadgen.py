@@ -56,7 +56,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 LOOPBACK = "127.0.0.1"
 KINDS = ("fresh", "keepalive")
 METHODS = ("GET", "POST")
-# The busybox sample app (scripts/loophost.py) takes a POST only on a CGI
+# The busybox sample app (scripts/loophost/) takes a POST only on a CGI
 # path: busybox httpd answers 501 to a POST of a static file.
 SAMPLE_POST_PATH = "/cgi-bin/slow?0"
 POST_BODY = b"note=a+small+form+post&n=1"
