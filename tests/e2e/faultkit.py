@@ -21,10 +21,10 @@ from released import wait_until  # noqa: F401 (faultkit's users take it from her
 RATE_FRESH, RATE_KEEPALIVE = 70, 40
 
 
-def start_load(port, rate_fresh=RATE_FRESH, rate_keepalive=RATE_KEEPALIVE):
+def start_load(port, rate_fresh=RATE_FRESH, rate_keepalive=RATE_KEEPALIVE, max_seconds=900):
     return loadgen.Load(port, rate_fresh=rate_fresh, rate_keepalive=rate_keepalive,
                         threads_fresh=4, keepalive_connections=3, timeout=5.0,
-                        max_seconds=900, max_requests=400_000).start()
+                        max_seconds=max_seconds, max_requests=1_000_000).start()
 
 
 def load_report(records):
