@@ -12,9 +12,9 @@ import time
 import pytest
 
 from hostile import Background, start_ticks
-from sleepers import let_go, unique_seconds, wait_sleeping
 from released import (FAB_TIMEOUT, container_states, fab, history_json,
-                      module_project, output, serves, status_json, version, wait_until)
+                      module_project, output, serves, status_json, version)
+from sleepers import let_go, unique_seconds, wait_sleeping
 
 
 @pytest.fixture(scope="module")
