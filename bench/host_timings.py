@@ -2,7 +2,7 @@
 (`run("true")`) and an HTTP probe over a direct-tcpip channel, medians.
 
 Moved here from tests/e2e/test_host_module.py (timings are not asserted in
-tests). Starts its own loopback host (scripts/loophost.py) and a small HTTP
+tests). Starts its own loopback host (scripts/loophost/) and a small HTTP
 server on 127.0.0.1; removes both on exit.
 
     .venv/bin/python bench/host_timings.py [--connects 5 --runs 10 --probes 30]

@@ -21,7 +21,7 @@ Settings (environment):
   DEMO_RATE      requests per second of the load during the second release (50),
                  sent by scripts/loadgen.py
 
-Standard library only, like loophost.py: `down` works without the .venv.
+Standard library only, like scripts/loophost/: `down` works without the .venv.
 """
 
 import argparse
@@ -31,7 +31,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 import loophost as lh  # noqa: E402
+from demokit import (DemoError, env_quote, heading, parse_ports, pick_ports,  # noqa: E402
+                     pid_is, say, shown)
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_NAME = "demo"
@@ -50,108 +51,6 @@ APP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 LOAD_MAX_SECONDS = 300  # the load stops by itself after this, whatever happens
 LOAD_QUIET_SECONDS = 1.0  # load before and after the release, to compare with
 DOCKERD_PIDFILE = os.environ.get("DOCKERD_PIDFILE", "/run/bluegreen-dockerd.pid")
-
-
-class DemoError(Exception):
-    """A step of the demo failed: the message says which and what to do."""
-
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
-
-
-def say(text=""):
-    print(text, flush=True)
-
-
-def heading(step, total, title, about=None):
-    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
-    say()
-    say(f"{bold}==> [{step}/{total}] {title}{plain}")
-    if about:
-        say(f"    {about}")
-
-
-# --- ports ------------------------------------------------------------------------
-
-
-def port_free(port):
-    """True when nothing listens on port, on any address (nginx binds 0.0.0.0)."""
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        try:
-            s = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:  # no IPv6 on this machine
-            continue
-        try:
-            # As nginx does: a connection in TIME_WAIT does not make a port taken.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((address, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def pick_ports(preferred, taken=()):
-    """The preferred ports where free, other free ports for the rest; all distinct."""
-    chosen = []
-    for port in preferred:
-        if port and port not in chosen and port not in taken and port_free(port):
-            chosen.append(port)
-            continue
-        for _ in range(50):
-            candidate = lh.free_port()
-            if candidate not in chosen and candidate not in taken and port_free(candidate):
-                chosen.append(candidate)
-                break
-        else:
-            raise DemoError("found no free TCP port on this machine")
-    return chosen
-
-
-def parse_ports(text):
-    try:
-        ports = [int(p) for p in text.split()]
-    except ValueError:
-        ports = []
-    if len(ports) != 3 or not all(0 <= p <= 65535 for p in ports):
-        raise DemoError(f"DEMO_PORTS={text!r}: give three ports (public, blue, green); "
-                        f"0 means any free port", code=2)
-    return ports
-
-
-# --- the demo -------------------------------------------------------------------------
-
-
-def env_quote(value):
-    """A .env value that dotenv_values reads back unchanged."""
-    if re.fullmatch(r"[A-Za-z0-9_./:@,+=%-]*", value):
-        return value
-    if "'" not in value and "\n" not in value:
-        return f"'{value}'"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def shown(path):
-    """path relative to the current directory when it is below it, else absolute."""
-    path = Path(path)
-    try:
-        rel = path.relative_to(Path.cwd())
-        return str(rel) if str(rel) != "." else "."
-    except ValueError:
-        return str(path)
-
-
-def pid_is(pid, comm):
-    """True when pid runs (not a zombie) and its command name is comm."""
-    try:
-        return lh.pid_alive(pid) and Path(f"/proc/{pid}/comm").read_text().strip() == comm
-    except OSError:
-        return False
 
 
 class Demo:
@@ -221,7 +120,7 @@ class Demo:
                 f"`down` stops it")
 
         heading(1, total, "The demo host: sshd and nginx of its own on 127.0.0.1",
-                "scripts/loophost.py; Docker and git are this machine's own.")
+                "scripts/loophost/; Docker and git are this machine's own.")
         host = lh.LoopHost(self.host_dir)
         try:
             host.start()

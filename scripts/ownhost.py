@@ -16,7 +16,7 @@ The /run directory (not the socket file) is what is mounted: a daemon that
 starts again makes a new socket file, which a mount of the old file would
 miss.
 
-Standard library only, like loophost.py.
+Standard library only, like scripts/loophost/.
 """
 
 import json

@@ -9,7 +9,7 @@
 # already has everything it only checks, in about a second.
 #
 # It never enables or starts the system nginx/sshd services: the tests run
-# their own sshd and nginx on free loopback ports (scripts/loophost.py).
+# their own sshd and nginx on free loopback ports (scripts/loophost/).
 # If no Docker daemon answers, it starts one with the default bridge but no
 # iptables rules and no masquerading (published ports go through
 # docker-proxy on loopback; nothing leaves the machine) and records its pid
@@ -190,9 +190,9 @@ docker compose version >/dev/null 2>&1 \
 
 # --- the Python sample apps' base image ----------------------------------------
 
-# loophost.py owns the recipe and the tag (a digest of the recipe); it checks
+# scripts/loophost/ owns the recipe and the tag (a digest of the recipe); it checks
 # with `docker image inspect` first, so this is quick once the image exists.
-base_image=$("$VENV/bin/python" scripts/loophost.py base-image --build) \
+base_image=$("$VENV/bin/python" scripts/loophost base-image --build) \
     || die "could not build the sample apps' base image (debootstrap + docker import); see above"
 
 # The JVM sample's (a JRE, Debian's clojure, the PostgreSQL JDBC driver):

@@ -5,7 +5,7 @@ answers plain HTTP through process_request and refuses HTTP/1.0 requests
 with 400. A health probe that speaks HTTP/1.0 never sees it healthy: that
 was a real bug in the deploy tool's probe, and this app keeps it fixed.
 
-Committed by scripts/loophost.py (SampleApp, kind h11only) as
+Committed by scripts/loophost/ (SampleApp, kind h11only) as
 /app/server.py next to /app/app.json ({"version", "kind", "boot_seconds"}).
 
   GET /health   200 "ok"          GET /version   the version label

@@ -1,6 +1,6 @@
 """Sample app "pyweb": a real Python web stack (aiohttp from Debian's packages).
 
-Committed by scripts/loophost.py (SampleApp, kinds pyweb and pyweb-pages500)
+Committed by scripts/loophost/ (SampleApp, kinds pyweb and pyweb-pages500)
 as /app/server.py, next to /app/app.json ({"version", "kind",
 "boot_seconds"}), into an image FROM the bluegreen test base image.
 

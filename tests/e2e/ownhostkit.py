@@ -17,7 +17,7 @@ import pytest
 
 import loophost as lh
 import ownhost as oh
-from released import conftest_module
+from support.project import Project
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,7 @@ def own_host(tmp_path_factory, own_daemon):
 
 def own_project(request, base, host, app, **kwargs):
     """A conftest Project on ``host`` (an OwnHost): its containers are that daemon's."""
-    conf = conftest_module(request.config)
-
-    class OwnProject(conf.Project):
+    class OwnProject(Project):
         def containers(self):
             r = self.host.daemon.docker(
                 "ps", "-a", "--filter", f"label={lh.PROJECT_LABEL}={self.name}",

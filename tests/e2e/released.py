@@ -15,20 +15,12 @@ import time
 from pathlib import Path
 
 import loophost as lh
-import support.project
 from support.project import Project, require_base_image
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 # Generous: other engineers run e2e tests on this 2-core machine at the same time.
 FAB_TIMEOUT = 240
-
-
-def conftest_module(config):
-    """The module with Project and require_base_image, which tests once took
-    from conftest.py through pytest's plugin manager. They are in
-    tests/support/project.py now: import them by name instead."""
-    return support.project
 
 
 def module_project(request, tmp_path_factory, loophost, setup=False, kind="ok", slow=None,

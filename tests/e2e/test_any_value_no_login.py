@@ -9,13 +9,13 @@ logs every connection (LogLevel VERBOSE, its own log file).
 """
 
 import time
-from pathlib import Path
 
 import pytest
 
 import loophost as lh
 from hostile import error_lines
 from released import no_traceback, output, wait_until
+from support.project import Project
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +29,9 @@ def host(tmp_path_factory, _clean_machine):
 
 
 @pytest.fixture
-def proj(request, tmp_path, host, make_sample_app):
+def proj(tmp_path, host, make_sample_app):
     """A project on that host; not set up: nothing may reach the host anyway."""
-    conf = request.config.pluginmanager.get_plugin(
-        str(Path(__file__).resolve().parent / "conftest.py"))
-    p = conf.Project(tmp_path / "p", host, make_sample_app())
+    p = Project(tmp_path / "p", host, make_sample_app())
     yield p
     p.remove()
 

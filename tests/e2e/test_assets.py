@@ -7,35 +7,17 @@ The busybox sample app names its assets by a hash of its version
 (under the default ASSET_PATHS) and /media/logo-<fp>.txt (outside them).
 """
 
-import http.client
 import re
 
 import pytest
 
 import loophost as lh
-from test_ssl import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
-from traffic import LoopbackHTTPS, tls_context
+from sslkit import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
+from traffic import request, tls_context
 
 pytestmark = pytest.mark.e2e
 
 ASSET_RE = re.compile(r'(?:src|href)="(/[^"]+)"')
-
-
-def request(port, path, method="GET", tls=None, headers=None):
-    """One request to 127.0.0.1:port -> (status, lower-case headers, body text).
-
-    ``tls=(server_name, context)`` speaks HTTPS with SNI.
-    """
-    conn = (LoopbackHTTPS(tls[0], port, tls[1], 5.0) if tls
-            else http.client.HTTPConnection(lh.LOOPBACK, port, timeout=5.0))
-    try:
-        conn.request(method, path, headers={**({"Host": tls[0]} if tls else {}),
-                                            **(headers or {})})
-        resp = conn.getresponse()
-        return (resp.status, {k.lower(): v for k, v in resp.getheaders()},
-                resp.read().decode(errors="replace"))
-    finally:
-        conn.close()
 
 
 def page_assets(port, tls=None):

@@ -19,12 +19,13 @@ from faultkit import history, owner, sshd_session_of
 from hostile import Background
 from ownhostkit import own_daemon, own_project, start_own_host  # noqa: F401  (fixtures)
 import ownhost as oh
-from released import conftest_module, fab, serves
+from released import fab, serves
+from support.project import require_base_image
 
 
 @pytest.fixture(scope="module")
-def app(request, tmp_path_factory):
-    conftest_module(request.config).require_base_image()
+def app(tmp_path_factory):
+    require_base_image()
     a = lh.SampleApp(tmp_path_factory.mktemp("local-app") / "app")
     a.commit("v1", kind="pyweb")
     return a

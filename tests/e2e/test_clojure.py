@@ -26,8 +26,8 @@ import pytest
 
 import jvmapp
 import loadgen
-from released import (conftest_module, fab, output, serves, state_file, status_json,
-                      version, wait_until)
+from released import fab, output, serves, state_file, status_json, version, wait_until
+from support.project import Project
 
 FAB_TIMEOUT = 300
 # 100 requests/s through nginx to `/`, which queries the items table: the
@@ -66,11 +66,10 @@ def clj(request, tmp_path_factory, loophost_current, postgres, jvm_image):
     On the loopback host with a current nginx (1.27.4+): its
     keepalive_min_timeout spares keep-alive clients the reset a reload can
     cause on older ones (NOTES.md), so 0 failed counts both kinds of client."""
-    conf = conftest_module(request.config)
     base = tmp_path_factory.mktemp("clojure")
     app = jvmapp.ClojureApp(base / "clojure-app")
     app.commit("v1")
-    project = conf.Project(base / "p", loophost_current, app)
+    project = Project(base / "p", loophost_current, app)
     url = postgres.create_database(project.name.replace("-", "_"), "app_" + secrets.token_hex(3),
                                    secrets.token_hex(12))
     env_file = base / "app.env"

@@ -43,9 +43,8 @@ import pytest
 from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
                       held_by, load_report, owner, phase_line, served_colour, start_load,
                       state, wait_until)
-from released import conftest_module
-
 import loophost as lh
+from support.project import Project
 
 # Each task's phases, in the order fab prints them. A row strikes right
 # after the line of one phase.
@@ -324,17 +323,16 @@ def table(rows):
 
 
 @pytest.fixture(scope="module")
-def matrix(request, tmp_path_factory, loophost_current):
+def matrix(tmp_path_factory, loophost_current):
     """Every row, run once for the module by three workers side by side:
     {(task, phase, fault): row}."""
-    conf = conftest_module(request.config)
     base = tmp_path_factory.mktemp("fault-matrix")
     projects = []
     try:
         for i, _ in enumerate(WORKERS):
             app = lh.SampleApp(base / f"app{i}")
             app.commit("v1")
-            p = conf.Project(base / f"p{i}", loophost_current, app)
+            p = Project(base / f"p{i}", loophost_current, app)
             projects.append(p)
             p.set(PRE_SWITCH_CMD="true", KEEP_RELEASES=KEEP_RELEASES)
             r = p.fab("setup", timeout=240)

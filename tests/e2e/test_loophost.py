@@ -307,7 +307,7 @@ def test_base_image_is_cached_and_named_after_its_recipe(base_image):
     assert r.returncode == 0, r.stderr
     aiohttp_version, websockets_version = r.stdout.split()
     assert aiohttp_version.startswith("3.") and websockets_version == "10.4"
-    r = subprocess.run([sys.executable, lh.__file__, "base-image", "--build"],
+    r = subprocess.run([sys.executable, Path(lh.__file__).parent, "base-image", "--build"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == base_image, r.stderr
     assert r.stderr == "", r.stderr  # cached: no build, no debootstrap log lines
@@ -418,7 +418,7 @@ def test_sample_app_commits_land_on_their_branch(sample_app):
 
 
 def test_cli_up_down_and_abandoned_hosts_are_stopped(tmp_path):
-    script = Path(lh.__file__)
+    script = Path(lh.__file__).parent  # the package directory: runs its __main__.py
     workdir = tmp_path / "host"
 
     def up():

@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 import loophost as lh
-from test_assets import request
-from test_ssl import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
-from traffic import tls_context
+from sslkit import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
+from traffic import request, tls_context
 
 pytestmark = pytest.mark.e2e
 

@@ -37,7 +37,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 
 import loadgen
 import loophost as lh
-from released import FAB_TIMEOUT, conftest_module, fab_background, no_traceback, wait_until
+from released import FAB_TIMEOUT, fab_background, no_traceback, wait_until
+from support.project import Project
 
 LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
 VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
@@ -76,13 +77,12 @@ class Deploys(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        request, factory, host = self.world
-        conf = conftest_module(request.config)
+        _, factory, host = self.world
         base = factory.mktemp("seq")
         self.app = lh.SampleApp(base / "app")
         self.n = 0
         first = self.app.commit("b0")
-        self.project = conf.Project(base / "p", host, self.app)
+        self.project = Project(base / "p", host, self.app)
         self.project.set(**FAST)
         self.base = base
         self.history_seen = 0

@@ -7,7 +7,7 @@ tasks/scripts.py runs with USE_SUDO: the nginx test and reload commands and
 tee/mv/rm of this app's nginx file. NGINX_CONF_DIR belongs to root, so the
 nginx file can only be written through sudo.
 
-It gets a host of its own (scripts/loophost.py: sshd reading keys from each
+It gets a host of its own (scripts/loophost/: sshd reading keys from each
 user's home, nginx) under a directory the user may traverse: pytest's own
 temporary directories are private to root.
 """

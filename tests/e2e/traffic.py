@@ -1,9 +1,10 @@
-"""Single HTTPS requests with SNI, and waiting for an answer to settle.
+"""Single HTTP(S) requests (HTTPS with SNI), and waiting for an answer to settle.
 
 Load (many requests, counted) is scripts/loadgen.py. Traffic goes to
 127.0.0.1 only.
 """
 
+import http.client
 import time
 
 import loophost as lh
@@ -35,3 +36,20 @@ def settled(request, expected, timeout=3.0, interval=0.02):
         if expected(*answer) or time.monotonic() > deadline:
             return answer
         time.sleep(interval)
+
+
+def request(port, path, method="GET", tls=None, headers=None):
+    """One request to 127.0.0.1:port -> (status, lower-case headers, body text).
+
+    ``tls=(server_name, context)`` speaks HTTPS with SNI.
+    """
+    conn = (LoopbackHTTPS(tls[0], port, tls[1], 5.0) if tls
+            else http.client.HTTPConnection(lh.LOOPBACK, port, timeout=5.0))
+    try:
+        conn.request(method, path, headers={**({"Host": tls[0]} if tls else {}),
+                                            **(headers or {})})
+        resp = conn.getresponse()
+        return (resp.status, {k.lower(): v for k, v in resp.getheaders()},
+                resp.read().decode(errors="replace"))
+    finally:
+        conn.close()

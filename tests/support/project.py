@@ -1,5 +1,5 @@
 """A Project: a place `fab` runs in, with .env and hosts.yml pointing at a
-loopback host (scripts/loophost.py); and the base image the Python sample
+loopback host (scripts/loophost/); and the base image the Python sample
 apps need."""
 
 import json
