@@ -245,6 +245,11 @@ class Settings:
     def nginx_file(self):
         return f"{self.nginx_conf_dir}/{self.app_name}.conf"
 
+    @property
+    def access_log_path(self):
+        """Where nginx writes this app's requests (the directory must exist before `nginx -t`)."""
+        return f"{self.deploy_dir}/logs/access.log"
+
     def port_of(self, colour):
         return {"blue": self.blue_port, "green": self.green_port}[colour]
 

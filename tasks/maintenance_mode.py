@@ -21,7 +21,7 @@ from .errors import FAILED, Failure
 from .lock import describe_who
 from .nginx import maintenance_root
 from .probe import ProbeError
-from .release import Attempt, switch_nginx
+from .steps import Attempt, switch_nginx
 from .stage import canary_of
 from .state import format_state, maintenance_of, now_iso
 

@@ -14,8 +14,8 @@ from . import accesslog, health
 from .errors import FAILED, Failure
 from .plan import plan_release
 from .lock import describe_who
-from .release import (Attempt, bring_up, pre_switch, stop_colour, stop_old_colour, switch_nginx,
-                      verify)
+from .steps import (Attempt, bring_up, pre_switch, stop_colour, stop_old_colour, switch_nginx,
+                    verify)
 from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_pending,
                     with_promoted, with_withdrawn)
 from .state import bypass_headers, format_state

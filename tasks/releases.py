@@ -22,10 +22,12 @@ from .checks import Invalid
 from .compose import parse_inspect
 from .config import other
 from .errors import BAD_INPUT, FAILED, Failure
+from .lock import describe_who
 from .output import emit, emit_json, table
 from .plan import require_setup
 from .stage import refuse_during_canary
 from .state import build_of, iso_utc, parse_history, with_release
+from .steps import Attempt, go_live, step_bound
 
 q = shlex.quote
 
@@ -326,9 +328,6 @@ def releases(session, json_mode):
 def rollback_to(session, prefix, *, wait_lock=0.0):
     """Start a kept release's image in the idle colour, health gate, switch,
     verify, record: a release without git or a build."""
-    from .lock import describe_who
-    from .release import Attempt, go_live, step_bound
-
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)

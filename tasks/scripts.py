@@ -192,10 +192,16 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     return "\n".join(lines) + "\n"
 
 
+def first_command(command_line):
+    """The program a configured command runs (after sudo and env assignments)."""
+    words = shlex.split(command_line)
+    while words and (words[0] in ("sudo", "-n", "env") or "=" in words[0]):
+        words = words[1:]
+    return words[0] if words else ""
+
+
 def nginx_version(settings):
     """The version of the nginx that NGINX_TEST_CMD runs ('' when unknown)."""
-    from .check import first_command
-
     binary = first_command(settings.nginx_test_cmd) or "nginx"
     return (f"PATH=\"$PATH:/usr/sbin:/sbin\" {sudo(settings)}{q(binary)} -v 2>&1 "
             "| sed -n 's|.*nginx/\\([0-9.]*\\).*|\\1|p' | head -n 1")
@@ -412,9 +418,7 @@ def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
     access.log afresh, while its old workers finish writing to the renamed
     file. So the log never grows without bound, and nothing is lost.
     """
-    from .nginx import access_log_path
-
-    log = access_log_path(settings)
+    log = settings.access_log_path
     return (f"if [ \"$(wc -c 2>/dev/null < {q(log)} || echo 0)\" -gt {int(max_bytes)} ]; "
             f"then mv -f {q(log)} {q(log + '.1')} && {mark('rotated', 'access.log')}; fi")
 

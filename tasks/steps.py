@@ -1,0 +1,318 @@
+"""The steps of a release, below the tasks that run them in order.
+
+Each step is a plain call that runs one script in the task's remote shell
+(or probes over the connection), names its phase, and returns what it
+found. ``Attempt`` is what a changing task has done so far: on any failure
+it switches nginx back if the task had switched it, puts the idle colour
+back as it was, and records the attempt with its phase.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from . import health, scripts, ship
+from .compose import render_clojure_dockerfile, render_compose
+from .errors import FAILED, Failure
+from .nginx import render_nginx
+from .stage import stops_old
+from .state import bypass_headers, format_state, maintenance_of
+
+@dataclass
+class Attempt:
+    """What a changing task has done so far: enough to undo it and record it."""
+
+    session: object
+    phase: str = "plan"
+    fields: dict = field(default_factory=dict)  # for the history line
+    live: str = None  # the colour nginx served when the task began
+    rebuilt: str = None  # the colour this task recreated (the target)
+    before: object = None  # that colour's container before, compose.Container
+    switched: bool = False  # nginx was switched by this task
+
+    def fail(self, exc):
+        """Undo what this task changed, record the failure, drop the lock; never raises."""
+        session, rep = self.session, self.session.reporter
+        try:
+            if self.switched and self.live:
+                rep.line(f"switching back to {self.live}")
+                # The very file that was live (else one rendered for this nginx).
+                switch_nginx(session, self.live, nginx_version=session.view.nginx_version,
+                             text=session.view.nginx_text or None)
+            if self.rebuilt and self.rebuilt != self.live:
+                restore_idle(session, self.rebuilt, self.before,
+                             show_logs=self.phase in ("health", "pre-switch"))
+        except Exception as undo:  # already failing: report, keep the first error
+            rep.line(f"could not undo everything: "
+                     f"{undo.message if isinstance(undo, Failure) else undo}")
+        session.record_failure(exc, phase=self.phase, fields=self.fields)
+
+# --- the steps ---------------------------------------------------------------------
+
+
+def bring_up(session, attempt, plan):
+    """Steps 3-5: check out, build, start and health-check the plan's target
+    colour; returns (commit, image id). The live colour is not touched.
+
+    Each step names itself in ``attempt`` first; from the start on, the
+    target is what Attempt.fail puts back as it was.
+    """
+    s, rep, view, target = session.settings, session.reporter, session.view, plan.target
+    if session.artifacts is not None:  # BUILD_ON=local or --image: made here, shipped
+        commit = ship.deliver(session, attempt, plan, on_line=show_progress(rep))
+    else:
+        attempt.phase = "git"
+        commit = checkout(session, target, plan)
+        attempt.fields["commit"] = commit
+
+        attempt.phase = "build"
+        build(session, target, commit, previous=view.record(target))
+
+    attempt.phase = "start"
+    attempt.rebuilt, attempt.before = target, view.containers[target]
+    image = start(session, target)
+
+    attempt.phase = "health"
+    with rep.phase("health") as ph:
+        ph.detail = health.gate(session.host, s, target, rep)
+    return commit, image
+
+
+def go_live(session, attempt, colour, state, read_meanwhile=None):
+    """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
+
+    Each step names itself in ``attempt`` first, so a failure is recorded
+    with its phase and Attempt.fail knows whether nginx was switched.
+    ``read_meanwhile``: a step that only reads, run on the host while verify
+    waits for nginx's reload (0.1 s or more); its result is returned.
+    """
+    attempt.phase = "switch"
+    switch_nginx(session, colour, nginx_version=session.view.nginx_version)
+    attempt.switched = True
+
+    attempt.phase = "verify"
+    meanwhile = session.send(read_meanwhile) if read_meanwhile else None
+    verify(session, colour)
+
+    attempt.phase = "record"
+    with session.reporter.phase("record") as ph:
+        session.record(format_state(state), session.history_line("ok", **attempt.fields))
+        ph.detail = "state.json, history"
+    return meanwhile.result() if meanwhile else None
+
+
+def checkout(session, colour, plan):
+    """Step 3: the colour's checkout at the requested commit; returns the commit."""
+    s, rep = session.settings, session.reporter
+    with rep.phase("git") as ph:
+        result = session.run(scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
+                             on_line=show_progress(rep), timeout=step_bound(s))
+        if result.code != 0:
+            raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
+                              "the host can reach the repository (`fab check`)")
+        commit = result.values["commit"]
+        ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{result.values.get('subject', '')}\""
+    return commit
+
+
+def build(session, colour, commit, previous):
+    """Step 4a: build the colour's image (the live colour is not touched)."""
+    s, rep = session.settings, session.reporter
+    with rep.phase("build") as ph:
+        result = session.run(
+            scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
+                          dockerfile_text=render_clojure_dockerfile(s),
+                          previous=(previous.get("commit"), previous.get("image"))),
+            on_line=show_progress(rep), timeout=step_bound(s))
+        if result.code != 0:
+            raise step_failed(result, "build", "the Docker build failed: its output is "
+                              "above (--verbose shows all)")
+        ph.detail = scripts.image(s, commit[:12])
+
+
+def start(session, colour):
+    """Step 4b: recreate the colour's container; returns its image id."""
+    s, rep = session.settings, session.reporter
+    with rep.phase("start") as ph:
+        result = session.run(scripts.start(s, colour), on_line=show_progress(rep),
+                             timeout=step_bound(s))
+        if result.code != 0:
+            raise step_failed(result, "start", "the container did not start: see the "
+                              "output above")
+        ph.detail = f"{colour} on port {s.port_of(colour)}"
+    return result.values.get("image", "")
+
+
+def pre_switch(session, colour):
+    """Step 6: PRE_SWITCH_CMD in the new colour's container."""
+    s, rep = session.settings, session.reporter
+    with rep.phase("pre-switch") as ph:
+        bound, started = scripts.pre_switch_timeout(s), time.monotonic()
+        result = session.run(scripts.pre_switch(s, colour),
+                             on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
+        # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
+        # (the kernel's OOM killer, say) is the command's own failure.
+        if (result.code == scripts.TIMED_OUT or result.code == 128 + 9
+                and time.monotonic() - started >= bound):
+            raise Failure(f"PRE_SWITCH_CMD did not finish within PRE_SWITCH_TIMEOUT="
+                          f"{bound}s in {colour} and was stopped; "
+                          "nothing live changed",
+                          "its output is above; find what it waited for (a lock held by "
+                          "the live app?), or raise PRE_SWITCH_TIMEOUT", code=FAILED)
+        if result.code != 0:
+            raise Failure(f"PRE_SWITCH_CMD failed in {colour} (exit {result.code}); "
+                          "nothing live changed",
+                          "its output is above; fix it and release again", code=FAILED)
+        ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
+
+
+def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None):
+    """Step 7: render, put in place keeping the old file, test, reload.
+
+    ``canary=(colour, percent)`` keeps ``colour`` live but for that share of
+    clients. ``text``: the file to put in place instead of a rendered one
+    (switching back puts back the very file that was there). ``maintenance``:
+    None keeps what state.json records (a page that is on stays on); `fab
+    maintenance` passes its new record, or {} for off.
+    """
+    s, rep = session.settings, session.reporter
+    if maintenance is None:
+        maintenance = maintenance_of(session.view.state)
+    with rep.phase("switch") as ph:
+        text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary,
+                                    maintenance=maintenance or None)
+        result = session.run(scripts.switch(s, text))
+        output = last_line(result.blocks.get("output") or result.stderr)
+        if result.code == scripts.NGINX_WRITE_FAILED:
+            # Not nginx's verdict: the file never got there (permissions, sudo).
+            sudo = "true" if s.use_sudo else "false"
+            raise Failure(
+                f"{result.values.get('error')} on {session.name} (USE_SUDO={sudo}): "
+                f"{output}; the old nginx file is untouched, nothing live changed",
+                "let the deploy user write NGINX_CONF_DIR, or set USE_SUDO=true and allow "
+                "it `sudo -n` tee, mv and rm of that file (docs/security.md)",
+                code=FAILED)
+        if result.code == scripts.NGINX_TEST_FAILED and "keepalive_min_timeout" in output:
+            raise Failure(
+                f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "
+                f"place: {output}",
+                "keepalive_min_timeout needs nginx 1.27.4 or later: set "
+                "KEEPALIVE_MIN_TIMEOUT=auto (it is written only where nginx supports it) "
+                "or upgrade nginx; nothing live changed", code=FAILED)
+        if result.code == scripts.NGINX_TEST_FAILED:
+            raise Failure(
+                f"the new nginx file failed `{s.nginx_test_cmd}`; the old one is back in "
+                f"place: {output}",
+                "nothing live changed; fix the setting nginx names above "
+                "(an SSL file path?) and release again", code=FAILED)
+        if result.code != 0:
+            raise Failure(
+                f"`{s.nginx_reload_cmd}` failed; the old nginx file is back in place: "
+                f"{output}",
+                "check that nginx runs and NGINX_RELOAD_CMD is right (`fab check`)",
+                code=FAILED)
+        ph.detail = (f"nginx -> {colour}, {canary[1]}% to {canary[0]} (tested, reloaded)"
+                     if canary else f"nginx -> {colour} (tested, reloaded)")
+
+
+def verify(session, colour):
+    """Step 8: nginx answers from the new colour."""
+    with session.reporter.phase("verify") as ph:
+        ph.detail = health.verify_public(session.host, session.settings, colour,
+                                         session.reporter,
+                                         headers=bypass_headers(session.view.state))
+
+
+def stop_colour(session, colour):
+    """--stop-old: stop the old colour once nginx's old workers are done with it."""
+    with session.reporter.phase("stop") as ph:
+        result = session.run(scripts.stop(session.settings, colour))
+        ph.detail = (f"stopped {colour}" if "stopped" in result.values
+                     else f"could not stop {colour} (exit {result.code})")
+
+
+def stop_old_colour(session, old, stop_old, watched):
+    """--stop-old after the switch: stop ``old`` unless a watch could not call
+    the new colour clean (``watched``: its figures, None without --watch).
+    Returns whether it was stopped."""
+    if not (stop_old and old):
+        return False
+    if not stops_old(watched):
+        session.reporter.line(f"--stop-old: {old} keeps running: the watch did not end "
+                              f"clean ({watched.get('verdict')}); stop it by hand once "
+                              "you trust the new colour")
+        return False
+    stop_colour(session, old)
+    return True
+
+
+def restore_idle(session, colour, before, show_logs):
+    """Put the idle colour back as it was before a failed release.
+
+    It ran the release recorded in state.json: start that kept image again
+    (no git, no build) and wait for its health, so `rollback` works at once.
+    A colour that was not running before is stopped again.
+    """
+    s, rep, name = session.settings, session.reporter, session.name
+    if show_logs:
+        logs = session.run(scripts.logs_tail(s, colour)).blocks.get("logs", "").rstrip()
+        if logs:
+            rep.line(f"last log lines of {colour}:")
+            for text in logs.splitlines():
+                rep.progress(text)
+    record = session.view.record(colour)
+    if not (before and before.running and record.get("commit")):
+        session.run(scripts.stop(s, colour))
+        rep.line(f"stopped {colour}, as it was before this release; its logs stay "
+                 f"readable with `fab -H {name} logs --colour {colour}`")
+        return
+    with rep.phase("restore") as ph:
+        commit = record["commit"]
+        result = session.run(scripts.restore(s, colour, commit), timeout=step_bound(s))
+        if result.code != 0:
+            ph.detail = "FAILED"
+            raise Failure(f"could not start {colour}'s previous release "
+                          f"{commit[:12]} again: {result.values.get('error') or last_line(result.stdout)}",
+                          f"`fab -H {name} status` shows both colours")
+        ph.detail = health.gate(session.host, s, colour, rep)
+        rep.line(f"{colour} runs its previous release {commit[:12]} again: "
+                 f"`fab -H {name} rollback` still works")
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def step_bound(settings):
+    """The laptop's own bound on a step that the host bounds with BUILD_TIMEOUT."""
+    return scripts.build_timeout(settings) + 30
+
+
+def step_failed(result, phase, hint):
+    why = result.values.get("error") or f"the {phase} step failed (exit {result.code})"
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return Failure(f"{why}; nothing live changed", hint + (
+        "" if not lines else f"; last output: {lines[-1].strip()[:200]}"), code=FAILED)
+
+
+def show_progress(reporter):
+    """Build and git lines worth showing without --verbose: steps and errors."""
+
+    def on_line(stream, line):
+        if reporter.verbose or is_progress(line):
+            reporter.progress(line.strip())
+
+    return on_line
+
+
+def is_progress(line):
+    text = line.strip()
+    return (text.startswith("#") and " [" in text and "internal]" not in text) or \
+        text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
+
+
+def last_line(text):
+    """The line of a tool's output that says what went wrong."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        if "[emerg]" in line or "[alert]" in line or "[crit]" in line:
+            return line
+    return lines[-1] if lines else "(no output)"
