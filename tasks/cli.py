@@ -33,7 +33,7 @@ def failure_json(exc, task_name, host=None):
            "code": exc.code}
     if host is not None:
         obj["host"] = host
-    obj.update(getattr(exc, "extra", None) or {})  # e.g. a watch's revert and its figures
+    obj.update(exc.extra)  # e.g. a watch's revert and its figures
     return obj
 
 
@@ -51,7 +51,7 @@ def operator_task(fn):
         try:
             return fn(c, *args, **kwargs)
         except Failure as exc:
-            if kwargs.get("json") and not getattr(exc, "printed_json", False):
+            if kwargs.get("json") and not exc.printed_json:
                 emit_json(failure_json(exc, fn.__name__.rstrip("_")))
             sys.stdout.flush()
             raise Exit(str(exc), code=exc.code) from None

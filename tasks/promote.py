@@ -243,11 +243,10 @@ def revert(session, state, outcome, fields, before):
             ph.detail = "state.json, history (reverted)"
     finally:
         session.unlock()
-    failure = Failure(f"reverted by the watch: {why}; {old} serves everyone again",
-                      f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
-                      "fix it and release again", code=FAILED)
-    failure.extra = {"result": "reverted", "live": old, "reverted": new, "watch": figures}
-    raise failure
+    raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
+                  f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
+                  "fix it and release again", code=FAILED,
+                  extra={"result": "reverted", "live": old, "reverted": new, "watch": figures})
 
 
 def finish(session, summary):
