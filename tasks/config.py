@@ -5,7 +5,7 @@ prefix ``BLUEGREEN_``, the host's ``env:`` block in hosts.yml, ``.env``,
 built-in defaults. Plain key names in the environment are ignored on
 purpose: OpenSSL reads ``SSL_CERT_FILE`` and CGI sets ``SERVER_NAME``.
 
-Every value is checked here (one check of tasks/checks.py per key, named in
+Every value is checked here (one check of tasks/validate.py per key, named in
 the KEYS table), before any connection is made, and a bad one
 is reported with its key, where it came from, the value and what is allowed.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from dotenv import dotenv_values
 
-from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
+from .validate import (  # noqa: F401 (check_* and Invalid are used through config too)
     Invalid, brace_problem, check_abs_path, check_app_name, check_asset_paths, check_bool,
     check_branch, check_build_on, check_command, check_deploy_dir, check_fraction,
     check_git_repo, check_health_path, check_image_ref, check_ip, check_keepalive_min_timeout,

@@ -16,7 +16,7 @@ import shlex
 import time
 import unicodedata
 
-from .checks import Invalid
+from .validate import Invalid
 from .errors import FAILED, Failure
 from .lock import describe_who
 from .nginx import maintenance_root

@@ -1,6 +1,6 @@
 """release --no-switch, release --canary, promote, and what a watch leads to.
 
-Each task is its steps in order, as in release.py, whose steps it calls;
+Each task is its steps in order, as in pipeline.py, with the steps of steps.py;
 decisions come from stage.py (and plan.py), the watch from watch.py. A
 failure before the record reaches ``Attempt.fail`` as in a release. After
 the record, the switch is done and stays recorded: a watch that reverts
@@ -21,7 +21,7 @@ from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_p
 from .state import bypass_headers, format_state
 from .watch import watch
 
-INTERRUPTED = 130  # the shell's code for Ctrl-C, as cli.operator_task uses
+INTERRUPTED = 130  # the shell's code for Ctrl-C, as runner.operator_task uses
 
 
 def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0,
@@ -93,7 +93,7 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
     return finish(session, summary)
 
 
-def promote(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
+def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
     """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
     (not again for a canary), switch, verify, record."""
     s, rep, name = session.settings, session.reporter, session.name

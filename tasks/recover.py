@@ -1,7 +1,7 @@
 """After a stale lock is taken over: put back an idle colour its dead holder left half-done.
 
 A task killed part-way (fab killed, the laptop gone) cannot run its own
-undo (``release.Attempt.fail``): a release killed after its start step
+undo (``steps.Attempt.fail``): a release killed after its start step
 leaves the idle colour running an unrecorded build, perhaps not even
 healthy, and `rollback` would switch to it. The task that takes the lock
 over compares each idle colour's container with state.json and starts

@@ -25,9 +25,9 @@ import fabric
 import paramiko
 
 from . import probe
-from .keepalive import Watchdog
+from .ssh_watchdog import Watchdog
 from .errors import BAD_INPUT, FAILED, NO_CONNECTION, Failure
-from .keys import AcceptNew, RejectUnknown, key_fingerprint, load_private_key, parse_known_hosts
+from .hostkeys import AcceptNew, RejectUnknown, key_fingerprint, load_private_key, parse_known_hosts
 from .shell import RemoteShell, transport_died as _died
 from .ssh_errors import ConnectContext, describe_connect_error
 from .tunnel import Tunnel

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from tasks.errors import Failure
-from tasks.keys import known_hosts_name
+from tasks.hostkeys import known_hosts_name
 from tasks.probe import ProbeError
 from tasks.inventory import HostEntry
 from tasks.ssh import Host

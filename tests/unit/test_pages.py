@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tasks.checks import Invalid, check_asset_paths, check_maintenance_page_file
+from tasks.validate import Invalid, check_asset_paths, check_maintenance_page_file
 from tasks.errors import ConfigError
 from tasks.maintenance_mode import (check_action, check_message, plain_page, public_record,
                                     with_maintenance)

@@ -11,12 +11,12 @@ as it was, records the attempt with its phase, and drops the lock.
 import time
 
 from . import health, scripts, ship
-from .check import tool_problems, tools_script
+from .preflight import tool_problems, tools_script
 from .errors import FAILED, Failure
 from .lock import describe_who
 from .plan import plan_release, plan_switch
 from .promote import watch_release
-from .releases import list_script, prune as prune_releases
+from .kept import list_script, prune as prune_releases
 from .stage import after_switch, canary_of
 from .state import build_of, empty_state, format_state, source_of, with_release
 from .steps import Attempt, bring_up, go_live, pre_switch, stop_old_colour, switch_nginx

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import health, scripts
-from .checks import Invalid
+from .validate import Invalid
 from .compose import parse_inspect
 from .config import other
 from .errors import BAD_INPUT, FAILED, Failure

@@ -16,7 +16,7 @@ from support.checks import (
 from support.facts import container_line, released_state
 from support.settings import make_settings
 from support.steps import M, read_step, run_step
-from tasks.check import (CERT_WARN_DAYS, OtherFile, check_script, evaluate,
+from tasks.preflight import (CERT_WARN_DAYS, OtherFile, check_script, evaluate,
                          parse_listening, parse_other_files, tool_problems, tools_script)
 from tasks import scripts
 from tasks.facts import parse_view
