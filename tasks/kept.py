@@ -347,10 +347,9 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         raise
     target = other(view.live) if view.live else "blue"
     commit = release.commit
-    attempt = Attempt(session, live=view.live, fields={
+    with Attempt(session, live=view.live, fields={
         "from_colour": view.live, "to_colour": target, "branch": release.branch,
-        "commit": commit, "ref": release.ref, "kept": True})
-    try:
+        "commit": commit, "ref": release.ref, "kept": True}) as attempt:
         attempt.phase = "start"
         attempt.rebuilt, attempt.before = target, view.containers[target]
         with rep.phase("start") as ph:
@@ -371,9 +370,6 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                              image=release.image, who=describe_who(session.who), live=True,
                              ref=release.ref)
         go_live(session, attempt, target, state)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     prune(session, state)
     session.unlock()
     total = time.monotonic() - session.started

@@ -89,11 +89,10 @@ def maintenance(session, on, message="", wait_lock=0.0):
     session.connect()
     view = session.lock(wait=wait_lock)
     live, before = view.live, maintenance_of(view.state)
-    attempt = Attempt(session, live=live, phase="maintenance",
-                      fields={"from_colour": live, "to_colour": live,
-                              "maintenance": "on" if on else "off",
-                              "message": message or None})
-    try:
+    with Attempt(session, live=live, phase="maintenance",
+                 fields={"from_colour": live, "to_colour": live,
+                         "maintenance": "on" if on else "off",
+                         "message": message or None}) as attempt:
         if not live or view.state is None:
             raise Failure(f"nothing is live on {name} yet: there is no app to put a "
                           "maintenance page in front of",
@@ -129,9 +128,6 @@ def maintenance(session, on, message="", wait_lock=0.0):
             session.record(format_state(with_maintenance(view.state, record)),
                            session.history_line("ok", **attempt.fields))
             ph.detail = "state.json, history"
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     session.unlock()
     if on:
         rep.line(f"maintenance on: every public request gets 503 (Retry-After "

@@ -3,8 +3,8 @@
 Each task is its steps, in order, in one function; each step is a plain
 call from steps.py that runs one script in the task's remote shell (or
 probes over the connection) and returns what it found. Decisions come from
-plan.py, scripts from scripts.py. On any failure one place (``Attempt.fail``)
-switches nginx back if this task had switched it, puts the idle colour back
+plan.py, scripts from scripts.py. On any failure in a task's
+``with Attempt(...)`` block, one place (``Attempt.fail``) switches nginx back if this task had switched it, puts the idle colour back
 as it was, records the attempt with its phase, and drops the lock.
 """
 
@@ -30,8 +30,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
         session.connect()
         session.lock(wait=wait_lock, force_unlock=force_unlock)
     view = session.view
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         target = plan.target
         attempt.fields.update(to_colour=target, **plan.history_fields)
@@ -50,9 +49,6 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
                              deployed=plan.branch)
         # The kept releases are read while nginx reloads; pruned once recorded.
         kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst, never a failure
     watched = None
     if watch_seconds and not plan.live:
@@ -83,8 +79,7 @@ def switch(session, to=None, *, wait_lock=0.0):
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         to = plan_switch(view, s, name, to)
         record = view.record(to)
         canary = canary_of(view)
@@ -105,9 +100,6 @@ def switch(session, to=None, *, wait_lock=0.0):
             ph.detail = f"{to} answers {text}"
 
         go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     session.unlock()
     total = time.monotonic() - session.started
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

@@ -31,9 +31,8 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock, force_unlock=force_unlock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
     pending = "canary" if canary else "staged"
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         plan_canary(view, name, canary)
         target = plan.target
@@ -64,9 +63,6 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
             session.record(format_state(state), session.history_line(
                 pending, percent=canary, **attempt.fields))
             ph.detail = "state.json, history"
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
                "live": plan.live, "target": target, "branch": plan.branch,
                "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target),
@@ -99,8 +95,7 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         p = plan_promote(view, name)
         record = view.record(p.to)
         branch, ref, follows = pending_source(record)
@@ -120,9 +115,6 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
             pre_switch(session, p.to)
         state = switch_everyone(session, attempt, view.state, p.to,
                                 nginx_version=view.nginx_version)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
                "live": p.to, "previous": p.live, "was": p.kind, "percent": p.percent,
                "commit": record.get("commit"), "branch": branch}
@@ -187,13 +179,9 @@ def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, b
         figures["promoted"] = False
         return figures
     rep.line(f"watch ended clean: {line}; promoting {new}")
-    attempt = Attempt(session, live=old, fields={
-        **fields, "from_colour": old, "to_colour": new, "was": "canary", "watch": figures})
-    try:
+    with Attempt(session, live=old, fields={**fields, "from_colour": old, "to_colour": new,
+                                            "was": "canary", "watch": figures}) as attempt:
         switch_everyone(session, attempt, state, new, nginx_version=session.view.nginx_version)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     figures["promoted"] = True
     if stop_old:
         stop_colour(session, old)

@@ -29,6 +29,16 @@ class Attempt:
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        """A task's block: on any exception (Ctrl-C included) undo and record
+        it as ``fail`` does, then let it go on up."""
+        if exc is not None:
+            self.fail(exc)
+        return False
+
     def fail(self, exc):
         """Undo what this task changed, record the failure, drop the lock; never raises."""
         session, rep = self.session, self.session.reporter
