@@ -361,8 +361,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                               f"`fab -H {name} logs --colour {target}` shows why", code=FAILED)
             ph.detail = f"{target} runs kept image of {commit[:12]} (no build)"
 
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
+        with attempt.step("health") as ph:
             ph.detail = health.gate(session.host, s, target, rep)
 
         branch = release.branch or view.record(target).get("branch") or s.branch_of(target)

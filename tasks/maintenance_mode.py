@@ -104,8 +104,7 @@ def maintenance(session, on, message="", wait_lock=0.0):
             return summary(session, False, None, changed=False)
         record = None
         if on:
-            attempt.phase = "page"
-            with rep.phase("page") as ph:
+            with attempt.step("page") as ph:
                 data, source = page_bytes(s, message)
                 upload_page(session, data)
                 ph.detail = f"{source}, {len(data)} bytes"
@@ -119,12 +118,10 @@ def maintenance(session, on, message="", wait_lock=0.0):
                      canary=canary_of(view), maintenance=record or {})
         attempt.switched = True
 
-        attempt.phase = "verify"
-        with rep.phase("verify") as ph:
+        with attempt.step("verify") as ph:
             ph.detail = wait_for_answer(session.host, s, on)
 
-        attempt.phase = "record"
-        with rep.phase("record") as ph:
+        with attempt.step("record") as ph:
             session.record(format_state(with_maintenance(view.state, record)),
                            session.history_line("ok", **attempt.fields))
             ph.detail = "state.json, history"

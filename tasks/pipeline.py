@@ -4,13 +4,14 @@ Each task is its steps, in order, in one function; each step is a plain
 call from steps.py that runs one script in the task's remote shell (or
 probes over the connection) and returns what it found. Decisions come from
 plan.py, scripts from scripts.py. On any failure in a task's
-``with Attempt(...)`` block, one place (``Attempt.fail``) switches nginx back if this task had switched it, puts the idle colour back
-as it was, records the attempt with its phase, and drops the lock.
+``with Attempt(...)`` block, one place (``Attempt.fail``) switches nginx
+back if this task had switched it, puts the idle colour back as it was,
+records the attempt with its phase, and drops the lock.
 """
 
 import time
 
-from . import health, scripts, ship
+from . import scripts, ship
 from .preflight import tool_problems, tools_script
 from .errors import FAILED, Failure
 from .lock import describe_who
@@ -19,7 +20,8 @@ from .promote import watch_release
 from .kept import list_script, prune as prune_releases
 from .stage import after_switch, canary_of
 from .state import build_of, empty_state, format_state, source_of, with_release
-from .steps import Attempt, bring_up, go_live, pre_switch, stop_old_colour, switch_nginx
+from .steps import (Attempt, bring_up, go_live, healthy_now, pre_switch, stop_old_colour,
+                    switch_nginx)
 
 
 def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
@@ -40,9 +42,7 @@ def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
 
         commit, image = bring_up(session, attempt, plan)
 
-        if s.pre_switch_cmd:
-            attempt.phase = "pre-switch"
-            pre_switch(session, target)
+        pre_switch(session, attempt, target)
 
         state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
                              image=image, who=describe_who(session.who), live=True, ref=plan.ref,
@@ -90,14 +90,7 @@ def switch(session, to=None, *, wait_lock=0.0):
         attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
                               commit=record.get("commit"))
 
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ok, text = health.describe_probe(session.host, s, to)
-            if not ok:
-                raise Failure(f"{to} is not healthy ({text}); nothing live changed",
-                              f"see `fab -H {name} logs --colour {to}`, or release again",
-                              code=FAILED)
-            ph.detail = f"{to} answers {text}"
+        healthy_now(session, attempt, to)
 
         go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
     session.unlock()

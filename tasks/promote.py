@@ -12,13 +12,13 @@ import time
 
 from . import accesslog, health
 from .errors import FAILED, Failure
-from .plan import plan_release
 from .lock import describe_who
-from .steps import (Attempt, bring_up, pre_switch, stop_colour, stop_old_colour, switch_nginx,
-                    verify)
+from .plan import plan_release
 from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_pending,
                     with_promoted, with_withdrawn)
 from .state import bypass_headers, format_state
+from .steps import (Attempt, bring_up, healthy_now, pre_switch, stop_colour, stop_old_colour,
+                    switch_nginx, verify)
 from .watch import watch
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C, as runner.operator_task uses
@@ -43,23 +43,19 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
 
         if canary:
             # The canary's clients meet the new version now: its migrations first.
-            if s.pre_switch_cmd:
-                attempt.phase = "pre-switch"
-                pre_switch(session, target)
+            pre_switch(session, attempt, target)
             attempt.phase = "switch"
             switch_nginx(session, plan.live, nginx_version=view.nginx_version,
                          canary=(target, canary))
             attempt.switched = True
-            attempt.phase = "verify"
-            with rep.phase("verify") as ph:
+            with attempt.step("verify") as ph:
                 ph.detail = health.verify_canary(session.host, s, plan.live, target, rep,
                                                  headers=bypass_headers(view.state))
 
-        attempt.phase = "record"
         state = with_pending(view.state, target, pending, branch=plan.record_branch,
                              commit=commit, image=image, who=describe_who(session.who),
                              ref=plan.ref, percent=canary, deployed=plan.branch)
-        with rep.phase("record") as ph:
+        with attempt.step("record") as ph:
             session.record(format_state(state), session.history_line(
                 pending, percent=canary, **attempt.fields))
             ph.detail = "state.json, history"
@@ -102,17 +98,9 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
         attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
                               ref=ref, follows=follows if follows != branch else None,
                               was=p.kind, percent=p.percent)
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ok, text = health.describe_probe(session.host, s, p.to)
-            if not ok:
-                raise Failure(f"{p.to} is not healthy ({text}); nothing live changed",
-                              f"see `fab -H {name} logs --colour {p.to}`, or release again",
-                              code=FAILED)
-            ph.detail = f"{p.to} answers {text}"
-        if s.pre_switch_cmd and p.kind != "canary":
-            attempt.phase = "pre-switch"
-            pre_switch(session, p.to)
+        healthy_now(session, attempt, p.to)
+        if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
+            pre_switch(session, attempt, p.to)
         state = switch_everyone(session, attempt, view.state, p.to,
                                 nginx_version=view.nginx_version)
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
@@ -140,9 +128,8 @@ def switch_everyone(session, attempt, state, to, nginx_version=None):
     attempt.switched = True
     attempt.phase = "verify"
     verify(session, to)
-    attempt.phase = "record"
     new = with_promoted(state, to)
-    with session.reporter.phase("record") as ph:
+    with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))
         ph.detail = "state.json, history"
     return new

@@ -29,6 +29,12 @@ class Attempt:
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
 
+    def step(self, name):
+        """Name the phase once: what a failure is recorded with, and the
+        reporter's timed phase (use as ``with attempt.step("health") as ph:``)."""
+        self.phase = name
+        return self.session.reporter.phase(name)
+
     def __enter__(self):
         return self
 
@@ -81,8 +87,7 @@ def bring_up(session, attempt, plan):
     attempt.rebuilt, attempt.before = target, view.containers[target]
     image = start(session, target)
 
-    attempt.phase = "health"
-    with rep.phase("health") as ph:
+    with attempt.step("health") as ph:
         ph.detail = health.gate(session.host, s, target, rep)
     return commit, image
 
@@ -103,8 +108,7 @@ def go_live(session, attempt, colour, state, read_meanwhile=None):
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour)
 
-    attempt.phase = "record"
-    with session.reporter.phase("record") as ph:
+    with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields))
         ph.detail = "state.json, history"
     return meanwhile.result() if meanwhile else None
@@ -152,10 +156,24 @@ def start(session, colour):
     return result.values.get("image", "")
 
 
-def pre_switch(session, colour):
-    """Step 6: PRE_SWITCH_CMD in the new colour's container."""
+def healthy_now(session, attempt, colour):
+    """Before a switch to a colour already running: one good health answer."""
+    s, name = session.settings, session.name
+    with attempt.step("health") as ph:
+        ok, text = health.describe_probe(session.host, s, colour)
+        if not ok:
+            raise Failure(f"{colour} is not healthy ({text}); nothing live changed",
+                          f"see `fab -H {name} logs --colour {colour}`, or release again",
+                          code=FAILED)
+        ph.detail = f"{colour} answers {text}"
+
+
+def pre_switch(session, attempt, colour):
+    """Step 6: PRE_SWITCH_CMD in the new colour's container (none set: nothing)."""
     s, rep = session.settings, session.reporter
-    with rep.phase("pre-switch") as ph:
+    if not s.pre_switch_cmd:
+        return
+    with attempt.step("pre-switch") as ph:
         bound, started = scripts.pre_switch_timeout(s), time.monotonic()
         result = session.run(scripts.pre_switch(s, colour),
                              on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
