@@ -1,6 +1,6 @@
 """The tasks operators call. Thin: each reads like its steps in the README.
 
-Flags are checked here (flags.py, config.check_flag) before any
+Flags are checked here (flags.py: check_flag) before any
 connection; runner.py runs each task's body on its hosts.
 """
 
@@ -9,7 +9,7 @@ from invoke import task
 from . import config, kept, localbuild, maintenance_mode, operate, pipeline, preflight
 from .compose import render_compose
 from .errors import BAD_INPUT, Failure
-from .flags import (check_colour, check_lines, check_percent, check_release_modes,
+from .flags import (check_colour, check_flag, check_lines, check_percent, check_release_modes,
                     check_seconds, check_watch)
 from .inventory import load_inventory
 from .nginx import render_nginx
@@ -55,12 +55,12 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     """Release into the idle colour, check its health, switch nginx to it."""
 
     if branch is not None:
-        branch = config.check_flag("--branch", branch, config.check_branch)
+        branch = check_flag("--branch", branch, config.check_branch)
     if ref is not None:
-        ref = config.check_flag("--ref", ref, config.check_ref)
-    wait = config.check_flag("--wait-lock", wait_lock, check_seconds)
-    percent = None if canary is None else config.check_flag("--canary", canary, check_percent)
-    seconds = 0 if watch is None else config.check_flag("--watch", watch, check_watch)
+        ref = check_flag("--ref", ref, config.check_ref)
+    wait = check_flag("--wait-lock", wait_lock, check_seconds)
+    percent = None if canary is None else check_flag("--canary", canary, check_percent)
+    seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
     check_release_modes(no_switch, percent, seconds, stop_old)
     artifacts = localbuild.artifacts_for(image, branch, ref)  # --image checked before SSH
     if no_switch or percent:
@@ -89,8 +89,8 @@ def promote(c, watch=None, stop_old=False, wait_lock="0", json=False,
             accept_new_host_key=False):
     """Send everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
 
-    seconds = 0 if watch is None else config.check_flag("--watch", watch, check_watch)
-    wait = config.check_flag("--wait-lock", wait_lock, check_seconds)
+    seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
+    wait = check_flag("--wait-lock", wait_lock, check_seconds)
     on_hosts(c, "promote", lambda s: promote_staged(
         s, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait),
         json_mode=json, accept_new_host_key=accept_new_host_key)
@@ -115,9 +115,9 @@ def setup(c, json=False, verbose=False, accept_new_host_key=False):
 def rollback(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
     """Point nginx back at the other colour, or (--to COMMIT) at a kept release."""
 
-    wait = config.check_flag("--wait-lock", wait_lock, check_seconds)
+    wait = check_flag("--wait-lock", wait_lock, check_seconds)
     if to is not None:
-        commit = config.check_flag("--to", to, kept.check_commit_prefix)
+        commit = check_flag("--to", to, kept.check_commit_prefix)
         on_hosts(c, "rollback", lambda s: kept.rollback_to(s, commit, wait_lock=wait),
                  json_mode=json, accept_new_host_key=accept_new_host_key)
         return
@@ -146,8 +146,8 @@ def switch_(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
     if to is None:
         raise Failure("switch needs --to blue or --to green",
                       "for the other colour, `fab rollback` does the same", code=BAD_INPUT)
-    to = config.check_flag("--to", to, check_colour)
-    wait = config.check_flag("--wait-lock", wait_lock, check_seconds)
+    to = check_flag("--to", to, check_colour)
+    wait = check_flag("--wait-lock", wait_lock, check_seconds)
     on_hosts(c, "switch", lambda s: pipeline.switch(s, to, wait_lock=wait),
              json_mode=json, accept_new_host_key=accept_new_host_key)
 
@@ -178,8 +178,8 @@ def preview(c, local_port="0", colour=None, accept_new_host_key=False):
     """Open a tunnel from this machine to the idle colour, for QA before a switch."""
 
     if colour is not None:
-        colour = config.check_flag("--colour", colour, check_colour)
-    port = config.check_flag("--local-port", str(local_port),
+        colour = check_flag("--colour", colour, check_colour)
+    port = check_flag("--local-port", str(local_port),
                           lambda v: 0 if v == "0" else config.check_port(v))
     work = targets(c, require_repo=False)
     if len(work) != 1:
@@ -202,8 +202,8 @@ def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
     """Print a colour's container logs."""
 
     if colour is not None:
-        colour = config.check_flag("--colour", colour, check_colour)
-    count = config.check_flag("--lines", str(lines), check_lines)
+        colour = check_flag("--colour", colour, check_colour)
+    count = check_flag("--lines", str(lines), check_lines)
     # Several hosts: each line says whose it is.
     on_hosts(c, "logs", lambda s: operate.logs(s, colour, count, follow,
                                             prefix=f"{s.name} | " if s.hosts_in_run > 1 else ""),
@@ -218,7 +218,7 @@ def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
 def history(c, lines="20", json=False, accept_new_host_key=False):
     """Show the host's audit log: every release, switch and rollback attempt."""
 
-    count = config.check_flag("--lines", str(lines), check_lines)
+    count = check_flag("--lines", str(lines), check_lines)
     on_hosts(c, "history", lambda s: operate.history(s, count, json), rolling=False,
              require_repo=False, accept_new_host_key=accept_new_host_key)
 
@@ -250,14 +250,15 @@ def repair(c, accept_new_host_key=False):
 def maintenance(c, action, message=None, wait_lock="0", json=False, accept_new_host_key=False):
     """Answer every public request with 503 and a maintenance page (on), or not (off)."""
 
-    on = config.check_flag("maintenance", action, maintenance_mode.check_action)
+    on = check_flag("maintenance", action, maintenance_mode.check_action)
     if message is not None:
-        message = config.check_flag("--message", message, maintenance_mode.check_message)
+        message = check_flag("--message", message, maintenance_mode.check_message)
         if not on:
             raise Failure("--message goes with `maintenance on`; allowed: `maintenance off` "
                           "alone", code=BAD_INPUT)
-    wait = config.check_flag("--wait-lock", wait_lock, check_seconds)
-    on_hosts(c, "maintenance", lambda s: maintenance_mode.maintenance(s, on, message or "", wait_lock=wait),
+    wait = check_flag("--wait-lock", wait_lock, check_seconds)
+    on_hosts(c, "maintenance",
+             lambda s: maintenance_mode.maintenance(s, on, message or "", wait_lock=wait),
              json_mode=json, accept_new_host_key=accept_new_host_key, require_repo=False)
 
 
@@ -275,7 +276,7 @@ def check(c, accept_new_host_key=False):
 def render(c, colour="blue"):
     """Print the rendered nginx and compose files (local only, no SSH)."""
 
-    colour = config.check_flag("--colour", colour, check_colour)
+    colour = check_flag("--colour", colour, check_colour)
     inventory = load_inventory()
     # The files a release to that host would write: its env: layer counts.
     # Several -H hosts: rendered for each (their env: blocks may differ).

@@ -1,12 +1,13 @@
 """The checks of task flags that are not settings keys (--colour, --watch...).
 
 Each returns the value it allows or raises config.Invalid, which
-config.check_flag turns into one line naming the flag: exit 2, before any
+check_flag turns into one line naming the flag: exit 2, before any
 connection.
 """
 
 from . import config
-from .errors import BAD_INPUT, Failure
+from .errors import BAD_INPUT, ConfigError, Failure
+from .validate import Invalid
 
 
 def check_colour(value):
@@ -59,3 +60,13 @@ def check_release_modes(no_switch, percent, seconds, stop_old):
         raise Failure("--canary with --stop-old but no --watch: the old colour serves the "
                       "other clients; allowed: --stop-old with --watch (stopped after a clean "
                       "watch promotes the canary)", code=BAD_INPUT)
+
+
+def check_flag(flag, value, check):
+    """Check one task flag's value; a bad one names the flag."""
+    try:
+        if isinstance(value, str) and ("\x00" in value or not config.is_utf8(value)):
+            raise Invalid("allowed: UTF-8 text without NUL characters")
+        return check(value)
+    except Invalid as exc:
+        raise ConfigError(flag, value, "the command line", str(exc)) from None

@@ -1,6 +1,6 @@
 """Kept releases: the app's images tagged by commit, pruned, listed, rolled back to.
 
-Every release tags its image ``bluegreen-APP:<commit>`` (scripts.build).
+Every release tags its image ``bluegreen-APP:<commit>`` (build_scripts.build).
 After a successful release (and ``rollback --to``) the KEEP_RELEASES newest
 of them stay, with every image a colour runs or state.json records; older
 commit tags, the app's untagged images and stale build cache go. ``fab
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from . import health, scripts
+from . import build_scripts, health, scripts
 from .validate import Invalid
 from .compose import parse_inspect
 from .config import other
@@ -353,7 +353,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         attempt.phase = "start"
         attempt.rebuilt, attempt.before = target, view.containers[target]
         with rep.phase("start") as ph:
-            result = session.run(scripts.restore(s, target, commit), timeout=step_bound(s))
+            result = session.run(build_scripts.restore(s, target, commit), timeout=step_bound(s))
             if result.code != 0:
                 raise Failure(f"could not start the kept release {commit[:12]} in {target}: "
                               f"{result.values.get('error') or 'see the output above'}; "

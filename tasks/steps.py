@@ -10,7 +10,7 @@ back as it was, and records the attempt with its phase.
 import time
 from dataclasses import dataclass, field
 
-from . import health, scripts, ship
+from . import build_scripts, health, scripts, ship
 from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
 from .nginx import render_nginx
@@ -118,7 +118,7 @@ def checkout(session, colour, plan):
     """Step 3: the colour's checkout at the requested commit; returns the commit."""
     s, rep = session.settings, session.reporter
     with rep.phase("git") as ph:
-        result = session.run(scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
+        result = session.run(build_scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
                              on_line=show_progress(rep), timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
@@ -133,21 +133,21 @@ def build(session, colour, commit, previous):
     s, rep = session.settings, session.reporter
     with rep.phase("build") as ph:
         result = session.run(
-            scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
+            build_scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
                           dockerfile_text=render_clojure_dockerfile(s),
                           previous=(previous.get("commit"), previous.get("image"))),
             on_line=show_progress(rep), timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "build", "the Docker build failed: its output is "
                               "above (--verbose shows all)")
-        ph.detail = scripts.image(s, commit[:12])
+        ph.detail = build_scripts.image(s, commit[:12])
 
 
 def start(session, colour):
     """Step 4b: recreate the colour's container; returns its image id."""
     s, rep = session.settings, session.reporter
     with rep.phase("start") as ph:
-        result = session.run(scripts.start(s, colour), on_line=show_progress(rep),
+        result = session.run(build_scripts.start(s, colour), on_line=show_progress(rep),
                              timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "start", "the container did not start: see the "
@@ -174,8 +174,8 @@ def pre_switch(session, attempt, colour):
     if not s.pre_switch_cmd:
         return
     with attempt.step("pre-switch") as ph:
-        bound, started = scripts.pre_switch_timeout(s), time.monotonic()
-        result = session.run(scripts.pre_switch(s, colour),
+        bound, started = build_scripts.pre_switch_timeout(s), time.monotonic()
+        result = session.run(build_scripts.pre_switch(s, colour),
                              on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
         # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
         # (the kernel's OOM killer, say) is the command's own failure.
@@ -295,7 +295,7 @@ def restore_idle(session, colour, before, show_logs):
         return
     with rep.phase("restore") as ph:
         commit = record["commit"]
-        result = session.run(scripts.restore(s, colour, commit), timeout=step_bound(s))
+        result = session.run(build_scripts.restore(s, colour, commit), timeout=step_bound(s))
         if result.code != 0:
             ph.detail = "FAILED"
             raise Failure(f"could not start {colour}'s previous release "

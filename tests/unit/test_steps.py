@@ -13,7 +13,7 @@ import pytest
 from support.facts import container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from support.steps import M, read_step
-from tasks import scripts, steps
+from tasks import build_scripts, scripts, steps
 from tasks.compose import Container
 from tasks.errors import Failure
 from tasks.nginx import render_nginx
@@ -86,7 +86,7 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
     # The switch back puts back the very file that was live.
     assert session.view.nginx_text.startswith("# bluegreen app=shop live=blue")
     assert session.ran == [scripts.switch(s, session.view.nginx_text),
-                           scripts.restore(s, "green", commit)]
+                           build_scripts.restore(s, "green", commit)]
     assert session.host.probes == [s.port_of("green")]  # its health, before saying so
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
     out = capsys.readouterr().out
@@ -144,7 +144,7 @@ def test_an_undo_failure_is_worded_once(s, capsys):
 def test_a_restore_that_fails_names_the_kept_image(s):
     session = Session(s, blue_live(s))
     commit = session.view.record("green")["commit"]
-    session.answers[scripts.restore(s, "green", commit)] = read_step(
+    session.answers[build_scripts.restore(s, "green", commit)] = read_step(
         f"{M} error no kept image bluegreen-shop:{commit}",
         code=scripts.START_FAILED)
     with pytest.raises(Failure) as err:
