@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import ports  # noqa: E402  (scripts/ports.py, beside this file)
+
 LOOPBACK = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
 BUSYBOX = "/bin/busybox"  # from Debian's busybox-static: no shared libraries
@@ -46,22 +48,14 @@ PROJECT_LABEL = "com.docker.compose.project"
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    return free_ports(1)[0]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, claimed for
+    this process from below the ephemeral range (scripts/ports.py says why)."""
+    return ports.free_port()
 
 
 def free_ports(n):
-    """n distinct free ports: all sockets are held until each has its port."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct free ports (see free_port)."""
+    return ports.free_ports(n)
 
 
 def port_accepts(port, host=LOOPBACK, timeout=0.5):

@@ -67,11 +67,28 @@ def describe_who(who):
     return text
 
 
+def process_start(pid):
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat
+    field 22), or None where this cannot be read (no /proc, process gone).
+    With the pid it names one process: a pid the kernel hands out again
+    later comes with another start time."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError, OverflowError):
+        return None
+
+
 def owner_record(command, who=None):
-    """The owner.json a task writes when it takes the lock."""
+    """The owner.json a task writes when it takes the lock: `pid` and
+    `pid_start` (see process_start) tell the holding process apart from a
+    later one that got the same pid."""
     who = who or identity()
-    return {"pid": os.getpid(), "command": command, "started_at": int(time.time()),
-            **who}
+    record = {"pid": os.getpid(), "command": command, "started_at": int(time.time()), **who}
+    start = process_start(os.getpid())
+    if start is not None:
+        record["pid_start"] = start
+    return record
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,11 @@ class Holder:
             # A pid no kernel hands out (owner.json edited by hand);
             # `fab status` reads this property and must not crash on it.
             return None
+        recorded = self.record.get("pid_start")
+        if isinstance(recorded, int) and not isinstance(recorded, bool):
+            now = process_start(pid)
+            if now is not None and now != recorded:
+                return "gone"  # the holder ended; its pid now names another process
         return "alive"
 
     def describe(self):

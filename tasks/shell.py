@@ -209,7 +209,16 @@ class RemoteShell:
         self.alive = True
         init = (f"M='::{self.token}'; export M; BLUEGREEN_TASK_PID=$$; "
                 "export BLUEGREEN_TASK_PID\n")
-        self.chan.sendall(init.encode())
+        try:
+            self.chan.sendall(init.encode())
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # The connection can go between opening the channel and this
+            # first write (a cut right after connecting): exit 3, no traceback.
+            self.alive = False
+            if transport_died(self.transport):
+                raise self.lost("while starting the remote shell") from exc
+            raise Failure(f"starting the remote shell on {self.name} failed: {exc}",
+                          "try again; if it persists, run `ssh` to the host by hand") from exc
         # pid, process group, start time (clock ticks since boot: with the
         # pid, it tells this shell from a later process given the same pid).
         # And its parent, sshd's session process: it ends with the connection,

@@ -21,10 +21,10 @@ from released import status_json, wait_until  # noqa: F401 (faultkit's users tak
 RATE_FRESH, RATE_KEEPALIVE = 70, 40
 
 
-def start_load(port, rate_fresh=RATE_FRESH, rate_keepalive=RATE_KEEPALIVE):
+def start_load(port, rate_fresh=RATE_FRESH, rate_keepalive=RATE_KEEPALIVE, max_seconds=900):
     return loadgen.Load(port, rate_fresh=rate_fresh, rate_keepalive=rate_keepalive,
                         threads_fresh=4, keepalive_connections=3, timeout=5.0,
-                        max_seconds=900, max_requests=400_000).start()
+                        max_seconds=max_seconds, max_requests=1_000_000).start()
 
 
 def load_report(records):
@@ -59,6 +59,14 @@ def owner(project):
         return None
 
 
+def held_by(record, bg):
+    """True when the lock's owner record names the process of `bg` (a
+    Background): its pid and its start time, so a later process that got
+    the same pid is never taken for it."""
+    return bool(record) and record.get("pid") == bg.pid and \
+        record.get("pid_start") == bg.start_ticks
+
+
 def proc_field(pid, index):
     """Field `index` (1-based, as in proc(5)) of /proc/PID/stat; None when gone."""
     try:
@@ -75,7 +83,7 @@ def sshd_session_of(project, bg, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
         rec = owner(project)
-        if rec and rec.get("pid") == bg.pid and rec.get("host_pid"):
+        if held_by(rec, bg) and rec.get("host_pid"):
             parent = int(proc_field(rec["host_pid"], 4) or 0)
             if parent > 1:
                 with open(f"/proc/{parent}/cmdline", "rb") as f:
@@ -100,8 +108,8 @@ def strike(fault, bg, project, loophost):
     if fault == "kill":
         bg.kill(signal.SIGKILL)
         return bg.proc.returncode
-    session = sshd_session_of(project, bg, timeout=0.5) if owner(project) and \
-        owner(project).get("pid") == bg.pid else connection_of(loophost, bg)
+    session = sshd_session_of(project, bg, timeout=0.5) if held_by(owner(project), bg) \
+        else connection_of(loophost, bg)
     os.kill(session, signal.SIGKILL)
     return bg.wait()
 

@@ -3,9 +3,13 @@
 Commands are read from the pages themselves: lines of fenced blocks that
 run `fab` (CI `run:` lines too) and inline code spans that start with
 `fab `. Each must name a task that exists and only flags that task has
-(`fab --help TASK`). The read-only ones (status, check, render, history,
-logs) also run, against the loopback test host in place of the page's
-host name. docs/ci.md's release command runs in test_ci_recipe.py.
+(`fab --help TASK`); a command with no task (`fab --list`, `fab -r DIR`,
+`fab --help TASK`) runs and shows what the page says. A bare `fab` in
+prose names the program, not a command. The read-only ones (status,
+check, render, history, logs, releases) also run, against the loopback
+test host in place of the page's host name, and their output must show
+what the README's task table says each shows (SHOWS). docs/ci.md's
+release command runs in test_ci_recipe.py.
 """
 
 import functools
@@ -44,7 +48,7 @@ def doc_commands():
                 if match and not line.lstrip().startswith(("#", "|")):
                     found.append((page.name, number, match.group(1)))
                 continue
-            for span in re.findall(r"`((?:[A-Z_]+=\S+\s+)*fab(?:\s[^`]*)?)`", line):
+            for span in re.findall(r"`((?:[A-Z_]+=\S+\s+)*fab\s[^`]*)`", line):
                 found.append((page.name, number, span))
     return found
 
@@ -97,14 +101,49 @@ def test_the_pages_have_commands_to_check():
                          ids=[f"{p}:{n}" for p, n, _ in COMMANDS])
 def test_every_documented_command_names_real_tasks_and_flags(page, line, command):
     _, core, task, flags = parse(command)
-    if task is None:  # `fab --list`, `fab -r ..`: core flags only
-        return
-    if task.isupper() or task in ("TASK",):  # a placeholder: `fab --help TASK`
+    if task is None or task.isupper():  # `fab --list`, `fab -r DIR`, `fab --help TASK`
+        check_core_command(page, line, core, task)
         return
     known = task_flags(task)
     assert known is not None, f"{page}:{line}: `{command}`: there is no task {task!r}"
     missing = [f for f in flags if f not in known]
     assert not missing, f"{page}:{line}: `{command}`: {task} has no {missing}"
+
+
+def run_fab(*args):
+    return subprocess.run([str(Path(sys.executable).parent / "fab"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+
+
+@functools.lru_cache(maxsize=None)
+def core_flags():
+    """The core flags `fab --help` lists."""
+    r = run_fab("--help")
+    assert r.returncode == 0, r.stderr
+    return set(re.findall(r"(?<![\w-])(-[a-zA-Z]|--[a-z][a-z-]*)", r.stdout))
+
+
+def check_core_command(page, line, core, task):
+    """A command with no task: its core flags exist, and it does what the page says."""
+    where = f"{page}:{line}"
+    flags = [w for w in core if w.startswith("-")]
+    missing = [f for f in flags if f not in core_flags()]
+    assert not missing, f"{where}: fab has no core flag {missing}"
+    if "--list" in core:  # lists the tasks
+        r = run_fab("-r", str(REPO_ROOT), "--list")
+        assert r.returncode == 0, r.stderr
+        listed = set(re.findall(r"^\s+([a-z][a-z-]*)\b", r.stdout, re.M))
+        assert {"release", "rollback", "status", "setup", "promote", "check"} <= listed, r.stdout
+    elif "--help" in core:  # `fab --help TASK`: every flag of that task
+        assert task == "TASK", where
+        r = run_fab("-r", str(REPO_ROOT), "--help", "release")
+        assert r.returncode == 0 and "--branch" in r.stdout and "--canary" in r.stdout, r.stdout
+    elif "-r" in core or "--search-root" in core:  # runs the tool from any directory
+        r = subprocess.run([str(Path(sys.executable).parent / "fab"), "-r", str(REPO_ROOT),
+                            "--list"], capture_output=True, text=True, timeout=60, cwd="/")
+        assert r.returncode == 0 and "release" in r.stdout, r.stdout + r.stderr
+    else:
+        raise AssertionError(f"{where}: a documented command with no task: {core}")
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +183,68 @@ def test_read_only_commands_run_as_written(proj, page, line, command):
             args.append(word)
     r = fab(proj, *args)
     assert r.stdout.strip(), f"{page}:{line}: `{command}` printed nothing"
+    SHOWS[task](proj, r.stdout, args)
+
+
+# What the README's task table says each read-only task shows, checked
+# against the set-up test host (v1 live in blue, green never released).
+
+
+def shows_status(p, out, args):
+    # "the live colour, and for each colour its branch, commit, deploy time
+    # and author, container state and current health; the nginx target and
+    # the lock holder"
+    sha = p.app.commits["v1"][:12]
+    assert f"live: blue (nginx -> port {p.blue_port})" in out, out
+    blue = next(line for line in out.splitlines() if line.strip().startswith("blue "))
+    for text in ("live", "main", sha, "running"):
+        assert text in blue, (text, blue)
+    assert re.search(r"\d{4}-\d\d-\d\d", blue), blue  # deployed at
+    assert "HTTP 200" in blue or "healthy" in blue, blue  # health now
+    assert re.search(r"^\s+green ", out, re.M), out
+    assert "lock: free" in out, out
+
+
+def shows_check(p, out, args):
+    # "tools and their versions, ports free or already ours, disk space,
+    # nginx -t, the host can reach GIT_REPO; the free space where Docker
+    # keeps images against MIN_FREE_DISK"
+    for text in ("git ", "docker ", "compose ", "nginx -t", "GIT_REPO", "MIN_FREE_DISK",
+                 "docker disk"):
+        assert text in out, (text, out)
+    assert str(p.public_port) in out, out  # the ports
+
+
+def shows_render(p, out, args):
+    # "Prints the rendered nginx and compose files ... the first line says whose"
+    first = out.splitlines()[0]
+    assert p.HOST_NAME in first, first
+    assert "server {" in out and f"listen {p.public_port}" in out.replace("127.0.0.1:", ""), out
+    assert "services:" in out and "blue:" in out and "green:" in out, out
+
+
+def shows_releases(p, out, args):
+    # "The kept releases, newest first: commit, branch, build time, size,
+    # and which colour runs each"
+    sha = p.app.commits["v1"][:12]
+    row = next(line for line in out.splitlines() if sha in line)
+    assert "main" in row and "blue" in row and re.search(r"\d{4}-\d\d-\d\d", row), row
+    assert re.search(r"\d+(\.\d+)? ?[kMG]?B", row), row  # its size
+
+
+def shows_logs(p, out, args):
+    # "Container logs (default: the live colour)": the sample app's start line
+    assert "v1 (ok) starting on port" in out, out
+
+
+def shows_history(p, out, args):
+    # "The host's audit log": the setup's first release into blue
+    sha = p.app.commits["v1"][:12]
+    assert sha in out and "blue" in out and "ok" in out, out
+
+
+SHOWS = {"status": shows_status, "check": shows_check, "render": shows_render,
+         "releases": shows_releases, "logs": shows_logs, "history": shows_history}
 
 
 def test_readme_task_table_lists_every_flag():

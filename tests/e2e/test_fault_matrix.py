@@ -11,22 +11,39 @@ what nginx serves, flags drift from state.json exactly when there is
 some, and the next release succeeds (taking over the stale lock when one
 was left) with nothing left over.
 
-Rows share one project per worker; the workers (threads, two projects on
-the current nginx's host) run at the same time. The measured table is
-printed (pytest -s) and written to the test's tmp dir as matrix.md; the
-docs/security.md holds a copy.
+Every row must prove that the blow landed while the task ran: `fab` is
+frozen (SIGSTOP) the moment its phase line is read and must still be
+alive then; a killed `fab` must end by that SIGKILL (exit -9), a cut one
+must report the lost connection (exit 3). A task that had finished first
+(or had nothing left that needed its connection) is struck again with a
+new attempt, at most ATTEMPTS times, else the row fails. After the
+recovery, pruning must have held: no more than KEEP_RELEASES images of the
+app beyond what the two colours run.
+
+The rows run in three workers (threads, one project each, on the current
+nginx's host) at the same time, as one module-scoped run (`matrix`); each
+row is then its own pytest item that reports that row, so a failed row
+hides none after it (a worker whose project cannot be recovered after a
+failed row reports its remaining rows as not run, naming that row). The
+measured table is printed (pytest -s) and written to the run's tmp dir as
+matrix.md; docs/security.md holds a copy.
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
+import pytest
+
 from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
-                      load_report, owner, phase_line, served_colour, start_load,
+                      held_by, load_report, owner, phase_line, served_colour, start_load,
                       state, wait_until)
+from released import conftest_module
 
 import loophost as lh
 
@@ -48,6 +65,10 @@ COMMANDS = {"release": ["release"], "rollback": ["rollback"],
             "watch": ["release", "--watch", "30"]}
 FAULTS = ["kill", "cut"]
 ROWS = [(task, phase) for task, phases in TASKS.items() for phase in phases]
+ITEMS = [(task, phase, fault) for task, phase in ROWS for fault in FAULTS]
+# A row whose task ended before the blow is struck again, up to this often.
+ATTEMPTS = 5
+KEEP_RELEASES = 2
 
 # Three workers, each with its own project: the rows split about evenly in time.
 WORKERS = [
@@ -77,25 +98,80 @@ def sshd_serving(pid, ssh_port):
     return sorted(pids)
 
 
+class EndedFirst(Exception):
+    """The task was over (or had nothing left needing its connection) when
+    the blow came: the strike proves nothing, strike again."""
+
+
+def frozen(pid, timeout=10):
+    """Wait until process `pid` is stopped (state T in /proc/PID/stat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    return True
+        except OSError:
+            return False
+        time.sleep(0.002)
+    return False
+
+
+class FreezingBackground(Background):
+    """fab in the background, stopped (SIGSTOP) by the thread that reads its
+    output the moment a line matches `freeze_on`: no hand-over to another
+    thread first (after a rollback's "record" line only its unlock is left,
+    a few milliseconds)."""
+
+    freeze_on = None  # a compiled pattern, set right after the start
+    frozen_at_line = None
+
+    def _read(self, stream):
+        for line in stream:
+            pattern = self.freeze_on
+            if pattern is not None and self.frozen_at_line is None and pattern.match(line):
+                try:
+                    os.kill(self.pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+                self.frozen_at_line = line
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+
 def strike(fault, bg, ssh_port):
-    """Strike; returns (fab's exit code, whether fab had already finished:
-    after the last phases a fast task can end before the blow lands)."""
+    """fab was frozen (SIGSTOP) the moment its phase line was read: check it
+    still runs, strike; returns fab's exit code. Raises EndedFirst when the
+    task had already finished (nothing was struck)."""
+    if bg.proc.poll() is not None:  # exited before the freeze: reaped now
+        bg.wait()
+        raise EndedFirst(f"fab had exited ({bg.proc.returncode}) before the strike")
+    assert frozen(bg.pid), f"fab {bg.pid} did not stop"
     if fault == "kill":
-        if bg.proc.poll() is not None:
-            return bg.wait(), True
         os.kill(bg.pid, signal.SIGKILL)
-    else:
-        sessions = sshd_serving(bg.pid, ssh_port)
-        if not sessions:
-            code = bg.wait()
-            assert code == 0, f"no sshd serves fab {bg.pid}, which failed:\n{bg.text()}"
-            return code, True
-        for pid in sessions:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return bg.wait(), False
+        code = bg.wait()
+        # Only our SIGKILL ends a process with -9: it was alive when struck.
+        assert code == -signal.SIGKILL, f"exit {code}:\n{bg.text()}"
+        return code
+    sessions = sshd_serving(bg.pid, ssh_port)
+    if not sessions:
+        os.kill(bg.pid, signal.SIGCONT)
+        code = bg.wait()
+        assert code == 0, f"no sshd serves fab {bg.pid}, which failed:\n{bg.text()}"
+        raise EndedFirst("fab had closed its connection before the strike")
+    for pid in sessions:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not any(lh.pid_alive(pid) for pid in sessions), timeout=10)
+    os.kill(bg.pid, signal.SIGCONT)
+    code = bg.wait()
+    if code == 0:
+        raise EndedFirst("fab needed its connection no more after the strike (exit 0)")
+    assert code == 3 and "lost the SSH connection" in bg.text(), f"exit {code}:\n{bg.text()}"
+    return code
 
 
 def fresh_version(project, counter):
@@ -105,29 +181,49 @@ def fresh_version(project, counter):
     return label
 
 
-def run_rows(project, rows, ssh_port, results, errors):
+def run_rows(project, rows, ssh_port, results):
+    """Run this worker's rows in order; each row's outcome (and the load it
+    saw) goes into results[(task, phase, fault)] (this worker's own dict)."""
     counter = [1]
-    load = start_load(project.public_port)
+    # Bounded, but never shorter than a slow machine takes for a worker's rows.
+    load = start_load(project.public_port, max_seconds=3600)
+    broken = None
     try:
         for task, phase in rows:
             for fault in FAULTS:
+                key = (task, phase, fault)
+                row = {"task": task, "phase": phase, "fault": fault, "project": project.name}
+                results[key] = row
+                if broken:
+                    row["error"] = f"not run: the project could not be recovered after {broken}"
+                    continue
                 start = load.now()
-                row = {"task": task, "phase": phase, "fault": fault}
                 try:
                     strike_row(project, task, phase, fault, ssh_port, counter, row)
-                except BaseException as exc:
-                    errors.append(f"{task}/{phase}/{fault}: {exc}")
-                    row["error"] = str(exc)[:20000]
+                except BaseException as exc:  # noqa: B902 (reported by the row's own item)
+                    row["error"] = f"{type(exc).__name__}: {exc}"[:20000]
+                    if not recover(project, counter):
+                        broken = "/".join(key)
                 row["window"] = (start, load.now())
-                results.append(row)
-                if "error" in row:
-                    return
     finally:
         records = load.stop()
-        for row in results:
+        for row in results.values():
             if "window" in row:
                 lo, hi = row.pop("window")
                 row.update(load_report([r for r in records if lo <= r.t < hi]))
+
+
+def recover(project, counter):
+    """After a failed row: try to bring the project back (unlock, send a
+    canary's clients home, release). True when it serves a release again."""
+    try:
+        project.fab("unlock", timeout=240)
+        if "canary=" in project.nginx_file.read_text().split("\n", 1)[0]:
+            project.fab("rollback", timeout=240)
+        fresh_version(project, counter)
+        return project.fab("release", timeout=240).returncode == 0
+    except BaseException:  # noqa: B902
+        return False
 
 
 def prepare(project, task, counter):
@@ -140,19 +236,28 @@ def prepare(project, task, counter):
 
 
 def strike_row(project, task, phase, fault, ssh_port, counter, row):
-    row["project"] = project.name
-    prepare(project, task, counter)
-    bg = Background(project, *COMMANDS[task])
-    if phase == "watch":
-        bg.wait_line(" is new, ")  # the watch's first line: it reads the log now
+    for attempt in range(1, ATTEMPTS + 1):
+        row["attempts"] = attempt
+        prepare(project, task, counter)
+        bg = FreezingBackground(project, *COMMANDS[task])
+        if phase == "watch":  # the watch's first line: it reads the log now
+            bg.freeze_on = re.compile(r".* is new, ")
+            bg.wait_line(" is new, ")
+        else:
+            bg.freeze_on = re.compile(rf"^\S+\s+{re.escape(phase)}\s+\d+\.\d\ds")
+            phase_line(bg, phase)
+        try:
+            row["fab_exit"] = strike(fault, bg, ssh_port)
+            break
+        except EndedFirst as exc:
+            row.setdefault("ended_first", []).append(str(exc))
+            assert "Traceback" not in bg.text(), bg.text()
+            withdraw_canary(project, row)
     else:
-        phase_line(bg, phase)
-    code, row["finished_first"] = strike(fault, bg, ssh_port)
-    row["fab_exit"] = code
+        raise AssertionError(f"the task ended before the blow in all {ATTEMPTS} attempts: "
+                             f"{row['ended_first']}")
     text = bg.text()
     assert "Traceback" not in text, text
-    if fault == "cut":
-        assert code in (0, 3), text  # 0: the task had finished all but the unlock
     # A step fab sent before the blow (the unlock after "record") may still
     # run: look once the struck task's shell on the host has ended.
     held = owner(project)
@@ -164,14 +269,9 @@ def strike_row(project, task, phase, fault, ssh_port, counter, row):
     data = assert_status_tells_the_truth(project)
     if row["lock_left"]:
         assert data["lock"] and f"pid {bg.pid}" in data["lock"]["holder"], data
+        assert held_by(owner(project), bg), owner(project)
     row["drift"] = bool(data.get("drift"))
-    if "canary=" in project.nginx_file.read_text().split("\n", 1)[0]:
-        # A canary was left running (recorded or not): a release refuses to
-        # rebuild it under its clients, so everyone goes back first.
-        r = project.fab("rollback", timeout=240)
-        assert r.returncode == 0, r.stdout + r.stderr
-        row["took_over"] = "took over the lock of" in r.stdout
-        row["canary_withdrawn"] = True
+    withdraw_canary(project, row)
 
     label = fresh_version(project, counter)
     before = served_colour(project)
@@ -186,6 +286,20 @@ def strike_row(project, task, phase, fault, ssh_port, counter, row):
     assert owner(project) is None
     assert state(project)["live"] == target
     assert_nothing_left_over(project)
+    # Pruning held: the newest KEEP_RELEASES, plus at most what the two colours run.
+    images = lh.app_image_ids(project.name)
+    row["images"] = len(images)
+    assert len(images) <= KEEP_RELEASES + 2, (sorted(images), out)
+
+
+def withdraw_canary(project, row):
+    """A canary left running (recorded or not): a release refuses to rebuild
+    it under its clients, so everyone goes back first."""
+    if "canary=" in project.nginx_file.read_text().split("\n", 1)[0]:
+        r = project.fab("rollback", timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        row["took_over"] = row.get("took_over") or "took over the lock of" in r.stdout
+        row["canary_withdrawn"] = True
 
 
 def table(rows):
@@ -199,7 +313,8 @@ def table(rows):
         if r.get("canary_withdrawn"):
             nxt = "rollback of the canary, then " + nxt
         code = r.get("fab_exit")
-        code = f"{code} (ended first)" if r.get("finished_first") else code
+        if r.get("ended_first"):
+            code = f"{code} (struck again: ended first {len(r['ended_first'])}x)"
         lines.append(f"| {r['task']} | {r['phase']} | {fault} | {code} | "
                      f"{'yes' if r.get('lock_left') else 'no'} | "
                      f"{'yes' if r.get('drift') else 'no'} | {nxt} | {r.get('sent', '?')} | "
@@ -208,40 +323,57 @@ def table(rows):
     return "\n".join(lines)
 
 
-def test_every_phase_boundary_two_faults_each_under_load(make_project, make_sample_app,
-                                                         loophost_current, tmp_path):
+@pytest.fixture(scope="module")
+def matrix(request, tmp_path_factory, loophost_current):
+    """Every row, run once for the module by three workers side by side:
+    {(task, phase, fault): row}."""
+    conf = conftest_module(request.config)
+    base = tmp_path_factory.mktemp("fault-matrix")
     projects = []
-    for _ in WORKERS:
-        p = make_project(app=make_sample_app(), host=loophost_current)
-        p.set(PRE_SWITCH_CMD="true", KEEP_RELEASES=5)
-        r = p.fab("setup", timeout=240)
-        assert r.returncode == 0, r.stdout + r.stderr
-        p.app.commit("m1")
-        r = p.fab("release", timeout=240)  # both colours run: rollback has a target
-        assert r.returncode == 0, r.stdout + r.stderr
-        projects.append(p)
+    try:
+        for i, _ in enumerate(WORKERS):
+            app = lh.SampleApp(base / f"app{i}")
+            app.commit("v1")
+            p = conf.Project(base / f"p{i}", loophost_current, app)
+            projects.append(p)
+            p.set(PRE_SWITCH_CMD="true", KEEP_RELEASES=KEEP_RELEASES)
+            r = p.fab("setup", timeout=240)
+            assert r.returncode == 0, r.stdout + r.stderr
+            p.app.commit("m1")
+            r = p.fab("release", timeout=240)  # both colours run: rollback has a target
+            assert r.returncode == 0, r.stdout + r.stderr
 
-    results, errors = [], []
-    per_worker = [[] for _ in WORKERS]
-    threads = [threading.Thread(target=run_rows, args=(p, rows, loophost_current.ssh_port,
-                                                       per_worker[i], errors))
-               for i, (p, rows) in enumerate(zip(projects, WORKERS))]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(1200)
-    for rows in per_worker:
-        results += rows
-    order = {row: i for i, row in enumerate(ROWS)}
-    results.sort(key=lambda r: (order[(r["task"], r["phase"])], FAULTS.index(r["fault"])))
-    text = table(results)
-    (tmp_path / "matrix.md").write_text(text + "\n")
-    (tmp_path / "matrix.json").write_text(json.dumps(results, indent=1))
-    print(f"\nfault matrix: {len(results)} rows in {time.monotonic() - started:.0f}s\n{text}")
+        per_worker = [{} for _ in WORKERS]
+        threads = [threading.Thread(target=run_rows, args=(p, rows, loophost_current.ssh_port,
+                                                           per_worker[i]))
+                   for i, (p, rows) in enumerate(zip(projects, WORKERS))]
+        started = time.monotonic()
+        # The reader threads that freeze fab share the GIL with the load's
+        # threads: hand it over often, so a freeze is not held back.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(3600)
+        sys.setswitchinterval(interval)
+        results = {k: v for worker in per_worker for k, v in worker.items()}
+        rows = [results[key] for key in ITEMS if key in results]
+        text = table(rows)
+        (base / "matrix.md").write_text(text + "\n")
+        (base / "matrix.json").write_text(json.dumps(rows, indent=1))
+        print(f"\nfault matrix: {len(rows)} rows in {time.monotonic() - started:.0f}s\n{text}")
+        yield results
+    finally:
+        for p in projects:
+            p.remove()
 
-    assert not errors, "\n".join(errors)
-    assert len(results) == 2 * sum(len(rows) for rows in WORKERS)
-    for r in results:
-        assert r["sent"] >= 100, r  # the load ran through the row
-        assert r["failed"] == 0, r
+
+@pytest.mark.parametrize("task, phase, fault", ITEMS,
+                         ids=[f"{t}-{p}-{f}" for t, p, f in ITEMS])
+def test_fault_at_every_phase_boundary_under_load(matrix, task, phase, fault):
+    row = matrix.get((task, phase, fault))
+    assert row is not None, "the row never ran (its worker did not finish)"
+    assert "error" not in row, row["error"]
+    assert row["sent"] >= 100, row  # the load ran through the row
+    assert row["failed"] == 0, row

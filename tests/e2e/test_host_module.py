@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import stat
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import types
 import urllib.request
 
 import pytest
+
+import ports  # scripts/ports.py (conftest puts scripts/ on sys.path)
 
 from tasks.errors import Failure
 from tasks.hostkeys import known_hosts_name
@@ -35,9 +36,9 @@ SSHD = "/usr/sbin/sshd"
 
 
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # From below the ephemeral range: a port bound to 0 and released could be
+    # taken by any outgoing connection before the test uses it.
+    return ports.free_port()
 
 
 def _keygen(path, kind="ed25519"):
@@ -248,7 +249,6 @@ def test_deploy_key_and_known_hosts_from_text_without_any_file(sshd, tmp_path):
 
 def test_wrong_key_is_an_authentication_failure(sshd):
     h = Host(target(sshd, identity_file=sshd.other_key), settings())
-    started = time.monotonic()
     with pytest.raises(Failure) as err:
         h.connect()
     e = err.value
@@ -256,7 +256,6 @@ def test_wrong_key_is_an_authentication_failure(sshd):
     assert "authentication failed for user 'root'" in e.message
     assert f"identity file {sshd.other_key}" in e.message
     assert "authorized_keys" in e.hint
-    assert time.monotonic() - started < 3
 
 
 def test_wrong_deploy_key_names_the_setting(sshd):
@@ -267,11 +266,10 @@ def test_wrong_deploy_key_names_the_setting(sshd):
 
 
 def test_refused_port_fails_fast(sshd):
-    started = time.monotonic()
+    # No retries: one refused connect is the answer (its speed is bench/'s business).
     with pytest.raises(Failure) as err:
         Host(target(sshd, port=_free_port()), settings()).connect()
     assert err.value.code == 3 and "connection refused" in err.value.message
-    assert time.monotonic() - started < 1
 
 
 def test_silent_server_times_out_within_connect_timeout():
@@ -287,7 +285,7 @@ def test_silent_server_times_out_within_connect_timeout():
         elapsed = time.monotonic() - started
     assert err.value.code == 3
     assert "0.5s" in err.value.message and "CONNECT_TIMEOUT" in err.value.message + err.value.hint
-    assert elapsed < 2.5
+    assert elapsed >= 0.5  # it did wait for the banner (no upper bound: a busy machine is slow)
 
 
 def test_ssh_config_alias_is_honoured(sshd, tmp_path):
@@ -369,28 +367,35 @@ def test_run_streams_lines_as_they_come(host):
 
 
 def test_run_gives_commands_an_empty_stdin(host):
-    started = time.monotonic()
-    assert host.run("cat; echo done").stdout == "done\n"
-    assert time.monotonic() - started < 2
+    # `cat` ends at once on an empty stdin; on a held-open one it would hang
+    # until the run's timeout, which is then the failure.
+    assert host.run("cat; echo done", timeout=60).stdout == "done\n"
 
 
 def test_run_does_not_wait_for_a_background_process_holding_output(host):
-    started = time.monotonic()
-    r = host.run("sleep 20 & echo $!")
+    # The background sleep outlives any wait for its output: if run() waited
+    # for it, the step would hit its timeout (a Failure) instead of answering.
+    r = host.run("sleep 600 & echo $!", timeout=60)
     assert r.code == 0 and r.stdout.strip().isdigit()
-    assert time.monotonic() - started < 5
+    assert host.run(f"kill -0 {r.stdout.strip()} && echo alive").stdout == "alive\n"
     host.run(f"kill {r.stdout.strip()}")
 
 
 def test_run_timeout_stops_the_remote_script(host, sshd):
     flag = sshd.dir / "late-flag"
-    started = time.monotonic()
+    pidfile = sshd.dir / "late-pid"
+    # The script names its shell, then would run for 600 s and leave a flag.
+    script = f"sh -c 'echo $$ > {pidfile}; sleep 600; touch {flag}'"
     with pytest.raises(Failure) as err:
-        host.run(f"sleep 2; touch {flag}", timeout=0.5)
+        host.run(script, timeout=0.5)
     assert err.value.code == 1 and "0.5s" in err.value.message
-    assert time.monotonic() - started < 2
-    time.sleep(2.5)
-    assert not flag.exists(), "the script kept running after the timeout"
+    pid = int(pidfile.read_text())
+    # Stopped, not left to run its 600 s: wait for that event, not a while.
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the script kept running after the timeout"
+    assert not flag.exists()
     assert host.run("echo still-usable").stdout == "still-usable\n"
 
 
@@ -585,11 +590,10 @@ def test_http_default_host_header_is_underscore(host, web):
 
 
 def test_http_to_a_closed_port_is_a_quick_probe_error(host, capfd):
-    started = time.monotonic()
+    # Refused at once, not a timeout: the reason says which.
     with pytest.raises(ProbeError) as err:
-        host.http(_free_port(), "/")
+        host.http(_free_port(), "/", timeout=60)
     assert err.value.reason == "connection refused"
-    assert time.monotonic() - started < 0.5
     assert "open FAILED" not in capfd.readouterr().err, "paramiko's log leaked onto stderr"
 
 
@@ -602,7 +606,7 @@ def test_http_silence_times_out(host):
             host.http(listener.getsockname()[1], "/", timeout=0.5)
         elapsed = time.monotonic() - started
     assert err.value.reason == "no answer within 0.5s"
-    assert 0.4 < elapsed < 1.5
+    assert elapsed >= 0.4  # it waited; how much longer is the machine's load
 
 
 def test_a_connection_cut_under_a_probe_is_the_connections_failure(sshd):
@@ -715,35 +719,6 @@ def test_forward_to_a_busy_local_port_fails_at_once(host, web):
         with pytest.raises(Failure) as err:
             host.forward(web, local_port=busy.getsockname()[1])
     assert err.value.code == 2 and "--local-port" in err.value.hint
-
-
-# ---------------------------------------------------------------------------
-# Timings (printed for the benchmark README; loose bounds only)
-
-
-def test_timings(sshd, web):
-    connects, runs, probes = [], [], []
-    for _ in range(5):
-        h = Host(target(sshd), settings())
-        started = time.perf_counter()
-        h.connect()
-        connects.append(time.perf_counter() - started)
-        h.close()
-    with Host(target(sshd), settings()) as h:
-        for _ in range(10):
-            started = time.perf_counter()
-            h.run("true")
-            runs.append(time.perf_counter() - started)
-        for _ in range(30):
-            started = time.perf_counter()
-            h.http(web, "/")
-            probes.append(time.perf_counter() - started)
-    med = {k: statistics.median(v) for k, v in (("connect", connects), ("run", runs), ("http", probes))}
-    sys.__stdout__.write(
-        f"\n[host timings on loopback] connect {med['connect'] * 1000:.1f} ms, "
-        f"run('true') {med['run'] * 1000:.1f} ms, http() {med['http'] * 1000:.2f} ms (medians)\n")
-    assert med["http"] < 0.03, "http() over the channel is slow: TCP_NODELAY missing?"
-    assert med["connect"] < 2 and med["run"] < 2
 
 
 def test_known_hosts_name_matches_what_openssh_writes(sshd):

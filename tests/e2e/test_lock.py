@@ -3,15 +3,18 @@ its holder; `unlock` clears it; `--wait-lock` waits for a lock that goes away.
 """
 
 import json
+import os
+import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
-from released import (FAB_TIMEOUT, background, interrupt, container_states, fab, history_json,
-                      module_project, output, serves, status_json, version, wait_until)
+from hostile import Background, start_ticks
+from released import (FAB_TIMEOUT, container_states, fab, history_json,
+                      module_project, output, serves, status_json, version)
+from sleepers import let_go, unique_seconds, wait_sleeping
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +76,22 @@ def test_release_wait_lock_waits_for_a_lock_that_goes_away(host):
     live = status_json(p)["live"]
     sha = p.app.commit("v2")
 
-    timer = threading.Timer(2.0, lambda: subprocess.run(["rm", "-rf", str(lock)]))
-    timer.start()
+    # The lock goes away once the release says it waits for it (an event,
+    # not a timer that a slow start of fab could outrun).
+    bg = Background(p, "release", "--wait-lock", "120")
     try:
-        started = time.monotonic()
-        r = fab(p, "release", "--wait-lock", "60")
-        waited = time.monotonic() - started
-    finally:
-        timer.cancel()
+        bg.wait_line("waiting for the lock: bob@ci-runner-7")
+        assert bg.proc.poll() is None
         subprocess.run(["rm", "-rf", str(lock)])
-    assert "waiting for the lock: bob@ci-runner-7" in r.stdout
-    assert waited >= 2.0
+        code = bg.wait(timeout=FAB_TIMEOUT)
+    finally:
+        if bg.proc.poll() is None:
+            bg.kill()
+        subprocess.run(["rm", "-rf", str(lock)])
+    out = bg.text()
+    assert code == 0 and "Traceback" not in out, out
     target = "green" if live == "blue" else "blue"
-    assert f"released {target}: {sha[:12]}" in r.stdout
+    assert f"released {target}: {sha[:12]}" in out
     serves(p, "v2", colour=target)
 
     # A wait that is too short still ends in exit 4.
@@ -99,36 +105,45 @@ def test_release_wait_lock_waits_for_a_lock_that_goes_away(host):
         fab(p, "unlock")
 
 
-def test_a_release_in_progress_holds_the_lock_against_a_second_one(host, tmp_path):
+def test_a_release_in_progress_holds_the_lock_against_a_second_one(host):
     p = host
     live = status_json(p)["live"]
     target = "green" if live == "blue" else "blue"
-    # The new version takes 6 s to start, so the first release sits in its
-    # health gate holding the lock while the others try.
-    slow = p.app.commit("v3-slow", slow=6)
-    log = tmp_path / "first-release.log"
-    with background(p, "release", log=log) as first:
+    # The new version's start sleeps until the test lets it go (sleepers.py),
+    # so the first release sits in its health gate holding the lock for as
+    # long as the others take to try, however slow the machine.
+    hold = unique_seconds()
+    slow = p.app.commit("v3-slow", slow=hold)
+    first = Background(p, "release", env={"BLUEGREEN_HEALTH_TIMEOUT": "600"})
+    waiting = None
+    try:
         owner = p.deploy_dir / ".lock" / "owner.json"
-        checkout = p.deploy_dir / target
-        # Past its git phase: the target's checkout is at the slow commit.
-        assert wait_until(lambda: owner.exists() and _head(checkout) == slow, timeout=60), \
-            f"the first release never got past git:\n{log.read_text()}"
+        wait_sleeping(hold, timeout=FAB_TIMEOUT, alive=lambda: first.proc.poll() is None)
         record = json.loads(owner.read_text())
         assert record["pid"] == first.pid and record["command"].endswith("release")
+        assert record["pid_start"] == first.start_ticks  # this very process
 
         r = fab(p, "release", code=4)
         assert f"pid {first.pid} running `fab" in output(r)
-        assert first.poll() is None, "the first release ended before the second tried"
+        assert first.proc.poll() is None, "the first release ended before the second tried"
 
         # Meanwhile a fix lands; a release that waits for the lock ships it
         # right after the slow one.
         fixed = p.app.commit("v4")
-        r = fab(p, "release", "--wait-lock", "120")
-        assert "waiting for the lock" in r.stdout
-        assert f"released {live}: {fixed[:12]}" in r.stdout
-        first.wait(timeout=FAB_TIMEOUT)
-    out = log.read_text()
-    assert first.returncode == 0, out
+        waiting = Background(p, "release", "--wait-lock", "600")
+        waiting.wait_line("waiting for the lock")
+        assert first.proc.poll() is None
+        assert let_go(hold) >= 1  # the slow version starts; the first release ends
+        first.wait()
+        assert waiting.wait() == 0, waiting.text()
+    finally:
+        for bg in (first, waiting):
+            if bg is not None and bg.proc.poll() is None:
+                bg.kill()
+        let_go(hold)
+    assert f"released {live}: {fixed[:12]}" in waiting.text()
+    out = first.text()
+    assert first.proc.returncode == 0, out
     assert "Traceback" not in out
     assert f"released {target}: {slow[:12]}" in out
     serves(p, "v4", colour=live)
@@ -136,26 +151,36 @@ def test_a_release_in_progress_holds_the_lock_against_a_second_one(host, tmp_pat
     assert [(e["task"], e["result"], e["commit"]) for e in entries] == \
         [("release", "ok", slow), ("release", "ok", fixed)]
     assert not (p.deploy_dir / ".lock").exists()
+    # The slow build must not be what a later restore starts again (it would
+    # sleep once more): both colours get quick-starting releases.
+    p.app.commit("v4b")
+    fab(p, "release")
 
 
-def _head(checkout):
-    r = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
-                       capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
-def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host, tmp_path):
+def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host):
     p = host
     live = status_json(p)["live"]
     target = "green" if live == "blue" else "blue"
     label = version(p)
     before = container_states(p).get(target)
     idle_label = version(p, getattr(p, f"{target}_port")) if before == "running" else None
-    # Starts after 60 s: the release sits in its health gate when interrupted.
-    sha = p.app.commit("v5-slow", slow=60)
-    log = tmp_path / "interrupted.log"
-    with background(p, "release", log=log) as run:
-        out = interrupt(run, log, once="health attempt")
+    # Its start sleeps until the test lets it go: the release sits in its
+    # health gate when interrupted, however slow the machine is.
+    hold = unique_seconds()
+    sha = p.app.commit("v5-slow", slow=hold)
+    run = Background(p, "release", env={"BLUEGREEN_HEALTH_TIMEOUT": "600"})
+    try:
+        wait_sleeping(hold, timeout=FAB_TIMEOUT, alive=lambda: run.proc.poll() is None)
+        run.wait_line("health attempt")
+        assert run.proc.poll() is None, run.text()
+        run.proc.send_signal(signal.SIGINT)
+        run.wait()
+    finally:
+        if run.proc.poll() is None:
+            run.kill()
+        let_go(hold)
+    out = run.text()
+    run.returncode = run.proc.returncode
     assert run.returncode == 130, out
     assert "Traceback" not in out
     assert "interrupted" in out and "lock was released" in out
@@ -190,6 +215,17 @@ def test_force_unlock_removes_only_a_lock_whose_process_is_gone(host):
     finally:
         subprocess.run(["rm", "-rf", str(p.deploy_dir / ".lock")])
     serves(p, "v1")
+
+    # A holder whose pid the kernel has since given to another process (here:
+    # this test's own, alive) is told apart by its start time: gone too.
+    hold_lock(p, machine=socket.gethostname(), pid=os.getpid(),
+              pid_start=start_ticks(os.getpid()) - 1, user="dave", command="fab release")
+    try:
+        assert status_json(p)["lock"]["gone"] is True
+        r = fab(p, "release", "--force-unlock", "--ref", p.app.commits["v1"])
+        assert "removing the lock of a process that is gone" in r.stdout
+    finally:
+        subprocess.run(["rm", "-rf", str(p.deploy_dir / ".lock")])
 
     # A live holder elsewhere is never taken over.
     hold_lock(p, user="erin")

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.errors import LOCKED
 from tasks.lock import (Holder, describe_who, format_age, lock_held, owner_record,
-                        parse_holder)
+                        parse_holder, process_start)
 
 NOW = 1_700_000_000
 
@@ -92,6 +92,23 @@ def test_a_live_process_on_this_machine_is_not_dead():
     assert Holder(record(machine=socket.gethostname(), pid=os.getpid()), 5).local_and_dead is False
 
 
+def test_a_reused_pid_is_told_apart_by_its_start_time():
+    # The holder's pid now names another process (this one): its start time differs.
+    me = os.getpid()
+    start = process_start(me)
+    assert isinstance(start, int)
+    alive = Holder(record(machine=socket.gethostname(), pid=me, pid_start=start), 5)
+    assert alive.local_and_alive is True and alive.local_and_dead is False
+    reused = Holder(record(machine=socket.gethostname(), pid=me, pid_start=start - 1), 5)
+    assert reused.local_and_dead is True and reused.local_and_alive is False
+
+
+@pytest.mark.parametrize("pid_start", [None, "123", True, 1.5])
+def test_a_strange_start_time_falls_back_to_the_pid(pid_start):
+    holder = Holder(record(machine=socket.gethostname(), pid=os.getpid(), pid_start=pid_start), 5)
+    assert holder.local_and_alive is True
+
+
 def test_a_process_on_another_machine_is_never_judged_from_here():
     holder = Holder(record(machine=socket.gethostname() + "-elsewhere", pid=gone_pid()), 5)
     assert holder.local_and_dead is False
@@ -107,6 +124,7 @@ def test_owner_record_is_this_process():
     assert rec["pid"] == os.getpid() and rec["command"] == "release"
     assert (rec["user"], rec["machine"]) == ("ana", "laptop")
     assert isinstance(rec["started_at"], int)
+    assert rec["pid_start"] == process_start(os.getpid())
     assert parse_holder(json.dumps(rec), rec["started_at"] + 2).age == 2
 
 

@@ -242,3 +242,34 @@ def test_step_input_shape():
 def test_a_step_of_only_comments_is_a_step():
     results, proc = run_steps(["# nothing to do", 'echo "$M next ran"'])
     assert [r and r.code for r in results] == [0, 0], proc.stderr
+
+
+def test_a_connection_cut_right_after_the_channel_opened_is_a_lost_connection():
+    """The fault matrix's cut right after `connect`: the channel opened, then
+    the first write met a closed socket. Exit 3 naming the loss, no traceback."""
+    from tasks.errors import Failure
+    from tasks.shell import RemoteShell
+
+    class Chan:
+        def exec_command(self, command):
+            pass
+
+        def sendall(self, data):
+            raise OSError("Socket is closed")
+
+    class Transport:
+        def open_session(self, timeout=None):
+            return Chan()
+
+        def is_active(self):
+            return False
+
+    def lost(when):
+        return Failure(f"lost the SSH connection to h {when}", "check the host", code=3)
+
+    shell = RemoteShell(Transport(), "h", {}, lost, open_timeout=1.0)
+    with pytest.raises(Failure) as err:
+        shell.start()
+    assert err.value.code == 3
+    assert err.value.message == "lost the SSH connection to h while starting the remote shell"
+    assert shell.alive is False
