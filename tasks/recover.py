@@ -56,7 +56,8 @@ def restore_unrecorded(session, view, bound):
         with rep.phase("restore") as ph:
             rep.line(f"{drift.colour} does not run its recorded release {drift.commit[:12]} "
                      "(the task that held the lock died part-way): starting it again")
-            result = session.run(build_scripts.restore(s, drift.colour, drift.commit), timeout=bound)
+            result = session.run(build_scripts.restore(s, drift.colour, drift.commit),
+                                 timeout=bound)
             if result.code != 0:
                 ph.detail = "FAILED"
                 rep.line(f"warning: could not start {drift.colour}'s release "
