@@ -270,7 +270,7 @@ def gather(session, state=None, listing=None):
         containers, history
 
 
-def prune(session, state, listing=None):
+def prune_releases(session, state, listing=None):
     """After a release: keep KEEP_RELEASES images, remove the rest. Never raises:
     a release that is recorded does not fail over housekeeping. ``listing``:
     list_script's result, when the release read it already (while verify waited)."""
@@ -369,7 +369,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                              image=release.image, who=describe_who(session.who), live=True,
                              ref=release.ref)
         go_live(session, attempt, target, state)
-    prune(session, state)
+    prune_releases(session, state)
     session.unlock()
     total = time.monotonic() - session.started
     keep = f"; {view.live} keeps running" if view.live else ""

@@ -17,7 +17,7 @@ from .errors import FAILED, Failure
 from .lock import describe_who
 from .plan import plan_release, plan_switch
 from .promote import watch_release
-from .kept import list_script, prune as prune_releases
+from .kept import list_script, prune_releases
 from .stage import after_switch, canary_of
 from .state import build_of, empty_state, format_state, source_of, with_release
 from .steps import (Attempt, bring_up, go_live, healthy_now, pre_switch, stop_old_colour,

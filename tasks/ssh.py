@@ -27,7 +27,7 @@ from . import probe
 from .ssh_watchdog import Watchdog
 from .errors import BAD_INPUT, FAILED, NO_CONNECTION, Failure
 from .hostkeys import AcceptNew, RejectUnknown, key_fingerprint, load_private_key, parse_known_hosts
-from .shell import RemoteShell, transport_died as _died
+from .shell import RemoteShell, transport_died
 from .ssh_errors import ConnectContext, describe_connect_error
 from .tcp import transport_with_nodelay
 from .tunnel import Tunnel
@@ -325,7 +325,7 @@ class Host:
                 sftp.remove(temp)
             except Exception:
                 pass
-            if _died(transport):
+            if transport_died(transport):
                 raise self._lost(f"while uploading {remote_path}") from exc
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise Failure(
@@ -341,7 +341,7 @@ class Host:
                 try:
                     self._sftp = paramiko.SFTPClient.from_transport(transport)
                 except (paramiko.SSHException, EOFError, OSError) as exc:
-                    if _died(transport):
+                    if transport_died(transport):
                         raise self._lost("while starting SFTP") from exc
                     raise Failure(
                         f"{self.name} offers no SFTP ({exc or type(exc).__name__})",
