@@ -5,7 +5,7 @@ prefix ``BLUEGREEN_``, the host's ``env:`` block in hosts.yml, ``.env``,
 built-in defaults. Plain key names in the environment are ignored on
 purpose: OpenSSL reads ``SSL_CERT_FILE`` and CGI sets ``SERVER_NAME``.
 
-Every value is checked here (one check of tasks/checks.py per key, named in
+Every value is checked here (one check of tasks/validate.py per key, named in
 the KEYS table), before any connection is made, and a bad one
 is reported with its key, where it came from, the value and what is allowed.
 """
@@ -14,27 +14,25 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from dotenv import dotenv_values
-
-from .checks import (  # noqa: F401 (check_* and Invalid are used through config too)
-    Invalid, brace_problem, check_abs_path, check_app_name, check_asset_paths, check_bool,
+from .validate import (  # noqa: F401 (check_* and Invalid are used through config too)
+    Invalid, check_abs_path, check_app_name, check_bool,
     check_branch, check_build_on, check_command, check_deploy_dir, check_fraction,
     check_git_repo, check_health_path, check_image_ref, check_ip, check_keepalive_min_timeout,
     check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
-    check_maintenance_page_file, check_network, check_nginx_duration, check_nginx_size,
-    check_nginx_snippet_file, check_non_negative_int, check_optional_abs_path,
+    check_network, check_nginx_duration, check_nginx_size,
+    check_non_negative_int, check_optional_abs_path,
     check_optional_command, check_port, check_positive_int, check_positive_number,
     check_private_key, check_ref, check_server_name, check_size_bytes, check_timeout_seconds,
-    decimal_number, duration_seconds, read_nginx_snippet, whole_number,
+    decimal_number, duration_seconds, whole_number,
 )
+from .nginx_values import (check_asset_paths, check_maintenance_page_file,
+                           check_nginx_snippet_file, read_nginx_snippet)
+from .envfile import (  # noqa: F401 (the file names are read through config too)
+    ENV_FILE_VAR, ENV_PREFIX, HOSTS_FILE_VAR, Layer, environ_layer, read_env_file)
 from .errors import BAD_INPUT, ConfigError, Failure
 
-ENV_PREFIX = "BLUEGREEN_"
 COLOURS = ("blue", "green")
 
-# Where the files come from; these two names are not settings of their own.
-ENV_FILE_VAR = "BLUEGREEN_ENV_FILE"
-HOSTS_FILE_VAR = "BLUEGREEN_HOSTS_FILE"
 
 
 # Values that must never appear in output, errors or history.
@@ -245,6 +243,11 @@ class Settings:
     def nginx_file(self):
         return f"{self.nginx_conf_dir}/{self.app_name}.conf"
 
+    @property
+    def access_log_path(self):
+        """Where nginx writes this app's requests (the directory must exist before `nginx -t`)."""
+        return f"{self.deploy_dir}/logs/access.log"
+
     def port_of(self, colour):
         return {"blue": self.blue_port, "green": self.green_port}[colour]
 
@@ -266,40 +269,6 @@ def other(colour):
 
 
 # --- loading ---
-
-
-@dataclass
-class Layer:
-    """One source of values: its name for error messages and its values."""
-
-    origin: str
-    values: dict
-
-
-def read_env_file(path):
-    """The .env layer; a missing file is an empty layer."""
-    if not path or not os.path.exists(path):
-        return Layer(f".env ({path})", {})
-    if not os.path.isfile(path):
-        raise Failure(f"{path} is not a file", f"point {ENV_FILE_VAR} at your .env file",
-                      code=BAD_INPUT)
-    # No ${VAR} interpolation: it would pull plain environment names (the
-    # machine's SSL_CERT_FILE) into settings, and APP_CMD's `${PORT}` is for
-    # the container's shell, not for this machine's environment.
-    try:
-        values = dotenv_values(path, interpolate=False)
-    except UnicodeDecodeError as exc:
-        raise Failure(f"{path} is not UTF-8 text (byte {exc.start})",
-                      "save the .env file as UTF-8", code=BAD_INPUT) from None
-    return Layer(f".env ({path})", {k: ("" if v is None else v) for k, v in values.items()})
-
-
-def environ_layer(environ):
-    values = {}
-    for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and name not in (ENV_FILE_VAR, HOSTS_FILE_VAR):
-            values[name[len(ENV_PREFIX):]] = value
-    return Layer("the environment (BLUEGREEN_{key})", values)
 
 
 def unknown_key_error(key, origin):
@@ -412,13 +381,3 @@ def is_utf8(text):
     except UnicodeEncodeError:
         return False
     return True
-
-
-def check_flag(flag, value, check):
-    """Check one task flag's value; a bad one names the flag."""
-    try:
-        if isinstance(value, str) and ("\x00" in value or not is_utf8(value)):
-            raise Invalid("allowed: UTF-8 text without NUL characters")
-        return check(value)
-    except Invalid as exc:
-        raise ConfigError(flag, value, "the command line", str(exc)) from None

@@ -9,13 +9,20 @@ LOCKED = 4  # another task holds the host's lock
 
 
 class Failure(Exception):
-    """An expected failure: one line of cause, one of what to do."""
+    """An expected failure: one line of cause, one of what to do.
 
-    def __init__(self, message, hint=None, code=FAILED):
+    ``extra``: keys the task's JSON summary of this failure adds (a watch's
+    revert and its figures, say). ``printed_json``: the per-host objects are
+    on stdout already, so the task prints no summary of its own.
+    """
+
+    def __init__(self, message, hint=None, code=FAILED, extra=None):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.code = code
+        self.extra = extra or {}
+        self.printed_json = False
 
     def __str__(self):
         if self.hint:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .config import HOSTS_FILE_VAR, Layer
+from .envfile import HOSTS_FILE_VAR, Layer
 from .errors import BAD_INPUT, Failure, shown_value
 
 HOST_FIELDS = {"host", "user", "port", "identity_file", "known_hosts", "env"}

@@ -16,12 +16,12 @@ import shlex
 import time
 import unicodedata
 
-from .checks import Invalid
+from .validate import Invalid
 from .errors import FAILED, Failure
 from .lock import describe_who
 from .nginx import maintenance_root
 from .probe import ProbeError
-from .release import Attempt, switch_nginx
+from .steps import Attempt, switch_nginx
 from .stage import canary_of
 from .state import format_state, maintenance_of, now_iso
 
@@ -89,11 +89,10 @@ def maintenance(session, on, message="", wait_lock=0.0):
     session.connect()
     view = session.lock(wait=wait_lock)
     live, before = view.live, maintenance_of(view.state)
-    attempt = Attempt(session, live=live, phase="maintenance",
-                      fields={"from_colour": live, "to_colour": live,
-                              "maintenance": "on" if on else "off",
-                              "message": message or None})
-    try:
+    with Attempt(session, live=live, phase="maintenance",
+                 fields={"from_colour": live, "to_colour": live,
+                         "maintenance": "on" if on else "off",
+                         "message": message or None}) as attempt:
         if not live or view.state is None:
             raise Failure(f"nothing is live on {name} yet: there is no app to put a "
                           "maintenance page in front of",
@@ -105,8 +104,7 @@ def maintenance(session, on, message="", wait_lock=0.0):
             return summary(session, False, None, changed=False)
         record = None
         if on:
-            attempt.phase = "page"
-            with rep.phase("page") as ph:
+            with attempt.step("page") as ph:
                 data, source = page_bytes(s, message)
                 upload_page(session, data)
                 ph.detail = f"{source}, {len(data)} bytes"
@@ -120,18 +118,13 @@ def maintenance(session, on, message="", wait_lock=0.0):
                      canary=canary_of(view), maintenance=record or {})
         attempt.switched = True
 
-        attempt.phase = "verify"
-        with rep.phase("verify") as ph:
+        with attempt.step("verify") as ph:
             ph.detail = wait_for_answer(session.host, s, on)
 
-        attempt.phase = "record"
-        with rep.phase("record") as ph:
+        with attempt.step("record") as ph:
             session.record(format_state(with_maintenance(view.state, record)),
                            session.history_line("ok", **attempt.fields))
             ph.detail = "state.json, history"
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     session.unlock()
     if on:
         rep.line(f"maintenance on: every public request gets 503 (Retry-After "

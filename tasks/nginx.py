@@ -49,11 +49,6 @@ def nginx_names(settings):
     }
 
 
-def access_log_path(settings):
-    """Where nginx writes this app's requests (the directory must exist before `nginx -t`)."""
-    return f"{settings.deploy_dir}/logs/access.log"
-
-
 def access_log_format(settings, live, canary=None):
     """The log_format string of this app's file (fields: accesslog.FIELDS).
 
@@ -178,7 +173,7 @@ def render_nginx(settings, live, *, nginx_version=None, canary=None, maintenance
     return render_template(
         "nginx.conf.j2", s=settings, live=live, colours=COLOURS,
         canary=canary_colour, canary_percent=percent and int(percent), names=names,
-        log={"path": access_log_path(settings),
+        log={"path": settings.access_log_path,
              "format": access_log_format(settings, live, canary),
              "fields": "time, colour, status, method, upstream seconds"},
         keepalive=keepalive_min_timeout(settings, nginx_version),

@@ -13,7 +13,7 @@ from .health import describe_probe, probe_address
 from .plan import require_setup
 
 
-def preview(session, colour, local_port, stop=None):
+def open_preview(session, colour, local_port, stop=None):
     """Serve the tunnel until Ctrl-C (or until ``stop`` is set)."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()

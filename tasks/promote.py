@@ -1,6 +1,6 @@
 """release --no-switch, release --canary, promote, and what a watch leads to.
 
-Each task is its steps in order, as in release.py, whose steps it calls;
+Each task is its steps in order, as in pipeline.py, with the steps of steps.py;
 decisions come from stage.py (and plan.py), the watch from watch.py. A
 failure before the record reaches ``Attempt.fail`` as in a release. After
 the record, the switch is done and stays recorded: a watch that reverts
@@ -12,16 +12,16 @@ import time
 
 from . import accesslog, health
 from .errors import FAILED, Failure
-from .plan import plan_release
 from .lock import describe_who
-from .release import (Attempt, bring_up, pre_switch, stop_colour, stop_old_colour, switch_nginx,
-                      verify)
+from .plan import plan_release
 from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_pending,
                     with_promoted, with_withdrawn)
 from .state import bypass_headers, format_state
+from .steps import (Attempt, bring_up, healthy_now, pre_switch, stop_colour, stop_old_colour,
+                    switch_nginx, verify)
 from .watch import watch
 
-INTERRUPTED = 130  # the shell's code for Ctrl-C, as cli.operator_task uses
+INTERRUPTED = 130  # the shell's code for Ctrl-C, as runner.operator_task uses
 
 
 def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0,
@@ -31,9 +31,8 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock, force_unlock=force_unlock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
     pending = "canary" if canary else "staged"
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         plan = plan_release(view, s, name, branch=branch, ref=ref)
         plan_canary(view, name, canary)
         target = plan.target
@@ -44,29 +43,22 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
 
         if canary:
             # The canary's clients meet the new version now: its migrations first.
-            if s.pre_switch_cmd:
-                attempt.phase = "pre-switch"
-                pre_switch(session, target)
+            pre_switch(session, attempt, target)
             attempt.phase = "switch"
             switch_nginx(session, plan.live, nginx_version=view.nginx_version,
                          canary=(target, canary))
             attempt.switched = True
-            attempt.phase = "verify"
-            with rep.phase("verify") as ph:
+            with attempt.step("verify") as ph:
                 ph.detail = health.verify_canary(session.host, s, plan.live, target, rep,
                                                  headers=bypass_headers(view.state))
 
-        attempt.phase = "record"
         state = with_pending(view.state, target, pending, branch=plan.record_branch,
                              commit=commit, image=image, who=describe_who(session.who),
                              ref=plan.ref, percent=canary, deployed=plan.branch)
-        with rep.phase("record") as ph:
+        with attempt.step("record") as ph:
             session.record(format_state(state), session.history_line(
                 pending, percent=canary, **attempt.fields))
             ph.detail = "state.json, history"
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
                "live": plan.live, "target": target, "branch": plan.branch,
                "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target),
@@ -93,36 +85,24 @@ def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0
     return finish(session, summary)
 
 
-def promote(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
+def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
     """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
     (not again for a canary), switch, verify, record."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
+    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         p = plan_promote(view, name)
         record = view.record(p.to)
         branch, ref, follows = pending_source(record)
         attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
                               ref=ref, follows=follows if follows != branch else None,
                               was=p.kind, percent=p.percent)
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ok, text = health.describe_probe(session.host, s, p.to)
-            if not ok:
-                raise Failure(f"{p.to} is not healthy ({text}); nothing live changed",
-                              f"see `fab -H {name} logs --colour {p.to}`, or release again",
-                              code=FAILED)
-            ph.detail = f"{p.to} answers {text}"
-        if s.pre_switch_cmd and p.kind != "canary":
-            attempt.phase = "pre-switch"
-            pre_switch(session, p.to)
+        healthy_now(session, attempt, p.to)
+        if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
+            pre_switch(session, attempt, p.to)
         state = switch_everyone(session, attempt, view.state, p.to,
                                 nginx_version=view.nginx_version)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
                "live": p.to, "previous": p.live, "was": p.kind, "percent": p.percent,
                "commit": record.get("commit"), "branch": branch}
@@ -148,9 +128,8 @@ def switch_everyone(session, attempt, state, to, nginx_version=None):
     attempt.switched = True
     attempt.phase = "verify"
     verify(session, to)
-    attempt.phase = "record"
     new = with_promoted(state, to)
-    with session.reporter.phase("record") as ph:
+    with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))
         ph.detail = "state.json, history"
     return new
@@ -187,13 +166,9 @@ def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, b
         figures["promoted"] = False
         return figures
     rep.line(f"watch ended clean: {line}; promoting {new}")
-    attempt = Attempt(session, live=old, fields={
-        **fields, "from_colour": old, "to_colour": new, "was": "canary", "watch": figures})
-    try:
+    with Attempt(session, live=old, fields={**fields, "from_colour": old, "to_colour": new,
+                                            "was": "canary", "watch": figures}) as attempt:
         switch_everyone(session, attempt, state, new, nginx_version=session.view.nginx_version)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
     figures["promoted"] = True
     if stop_old:
         stop_colour(session, old)
@@ -243,11 +218,10 @@ def revert(session, state, outcome, fields, before):
             ph.detail = "state.json, history (reverted)"
     finally:
         session.unlock()
-    failure = Failure(f"reverted by the watch: {why}; {old} serves everyone again",
-                      f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
-                      "fix it and release again", code=FAILED)
-    failure.extra = {"result": "reverted", "live": old, "reverted": new, "watch": figures}
-    raise failure
+    raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
+                  f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
+                  "fix it and release again", code=FAILED,
+                  extra={"result": "reverted", "live": old, "reverted": new, "watch": figures})
 
 
 def finish(session, summary):

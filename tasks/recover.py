@@ -1,7 +1,7 @@
 """After a stale lock is taken over: put back an idle colour its dead holder left half-done.
 
 A task killed part-way (fab killed, the laptop gone) cannot run its own
-undo (``release.Attempt.fail``): a release killed after its start step
+undo (``steps.Attempt.fail``): a release killed after its start step
 leaves the idle colour running an unrecorded build, perhaps not even
 healthy, and `rollback` would switch to it. The task that takes the lock
 over compares each idle colour's container with state.json and starts
@@ -11,7 +11,7 @@ build), so the host is as the record says before that task plans.
 
 from dataclasses import dataclass
 
-from . import health, scripts
+from . import build_scripts, health, scripts
 from .stage import canary_of
 
 
@@ -56,7 +56,8 @@ def restore_unrecorded(session, view, bound):
         with rep.phase("restore") as ph:
             rep.line(f"{drift.colour} does not run its recorded release {drift.commit[:12]} "
                      "(the task that held the lock died part-way): starting it again")
-            result = session.run(scripts.restore(s, drift.colour, drift.commit), timeout=bound)
+            result = session.run(build_scripts.restore(s, drift.colour, drift.commit),
+                                 timeout=bound)
             if result.code != 0:
                 ph.detail = "FAILED"
                 rep.line(f"warning: could not start {drift.colour}'s release "

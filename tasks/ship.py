@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from . import compose, scripts
+from . import build_scripts, compose, scripts
 from .errors import FAILED, Failure
 from .scripts import block, mark, q
 
@@ -346,7 +346,7 @@ def deliver(session, attempt, plan, on_line):
 
     attempt.phase = "ship"
     archive = session.artifacts.archive(image, rep)
-    tag = scripts.image(s, image.commit)
+    tag = build_scripts.image(s, image.commit)
     with rep.phase("ship") as ph:
         shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest)
         ph.detail = shipped.describe()
@@ -368,11 +368,11 @@ def deliver(session, attempt, plan, on_line):
 def place_script(settings, colour, commit, compose_text, previous=None):
     """Tag the shipped image for ``colour`` (compose runs bluegreen-APP:<colour>),
     writing the compose file if it changed. ``previous`` (commit, image id),
-    what the colour ran, keeps its commit tag first (scripts.build does the same)."""
-    d, tag = settings.deploy_dir, scripts.image(settings, commit)
+    what the colour ran, keeps its commit tag first (build_scripts.build does the same)."""
+    d, tag = settings.deploy_dir, build_scripts.image(settings, commit)
     keep = ""
     if previous and previous[0] and previous[1]:
-        old = scripts.image(settings, previous[0])
+        old = build_scripts.image(settings, previous[0])
         keep = (f"docker image inspect {q(old)} >/dev/null 2>&1 || "
                 f"docker tag {q(previous[1])} {q(old)} 2>/dev/null\n")
     return f"""set -u
@@ -382,5 +382,5 @@ if ! printf '%s' {q(compose_text)} | cmp -s - compose.yml; then
   {mark('compose', 'updated')}
 fi
 docker image inspect {q(tag)} >/dev/null 2>&1 || {{ echo "$M error the shipped image "{q(tag)}" is not on the host"; exit {scripts.START_FAILED}; }}
-docker tag {q(tag)} {q(scripts.image(settings, colour))}
+docker tag {q(tag)} {q(build_scripts.image(settings, colour))}
 """

@@ -10,7 +10,7 @@ from typing import Tuple
 import paramiko
 
 from .errors import BAD_INPUT, NO_CONNECTION, Failure
-from .keys import KnownHost, UnknownHostKey, host_matches, key_fingerprint, known_hosts_name
+from .hostkeys import KnownHost, UnknownHostKey, host_matches, key_fingerprint, known_hosts_name
 
 @dataclass
 class ConnectContext:

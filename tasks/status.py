@@ -9,7 +9,7 @@ from .stage import canary_of
 from .state import build_of, last_failure, maintenance_of, source_of
 
 
-def status(session, json_mode=False):
+def gather_status(session, json_mode=False):
     """Gather one host's status as plain data (no secrets)."""
     s, name = session.settings, session.name
     session.reporter.quiet = True

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 from . import accesslog
-from .nginx import access_log_path
 from .scripts import block, mark, q
 
 # A trailing window besides the whole watch: a colour that turns bad after a
@@ -30,7 +29,7 @@ def read_step(settings, offset):
     those of its waited-for children (every step runs in a child): the
     watch's cost on the host, in clock ticks.
     """
-    path = q(access_log_path(settings))
+    path = q(settings.access_log_path)
     return f"""off={int(offset)}
 size=$(wc -c 2>/dev/null < {path} || echo 0)
 if [ "$size" -lt "$off" ]; then off=0; fi
@@ -134,7 +133,7 @@ def watch(session, *, new, old, seconds, clock=time.monotonic, sleep=time.sleep)
     first = session.run(read_step(s, 0))
     offset = int(first.values.get("size") or 0)
     cpu_start = cpu_seconds(first.values.get("cpu"))
-    rep.line(f"watch    {seconds:g}s of {access_log_path(s)}: {new} is new, {old} was live; "
+    rep.line(f"watch    {seconds:g}s of {s.access_log_path}: {new} is new, {old} was live; "
              f"revert above WATCH_MAX_ERROR_RATE={s.watch_max_error_rate:g} over at least "
              f"WATCH_MIN_REQUESTS={s.watch_min_requests}")
     start = clock()

@@ -21,7 +21,7 @@ import pytest
 import ports  # scripts/ports.py (conftest puts scripts/ on sys.path)
 
 from tasks.errors import Failure
-from tasks.keys import known_hosts_name
+from tasks.hostkeys import known_hosts_name
 from tasks.probe import ProbeError
 from tasks.inventory import HostEntry
 from tasks.ssh import Host

@@ -3,7 +3,7 @@ nginx files, disk use) in sample form, and its verdicts on them."""
 
 from support.facts import container_line, host_output, released_state
 from support.steps import M, read_step
-from tasks.check import evaluate
+from tasks.preflight import evaluate
 from tasks.facts import parse_view
 from tasks.nginx import render_nginx
 

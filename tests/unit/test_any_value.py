@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from tasks import cli
-from tasks import config as cfg
+from tasks import config as cfg, flags
 from tasks.errors import BAD_INPUT, Failure
 from tasks.inventory import Inventory, parse_inventory
 
@@ -162,7 +162,7 @@ def test_any_value_of_a_flag(no_connection, task, param, flag, value):
 @given(value=ANY_TEXT)
 def test_any_value_of_render_colour(value):
     try:
-        cfg.check_flag("--colour", value, cli.check_colour)
+        flags.check_flag("--colour", value, cli.check_colour)
     except Failure as exc:
         assert exc.code == BAD_INPUT
         assert_bad_input_line(str(exc), "--colour")

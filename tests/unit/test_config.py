@@ -11,7 +11,7 @@ from dotenv import dotenv_values
 
 from support.checkout import REPO
 from support.settings import make_settings
-from tasks import config as cfg
+from tasks import config as cfg, flags
 from tasks.errors import BAD_INPUT, ConfigError, Failure
 from tasks.inventory import parse_inventory
 
@@ -402,9 +402,9 @@ def test_bad_flag_layer_names_the_command_line(tmp_path):
 
 def test_check_flag_names_the_flag():
     with pytest.raises(ConfigError) as err:
-        cfg.check_flag("--branch", "`reboot`", cfg.check_branch)
+        flags.check_flag("--branch", "`reboot`", cfg.check_branch)
     assert_names_everything(err.value, "--branch", "`reboot`", ["the command line"])
-    assert cfg.check_flag("--branch", "release/2024.05", cfg.check_branch) == "release/2024.05"
+    assert flags.check_flag("--branch", "release/2024.05", cfg.check_branch) == "release/2024.05"
 
 
 @pytest.mark.parametrize("ref", ["0123abcd", "a" * 40, "v1.2.3", "release/2024-05"])

@@ -2,7 +2,7 @@
 
 Tests are data: a hand-built sample of the script's output (the markers and
 blocks exactly as the script prints them) and the HostView it must give.
-``host_output`` builds those samples; test_plan.py and test_check.py use it
+``host_output`` builds those samples; test_plan.py and test_preflight.py use it
 too. One test runs the real inspect script with sh against a directory
 laid out like a host, to keep the hand-built samples honest.
 """

@@ -15,7 +15,7 @@ from support.nginx import (
 )
 from tasks import accesslog
 from tasks.nginx import (
-    KeepaliveVerdict, access_log_format, access_log_path, keepalive_min_timeout,
+    KeepaliveVerdict, access_log_format, keepalive_min_timeout,
     keepalive_verdict, nginx_names, nginx_version_supports_keepalive_min_timeout,
     parse_nginx_version, read_nginx, render_nginx,
 )
@@ -196,7 +196,7 @@ def test_debian_nginx_refuses_keepalive_min_timeout(settings, tmp_path):
 def test_access_log_in_every_server_block(settings, ssl):
     s = settings(APP_NAME="my-shop", DEPLOY_DIR="/srv/shop", **(SSL if ssl else {}))
     text = render_nginx(s, "green")
-    assert access_log_path(s) == "/srv/shop/logs/access.log"
+    assert s.access_log_path == "/srv/shop/logs/access.log"
     assert ("log_format bluegreen_my_shop "
             "'$msec green $status $request_method $upstream_response_time';") in text
     for block in server_blocks(text):

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from tasks.checks import Invalid, check_asset_paths, check_maintenance_page_file
+from tasks.nginx_values import check_asset_paths, check_maintenance_page_file
+from tasks.validate import Invalid
 from tasks.errors import ConfigError
 from tasks.maintenance_mode import (check_action, check_message, plain_page, public_record,
                                     with_maintenance)

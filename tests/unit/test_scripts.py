@@ -21,7 +21,7 @@ import pytest
 
 from support.settings import make_settings
 from support.steps import run_step
-from tasks import scripts
+from tasks import build_scripts, scripts
 from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
 from tasks.nginx import render_nginx
 from tasks.state import empty_state, format_history_line, format_state
@@ -64,17 +64,17 @@ def every_script(s):
         ("write_file", scripts.write_file(s.nginx_file, NGINX_TEXT, mode="644",
                                           prefix=scripts.sudo(s))),
         ("drain", scripts.drain(s, "blue")),
-        ("checkout", scripts.checkout(s, "green", branch="feature/x-1.2", ref=None)),
-        ("checkout@ref", scripts.checkout(s, "blue", branch="main", ref="abc1234")),
-        ("build", scripts.build(s, "green", commit="a" * 40, compose_text=render_compose(s),
+        ("checkout", build_scripts.checkout(s, "green", branch="feature/x-1.2", ref=None)),
+        ("checkout@ref", build_scripts.checkout(s, "blue", branch="main", ref="abc1234")),
+        ("build", build_scripts.build(s, "green", commit="a" * 40, compose_text=render_compose(s),
                                 dockerfile_text=render_clojure_dockerfile(s),
                                 previous=("b" * 40, "sha256:" + "c" * 64))),
-        ("build-first", scripts.build(s, "blue", commit="a" * 40, compose_text="c",
+        ("build-first", build_scripts.build(s, "blue", commit="a" * 40, compose_text="c",
                                       dockerfile_text="d")),
-        ("start", scripts.start(s, "green")),
-        ("restore", scripts.restore(s, "blue", "b" * 40)),
+        ("start", build_scripts.start(s, "green")),
+        ("restore", build_scripts.restore(s, "blue", "b" * 40)),
         ("container_state", scripts.container_state(s, "green")),
-        ("pre_switch", scripts.pre_switch(s, "green")),
+        ("pre_switch", build_scripts.pre_switch(s, "green")),
         ("switch", scripts.switch(s, render_nginx(s, "green"))),
         ("switch+odd text", scripts.switch(s, NGINX_TEXT)),
         ("record", scripts.record(s, state_text=state,
@@ -491,7 +491,7 @@ BOUNDED = "COMPOSE_BAKE=false timeout -k 10 1800 docker compose -p shop -f /srv/
 
 def test_checkout_commands_for_a_branch():
     s = settings_for("normal")
-    text = scripts.checkout(s, "green", branch="feature/x", ref=None)
+    text = build_scripts.checkout(s, "green", branch="feature/x", ref=None)
     assert "cd /srv/shop || exit 41" in text
     assert ("timeout -k 10 1800 git clone --quiet --no-checkout "
             "https://example.com/acme/shop.git /srv/shop/green") in text
@@ -502,7 +502,7 @@ def test_checkout_commands_for_a_branch():
 
 
 def test_checkout_for_a_ref():
-    text = scripts.checkout(settings_for("normal"), "blue", branch="main", ref="abc1234")
+    text = build_scripts.checkout(settings_for("normal"), "blue", branch="main", ref="abc1234")
     assert "git rev-parse --verify --quiet 'abc1234^{commit}'" in text
     assert "'refs/tags/abc1234^{commit}'" in text
     assert """echo "$M error "'ref abc1234 is not in GIT_REPO'""" in text
@@ -510,16 +510,16 @@ def test_checkout_for_a_ref():
 
 def test_build_start_and_restore_commands():
     s = settings_for("normal")
-    build = scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d")
+    build = build_scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d")
     assert f"{BOUNDED} build green 2>&1" in build
     assert f"docker tag bluegreen-shop:green bluegreen-shop:{'a' * 40}" in build
     assert "docker image inspect" not in build  # nothing ran in green before
     assert not re.search(r"\bblue\b", build)
-    start = scripts.start(s, "green")
+    start = build_scripts.start(s, "green")
     assert f"{BOUNDED} up -d --no-deps --force-recreate green 2>&1" in start
     assert start.index(scripts.drain(s, "green")) < start.index(" up -d ")
     assert not re.search(r"\bblue\b", start)
-    restore = scripts.restore(s, "blue", "b" * 40)
+    restore = build_scripts.restore(s, "blue", "b" * 40)
     assert f"{BOUNDED} up -d --no-deps --force-recreate --no-build blue 2>&1" in restore
     assert restore.index(f"docker tag bluegreen-shop:{'b' * 40} bluegreen-shop:blue") < \
         restore.index(" up -d ")
@@ -548,7 +548,7 @@ def test_build_writes_what_changed_builds_and_tags_by_commit(box):
     log = box.dir / "docker.log"
     dock = docker_box(box, log, image_known=False)
     previous = ("b" * 40, "sha256:" + "c" * 64)
-    script = scripts.build(s, "green", commit="a" * 40, compose_text="services: {}\n",
+    script = build_scripts.build(s, "green", commit="a" * 40, compose_text="services: {}\n",
                            dockerfile_text="FROM x\n", previous=previous)
     r = box(script, extra_path=str(dock.parent))
     assert r.code == 0, (r.stdout, r.stderr)
@@ -572,7 +572,7 @@ def test_a_failed_build_says_so_and_tags_nothing(box):
     _, s = build_dirs(box)
     log = box.dir / "docker.log"
     dock = docker_box(box, log, build_code=1)
-    r = box(scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d"),
+    r = box(build_scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d"),
             extra_path=str(dock.parent))
     assert r.code == scripts.BUILD_FAILED and r.values["error"] == "docker build failed"
     assert "tag" not in log.read_text()
@@ -583,7 +583,7 @@ def test_a_build_past_its_bound_is_stopped(box):
     slow = stub(box.dir / "slow", "docker", "exec sleep 30\n")
     bounded = types.SimpleNamespace(**{**vars(s), "build_timeout": 1})
     start = time.monotonic()
-    r = box(scripts.build(bounded, "green", commit="a" * 40, compose_text="c",
+    r = box(build_scripts.build(bounded, "green", commit="a" * 40, compose_text="c",
                           dockerfile_text="d"), extra_path=str(slow.parent))
     assert time.monotonic() - start < 15
     assert r.code == scripts.TIMED_OUT
@@ -595,9 +595,9 @@ def test_start_reports_the_image_and_a_failed_start(box):
     s = dataclasses.replace(s, drain_timeout=0)
     dock = stub(box.dir / "dock", "docker",
                 'case "$1" in inspect) echo sha256:feed;; esac; exit 0\n')
-    r = box(scripts.start(s, "green"), extra_path=str(dock.parent))
+    r = box(build_scripts.start(s, "green"), extra_path=str(dock.parent))
     assert r.code == 0 and r.values["image"] == "sha256:feed"
-    r = box(scripts.start(s, "green"))  # the stub docker fails
+    r = box(build_scripts.start(s, "green"))  # the stub docker fails
     assert r.code == scripts.START_FAILED
     assert r.values["error"] == "the container did not start"
 
@@ -606,7 +606,7 @@ def test_restore_without_the_kept_image_starts_nothing(box):
     deploy, s = build_dirs(box)
     log = box.dir / "docker.log"
     dock = docker_box(box, log, image_known=False)
-    r = box(scripts.restore(s, "green", "b" * 40), extra_path=str(dock.parent))
+    r = box(build_scripts.restore(s, "green", "b" * 40), extra_path=str(dock.parent))
     assert r.code == scripts.START_FAILED
     assert r.values["error"] == f"no kept image bluegreen-shop:{'b' * 40}"
     assert log.read_text() == f"image inspect bluegreen-shop:{'b' * 40}\n"
@@ -614,8 +614,8 @@ def test_restore_without_the_kept_image_starts_nothing(box):
 
 def test_pre_switch_runs_the_command_as_one_word_in_the_container():
     s = settings_for("hostile")
-    text = scripts.pre_switch(s, "green")
-    assert text.endswith(f"exec -T green sh -c {shlex.quote(scripts.PRE_SWITCH_WRAP)} "
+    text = build_scripts.pre_switch(s, "green")
+    assert text.endswith(f"exec -T green sh -c {shlex.quote(build_scripts.PRE_SWITCH_WRAP)} "
                          f"bluegreen-pre-switch 600 {shlex.quote(s.pre_switch_cmd)} 2>&1")
     args = shlex.split(text.split(" exec -T green ", 1)[1])
     assert args[:2] == ["sh", "-c"] and args[3:] == ["bluegreen-pre-switch", "600",
@@ -624,17 +624,17 @@ def test_pre_switch_runs_the_command_as_one_word_in_the_container():
 
 def test_pre_switch_is_bounded_in_the_container_and_from_the_host():
     s = dataclasses.replace(settings_for("normal"), pre_switch_timeout=90.0)
-    text = scripts.pre_switch(s, "blue")
+    text = build_scripts.pre_switch(s, "blue")
     assert "COMPOSE_BAKE=false timeout -k 10 110 docker compose" in text
     assert " bluegreen-pre-switch 90 " in text
-    assert 'exec timeout -k 10 "$1" sh -c "$2"' in scripts.PRE_SWITCH_WRAP
+    assert 'exec timeout -k 10 "$1" sh -c "$2"' in build_scripts.PRE_SWITCH_WRAP
 
 
 def test_pre_switch_wrapper_runs_the_command_and_bounds_it(tmp_path):
     """The wrapper as the container's sh runs it: the command's own exit
     code, and 124 when it outlives the bound."""
     def wrap(seconds, cmd):
-        return subprocess.run(["sh", "-c", scripts.PRE_SWITCH_WRAP, "bluegreen-pre-switch",
+        return subprocess.run(["sh", "-c", build_scripts.PRE_SWITCH_WRAP, "bluegreen-pre-switch",
                                str(seconds), cmd], capture_output=True, text=True, timeout=30)
     assert wrap(5, "echo migrated; exit 3").returncode == 3
     assert wrap(5, "echo migrated").stdout == "migrated\n"
@@ -673,7 +673,7 @@ def test_small_builders():
     assert scripts.history(s, 30) == "tail -n 30 /srv/shop/history.jsonl 2>/dev/null; true"
     assert scripts.unlock_lock(s) == (
         "rm -f /srv/shop/.lock/owner.json; rmdir /srv/shop/.lock 2>/dev/null; true")
-    assert scripts.image(s, "green") == "bluegreen-shop:green"
+    assert build_scripts.image(s, "green") == "bluegreen-shop:green"
     text = scripts.repair_facts(s)
     assert 'echo "$M blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null || ' in text
     # No checkout (BUILD_ON=local): the commit label of the colour's container.
@@ -716,7 +716,7 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     s = settings_for("normal", DEPLOY_DIR=str(deploy), GIT_REPO=str(src))
 
     def deployed(branch="main", ref=None):
-        r = box(scripts.checkout(s, "blue", branch=branch, ref=ref), extra_path=str(real_git))
+        r = box(build_scripts.checkout(s, "blue", branch=branch, ref=ref), extra_path=str(real_git))
         assert (r.code == 0) == ("commit" in r.values), (r.values, r.stdout, r.stderr)
         return r.values.get("commit") or r.values.get("error")
 
@@ -729,7 +729,7 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     git("checkout", "-q", "main", cwd=src)
 
     assert deployed() == two
-    r = box(scripts.checkout(s, "blue", branch="main", ref=None), extra_path=str(real_git))
+    r = box(build_scripts.checkout(s, "blue", branch="main", ref=None), extra_path=str(real_git))
     assert r.values["subject"] == "two: the subject"
     assert deployed(branch="feature/x") == feature
     assert deployed(ref="main") == two
@@ -738,7 +738,7 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     assert deployed(ref=one[:10]) == one
     assert deployed(ref="nope") == "ref nope is not in GIT_REPO"
     assert deployed(branch="gone") == "branch gone is not in GIT_REPO"
-    r = box(scripts.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
+    r = box(build_scripts.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
     assert r.code == scripts.GIT_FAILED
 
 

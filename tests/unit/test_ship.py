@@ -133,7 +133,7 @@ def test_image_with_branch_is_bad_input(monkeypatch):
 
 
 def test_check_with_build_on_local_names_the_local_docker_and_the_layer_store():
-    from tasks.check import build_here_rows
+    from tasks.preflight import build_here_rows
 
     rows = build_here_rows({"local_docker": "ok Docker 20.10, overlay2 at x", "driver": "overlay2"},
                            {"driver_status": '[["Backing Filesystem","extfs"]]'})

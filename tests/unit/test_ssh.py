@@ -12,7 +12,7 @@ def test_destination_label():
 def test_quick_ack_socket_acknowledges_before_every_read_and_is_the_socket_otherwise():
     import socket
 
-    from tasks.ssh import QuickAckSocket, _transport_with_nodelay
+    from tasks.tcp import QuickAckSocket, transport_with_nodelay
 
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
@@ -30,7 +30,7 @@ def test_quick_ack_socket_acknowledges_before_every_read_and_is_the_socket_other
         assert client.gettimeout() == 0.5
         assert wrapped.getpeername() == peer.getsockname()
         # paramiko gets the wrapper, with TCP_NODELAY set on the socket beneath.
-        transport = _transport_with_nodelay(client)
+        transport = transport_with_nodelay(client)
         assert isinstance(transport.sock, QuickAckSocket)
         assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         transport.close()

@@ -8,7 +8,7 @@ import pytest
 
 from support.hostkeys import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
 from tasks.errors import Failure
-from tasks.keys import UnknownHostKey, parse_known_hosts
+from tasks.hostkeys import UnknownHostKey, parse_known_hosts
 from tasks.ssh_errors import ConnectContext, describe_connect_error
 
 

@@ -13,6 +13,7 @@ from . import scripts
 from .config import COLOURS
 from .errors import FAILED, Failure
 from .facts import parse_listening, parse_view
+from .localbuild import local_facts
 from .nginx import keepalive_verdict
 from .output import table
 
@@ -23,17 +24,9 @@ MIN_FREE_KB = 1024 * 1024  # warn below 1 GiB
 CRITICAL_FREE_KB = 200 * 1024  # fail below 200 MiB
 
 
-def first_command(command_line):
-    """The program a configured command runs (after sudo and env assignments)."""
-    words = shlex.split(command_line)
-    while words and (words[0] in ("sudo", "-n", "env") or "=" in words[0]):
-        words = words[1:]
-    return words[0] if words else ""
-
-
 def tools_script(settings):
     """Versions of git, docker (and its daemon), Compose v2, nginx."""
-    nginx = first_command(settings.nginx_test_cmd)
+    nginx = scripts.first_command(settings.nginx_test_cmd)
     return f"""PATH="$PATH:/usr/sbin:/sbin"
 if command -v git >/dev/null 2>&1; then echo "$M git $(git --version | cut -d' ' -f3)"; else echo "$M git missing"; fi
 if ! command -v docker >/dev/null 2>&1; then echo "$M docker missing"
@@ -376,8 +369,6 @@ def check(session):
         result = session.run(check_script(s), timeout=120)
         values, blocks = result.values, result.blocks
         if s.build_on == "local":
-            from .localbuild import local_facts
-
             values = {**values, **local_facts(s)}
         view = parse_view(result, s)
         rows = evaluate(values, blocks, view, s)

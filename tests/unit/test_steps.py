@@ -1,4 +1,4 @@
-"""The pipeline's steps and its one undo (tasks/release.py), over a scripted session.
+"""The pipeline's steps and its one undo (tasks/steps.py), over a scripted session.
 
 The session answers each step with the StepResult a test gives it (by the
 script's builder) and records the scripts it was asked to run; probes
@@ -13,7 +13,7 @@ import pytest
 from support.facts import container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from support.steps import M, read_step
-from tasks import release, scripts
+from tasks import build_scripts, scripts, steps
 from tasks.compose import Container
 from tasks.errors import Failure
 from tasks.nginx import render_nginx
@@ -72,7 +72,7 @@ def blue_live(s, green="running"):
 
 def attempt(session, phase, switched=False, rebuilt="green"):
     view = session.view
-    a = release.Attempt(session, live=view.live, fields={"from_colour": view.live})
+    a = steps.Attempt(session, live=view.live, fields={"from_colour": view.live})
     a.phase, a.switched = phase, switched
     a.rebuilt, a.before = rebuilt, view.containers.get(rebuilt) if rebuilt else None
     return a
@@ -86,7 +86,7 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
     # The switch back puts back the very file that was live.
     assert session.view.nginx_text.startswith("# bluegreen app=shop live=blue")
     assert session.ran == [scripts.switch(s, session.view.nginx_text),
-                           scripts.restore(s, "green", commit)]
+                           build_scripts.restore(s, "green", commit)]
     assert session.host.probes == [s.port_of("green")]  # its health, before saying so
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
     out = capsys.readouterr().out
@@ -129,7 +129,7 @@ def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
 
 
-# Was a bug (tasks/release.py, Attempt.fail: `rep.line(f"could not undo everything:
+# Was a bug (tasks/steps.py, Attempt.fail: `rep.line(f"could not undo everything:
 # {undo}")`): str() of a Failure is its "error: ..." line, so the operator
 # reads "could not undo everything: error: lost the SSH connection ...";
 # the undo's message (undo.message for a Failure) is what belongs there.
@@ -144,11 +144,11 @@ def test_an_undo_failure_is_worded_once(s, capsys):
 def test_a_restore_that_fails_names_the_kept_image(s):
     session = Session(s, blue_live(s))
     commit = session.view.record("green")["commit"]
-    session.answers[scripts.restore(s, "green", commit)] = read_step(
+    session.answers[build_scripts.restore(s, "green", commit)] = read_step(
         f"{M} error no kept image bluegreen-shop:{commit}",
         code=scripts.START_FAILED)
     with pytest.raises(Failure) as err:
-        release.restore_idle(session, "green", session.view.containers["green"], False)
+        steps.restore_idle(session, "green", session.view.containers["green"], False)
     assert err.value.message == (f"could not start green's previous release {commit[:12]} "
                                  f"again: no kept image bluegreen-shop:{commit}")
 
@@ -164,7 +164,7 @@ def switched(s, code, out="", error=None, stderr=""):
     session.answers[scripts.switch(s, render_nginx(s, "green"))] = read_step(
         text, code=code, stderr=stderr)
     with pytest.raises(Failure) as err:
-        release.switch_nginx(session, "green")
+        steps.switch_nginx(session, "green")
     return err.value
 
 
@@ -192,7 +192,7 @@ def test_a_failed_reload_says_the_old_file_is_back(s):
 
 def test_a_good_switch_says_what_it_did(s, capsys):
     session = Session(s, blue_live(s))
-    release.switch_nginx(session, "green")
+    steps.switch_nginx(session, "green")
     assert session.ran == [scripts.switch(s, render_nginx(s, "green"))]
     assert "nginx -> green (tested, reloaded)" in capsys.readouterr().out
 
@@ -203,18 +203,18 @@ def test_a_good_switch_says_what_it_did(s, capsys):
 def test_step_failed_names_the_error_or_the_exit_and_the_last_output():
     r = read_step("Cloning...\n\n  fatal: could not read from remote  \n"
                   f"{M} error git fetch from GIT_REPO failed", code=42)
-    f = release.step_failed(r, "git", "check GIT_REPO")
+    f = steps.step_failed(r, "git", "check GIT_REPO")
     assert f.message == "git fetch from GIT_REPO failed; nothing live changed"
     assert f.hint == "check GIT_REPO; last output: fatal: could not read from remote"
-    f = release.step_failed(read_step("", code=43), "build", "see above")
+    f = steps.step_failed(read_step("", code=43), "build", "see above")
     assert (f.message, f.hint) == ("the build step failed (exit 43); nothing live changed",
                                    "see above")
 
 
 def test_last_line_prefers_what_nginx_calls_an_emergency():
-    assert release.last_line("a\n[emerg] x\nb\n") == "[emerg] x"
-    assert release.last_line("a\n  b  \n\n") == "b"
-    assert release.last_line("") == release.last_line(None) == "(no output)"
+    assert steps.last_line("a\n[emerg] x\nb\n") == "[emerg] x"
+    assert steps.last_line("a\n  b  \n\n") == "b"
+    assert steps.last_line("") == steps.last_line(None) == "(no output)"
 
 
 @pytest.mark.parametrize("line, shown", [
@@ -223,16 +223,16 @@ def test_last_line_prefers_what_nginx_calls_an_emergency():
     (" Container shop-green-1  Built", True), ("#5 0.312 compiling", False),
 ])
 def test_is_progress(line, shown):
-    assert release.is_progress(line) is shown
+    assert steps.is_progress(line) is shown
 
 
 def test_step_bound_is_the_hosts_bound_and_some():
-    assert release.step_bound(make_settings()) == scripts.build_timeout(make_settings()) + 30
+    assert steps.step_bound(make_settings()) == scripts.build_timeout(make_settings()) + 30
 
 
 def test_the_before_container_decides_restore_or_stop(s):
     # A crash-looping colour was not "running" before: it is stopped, not restored.
     session = Session(s, blue_live(s))
-    release.restore_idle(session, "green", Container("green", "running", restart_count=3),
+    steps.restore_idle(session, "green", Container("green", "running", restart_count=3),
                          False)
     assert session.ran == [scripts.stop(s, "green")]

@@ -5,10 +5,10 @@ import os
 import pytest
 
 from support.steps import run_step
-from tasks.checks import Invalid
+from tasks.validate import Invalid
 from tasks.compose import Container
 from tasks.errors import BAD_INPUT, FAILED, Failure
-from tasks.releases import (check_commit_prefix, parse_images, prune_plan, prune_script,
+from tasks.kept import (check_commit_prefix, parse_images, prune_plan, prune_script,
                             releases_of, resolve)
 
 APP = "shop"

@@ -1,29 +1,21 @@
-"""The pipeline: release, switch, rollback and setup on one host.
+"""The steps of a release, below the tasks that run them in order.
 
-Each task is its steps, in order, in one function; each step is a plain
-call that runs one script in the task's remote shell (or probes over the
-connection) and returns what it found. Decisions come from plan.py,
-scripts from scripts.py. On any failure one place (``Attempt.fail``)
-switches nginx back if this task had switched it, puts the idle colour back
-as it was, records the attempt with its phase, and drops the lock.
+Each step is a plain call that runs one script in the task's remote shell
+(or probes over the connection), names its phase, and returns what it
+found. ``Attempt`` is what a changing task has done so far: on any failure
+it switches nginx back if the task had switched it, puts the idle colour
+back as it was, and records the attempt with its phase.
 """
 
 import time
 from dataclasses import dataclass, field
 
-from . import health, scripts, ship
-from .check import tool_problems, tools_script
+from . import build_scripts, health, scripts, ship
 from .compose import render_clojure_dockerfile, render_compose
 from .errors import FAILED, Failure
-from .lock import describe_who
 from .nginx import render_nginx
-from .plan import plan_release, plan_switch
-from .releases import list_script, prune as prune_releases
-from .stage import after_switch, canary_of
 from .stage import stops_old
-from .state import (build_of, bypass_headers, empty_state, format_state, maintenance_of,
-                    source_of, with_release)
-
+from .state import bypass_headers, format_state, maintenance_of
 
 @dataclass
 class Attempt:
@@ -36,6 +28,22 @@ class Attempt:
     rebuilt: str = None  # the colour this task recreated (the target)
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
+
+    def step(self, name):
+        """Name the phase once: what a failure is recorded with, and the
+        reporter's timed phase (use as ``with attempt.step("health") as ph:``)."""
+        self.phase = name
+        return self.session.reporter.phase(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        """A task's block: on any exception (Ctrl-C included) undo and record
+        it as ``fail`` does, then let it go on up."""
+        if exc is not None:
+            self.fail(exc)
+        return False
 
     def fail(self, exc):
         """Undo what this task changed, record the failure, drop the lock; never raises."""
@@ -53,146 +61,6 @@ class Attempt:
             rep.line(f"could not undo everything: "
                      f"{undo.message if isinstance(undo, Failure) else undo}")
         session.record_failure(exc, phase=self.phase, fields=self.fields)
-
-
-def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
-            force_unlock=False, first=False, watch_seconds=0):
-    """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
-    s, rep, name = session.settings, session.reporter, session.name
-    if not first:  # setup has connected and holds the lock
-        session.connect()
-        session.lock(wait=wait_lock, force_unlock=force_unlock)
-    view = session.view
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
-        plan = plan_release(view, s, name, branch=branch, ref=ref)
-        target = plan.target
-        attempt.fields.update(to_colour=target, **plan.history_fields)
-        if plan.drift:
-            rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
-        session.upload_app_env()
-
-        commit, image = bring_up(session, attempt, plan)
-
-        if s.pre_switch_cmd:
-            attempt.phase = "pre-switch"
-            pre_switch(session, target)
-
-        state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
-                             image=image, who=describe_who(session.who), live=True, ref=plan.ref,
-                             deployed=plan.branch)
-        # The kept releases are read while nginx reloads; pruned once recorded.
-        kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
-    prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst, never a failure
-    watched = None
-    if watch_seconds and not plan.live:
-        rep.line("watch: nothing was live before this release, so nothing to go back to: "
-                 "not watched")
-    if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
-        from .promote import watch_release
-
-        watched = watch_release(session, state, new=target, old=plan.live,
-                                seconds=watch_seconds, fields=attempt.fields,
-                                before=view.record(target))
-    stopped = stop_old_colour(session, plan.live, stop_old, watched)
-    session.unlock()
-    total = time.monotonic() - session.started
-    keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
-            if plan.live and not stopped else "")
-    rep.line(f"released {target}: {commit[:12]} ({ship.source_note(attempt.fields, plan.source)})"
-             f" in {total:.1f}s{keep}")
-    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": plan.live, "branch": plan.branch, "ref": plan.ref,
-            "commit": commit, "image": image, "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats(),
-            **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields},
-            **({"watch": watched} if watched else {})}
-
-
-def switch(session, to=None, *, wait_lock=0.0):
-    """rollback (to=None: the other colour) and switch --to: steps 7-9 after
-    one good health answer from the colour switched to."""
-    s, rep, name = session.settings, session.reporter, session.name
-    session.connect()
-    view = session.lock(wait=wait_lock)
-    attempt = Attempt(session, live=view.live, fields={"from_colour": view.live})
-    try:
-        to = plan_switch(view, s, name, to)
-        record = view.record(to)
-        canary = canary_of(view)
-        if canary and to == view.live:
-            # Everyone back from the canary: history says from which colour.
-            attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
-        build = build_of(record)
-        attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
-                              commit=record.get("commit"))
-
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
-            ok, text = health.describe_probe(session.host, s, to)
-            if not ok:
-                raise Failure(f"{to} is not healthy ({text}); nothing live changed",
-                              f"see `fab -H {name} logs --colour {to}`, or release again",
-                              code=FAILED)
-            ph.detail = f"{to} answers {text}"
-
-        go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
-    session.unlock()
-    total = time.monotonic() - session.started
-    rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
-            "promote` still can)" if to == view.live else f"{view.live} keeps running")
-    rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
-             f"{source_of(record) or ''}) in {total:.1f}s; {rest}")
-    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": to, "previous": view.live, "commit": record.get("commit"),
-            "branch": build["branch"], "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats()}
-
-
-def setup(session):
-    """Check the host, create what is missing, first release into blue."""
-    s, rep, name = session.settings, session.reporter, session.name
-    session.connect()
-    with rep.phase("tools") as ph:
-        result = session.run(tools_script(s))
-        problems = tool_problems(result.values, need_git=session.artifacts is None)
-        if problems:
-            raise Failure(f"{name}: {'; '.join(problems)}",
-                          "install them on the host (Debian: apt-get install git docker.io "
-                          "nginx; Compose v2 as a docker CLI plugin), then run setup again",
-                          code=FAILED)
-        ph.detail = ", ".join(f"{t} {result.values[t]}"
-                              for t in ("git", "docker", "compose", "nginx"))
-    with rep.phase("dirs") as ph:
-        result = session.run(scripts.setup(s, format_state(empty_state(s.app_name))))
-        if result.code != 0:
-            raise Failure(f"could not create {s.deploy_dir} on {name}: "
-                          f"{result.values.get('error', result.stderr.strip())}",
-                          "create it for the deploy user, or set DEPLOY_DIR", code=FAILED)
-        created = [value for key, value in result.marks if key == "created"]
-        ph.detail = ("created " + ", ".join(created)) if created else "all present"
-    view = session.lock()
-    if view.live:
-        try:
-            session.upload_app_env()
-            if view.nginx is None:
-                switch_nginx(session, view.live, nginx_version=view.nginx_version)
-        finally:
-            session.unlock()
-        rep.line(f"already set up: {view.live} is live; created what was missing, "
-                 "released nothing (use `fab release`)")
-        return {"host": name, "app": s.app_name, "task": "setup", "result": "ok",
-                "live": view.live, "released": False, "ssh": session.ssh_stats()}
-    summary = release(session, first=True)
-    summary["released"] = True
-    return summary
-
 
 # --- the steps ---------------------------------------------------------------------
 
@@ -219,8 +87,7 @@ def bring_up(session, attempt, plan):
     attempt.rebuilt, attempt.before = target, view.containers[target]
     image = start(session, target)
 
-    attempt.phase = "health"
-    with rep.phase("health") as ph:
+    with attempt.step("health") as ph:
         ph.detail = health.gate(session.host, s, target, rep)
     return commit, image
 
@@ -241,8 +108,7 @@ def go_live(session, attempt, colour, state, read_meanwhile=None):
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour)
 
-    attempt.phase = "record"
-    with session.reporter.phase("record") as ph:
+    with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields))
         ph.detail = "state.json, history"
     return meanwhile.result() if meanwhile else None
@@ -252,7 +118,7 @@ def checkout(session, colour, plan):
     """Step 3: the colour's checkout at the requested commit; returns the commit."""
     s, rep = session.settings, session.reporter
     with rep.phase("git") as ph:
-        result = session.run(scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
+        result = session.run(build_scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
                              on_line=show_progress(rep), timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
@@ -267,21 +133,21 @@ def build(session, colour, commit, previous):
     s, rep = session.settings, session.reporter
     with rep.phase("build") as ph:
         result = session.run(
-            scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
+            build_scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
                           dockerfile_text=render_clojure_dockerfile(s),
                           previous=(previous.get("commit"), previous.get("image"))),
             on_line=show_progress(rep), timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "build", "the Docker build failed: its output is "
                               "above (--verbose shows all)")
-        ph.detail = scripts.image(s, commit[:12])
+        ph.detail = build_scripts.image(s, commit[:12])
 
 
 def start(session, colour):
     """Step 4b: recreate the colour's container; returns its image id."""
     s, rep = session.settings, session.reporter
     with rep.phase("start") as ph:
-        result = session.run(scripts.start(s, colour), on_line=show_progress(rep),
+        result = session.run(build_scripts.start(s, colour), on_line=show_progress(rep),
                              timeout=step_bound(s))
         if result.code != 0:
             raise step_failed(result, "start", "the container did not start: see the "
@@ -290,12 +156,26 @@ def start(session, colour):
     return result.values.get("image", "")
 
 
-def pre_switch(session, colour):
-    """Step 6: PRE_SWITCH_CMD in the new colour's container."""
+def healthy_now(session, attempt, colour):
+    """Before a switch to a colour already running: one good health answer."""
+    s, name = session.settings, session.name
+    with attempt.step("health") as ph:
+        ok, text = health.describe_probe(session.host, s, colour)
+        if not ok:
+            raise Failure(f"{colour} is not healthy ({text}); nothing live changed",
+                          f"see `fab -H {name} logs --colour {colour}`, or release again",
+                          code=FAILED)
+        ph.detail = f"{colour} answers {text}"
+
+
+def pre_switch(session, attempt, colour):
+    """Step 6: PRE_SWITCH_CMD in the new colour's container (none set: nothing)."""
     s, rep = session.settings, session.reporter
-    with rep.phase("pre-switch") as ph:
-        bound, started = scripts.pre_switch_timeout(s), time.monotonic()
-        result = session.run(scripts.pre_switch(s, colour),
+    if not s.pre_switch_cmd:
+        return
+    with attempt.step("pre-switch") as ph:
+        bound, started = build_scripts.pre_switch_timeout(s), time.monotonic()
+        result = session.run(build_scripts.pre_switch(s, colour),
                              on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
         # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
         # (the kernel's OOM killer, say) is the command's own failure.
@@ -415,7 +295,7 @@ def restore_idle(session, colour, before, show_logs):
         return
     with rep.phase("restore") as ph:
         commit = record["commit"]
-        result = session.run(scripts.restore(s, colour, commit), timeout=step_bound(s))
+        result = session.run(build_scripts.restore(s, colour, commit), timeout=step_bound(s))
         if result.code != 0:
             ph.detail = "FAILED"
             raise Failure(f"could not start {colour}'s previous release "

@@ -1,6 +1,6 @@
 """Kept releases: the app's images tagged by commit, pruned, listed, rolled back to.
 
-Every release tags its image ``bluegreen-APP:<commit>`` (scripts.build).
+Every release tags its image ``bluegreen-APP:<commit>`` (build_scripts.build).
 After a successful release (and ``rollback --to``) the KEEP_RELEASES newest
 of them stay, with every image a colour runs or state.json records; older
 commit tags, the app's untagged images and stale build cache go. ``fab
@@ -17,15 +17,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from . import health, scripts
-from .checks import Invalid
+from . import build_scripts, health, scripts
+from .validate import Invalid
 from .compose import parse_inspect
 from .config import other
 from .errors import BAD_INPUT, FAILED, Failure
+from .lock import describe_who
 from .output import emit, emit_json, table
 from .plan import require_setup
 from .stage import refuse_during_canary
 from .state import build_of, iso_utc, parse_history, with_release
+from .steps import Attempt, go_live, step_bound
 
 q = shlex.quote
 
@@ -268,7 +270,7 @@ def gather(session, state=None, listing=None):
         containers, history
 
 
-def prune(session, state, listing=None):
+def prune_releases(session, state, listing=None):
     """After a release: keep KEEP_RELEASES images, remove the rest. Never raises:
     a release that is recorded does not fail over housekeeping. ``listing``:
     list_script's result, when the release read it already (while verify waited)."""
@@ -326,9 +328,6 @@ def releases(session, json_mode):
 def rollback_to(session, prefix, *, wait_lock=0.0):
     """Start a kept release's image in the idle colour, health gate, switch,
     verify, record: a release without git or a build."""
-    from .lock import describe_who
-    from .release import Attempt, go_live, step_bound
-
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     view = session.lock(wait=wait_lock)
@@ -348,14 +347,13 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         raise
     target = other(view.live) if view.live else "blue"
     commit = release.commit
-    attempt = Attempt(session, live=view.live, fields={
+    with Attempt(session, live=view.live, fields={
         "from_colour": view.live, "to_colour": target, "branch": release.branch,
-        "commit": commit, "ref": release.ref, "kept": True})
-    try:
+        "commit": commit, "ref": release.ref, "kept": True}) as attempt:
         attempt.phase = "start"
         attempt.rebuilt, attempt.before = target, view.containers[target]
         with rep.phase("start") as ph:
-            result = session.run(scripts.restore(s, target, commit), timeout=step_bound(s))
+            result = session.run(build_scripts.restore(s, target, commit), timeout=step_bound(s))
             if result.code != 0:
                 raise Failure(f"could not start the kept release {commit[:12]} in {target}: "
                               f"{result.values.get('error') or 'see the output above'}; "
@@ -363,8 +361,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                               f"`fab -H {name} logs --colour {target}` shows why", code=FAILED)
             ph.detail = f"{target} runs kept image of {commit[:12]} (no build)"
 
-        attempt.phase = "health"
-        with rep.phase("health") as ph:
+        with attempt.step("health") as ph:
             ph.detail = health.gate(session.host, s, target, rep)
 
         branch = release.branch or view.record(target).get("branch") or s.branch_of(target)
@@ -372,10 +369,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                              image=release.image, who=describe_who(session.who), live=True,
                              ref=release.ref)
         go_live(session, attempt, target, state)
-    except BaseException as exc:
-        attempt.fail(exc)
-        raise
-    prune(session, state)
+    prune_releases(session, state)
     session.unlock()
     total = time.monotonic() - session.started
     keep = f"; {view.live} keeps running" if view.live else ""

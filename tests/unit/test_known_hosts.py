@@ -1,4 +1,4 @@
-"""tasks/keys.py: known_hosts lines, fingerprints, private key text (no SSH)."""
+"""tasks/hostkeys.py: known_hosts lines, fingerprints, private key text (no SSH)."""
 
 import io
 import os
@@ -13,7 +13,7 @@ from paramiko.hostkeys import HostKeyEntry, HostKeys
 
 from support.hostkeys import OTHER_FP, OTHER_PUB, PUB, PUB_FP, pub_key
 from tasks.errors import Failure
-from tasks.keys import (
+from tasks.hostkeys import (
     AcceptNew,
     RejectUnknown,
     UnknownHostKey,
