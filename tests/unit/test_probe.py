@@ -18,6 +18,7 @@ import paramiko
 import pytest
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT_FAILED
 
+from ports import free_port  # a port nobody listens on, from the tests' reserved range
 from tasks import probe
 from tasks.errors import Failure
 from tasks.health import describe_answer
@@ -236,12 +237,6 @@ def transport():
     t = Transport()
     yield t
     t.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the server is what the tests say it is --------------------------------------
