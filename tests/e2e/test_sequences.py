@@ -14,9 +14,8 @@ import time
 
 import loadgen
 import yaml
-from released import (background, container_states, fab, history_json, interrupt,
-                      no_traceback, output, serves, state_file, status_json, summary_json,
-                      wait_until)
+from released import (container_states, fab, history_json, no_traceback, output, serves,
+                      state_file, status_json, summary_json, wait_until)
 
 # Few requests suffice to judge: the load below is light on a shared machine.
 WATCH = {"WATCH_MIN_REQUESTS": "8"}
@@ -191,16 +190,10 @@ def test_a_failed_colour_clears_once_it_went_live_and_a_canary_rollback_is_logge
     serves(project, "v2", "green")
 
 
-def test_force_unlock_and_ctrl_c_in_a_plain_watch(project, tmp_path):
+def test_force_unlock_of_a_gone_holder_says_so_and_is_recorded(project):
+    # (Ctrl-C in a plain release's watch: test_stage_canary.py.)
     fab(project, "setup")
     project.app.commit("v2")
-    log = tmp_path / "watch.log"
-    with background(project, "release", "--watch", "60", log=log) as run:
-        text = interrupt(run, log, once="watch ")
-    assert run.returncode == 130, text
-    assert " promote" not in text.split("watch interrupted", 1)[1], text
-    assert "fab -H testhost rollback" in text, text
-
     # A lock left by a process of this machine that is gone.
     gone = subprocess.Popen(["true"])
     gone.wait()

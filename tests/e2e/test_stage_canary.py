@@ -230,6 +230,7 @@ def test_ctrl_c_during_a_watch_keeps_the_recorded_switch_and_drops_the_lock(proj
     assert run.returncode == 130, text
     assert "watch interrupted" in text and "Traceback" not in text, text
     assert "promote" not in text, text  # a plain release has nothing to promote
+    assert "fab -H testhost rollback" in text, text  # the way back it offers instead
     status = status_json(project)
     assert status["live"] == "green" and status["lock"] is None, status
     assert state_file(project)["live"] == "green"
