@@ -40,6 +40,7 @@ def fab(workdir, *args):
 
 
 def project(workdir, host, app, name):
+    """.env and hosts.yml for `fab` in workdir (BUILD_ON=local); returns the settings."""
     public, blue, green = lh.free_ports(3)
     env = {"APP_NAME": name, "GIT_REPO": str(app.repo), "DEPLOY_DIR": f"{workdir}/srv",
            **host.env_settings(), "PUBLIC_PORT": public, "BLUE_PORT": blue,
@@ -49,6 +50,7 @@ def project(workdir, host, app, name):
     Path(workdir).mkdir(parents=True, exist_ok=True)
     (Path(workdir) / ".env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     (Path(workdir) / "hosts.yml").write_text(host.hosts_yaml("bench"))
+    return env
 
 
 def main():

@@ -100,7 +100,7 @@ class SecondDaemon:
         # the interface docker0, the machine daemon's bridge, whatever -b says
         # (moby's initNetworkController, "Clear stale bridge network").
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+            self._proc = subprocess.Popen(self._dockerd_command(cmd), stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=log, start_new_session=True)
         self.pid = self._proc.pid
         self._write_record()
@@ -114,6 +114,11 @@ class SecondDaemon:
         text = self.log.read_text(errors="replace")[-3000:]
         self.stop()
         raise RuntimeError(f"the second dockerd did not start:\n{text}")
+
+    def _dockerd_command(self, cmd):
+        """The command line that starts dockerd: a hook for a daemon confined to
+        CPUs of its own (bench/build_load.py)."""
+        return cmd
 
     def stop_daemon(self, timeout=60):
         """Stop dockerd (SIGTERM: it stops its containers), keep its data."""

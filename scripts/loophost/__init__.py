@@ -42,7 +42,7 @@ from .images import (  # noqa: F401
     build_base_image,
 )
 from .apps import (  # noqa: F401
-    DOCKERFILE, START_HEADER, START_BODY, HTTP500_HANDLER, SAMPLE_APPS_DIR, PYTHON_KINDS,
+    DOCKERFILE, BUSY_BUILD_MARKER, BUSY_BUILD_STEP, START_HEADER, START_BODY, HTTP500_HANDLER, SAMPLE_APPS_DIR, PYTHON_KINDS,
     PYTHON_DOCKERFILE, KINDS, asset_fingerprint, SampleApp,
 )
 from .cli import (  # noqa: F401

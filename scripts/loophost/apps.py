@@ -21,6 +21,16 @@ ENTRYPOINT ["/bin/busybox"]
 CMD ["sh", "/app/start.sh"]
 """
 
+# A build step that keeps every CPU the build may use busy for {seconds} s:
+# `nproc` inside the build counts the CPUs its cpuset or affinity allows.
+# Each loop's $0 names it, so a benchmark can find it in /proc.
+BUSY_BUILD_MARKER = "bluegreen-busy-loop"
+BUSY_BUILD_STEP = """\
+RUN ["/bin/busybox", "sh", "-c", "n=$(/bin/busybox nproc); i=0; \\
+while [ $i -lt $n ]; do /bin/busybox timeout {seconds} /bin/busybox sh -c 'while :; do :; done' \\
+{marker} & i=$((i + 1)); done; wait; echo \\"$n busy loops for {seconds} s\\""]
+"""
+
 # The server is exec'd, so it is PID 1 with no SIGTERM handler: only
 # `init: true` makes `docker stop` quick (10 s of grace period, measured, without).
 START_HEADER = """\
@@ -150,6 +160,8 @@ class SampleApp:
                /health, /version, /, /ws
     slow=N delays the start of any kind by N seconds (for the Python kinds:
     the boot delay, which BOOT_SECONDS in the container's environment overrides).
+    busy_build=N (busybox kinds) adds a build step that keeps every CPU the
+    build may use busy for N seconds (BUSY_BUILD_STEP).
     All of them listen on $PORT (default 8080), as compose sets it.
     """
 
@@ -177,7 +189,8 @@ class SampleApp:
         self._git("config", "commit.gpgsign", "false")
         self._git("remote", "add", "origin", str(self.repo))
 
-    def commit(self, version, kind="ok", branch="main", slow=None, message=None):
+    def commit(self, version, kind="ok", branch="main", slow=None, message=None,
+               busy_build=None):
         """Commit `version` of the app in behaviour `kind` to `branch`, push it; return the sha."""
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
@@ -189,7 +202,7 @@ class SampleApp:
         if kind in PYTHON_KINDS:
             slow = self._write_python_app(app, version, kind, slow)
         else:
-            self._write_busybox_app(app, version, kind, slow)
+            self._write_busybox_app(app, version, kind, slow, busy_build)
         (app / "VERSION").write_text(f"{version}\n")
         (self.work / ".dockerignore").write_text(".git\n")
         self._git("add", "-A")
@@ -200,7 +213,7 @@ class SampleApp:
         self.commits[version] = sha
         return sha
 
-    def _write_busybox_app(self, app, version, kind, slow):
+    def _write_busybox_app(self, app, version, kind, slow, busy_build=None):
         fmt = {"label": shlex.quote(version), "kind": kind, "fp": asset_fingerprint(version)}
         start = _fill(START_HEADER, **fmt)
         if slow:
@@ -211,7 +224,9 @@ class SampleApp:
             handler = app / "http500.sh"
             handler.write_text("#!/bin/sh\n" + HTTP500_HANDLER)
             handler.chmod(0o755)
-        (self.work / "Dockerfile").write_text(DOCKERFILE)
+        busy = _fill(BUSY_BUILD_STEP, seconds=f"{float(busy_build):g}",
+                     marker=BUSY_BUILD_MARKER) if busy_build else ""
+        (self.work / "Dockerfile").write_text(DOCKERFILE + busy)
         bb = self.work / "busybox"
         if not bb.exists():
             shutil.copy2(self.busybox, bb)
