@@ -218,9 +218,10 @@ def column(kind, ctx, args):
 # --- the run ------------------------------------------------------------------------------
 
 
-def start_machines(work, sets, name):
-    """The host (daemon, sshd, nginx on its CPUs), fab's daemon, the app and the project."""
-    ctx = {"sets": sets, "version": 1}
+def start_machines(ctx, work, name):
+    """The host (daemon, sshd, nginx on its CPUs), fab's daemon, the app and the project,
+    into `ctx` as they start (so that a failure stops what started)."""
+    sets = ctx["sets"]
     ctx["host_daemon"] = PinnedDaemon(sets["host"]).start()
     ctx["fab_daemon"] = PinnedDaemon(sets["fab"]).start()
     ctx["host"] = PinnedHost(work / "host", ctx["host_daemon"], sets["host"]).start()
@@ -230,16 +231,16 @@ def start_machines(work, sets, name):
     env = project(ctx["dir"], ctx["host"], ctx["app"], name)
     ctx["port"] = int(env["PUBLIC_PORT"])
     ctx["access_log"] = f"{env['DEPLOY_DIR']}/logs/access.log"
-    return ctx
 
 
 def measure(args, work, name):
-    sets = {"host": cs.Cpuset("host", args.host_cpus).create(),
-            "fab": cs.Cpuset("fab", args.fab_cpus).create(),
-            "load": cs.Cpuset("load", args.load_cpus).create()}
-    ctx, results = None, {k: [] for k in COLUMNS}
+    sets = {role: cs.Cpuset(role, cpus, args.cpu_weight) for role, cpus in
+            (("host", args.host_cpus), ("fab", args.fab_cpus), ("load", args.load_cpus))}
+    ctx, results = {"sets": sets, "version": 1}, {k: [] for k in COLUMNS}
     try:
-        ctx = start_machines(work, sets, name)
+        for s in sets.values():
+            s.create()
+        start_machines(ctx, work, name)
         run_fab(ctx["dir"], sets["fab"], ctx["fab_daemon"], "setup")
         sets["load"].add(os.getpid())  # the load's threads, and this one (the sampler)
         with loadgen.Load(ctx["port"], PATH, rate_fresh=args.rate, rate_keepalive=0,
@@ -253,7 +254,7 @@ def measure(args, work, name):
     finally:
         cs.remove_tree(sets["load"].name)  # moves this process back to the root cpuset
         for part in ("host", "host_daemon", "fab_daemon"):
-            if ctx and ctx.get(part):
+            if ctx.get(part):
                 ctx[part].stop()
         for s in sets.values():
             s.remove()
@@ -325,6 +326,9 @@ def main(argv=None):
     ap.add_argument("--host-cpus", default="0")
     ap.add_argument("--fab-cpus", default="1")
     ap.add_argument("--load-cpus", default=None, help="default: the host's CPUs")
+    ap.add_argument("--cpu-weight", type=int, default=100,
+                    help="x the default CPU weight of each part against this machine's "
+                         "other processes (1: none)")
     args = ap.parse_args(argv)
     args.load_cpus_text = args.load_cpus or args.host_cpus
     args.host_cpus, args.fab_cpus, args.load_cpus = (

@@ -208,19 +208,31 @@ def hierarchy():
     return "v2", CGROUP
 
 
-class Cpuset:
-    """The cgroup NAME on `cpus`: wrap(cmd) runs a command in it; `parent` for Docker."""
+# v1 hierarchies our processes enter besides cpuset: CPU time (cpuacct) and CPU
+# weight (cpu); Docker makes NAME/<container> in each by itself.
+V1_EXTRA = ("cpuacct", "cpu")
+V1_SHARES, V2_WEIGHT = 1024, 100  # the kernel's default CPU weight
 
-    def __init__(self, role, cpus):
+
+class Cpuset:
+    """The cgroup NAME on `cpus`: wrap(cmd) runs a command in it; `parent` for Docker.
+
+    `weight` (1: the kernel's default) multiplies the CPU weight of NAME
+    against the machine's other processes: at 100 they get what NAME leaves
+    of its CPUs, as if it had them to itself; inside NAME, its processes
+    and containers share as on any machine.
+    """
+
+    def __init__(self, role, cpus, weight=1):
         self.version, self.root = hierarchy()
         self.name = f"{PREFIX}{os.getpid()}-{role}"
-        self.cpus = frozenset(cpus)
+        self.cpus, self.weight = frozenset(cpus), weight
         self.dir = self.root / self.name
         self.procs = self.dir / "procs"
-        # v1 counts CPU time in another hierarchy: the processes enter it too
-        # (Docker puts its containers there under the same parent by itself).
-        acct = CGROUP / "cpuacct" / self.name
-        self.acct = (acct if self.version == "v1" and acct.parent.is_dir() else None)
+        self.groups, self.acct, self.cpu = [self.dir], self.dir, self.dir
+        if self.version == "v1":  # cpu and cpuacct may be one hierarchy (cpu,cpuacct)
+            self.acct, self.cpu = (_mount(c) and _mount(c) / self.name for c in V1_EXTRA)
+            self.groups += sorted({d for d in (self.acct, self.cpu) if d})
 
     @property
     def parent(self):
@@ -233,17 +245,22 @@ class Cpuset:
                                 or _read(self.root / "cpuset.effective_cpus") or "")
         if not self.cpus <= online:
             raise RuntimeError(f"CPUs {cpus}: this machine offers {format_cpu_list(online)}")
-        if self.version == "v2":
-            (self.root / "cgroup.subtree_control").write_text("+cpuset")
+        v2 = self.version == "v2"
+        if v2:  # the "no internal processes" rule: NAME itself holds none
+            (self.root / "cgroup.subtree_control").write_text("+cpuset +cpu")
+        for d in self.groups:
+            (d / "procs").mkdir(parents=True, exist_ok=True)
+        if v2:
+            (self.dir / "cgroup.subtree_control").write_text("+cpuset")
         for d in (self.dir, self.procs):
-            d.mkdir(exist_ok=True)
-            if self.version == "v2" and d == self.dir:
-                (d / "cgroup.subtree_control").write_text("+cpuset")
             (d / "cpuset.cpus").write_text(cpus)
-            if self.version == "v1":  # v1 cgroups start with no memory nodes either
+            if not v2:  # v1 cgroups start with no memory nodes either
                 (d / "cpuset.mems").write_text(_read(self.root / "cpuset.mems").strip())
-        if self.acct:
-            (self.acct / "procs").mkdir(parents=True, exist_ok=True)
+        if self.cpu and self.weight != 1:
+            if v2:
+                (self.cpu / "cpu.weight").write_text(str(min(10000, V2_WEIGHT * self.weight)))
+            else:
+                (self.cpu / "cpu.shares").write_text(str(V1_SHARES * self.weight))
         return self
 
     def pids(self, which="procs"):
@@ -258,8 +275,8 @@ class Cpuset:
 
     def cpu_seconds(self):
         """CPU time used so far by everything in NAME (None: no accounting found)."""
-        if self.acct:
-            ns = _read(self.acct / "cpuacct.usage")
+        if self.version == "v1":
+            ns = self.acct and _read(self.acct / "cpuacct.usage")
             return int(ns) / 1e9 if ns else None
         m = re.search(r"^usage_usec (\d+)", _read(self.dir / "cpu.stat") or "", re.M)
         return int(m.group(1)) / 1e6 if m else None
@@ -267,21 +284,27 @@ class Cpuset:
     def wrap(self, cmd):
         """`cmd` entering NAME/procs first (exec: the pid stays the command's)."""
         enter = " && ".join(f"echo $$ > {shlex.quote(str(d / 'procs' / 'cgroup.procs'))}"
-                            for d in (self.dir, self.acct) if d) + ' && exec "$@"'
+                            for d in self.groups) + ' && exec "$@"'
         return ["sh", "-c", enter, "sh", *map(str, cmd)]
 
     def add(self, pid):
         """Move a running process (all its threads) into NAME/procs."""
-        for d in (self.dir, self.acct):
-            if d:
-                (d / "procs" / "cgroup.procs").write_text(str(pid))
+        for d in self.groups:
+            (d / "procs" / "cgroup.procs").write_text(str(pid))
 
     def remove(self):
         """Remove NAME in every hierarchy Docker made it in; processes left go to the root."""
         remove_tree(self.name)
 
     def __str__(self):
-        return f"{self.name} (cgroup {self.version}, CPUs {format_cpu_list(self.cpus)})"
+        weight = f", {self.weight}x the default CPU weight" if self.weight != 1 else ""
+        return f"{self.name} (cgroup {self.version}, CPUs {format_cpu_list(self.cpus)}{weight})"
+
+
+def _mount(controller):
+    """The v1 hierarchy directory of `controller` (symlinks resolved), or None."""
+    path = CGROUP / controller
+    return path.resolve() if path.is_dir() else None
 
 
 def _hierarchies():
@@ -293,16 +316,16 @@ def _hierarchies():
 
 def remove_tree(name):
     """Remove cgroup `name` and what is below it, in every hierarchy; the
-    processes still in its cgroups go to the root (only in the cpuset and
-    cpuacct hierarchies: the others hold only what Docker put there)."""
-    cpuset_roots = (hierarchy()[1], CGROUP / "cpuacct")
+    processes still in its cgroups go to the root (only in the hierarchies
+    our processes enter: the others hold only what Docker put there)."""
+    ours = {hierarchy()[1], *(_mount(c) for c in V1_EXTRA)}
     for top in _hierarchies():
         base = top / name
         if not base.is_dir():
             continue
         dirs = sorted((d for d in base.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
         for d in dirs + [base]:
-            for pid in (_read(d / "cgroup.procs") or "").split() if top in cpuset_roots else ():
+            for pid in (_read(d / "cgroup.procs") or "").split() if top in ours else ():
                 try:
                     (top / "cgroup.procs").write_text(pid)
                 except OSError:
