@@ -271,7 +271,7 @@ def load_failed(name, code, answer):
     said = last[-1][-300:] if last else "no output"
     if "no space left on device" in answer.lower():
         return Failure(f"the disk of {name} is full: `docker load` ran out of space there "
-                       f"({said}); nothing live changed, and the partial image was discarded",
+                       f"({said}); nothing live changed",
                        "free space where the host's Docker keeps images (`fab check` shows "
                        "how much is free; `docker image prune` on the host removes unused "
                        "images, a lower KEEP_RELEASES keeps fewer), then release again",
