@@ -3,8 +3,8 @@
 `own_daemon` (module): a SecondDaemon, stopped and removed after the module.
 `own_host` (module): a LoopHost whose sshd sees only that daemon as
 /run/docker.sock (its repository stays readable: it can build as usual).
-`isolated_host(hide)`: the same but unable to read the directories `hide`
-(the app's repository): what `BUILD_ON=local` is tested against.
+`start_own_host(tmp_path_factory, daemon, hide)`: an OwnHost on ``daemon``,
+unable to read the directories `hide`.
 `own_project(base, host, app)`: a conftest Project whose containers() asks
 that host's daemon.
 
@@ -12,9 +12,12 @@ For BUILD_ON=local (tests/e2e/test_build_local.py, test_ship_edges.py), all
 three module-scoped, named as the tests use them:
 `app` (local_app): a SampleApp of kind ``APP_KIND`` (a module attribute,
 default "pyweb"), "v1" committed; `host` (isolated_host): an OwnHost on
-`own_daemon` that cannot read the app's repository (a module may define its
+`own_daemon` that cannot read the app's repository (what BUILD_ON=local is
+tested against) (a module may define its
 own `own_daemon`: test_ship_edges puts its data root on a small disk);
 `proj` (local_proj): a project on that host with BUILD_ON=local.
+`summary(result)`, `host_images(project)`: the --json summary, the app's
+image tags on the host.
 
 Test modules import the fixtures they use: `from ownhostkit import own_host`.
 """
