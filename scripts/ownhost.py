@@ -35,6 +35,22 @@ DOCKERD = "dockerd"
 SHORT_TMP = "/tmp"
 
 
+def _write_record(path, **fields):
+    """What a test session made, for `_abandoned` to find if it is killed."""
+    path.write_text(json.dumps({**fields, "owner_pid": os.getpid()}) + "\n")
+
+
+def _abandoned(pattern):
+    """The records under SHORT_TMP matching ``pattern`` whose session is gone."""
+    for record in Path(SHORT_TMP).glob(pattern):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if not lh.pid_alive(data.get("owner_pid")):
+            yield data
+
+
 def _ip(*args):
     return subprocess.run(["ip", *args], capture_output=True, text=True)
 
@@ -155,21 +171,13 @@ class SecondDaemon:
         subprocess.run(["rm", "-rf", str(self.dir)], capture_output=True)
 
     def _write_record(self):
-        self.record.write_text(json.dumps({
-            "dir": str(self.dir), "data_root": str(self.data_root), "pid": self.pid,
-            "bridge": self.bridge,
-            "subnet": self.subnet, "owner_pid": os.getpid()}) + "\n")
+        _write_record(self.record, dir=str(self.dir), data_root=str(self.data_root),
+                      pid=self.pid, bridge=self.bridge, subnet=self.subnet)
 
     @classmethod
     def stop_abandoned(cls):
         """Stop daemons (and bridges) left by test sessions that were killed."""
-        for record in Path(SHORT_TMP).glob("bgd-*/daemon.json"):
-            try:
-                data = json.loads(record.read_text())
-            except (OSError, ValueError):
-                continue
-            if lh.pid_alive(data.get("owner_pid")):
-                continue
+        for data in _abandoned("bgd-*/daemon.json"):
             daemon = cls(data["dir"], data.get("data_root"))
             daemon.bridge, daemon.subnet = data.get("bridge"), data.get("subnet")
             pid = data.get("pid")
@@ -233,20 +241,12 @@ class SmallDisk:
         subprocess.run(["rm", "-rf", str(self.dir)], capture_output=True)
 
     def _write_record(self):
-        self.record.write_text(json.dumps({
-            "dir": str(self.dir), "device": self.device, "image": str(self.image),
-            "owner_pid": os.getpid()}) + "\n")
+        _write_record(self.record, dir=str(self.dir), device=self.device, image=str(self.image))
 
     @classmethod
     def remove_abandoned(cls):
         """Disks left by test sessions that were killed (after their daemons)."""
-        for record in Path(SHORT_TMP).glob("bgdisk-*/disk.json"):
-            try:
-                data = json.loads(record.read_text())
-            except (OSError, ValueError):
-                continue
-            if lh.pid_alive(data.get("owner_pid")):
-                continue
+        for data in _abandoned("bgdisk-*/disk.json"):
             disk = cls(data["dir"])
             disk.mounted = os.path.ismount(disk.mnt)
             # Only the loop device still backed by this disk's image file.

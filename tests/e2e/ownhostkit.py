@@ -31,13 +31,19 @@ import ownhost as oh
 from support.project import Project, require_base_image
 
 
+def started_daemon(what, **kwargs):
+    """A Docker daemon of the test's own (ownhost.SecondDaemon), started;
+    ``what`` names it if it cannot start. The caller stops it."""
+    try:
+        return oh.SecondDaemon(**kwargs).start()
+    except RuntimeError as e:
+        pytest.fail(f"could not start {what}: {e}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def own_daemon(tmp_path_factory):
     oh.SecondDaemon.stop_abandoned()
-    try:
-        daemon = oh.SecondDaemon().start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start a Docker daemon of the test's own: {e}", pytrace=False)
+    daemon = started_daemon("a Docker daemon of the test's own")
     yield daemon
     daemon.stop()
 

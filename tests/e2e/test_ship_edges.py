@@ -24,7 +24,7 @@ import loophost as lh
 import ownhost as oh
 from faultkit import history, owner
 from ownhostkit import (  # noqa: F401  (fixtures)
-    host_images, isolated_host, local_app, local_proj, summary)
+    started_daemon, host_images, isolated_host, local_app, local_proj, summary)
 from released import fab, serves
 
 APP_KIND = "ok"  # local_app: the busybox sample, no base image
@@ -46,10 +46,7 @@ def disk():
 @pytest.fixture(scope="module")
 def own_daemon(disk):
     """The isolated host's daemon (ownhostkit's `host`), its data root on `disk`."""
-    try:
-        daemon = oh.SecondDaemon(data_root=disk.mnt / "root").start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start the host's own daemon: {e}", pytrace=False)
+    daemon = started_daemon("the host's own daemon", data_root=disk.mnt / "root")
     yield daemon
     daemon.stop()
 
@@ -57,10 +54,7 @@ def own_daemon(disk):
 @pytest.fixture(scope="module")
 def builder():
     """Another daemon, for the machine running fab: what DOCKER_HOST points at."""
-    try:
-        daemon = oh.SecondDaemon().start()
-    except RuntimeError as e:
-        pytest.fail(f"could not start a second daemon to build in: {e}", pytrace=False)
+    daemon = started_daemon("a second daemon to build in")
     yield daemon
     daemon.stop()
 
