@@ -53,16 +53,21 @@ def chain_ids(diff_ids):
     return chains
 
 
+# One line per image of the host: its ID, tags and layers (a JSON object).
+IMAGE_FORMAT = '{"id":{{json .Id}},"tags":{{json .RepoTags}},"layers":{{json .RootFS.Layers}}}'
+
+
 def host_facts_script(image_tag):
-    """What the host's Docker has: its layer store, every image's layers,
-    and the image already tagged ``image_tag`` (when it is there)."""
+    """What the host's Docker has: its layer store, and every image's ID, tags
+    and layers (``image_tag`` among the tags when the release is there).
+    Three docker CLI calls (~15 ms of CPU each on the host): one `docker
+    info` for the driver and its status, one listing, one inspect of all."""
     return "\n".join([
-        mark("driver", "$(docker info --format '{{.Driver}}' 2>/dev/null)"),
-        block("driver_status", "docker info --format '{{json .DriverStatus}}' 2>/dev/null"),
-        mark("has", f"$(docker image inspect --format '{{{{.Id}}}}' {q(image_tag)} 2>/dev/null)"),
-        block("layers", "docker image ls -q --no-trunc 2>/dev/null | sort -u | "
-                        "xargs -r docker image inspect --format '{{json .RootFS.Layers}}' "
-                        "2>/dev/null"),
+        "info=$(docker info --format '{{.Driver}} {{json .DriverStatus}}' 2>/dev/null)",
+        mark("driver", "${info%% *}"),
+        block("driver_status", "printf '%s' \"${info#* }\""),
+        block("images", "docker image ls -q --no-trunc 2>/dev/null | sort -u | "
+                        f"xargs -r docker image inspect --format {q(IMAGE_FORMAT)} 2>/dev/null"),
     ]) + "\n"
 
 
@@ -80,20 +85,25 @@ class HostLayers:
         return "containerd image store" if self.containerd else f"{self.driver or '?'} layer store"
 
 
-def parse_host_layers(result):
-    """HostLayers from the step's values and blocks."""
+def parse_host_layers(result, image_tag):
+    """HostLayers from the step's values and blocks; ``has_image`` is the ID
+    of the image tagged ``image_tag``, if any."""
     status = result.blocks.get("driver_status", "")
-    chains = set()
-    for line in result.blocks.get("layers", "").splitlines():
+    chains, has = set(), ""
+    for line in result.blocks.get("images", "").splitlines():
         try:
-            layers = json.loads(line)
+            image = json.loads(line)
         except ValueError:
             continue
-        if isinstance(layers, list):
-            chains.update(chain_ids(layers))
+        if not isinstance(image, dict):
+            continue
+        if isinstance(image.get("layers"), list):
+            chains.update(chain_ids(image["layers"]))
+        if image_tag in (image.get("tags") or ()):
+            has = str(image.get("id") or "")
     return HostLayers(driver=result.values.get("driver", ""),
                       containerd="io.containerd.snapshotter" in status,
-                      chains=frozenset(chains), has_image=result.values.get("has", ""))
+                      chains=frozenset(chains), has_image=has)
 
 
 def layers_to_send(paths, diff_ids, host):
@@ -252,7 +262,7 @@ def human(n):
 def ship(session, archive, image_tag, diff_ids, expected_id):
     """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped."""
     started = time.monotonic()
-    host = parse_host_layers(session.run(host_facts_script(image_tag)))
+    host = parse_host_layers(session.run(host_facts_script(image_tag)), image_tag)
     shipped = Shipped(store=host.store, whole=host.containerd)
     if host.has_image and (host.containerd or host.has_image == expected_id):
         shipped.already = True
