@@ -18,13 +18,9 @@ The pure parts (chain IDs, which layers to send, the facts of the host)
 are unit-tested; ``ship`` does the I/O.
 """
 
-import gzip
 import hashlib
-import io
 import json
-import os
 import queue
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,11 +29,8 @@ import paramiko
 
 from . import build_scripts, compose, scripts
 from .errors import FAILED, Failure
+from .archive import COMPRESS_ABOVE, Archive, encode, read_archive, write_archive  # noqa: F401
 from .scripts import block, mark, q
-
-# Above this, a load is slowed by the network more than by gzip -1 (which
-# compresses ~100 MB/s here); below it, compressing costs more than it saves.
-COMPRESS_ABOVE = 64 * 1024
 
 
 # --- pure: layers and what the host has ------------------------------------------------
@@ -119,56 +112,6 @@ def layers_to_send(paths, diff_ids, host):
     needed = {path for path, skip in zip(paths, have) if not skip}
     drop = {path for path, skip in zip(paths, have) if skip} - needed
     return drop, have.count(False), have.count(True)
-
-
-# --- the archive -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A `docker save` archive of one image on this machine."""
-
-    path: str
-    layer_paths: tuple  # manifest.json's Layers, in order
-    config_path: str
-    size: int
-
-    @property
-    def config_digest(self):
-        """sha256:<hex> of the image's config: its ID on a host's layer store."""
-        name = self.config_path.rsplit("/", 1)[-1]
-        return "sha256:" + name.removesuffix(".json")
-
-
-def read_archive(path):
-    """The manifest of a `docker save` archive (classic or OCI layout)."""
-    with tarfile.open(path) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))
-    if len(manifest) != 1:
-        raise Failure(f"the saved archive holds {len(manifest)} images, not one",
-                      "name one image", code=FAILED)
-    entry = manifest[0]
-    return Archive(path=path, layer_paths=tuple(entry["Layers"]),
-                   config_path=entry["Config"], size=os.path.getsize(path))
-
-
-def write_archive(archive, out, drop, repo_tag):
-    """Write ``archive`` to the file object ``out`` without the files ``drop``,
-    its manifest naming ``repo_tag`` (the release's tag on the host)."""
-    with tarfile.open(archive.path) as src, tarfile.open(fileobj=out, mode="w|") as dst:
-        for member in src:
-            if member.name in drop:
-                continue
-            if member.name == "manifest.json":
-                manifest = json.load(src.extractfile(member))
-                manifest[0]["RepoTags"] = [repo_tag]
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
-                dst.addfile(member, io.BytesIO(data))
-            elif member.isfile():
-                dst.addfile(member, src.extractfile(member))
-            else:
-                dst.addfile(member)
 
 
 # --- the stream into `docker load` ---------------------------------------------------
@@ -259,8 +202,12 @@ def human(n):
         n /= 1024
 
 
-def ship(session, archive, image_tag, diff_ids, expected_id):
-    """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped."""
+def ship(session, archive, image_tag, diff_ids, expected_id, encodings=None):
+    """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped.
+
+    ``encodings`` (archive.Encodings), when several hosts of the run are
+    shipped to: the bytes sent are encoded once for all hosts that lack the
+    same layers."""
     started = time.monotonic()
     host = parse_host_layers(session.run(host_facts_script(image_tag)), image_tag)
     shipped = Shipped(store=host.store, whole=host.containerd)
@@ -271,28 +218,29 @@ def ship(session, archive, image_tag, diff_ids, expected_id):
     drop, shipped.layers_sent, shipped.layers_skipped = layers_to_send(
         archive.layer_paths, diff_ids, host)
     try:
-        shipped.bytes = stream_load(session, archive, drop, image_tag)
+        shipped.bytes = stream_load(session, archive, drop, image_tag, encodings)
     except Failure as exc:
         if not drop or "layer.tar" not in exc.message and "no such file" not in exc.message:
             raise
         # A layer the host had was removed meanwhile (another app's prune): all of it.
-        shipped.bytes = stream_load(session, archive, set(), image_tag)
+        shipped.bytes = stream_load(session, archive, set(), image_tag, encodings)
         shipped.layers_sent, shipped.layers_skipped = len(diff_ids), 0
     shipped.seconds = time.monotonic() - started
     return shipped
 
 
-def stream_load(session, archive, drop, image_tag):
-    """One `docker load` on the host fed the archive; returns the bytes sent."""
+def stream_load(session, archive, drop, image_tag, encodings=None):
+    """One `docker load` on the host fed the archive (encoded here, or read
+    from the run's shared encoding); returns the bytes sent."""
     host = session.host
     chan = host.exec_channel("docker load")
     out = ChannelSender(chan)
     try:
-        if archive.size > COMPRESS_ABOVE:
-            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
-                write_archive(archive, gz, drop, image_tag)
+        if encodings is None:
+            encode(archive, out, drop, image_tag)
         else:
-            write_archive(archive, out, drop, image_tag)
+            for chunk in encodings.get(archive, drop, image_tag).chunks():
+                out.write(chunk)
         out.close()
         chan.shutdown_write()
         answer, code = read_answer(chan)
@@ -358,7 +306,8 @@ def deliver(session, attempt, plan, on_line):
     archive = session.artifacts.archive(image, rep)
     tag = build_scripts.image(s, image.commit)
     with rep.phase("ship") as ph:
-        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest)
+        shared = session.artifacts.encodings if session.hosts_in_run > 1 else None
+        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest, shared)
         ph.detail = shipped.describe()
     attempt.fields["ship"] = shipped.to_json()
 
