@@ -232,6 +232,42 @@ def _nginx_current():
         return f"? ({e})"
 
 
+def _stat(pid):
+    """(ppid, own CPU seconds, reaped children's CPU seconds) of a process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, \
+        (int(fields[13]) + int(fields[14])) / tick
+
+
+def tree_cpu(pids):
+    """CPU seconds used so far by the processes ``pids`` and all their
+    descendants: each one's own, its live descendants', and what the ones
+    that ended used (counted in their parent once reaped). An sshd
+    listener's is every connection and everything the sessions ran."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            s = _stat(int(entry))
+            if s is not None:
+                stats[int(entry)] = s
+    children = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0.0, [p for p in pids if p in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += stats[pid][1] + stats[pid][2]
+        todo += children.get(pid, [])
+    return total
+
+
 def loadavg():
     """The 1, 5 and 15 minute load averages, as /proc/loadavg prints them."""
     with open("/proc/loadavg") as f:
