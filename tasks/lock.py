@@ -4,6 +4,7 @@ The lock itself is taken and dropped by remote scripts (tasks/scripts.py);
 this module makes the owner record, reads it back and says how old it is.
 """
 
+import functools
 import getpass
 import json
 import os
@@ -31,7 +32,10 @@ def identity():
     return who
 
 
+@functools.lru_cache(maxsize=1)
 def _git_identity():
+    """git's user.name and user.email here, asked once per run: a run on
+    twenty hosts would otherwise start twenty `git config` processes."""
     try:
         out = subprocess.run(
             ["git", "config", "--get-regexp", r"^user\.(name|email)$"],

@@ -18,7 +18,6 @@ The pure parts (chain IDs, which layers to send, the facts of the host)
 are unit-tested; ``ship`` does the I/O.
 """
 
-import gzip
 import hashlib
 import json
 import queue
@@ -30,12 +29,9 @@ import paramiko
 
 from . import build_scripts, compose, scripts
 from .errors import FAILED, Failure
+from .compressed import COMPRESS_ABOVE, encode  # noqa: F401 (ship's API)
 from .imagearchive import Archive, read_archive, write_archive  # noqa: F401 (ship's API)
 from .scripts import block, mark, q
-
-# Above this, a load is slowed by the network more than by gzip -1 (which
-# compresses ~100 MB/s here); below it, compressing costs more than it saves.
-COMPRESS_ABOVE = 64 * 1024
 
 
 # --- pure: layers and what the host has ------------------------------------------------
@@ -51,16 +47,21 @@ def chain_ids(diff_ids):
     return chains
 
 
+# One line per image of the host: its ID, tags and layers (a JSON object).
+IMAGE_FORMAT = '{"id":{{json .Id}},"tags":{{json .RepoTags}},"layers":{{json .RootFS.Layers}}}'
+
+
 def host_facts_script(image_tag):
-    """What the host's Docker has: its layer store, every image's layers,
-    and the image already tagged ``image_tag`` (when it is there)."""
+    """What the host's Docker has: its layer store, and every image's ID, tags
+    and layers (``image_tag`` among the tags when the release is there).
+    Three docker CLI calls (~15 ms of CPU each on the host): one `docker
+    info` for the driver and its status, one listing, one inspect of all."""
     return "\n".join([
-        mark("driver", "$(docker info --format '{{.Driver}}' 2>/dev/null)"),
-        block("driver_status", "docker info --format '{{json .DriverStatus}}' 2>/dev/null"),
-        mark("has", f"$(docker image inspect --format '{{{{.Id}}}}' {q(image_tag)} 2>/dev/null)"),
-        block("layers", "docker image ls -q --no-trunc 2>/dev/null | sort -u | "
-                        "xargs -r docker image inspect --format '{{json .RootFS.Layers}}' "
-                        "2>/dev/null"),
+        "info=$(docker info --format '{{.Driver}} {{json .DriverStatus}}' 2>/dev/null)",
+        mark("driver", "${info%% *}"),
+        block("driver_status", "printf '%s' \"${info#* }\""),
+        block("images", "docker image ls -q --no-trunc 2>/dev/null | sort -u | "
+                        f"xargs -r docker image inspect --format {q(IMAGE_FORMAT)} 2>/dev/null"),
     ]) + "\n"
 
 
@@ -95,20 +96,25 @@ def containerd_store(driver_status):
                for pair in pairs or ())
 
 
-def parse_host_layers(result):
-    """HostLayers from the step's values and blocks."""
+def parse_host_layers(result, image_tag):
+    """HostLayers from the step's values and blocks; ``has_image`` is the ID
+    of the image tagged ``image_tag``, if any."""
     status = result.blocks.get("driver_status", "")
-    chains = set()
-    for line in result.blocks.get("layers", "").splitlines():
+    chains, has = set(), ""
+    for line in result.blocks.get("images", "").splitlines():
         try:
-            layers = json.loads(line)
+            image = json.loads(line)
         except ValueError:
             continue
-        if isinstance(layers, list):
-            chains.update(chain_ids(layers))
+        if not isinstance(image, dict):
+            continue
+        if isinstance(image.get("layers"), list):
+            chains.update(chain_ids(image["layers"]))
+        if image_tag in (image.get("tags") or ()):
+            has = str(image.get("id") or "")
     return HostLayers(driver=result.values.get("driver", ""),
                       containerd=containerd_store(status),
-                      chains=frozenset(chains), has_image=result.values.get("has", ""))
+                      chains=frozenset(chains), has_image=has)
 
 
 def layers_to_send(paths, diff_ids, host):
@@ -214,10 +220,14 @@ def human(n):
         n /= 1024
 
 
-def ship(session, archive, image_tag, diff_ids, expected_id):
-    """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped."""
+def ship(session, archive, image_tag, diff_ids, expected_id, encodings=None):
+    """Send what the host lacks of the image; it is tagged ``image_tag`` there -> Shipped.
+
+    ``encodings`` (archive.Encodings), when several hosts of the run are
+    shipped to: the bytes sent are encoded once for all hosts that lack the
+    same layers."""
     started = time.monotonic()
-    host = parse_host_layers(session.run(host_facts_script(image_tag)))
+    host = parse_host_layers(session.run(host_facts_script(image_tag)), image_tag)
     shipped = Shipped(store=host.store, whole=host.containerd)
     if host.has_image and (host.containerd or host.has_image == expected_id):
         shipped.already = True
@@ -226,28 +236,29 @@ def ship(session, archive, image_tag, diff_ids, expected_id):
     drop, shipped.layers_sent, shipped.layers_skipped = layers_to_send(
         archive.layer_paths, diff_ids, host)
     try:
-        shipped.bytes = stream_load(session, archive, drop, image_tag)
+        shipped.bytes = stream_load(session, archive, drop, image_tag, encodings)
     except Failure as exc:
         if not drop or "layer.tar" not in exc.message and "no such file" not in exc.message:
             raise
         # A layer the host had was removed meanwhile (another app's prune): all of it.
-        shipped.bytes = stream_load(session, archive, set(), image_tag)
+        shipped.bytes = stream_load(session, archive, set(), image_tag, encodings)
         shipped.layers_sent, shipped.layers_skipped = len(diff_ids), 0
     shipped.seconds = time.monotonic() - started
     return shipped
 
 
-def stream_load(session, archive, drop, image_tag):
-    """One `docker load` on the host fed the archive; returns the bytes sent."""
+def stream_load(session, archive, drop, image_tag, encodings=None):
+    """One `docker load` on the host fed the archive (encoded here, or read
+    from the run's shared encoding); returns the bytes sent."""
     host = session.host
     chan = host.exec_channel("docker load")
     out = ChannelSender(chan)
     try:
-        if archive.size > COMPRESS_ABOVE:
-            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
-                write_archive(archive, gz, drop, image_tag)
+        if encodings is None:
+            encode(archive, out, drop, image_tag)
         else:
-            write_archive(archive, out, drop, image_tag)
+            for chunk in encodings.get(archive, drop, image_tag).chunks():
+                out.write(chunk)
         out.close()
         chan.shutdown_write()
         answer, code = read_answer(chan)
@@ -326,7 +337,8 @@ def deliver(session, attempt, plan, on_line):
     archive = session.artifacts.archive(image, rep)
     tag = build_scripts.image(s, image.commit)
     with rep.phase("ship") as ph:
-        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest)
+        shared = session.artifacts.encodings if session.hosts_in_run > 1 else None
+        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest, shared)
         ph.detail = shipped.describe()
     attempt.fields["ship"] = shipped.to_json()
 

@@ -11,6 +11,7 @@ Everything an operator can get wrong while connecting comes out as a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -187,7 +188,7 @@ class Host:
         known = []
         try:
             with open(self.known_hosts, encoding="utf-8", errors="replace") as f:
-                known += parse_known_hosts(f.read(), self.known_hosts)
+                known += _known_hosts(f.read(), self.known_hosts)
         except FileNotFoundError:
             pass  # a missing file is an empty one: the policy below still refuses
         except OSError as exc:
@@ -374,6 +375,13 @@ class Host:
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {'connected' if self.connection else 'closed'}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _known_hosts(text: str, path: str):
+    """known_hosts parsed once per content: the hosts of a run mostly share one
+    file, and a 300-line one takes ~9 ms to parse (a key object per line)."""
+    return tuple(parse_known_hosts(text, path))
 
 
 def _close_quietly(thing) -> None:

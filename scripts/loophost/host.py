@@ -113,6 +113,10 @@ class LoopHost:
             elif self._nginx is not None:
                 self._nginx.poll()
             self.nginx_pid = self._nginx = None
+        self._stop_sshd()
+        self.record.unlink(missing_ok=True)
+
+    def _stop_sshd(self):
         if self.sshd_pid:
             # Each connection is a child sshd in its own session, which
             # outlives the listener: end those first, while the listener is
@@ -122,7 +126,14 @@ class LoopHost:
                     end_pid(pid, 2.0)
             end_pid(self.sshd_pid, 5.0, self._sshd)
             self.sshd_pid = self._sshd = None
-        self.record.unlink(missing_ok=True)
+
+    def restart_sshd(self, sshd_options):
+        """Stop sshd (and its sessions) and start it again on the same port with
+        ``sshd_options`` instead (another login shell for the user, say)."""
+        self._stop_sshd()
+        self.sshd_options = dict(sshd_options)
+        self._start_sshd(self.ssh_port)
+        self.record.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     def restart_nginx(self, how="quit"):
         """Stop the nginx master (`nginx -s quit`, or `stop`) and start a new one.

@@ -54,6 +54,26 @@ def test_ssh_refuses_a_host_that_is_not_in_known_hosts(loophost):
         ssh_client(loophost, known_hosts=None).close()
 
 
+def test_sshd_restarts_on_its_port_with_other_options(tmp_path):
+    # bench/ship_parallel.py measures a stock login shell and this machine's
+    # root on the same hosts: sshd again, SetEnv HOME pointing elsewhere.
+    host = lh.LoopHost(tmp_path / "h").start()
+    try:
+        port, old_pid = host.ssh_port, host.sshd_pid
+        home = tmp_path / "home"
+        home.mkdir()
+        host.restart_sshd({"SetEnv": f"HOME={home}"})
+        assert (host.ssh_port, lh.pid_alive(old_pid)) == (port, False)
+        client = ssh_client(host, host.known_hosts)  # the same host key and port
+        try:
+            _, stdout, _ = client.exec_command("echo $HOME")
+            assert stdout.read().decode().strip() == str(home)
+        finally:
+            client.close()
+    finally:
+        host.stop()
+
+
 def test_nginx_reload_serves_a_dropped_in_file(any_nginx_host):
     loophost = any_nginx_host
     port = lh.free_port()

@@ -108,10 +108,11 @@ def contents(data):
 
 
 def host_with(layer_lists, status='[["Backing Filesystem","extfs"]]', driver="overlay2"):
+    images = (json.dumps({"id": f"sha256:{n}", "tags": [], "layers": ls})
+              for n, ls in enumerate(layer_lists))
     return ship.parse_host_layers(StepResult(
-        code=0, stdout="", stderr="", values={"driver": driver, "has": ""},
-        blocks={"layers": "\n".join(json.dumps(ls) for ls in layer_lists),
-                "driver_status": status}))
+        code=0, stdout="", stderr="", values={"driver": driver},
+        blocks={"images": "\n".join(images), "driver_status": status}), "bluegreen-shop:abc")
 
 
 def trimmed(archive, host, tag="bluegreen-shop:abc"):

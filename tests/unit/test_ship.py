@@ -25,17 +25,34 @@ def test_chain_ids_follow_the_oci_image_spec():
     assert ship.chain_ids([]) == []
 
 
-def host(layer_lists, driver="overlay2", status='[["Backing Filesystem","extfs"]]', has=""):
+def host(layer_lists, driver="overlay2", status='[["Backing Filesystem","extfs"]]',
+         tags=None, tag="bluegreen-app:c0ffee"):
+    """HostLayers parsed from what host_facts_script prints: one image per
+    layer list, the n-th with tags[n] (default: untagged)."""
+    tags = tags or [None] * len(layer_lists)
+    lines = [json.dumps({"id": f"sha256:{n:064x}", "tags": image_tags, "layers": layers})
+             for n, (layers, image_tags) in enumerate(zip(layer_lists, tags))]
     return ship.parse_host_layers(step(
-        {"driver": driver, "has": has},
-        {"layers": "\n".join(json.dumps(ls) for ls in layer_lists) + "\nnot json\n",
-         "driver_status": status}))
+        {"driver": driver},
+        {"images": "\n".join(lines) + "\nnot json\n[]\n", "driver_status": status}), tag)
 
 
 def test_the_host_facts_are_the_chains_of_every_image():
     facts = host([[A], [A, B]])
     assert facts.chains == frozenset(ship.chain_ids([A, B]))
     assert not facts.containerd and facts.store == "overlay2 layer store"
+
+
+def test_the_release_already_on_the_host_is_found_by_its_tag():
+    facts = host([[A], [A, B]], tags=[["other:1"], ["x:2", "bluegreen-app:c0ffee"]])
+    assert facts.has_image == f"sha256:{1:064x}"
+    assert host([[A]], tags=[["bluegreen-app:c0ffe"]]).has_image == ""
+
+
+def test_the_facts_script_asks_docker_three_times():
+    # docker info once (driver and its status), the listing, one inspect of all.
+    script = ship.host_facts_script("bluegreen-app:c0ffee")
+    assert script.count("docker ") == 3
 
 
 def test_the_containerd_image_store_is_told_apart():
@@ -222,7 +239,9 @@ def test_a_layer_gone_from_the_host_meanwhile_sends_the_whole_image(tmp_path):
                     ("Loaded image: bluegreen-shop:abc\n", 0))
     session = FakeSession(host)
     session.run = lambda script: step({"driver": "overlay2"},
-                                      {"layers": json.dumps([A]), "driver_status": "[]"})
+                                      {"images": json.dumps({"id": "sha256:1", "tags": [],
+                                                             "layers": [A]}),
+                                       "driver_status": "[]"})
     shipped = ship.ship(session, archive, "bluegreen-shop:abc", [A, B], "sha256:cfg")
     assert host.commands == ["docker load", "docker load"]
     assert (shipped.layers_sent, shipped.layers_skipped) == (2, 0)

@@ -1,5 +1,7 @@
 """tasks/ssh.py without a connection: where to connect, and how it is named."""
 
+from support.hostkeys import OTHER_PUB, PUB
+from tasks import ssh
 from tasks.ssh import destination_label
 
 
@@ -37,3 +39,13 @@ def test_quick_ack_socket_acknowledges_before_every_read_and_is_the_socket_other
     finally:
         for s in (client, peer, server):
             s.close()
+
+
+def test_a_known_hosts_file_is_parsed_once_per_content():
+    # Twenty hosts of one run sharing ~/.ssh/known_hosts parse it once;
+    # a file that changed (accept-new appended a line) is parsed again.
+    text = f"[127.0.0.1]:2222 ssh-ed25519 {PUB}\n"
+    first = ssh._known_hosts(text, "/k")
+    assert ssh._known_hosts(text, "/k") is first and len(first) == 1
+    more = ssh._known_hosts(text + f"other ssh-ed25519 {OTHER_PUB}\n", "/k")
+    assert len(more) == 2 and more[0].entry.hostnames == ["[127.0.0.1]:2222"]
