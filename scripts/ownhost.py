@@ -49,8 +49,9 @@ def _free_subnet():
 class SecondDaemon:
     """A dockerd of our own; `env` points a docker CLI at it (DOCKER_HOST)."""
 
-    def __init__(self, workdir=None):
+    def __init__(self, workdir=None, data_root=None):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="bgd-", dir=SHORT_TMP))
+        self.data_root = Path(data_root or self.dir / "root")  # a SmallDisk's, say
         self.run_dir = self.dir / "run"  # mounted over /run in OwnHost's namespace
         self.socket = self.run_dir / "docker.sock"
         self.pidfile = self.dir / "dockerd.pid"
@@ -92,7 +93,7 @@ class SecondDaemon:
                     raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
         config = self.dir / "daemon.conf.json"
         config.write_text("{}\n")  # not the machine's /etc/docker/daemon.json
-        cmd = [DOCKERD, "-b", self.bridge, "--data-root", str(self.dir / "root"),
+        cmd = [DOCKERD, "-b", self.bridge, "--data-root", str(self.data_root),
                "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.pidfile),
                "-H", self.host, "--config-file", str(config),
                "--iptables=false", "--ip-masq=false", "--ip-forward=false"]
@@ -143,13 +144,15 @@ class SecondDaemon:
             _ip("link", "del", self.bridge)
             self.subnet = None
         # Mounts left by a daemon that died (overlay, shm) would keep rm from working.
-        subprocess.run(f"grep -o ' {self.dir}/[^ ]*' /proc/mounts | sort -r | "
-                       "xargs -r -n1 umount -l", shell=True, capture_output=True)
+        for top in {self.dir, self.data_root}:
+            subprocess.run(f"grep -o ' {top}/[^ ]*' /proc/mounts | sort -r | "
+                           "xargs -r -n1 umount -l", shell=True, capture_output=True)
         subprocess.run(["rm", "-rf", str(self.dir)], capture_output=True)
 
     def _write_record(self):
         self.record.write_text(json.dumps({
-            "dir": str(self.dir), "pid": self.pid, "bridge": self.bridge,
+            "dir": str(self.dir), "data_root": str(self.data_root), "pid": self.pid,
+            "bridge": self.bridge,
             "subnet": self.subnet, "owner_pid": os.getpid()}) + "\n")
 
     @classmethod
@@ -162,12 +165,90 @@ class SecondDaemon:
                 continue
             if lh.pid_alive(data.get("owner_pid")):
                 continue
-            daemon = cls(data["dir"])
+            daemon = cls(data["dir"], data.get("data_root"))
             daemon.bridge, daemon.subnet = data.get("bridge"), data.get("subnet")
             pid = data.get("pid")
             if pid and lh.pid_alive(pid) and str(daemon.dir) in lh._cmdline(pid):
                 daemon.pid = pid
             daemon.stop()
+
+
+class SmallDisk:
+    """A small ext4 file system of our own: a sparse image file on a loop
+    device we attach, mounted at `mnt`. A daemon whose data root is on it
+    runs out of disk when a test wants it to (`fill`, `free`).
+    `remove` undoes exactly what `create` did: the mount, the loop device
+    it attached, the directory.
+    """
+
+    def __init__(self, workdir=None, mb=96):
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="bgdisk-", dir=SHORT_TMP))
+        self.image, self.mnt = self.dir / "disk.img", self.dir / "mnt"
+        self.ballast = self.mnt / "ballast"
+        self.record = self.dir / "disk.json"
+        self.mb, self.device, self.mounted = mb, None, False
+
+    def create(self):
+        try:
+            lh._run(["truncate", "-s", f"{self.mb}M", str(self.image)])
+            self.device = lh._run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
+            self._write_record()
+            lh._run(["mkfs.ext4", "-q", "-m", "0", self.device])
+            self.mnt.mkdir(exist_ok=True)
+            lh._run(["mount", self.device, str(self.mnt)])
+            self.mounted = True
+        except Exception:
+            self.remove()
+            raise
+        return self
+
+    def free_bytes(self):
+        st = os.statvfs(self.mnt)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave):
+        """Take all free space but ``leave`` bytes (a ballast file)."""
+        grow = self.free_bytes() - leave
+        if grow > 0:
+            size = self.ballast.stat().st_size if self.ballast.exists() else 0
+            lh._run(["fallocate", "-l", str(size + grow), str(self.ballast)])
+
+    def free(self):
+        """Remove the ballast: what an operator does when the disk is full."""
+        self.ballast.unlink(missing_ok=True)
+
+    def remove(self):
+        """Unmount, detach the loop device we attached, remove the files. Safe twice."""
+        if self.mounted:
+            subprocess.run(["umount", str(self.mnt)], capture_output=True)
+            self.mounted = False
+        if self.device:
+            subprocess.run(["losetup", "-d", self.device], capture_output=True)
+            self.device = None
+        subprocess.run(["rm", "-rf", str(self.dir)], capture_output=True)
+
+    def _write_record(self):
+        self.record.write_text(json.dumps({
+            "dir": str(self.dir), "device": self.device, "image": str(self.image),
+            "owner_pid": os.getpid()}) + "\n")
+
+    @classmethod
+    def remove_abandoned(cls):
+        """Disks left by test sessions that were killed (after their daemons)."""
+        for record in Path(SHORT_TMP).glob("bgdisk-*/disk.json"):
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+            if lh.pid_alive(data.get("owner_pid")):
+                continue
+            disk = cls(data["dir"])
+            disk.mounted = os.path.ismount(disk.mnt)
+            # Only the loop device still backed by this disk's image file.
+            back = f"/sys/block/{Path(data.get('device') or 'none').name}/loop/backing_file"
+            if os.path.exists(back) and Path(back).read_text().strip() == data["image"]:
+                disk.device = data["device"]
+            disk.remove()
 
 
 class OwnHost(lh.LoopHost):

@@ -119,7 +119,7 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
     """
     work = targets(c, require_repo=require_repo)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
-    results, failures = {}, {}
+    results, failures, crashes = {}, {}, []
 
     def one(entry, settings, fabric_config=None):
         reporter = Reporter(entry.name, json_mode=json_mode, verbose=verbose)
@@ -136,6 +136,18 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             failures[entry.name] = exc
             if len(work) > 1:
                 reporter.line(str(exc).replace("\n", "\n" + " " * (reporter.width + 2)))
+        except Exception as exc:
+            if fabric_config is None:
+                raise  # one host at a time: the traceback is shown at once
+            # A bug, in a thread of its own: the host is listed as failed, the
+            # run does not exit 0, and the traceback is raised once every host
+            # has finished (a thread's exception would otherwise only be printed).
+            crashes.append(exc)
+            failures[entry.name] = Failure(
+                f"{task_name} stopped on {entry.name} by an unexpected "
+                f"{type(exc).__name__}: {exc}",
+                "this is a bug in the tool: the traceback below says where; please report it")
+            reporter.line(str(failures[entry.name]))
         finally:
             session.close()
 
@@ -170,6 +182,8 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
         emit(f"{task_name}: done: {', '.join(done) or '-'}; failed: {', '.join(failed) or '-'}"
              f"; not started: {', '.join(skipped) or '-'}",
              sys.stderr if json_mode else sys.stdout)
+    if crashes:
+        raise crashes[0]
     if failures:
         first = next(failures[e.name] for e, _ in work if e.name in failures)
         if len(work) > 1:

@@ -20,11 +20,8 @@ are unit-tested; ``ship`` does the I/O.
 
 import gzip
 import hashlib
-import io
 import json
-import os
 import queue
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ import paramiko
 
 from . import build_scripts, compose, scripts
 from .errors import FAILED, Failure
+from .imagearchive import Archive, read_archive, write_archive  # noqa: F401 (ship's API)
 from .scripts import block, mark, q
 
 # Above this, a load is slowed by the network more than by gzip -1 (which
@@ -80,6 +78,23 @@ class HostLayers:
         return "containerd image store" if self.containerd else f"{self.driver or '?'} layer store"
 
 
+def containerd_store(driver_status):
+    """Whether `docker info`'s DriverStatus (JSON) is the containerd image store's.
+
+    There it is `[["driver-type","io.containerd.snapshotter.v1"]]` (moby's
+    daemon/containerd/service.go) and Driver names the snapshotter
+    (`overlayfs`, `stargz`, ...); a graph driver lists its own facts
+    (`[["Backing Filesystem","extfs"],["Supports d_type","true"],...]`).
+    """
+    try:
+        pairs = json.loads(driver_status or "null")
+    except ValueError:
+        return "io.containerd.snapshotter" in (driver_status or "")
+    return any(isinstance(pair, list) and len(pair) == 2 and pair[0] == "driver-type"
+               and str(pair[1]).startswith("io.containerd.snapshotter")
+               for pair in pairs or ())
+
+
 def parse_host_layers(result):
     """HostLayers from the step's values and blocks."""
     status = result.blocks.get("driver_status", "")
@@ -92,7 +107,7 @@ def parse_host_layers(result):
         if isinstance(layers, list):
             chains.update(chain_ids(layers))
     return HostLayers(driver=result.values.get("driver", ""),
-                      containerd="io.containerd.snapshotter" in status,
+                      containerd=containerd_store(status),
                       chains=frozenset(chains), has_image=result.values.get("has", ""))
 
 
@@ -109,56 +124,6 @@ def layers_to_send(paths, diff_ids, host):
     needed = {path for path, skip in zip(paths, have) if not skip}
     drop = {path for path, skip in zip(paths, have) if skip} - needed
     return drop, have.count(False), have.count(True)
-
-
-# --- the archive -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A `docker save` archive of one image on this machine."""
-
-    path: str
-    layer_paths: tuple  # manifest.json's Layers, in order
-    config_path: str
-    size: int
-
-    @property
-    def config_digest(self):
-        """sha256:<hex> of the image's config: its ID on a host's layer store."""
-        name = self.config_path.rsplit("/", 1)[-1]
-        return "sha256:" + name.removesuffix(".json")
-
-
-def read_archive(path):
-    """The manifest of a `docker save` archive (classic or OCI layout)."""
-    with tarfile.open(path) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))
-    if len(manifest) != 1:
-        raise Failure(f"the saved archive holds {len(manifest)} images, not one",
-                      "name one image", code=FAILED)
-    entry = manifest[0]
-    return Archive(path=path, layer_paths=tuple(entry["Layers"]),
-                   config_path=entry["Config"], size=os.path.getsize(path))
-
-
-def write_archive(archive, out, drop, repo_tag):
-    """Write ``archive`` to the file object ``out`` without the files ``drop``,
-    its manifest naming ``repo_tag`` (the release's tag on the host)."""
-    with tarfile.open(archive.path) as src, tarfile.open(fileobj=out, mode="w|") as dst:
-        for member in src:
-            if member.name in drop:
-                continue
-            if member.name == "manifest.json":
-                manifest = json.load(src.extractfile(member))
-                manifest[0]["RepoTags"] = [repo_tag]
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
-                dst.addfile(member, io.BytesIO(data))
-            elif member.isfile():
-                dst.addfile(member, src.extractfile(member))
-            else:
-                dst.addfile(member)
 
 
 # --- the stream into `docker load` ---------------------------------------------------
@@ -296,12 +261,25 @@ def stream_load(session, archive, drop, image_tag):
     if code != 0 and not host_alive(host):
         raise host.lost("while shipping the image")
     if code != 0:
-        last = [line for line in answer.splitlines() if line.strip()]
-        raise Failure(f"`docker load` failed on {session.name} (exit {code}): "
-                      f"{last[-1] if last else 'no output'}; nothing live changed",
-                      "free disk space on the host (`fab check`), then release again",
-                      code=FAILED)
+        raise load_failed(session.name, code, answer)
     return out.sent
+
+
+def load_failed(name, code, answer):
+    """The Failure of a `docker load` that exited ``code`` saying ``answer``."""
+    last = [line.strip() for line in answer.splitlines() if line.strip()]
+    said = last[-1][-300:] if last else "no output"
+    if "no space left on device" in answer.lower():
+        return Failure(f"the disk of {name} is full: `docker load` ran out of space there "
+                       f"({said}); nothing live changed",
+                       "free space where the host's Docker keeps images (`fab check` shows "
+                       "how much is free; `docker image prune` on the host removes unused "
+                       "images, a lower KEEP_RELEASES keeps fewer), then release again",
+                       code=FAILED)
+    return Failure(f"`docker load` failed on {name} (exit {code}): {said}; "
+                   "nothing live changed",
+                   "`fab check` looks at the host's Docker and its free space; "
+                   "then release again", code=FAILED)
 
 
 def host_alive(host):

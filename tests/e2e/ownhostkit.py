@@ -3,10 +3,21 @@
 `own_daemon` (module): a SecondDaemon, stopped and removed after the module.
 `own_host` (module): a LoopHost whose sshd sees only that daemon as
 /run/docker.sock (its repository stays readable: it can build as usual).
-`isolated_host(hide)`: the same but unable to read the directories `hide`
-(the app's repository): what `BUILD_ON=local` is tested against.
+`start_own_host(tmp_path_factory, daemon, hide)`: an OwnHost on ``daemon``,
+unable to read the directories `hide`.
 `own_project(base, host, app)`: a conftest Project whose containers() asks
 that host's daemon.
+
+For BUILD_ON=local (tests/e2e/test_build_local.py, test_ship_edges.py), all
+three module-scoped, named as the tests use them:
+`app` (local_app): a SampleApp of kind ``APP_KIND`` (a module attribute,
+default "pyweb"), "v1" committed; `host` (isolated_host): an OwnHost on
+`own_daemon` that cannot read the app's repository (what BUILD_ON=local is
+tested against) (a module may define its
+own `own_daemon`: test_ship_edges puts its data root on a small disk);
+`proj` (local_proj): a project on that host with BUILD_ON=local.
+`summary(result)`, `host_images(project)`: the --json summary, the app's
+image tags on the host.
 
 Test modules import the fixtures they use: `from ownhostkit import own_host`.
 """
@@ -17,7 +28,7 @@ import pytest
 
 import loophost as lh
 import ownhost as oh
-from support.project import Project
+from support.project import Project, require_base_image
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +81,43 @@ def own_project(request, base, host, app, **kwargs):
             super().remove(keep_dirs=keep_dirs)
 
     return OwnProject(base, host, app, **kwargs)
+
+
+def summary(result):
+    """The --json summary: fab's last line of output."""
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def host_images(project):
+    """The app's image tags in the host's daemon."""
+    r = project.host.daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}",
+                                   f"bluegreen-{project.name}")
+    return set(lh.nonblank_lines(r))
+
+
+@pytest.fixture(scope="module", name="app")
+def local_app(request, tmp_path_factory):
+    kind = getattr(request.module, "APP_KIND", "pyweb")
+    if kind in lh.PYTHON_KINDS:
+        require_base_image()
+    a = lh.SampleApp(tmp_path_factory.mktemp("local-app") / "app")
+    a.commit("v1", kind=kind)
+    return a
+
+
+@pytest.fixture(scope="module", name="host")
+def isolated_host(tmp_path_factory, own_daemon, app):
+    h = start_own_host(tmp_path_factory, own_daemon, hide=[app.dir], name="isolated")
+    yield h
+    h.stop()
+
+
+@pytest.fixture(scope="module", name="proj")
+def local_proj(request, tmp_path_factory, host, app):
+    base = tmp_path_factory.mktemp("local-proj")
+    p = own_project(request, base / "p", host, app)
+    p.set(BUILD_ON="local", LOCAL_BUILD_DIR=str(base / "builds"), HEALTH_TIMEOUT=40)
+    try:
+        yield p
+    finally:
+        p.remove()

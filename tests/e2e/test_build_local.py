@@ -17,46 +17,11 @@ import yaml
 import loophost as lh
 from faultkit import history, owner, sshd_session_of
 from hostile import Background
-from ownhostkit import own_daemon, own_project, start_own_host  # noqa: F401  (fixtures)
+from ownhostkit import (  # noqa: F401  (fixtures)
+    host_images, isolated_host, local_app, local_proj, own_daemon, own_project,
+    start_own_host, summary)
 import ownhost as oh
 from released import fab, serves
-from support.project import require_base_image
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    require_base_image()
-    a = lh.SampleApp(tmp_path_factory.mktemp("local-app") / "app")
-    a.commit("v1", kind="pyweb")
-    return a
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory, own_daemon, app):  # noqa: F811
-    h = start_own_host(tmp_path_factory, own_daemon, hide=[app.dir], name="isolated")
-    yield h
-    h.stop()
-
-
-@pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, host, app):
-    base = tmp_path_factory.mktemp("local-proj")
-    p = own_project(request, base / "p", host, app)
-    p.set(BUILD_ON="local", LOCAL_BUILD_DIR=str(base / "builds"), HEALTH_TIMEOUT=40)
-    try:
-        yield p
-    finally:
-        p.remove()
-
-
-def summary(result):
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def host_images(project):
-    r = project.host.daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}",
-                                   f"bluegreen-{project.name}")
-    return set(lh.nonblank_lines(r))
 
 
 def image_size(name):

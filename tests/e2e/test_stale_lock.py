@@ -16,6 +16,7 @@ every test: not one request may fail.
 """
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -83,10 +84,13 @@ def sleepers(seconds):
 @pytest.mark.parametrize("fault", ["kill", "cut"])
 def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(proj, load, fault):
     live = serving(proj)
-    label = commit(proj, run_line='RUN ["/bin/busybox", "sleep", "47"]')
+    # The next release builds this again and waits for it: under a minute,
+    # with decimals no other test on the machine sleeps (a concurrent run's).
+    held = f"{random.randint(40, 54)}.{random.randint(11, 99)}"
+    label = commit(proj, run_line=f'RUN ["/bin/busybox", "sleep", "{held}"]')
     bg = Background(proj, "release")
-    bg.wait_line('sleep", "47"')  # BuildKit's line for the RUN step: the build runs
-    assert wait_until(lambda: sleepers(47), timeout=20), bg.text()
+    bg.wait_line(f'sleep", "{held}"')  # BuildKit's line for the RUN step: the build runs
+    assert wait_until(lambda: sleepers(held), timeout=20), bg.text()
     holder = owner(proj)
     assert held_by(holder, bg) and holder["host_ppid"] > 1, holder
     if fault == "kill":
@@ -107,7 +111,7 @@ def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(pr
     assert [(e["task"], e["result"]) for e in entries] == [("lock", "taken-over"), ("release", "ok")]
     assert f"pid {bg.pid}" in entries[0]["error"]
     # The build the dead task left running on the host was stopped at the takeover.
-    assert wait_until(lambda: not sleepers(47), timeout=20), sleepers(47)
+    assert wait_until(lambda: not sleepers(held), timeout=20), sleepers(held)
     assert owner(proj) is None
     assert_status_tells_the_truth(proj)
     assert_nothing_left_over(proj)

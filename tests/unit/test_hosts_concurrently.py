@@ -90,3 +90,21 @@ def test_the_task_config_is_not_written_by_the_threads(fleet):
     cli.on_hosts(fleet, "status", build_connections, parallel=True, rolling=False,
                  require_repo=False)
     assert fleet.config._modifications == before
+
+
+def test_a_bug_in_one_host_thread_fails_the_run(fleet, capsys):
+    """An unexpected exception in one host's thread is not lost: that host is
+    listed as failed and the exception is raised once every host is done
+    (a thread's exception would otherwise only be printed, and the run exit 0)."""
+    def body(session):
+        if session.name == "web3":
+            raise ZeroDivisionError("division by zero")
+        return "ok"
+
+    with pytest.raises(ZeroDivisionError):
+        cli.on_hosts(fleet, "status", body, parallel=True, rolling=False,
+                     require_repo=False)
+    out = capsys.readouterr().out
+    assert "status stopped on web3 by an unexpected ZeroDivisionError" in out
+    assert "failed: web3;" in out
+    assert "done: " + ", ".join(h for h in HOSTS if h != "web3") + ";" in out

@@ -203,7 +203,17 @@ def test_a_host_with_a_full_disk_fails_the_ship_with_exit_1(tmp_path):
     with pytest.raises(Failure) as err:
         ship.stream_load(session, archive, set(), "bluegreen-shop:abc")
     assert err.value.code == 1 and "no space left on device" in err.value.message
+    assert err.value.message.startswith("the disk of prod is full")
     assert "nothing live changed" in err.value.message
+    assert "free space where the host's Docker keeps images" in err.value.hint
+
+
+def test_another_load_failure_is_not_called_a_full_disk():
+    err = ship.load_failed("prod", 1, "Error response from daemon: unexpected EOF\n")
+    assert err.code == 1 and err.message == ("`docker load` failed on prod (exit 1): Error "
+                                             "response from daemon: unexpected EOF; "
+                                             "nothing live changed")
+    assert "full" not in err.message and "fab check" in err.hint
 
 
 def test_a_layer_gone_from_the_host_meanwhile_sends_the_whole_image(tmp_path):
