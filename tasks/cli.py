@@ -16,7 +16,7 @@ from .nginx import render_nginx
 from .output import Reporter, emit
 from .parse_errors import parse_errors_are_bad_input
 from .preview import open_preview
-from .promote import promote_staged, release_idle
+from .promote import promote_staged, release_canary, release_staged
 from .runner import cli_hosts, on_hosts, open_session, operator_task, targets
 from .status import format_statuses, gather_status
 
@@ -63,10 +63,13 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
     check_release_modes(no_switch, percent, seconds, stop_old)
     artifacts = localbuild.artifacts_for(image, branch, ref)  # --image checked before SSH
-    if no_switch or percent:
-        body = lambda s: release_idle(  # noqa: E731
-            s, canary=percent, branch=branch, ref=ref, watch_seconds=seconds,
-            stop_old=stop_old, wait_lock=wait, force_unlock=force_unlock)
+    if percent:
+        body = lambda s: release_canary(  # noqa: E731
+            s, percent, branch=branch, ref=ref, watch_seconds=seconds, stop_old=stop_old,
+            wait_lock=wait, force_unlock=force_unlock)
+    elif no_switch:
+        body = lambda s: release_staged(  # noqa: E731
+            s, branch=branch, ref=ref, wait_lock=wait, force_unlock=force_unlock)
     else:
         body = lambda s: pipeline.release(  # noqa: E731
             s, branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,

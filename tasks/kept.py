@@ -330,8 +330,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     verify, record: a release without git or a build."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
-    try:
+    with session.locked(wait=wait_lock) as view:
         require_setup(view, name)
         # The idle colour it starts the release in serves a canary's clients.
         refuse_during_canary(view, name)
@@ -342,39 +341,35 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
             raise Failure(f"{release.commit[:12]} is already live on {name} ({view.live}); "
                           "nothing changed", "`fab releases` lists the other kept ones",
                           code=FAILED)
-    except BaseException:
-        session.unlock()
-        raise
-    target = other(view.live) if view.live else "blue"
-    commit = release.commit
-    with Attempt(session, live=view.live, fields={
-        "from_colour": view.live, "to_colour": target, "branch": release.branch,
-        "commit": commit, "ref": release.ref, "kept": True}) as attempt:
-        attempt.phase = "start"
-        attempt.rebuilt, attempt.before = target, view.containers[target]
-        with rep.phase("start") as ph:
-            result = session.run(build_scripts.restore(s, target, commit), timeout=step_bound(s))
-            if result.code != 0:
-                raise Failure(f"could not start the kept release {commit[:12]} in {target}: "
-                              f"{result.values.get('error') or 'see the output above'}; "
-                              "nothing live changed",
-                              f"`fab -H {name} logs --colour {target}` shows why", code=FAILED)
-            ph.detail = f"{target} runs kept image of {commit[:12]} (no build)"
+        target = other(view.live) if view.live else "blue"
+        commit = release.commit
+        with Attempt(session, live=view.live, fields={
+            "from_colour": view.live, "to_colour": target, "branch": release.branch,
+            "commit": commit, "ref": release.ref, "kept": True}) as attempt:
+            attempt.rebuilt, attempt.before = target, view.containers[target]
+            with attempt.step("start") as ph:
+                result = session.run(build_scripts.restore(s, target, commit),
+                                     timeout=step_bound(s))
+                if result.code != 0:
+                    why = result.values.get("error") or "see the output above"
+                    raise Failure(f"could not start the kept release {commit[:12]} in "
+                                  f"{target}: {why}; nothing live changed",
+                                  f"`fab -H {name} logs --colour {target}` shows why",
+                                  code=FAILED)
+                ph.detail = f"{target} runs kept image of {commit[:12]} (no build)"
 
-        with attempt.step("health") as ph:
-            ph.detail = health.gate(session.host, s, target, rep)
+            with attempt.step("health") as ph:
+                ph.detail = health.gate(session.host, s, target, rep)
 
-        branch = release.branch or view.record(target).get("branch") or s.branch_of(target)
-        state = with_release(view.state, target, branch=branch, commit=commit,
-                             image=release.image, who=describe_who(session.who), live=True,
-                             ref=release.ref)
-        go_live(session, attempt, target, state)
-    prune_releases(session, state)
-    session.unlock()
-    total = time.monotonic() - session.started
+            branch = release.branch or view.record(target).get("branch") or s.branch_of(target)
+            state = with_release(view.state, target, branch=branch, commit=commit,
+                                 image=release.image, who=describe_who(session.who),
+                                 live=True, ref=release.ref)
+            go_live(session, attempt, target, state)
+        prune_releases(session, state)
+    summary = session.summary("ok", live=target, previous=view.live, commit=commit,
+                              branch=branch, image=release.image)
     keep = f"; {view.live} keeps running" if view.live else ""
-    rep.line(f"rolled back to {commit[:12]} ({branch}) in {target} in {total:.1f}s{keep}")
-    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": view.live, "commit": commit, "branch": branch,
-            "image": release.image, "seconds": round(total, 3), "phases": rep.durations(),
-            "ssh": session.ssh_stats()}
+    rep.line(f"rolled back to {commit[:12]} ({branch}) in {target} in "
+             f"{summary['seconds']:.1f}s{keep}")
+    return summary

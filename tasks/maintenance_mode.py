@@ -87,58 +87,60 @@ def maintenance(session, on, message="", wait_lock=0.0):
     """Turn the maintenance page on (or off) for every public request; record it."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
-    live, before = view.live, maintenance_of(view.state)
-    with Attempt(session, live=live, phase="maintenance",
-                 fields={"from_colour": live, "to_colour": live,
-                         "maintenance": "on" if on else "off",
-                         "message": message or None}) as attempt:
-        if not live or view.state is None:
-            raise Failure(f"nothing is live on {name} yet: there is no app to put a "
-                          "maintenance page in front of",
-                          f"`fab -H {name} setup` first (or `fab -H {name} repair` if "
-                          "state.json is broken)", code=FAILED)
-        if not on and before is None:
-            session.unlock()
-            rep.line("maintenance is off already; nothing changed")
-            return summary(session, False, None, changed=False)
-        record = None
-        if on:
-            with attempt.step("page") as ph:
-                data, source = page_bytes(s, message)
-                upload_page(session, data)
-                ph.detail = f"{source}, {len(data)} bytes"
-            record = {"token": (before or {}).get("token") or secrets.token_hex(16),
-                      "since": (before or {}).get("since") or now_iso(),
-                      "by": describe_who(session.who), "message": message,
-                      "page": "file" if s.maintenance_page_file else "message"}
-
-        attempt.phase = "switch"
-        switch_nginx(session, live, nginx_version=view.nginx_version,
-                     canary=canary_of(view), maintenance=record or {})
-        attempt.switched = True
-
-        with attempt.step("verify") as ph:
-            ph.detail = wait_for_answer(session.host, s, on)
-
-        with attempt.step("record") as ph:
-            session.record(format_state(with_maintenance(view.state, record)),
-                           session.history_line("ok", **attempt.fields))
-            ph.detail = "state.json, history"
-    session.unlock()
+    with session.locked(wait=wait_lock) as view:
+        live, before = view.live, maintenance_of(view.state)
+        with Attempt(session, live=live, phase="maintenance",
+                     fields={"from_colour": live, "to_colour": live,
+                             "maintenance": "on" if on else "off",
+                             "message": message or None}) as attempt:
+            if not live or view.state is None:
+                raise Failure(f"nothing is live on {name} yet: there is no app to put a "
+                              "maintenance page in front of",
+                              f"`fab -H {name} setup` first (or `fab -H {name} repair` if "
+                              "state.json is broken)", code=FAILED)
+            changed = on or before is not None  # off when it is off: nothing to do
+            if changed:
+                record = switch_page(session, attempt, view, on, message, before)
+    if not changed:
+        rep.line("maintenance is off already; nothing changed")
+        return session.summary("ok", timed=False, maintenance="off", changed=False,
+                               record=None)
     if on:
         rep.line(f"maintenance on: every public request gets 503 (Retry-After "
                  f"{s.maintenance_retry_after}); releases keep it on; "
                  f"`fab -H {name} maintenance off` ends it")
     else:
         rep.line(f"maintenance off: {live} serves every request again")
-    return summary(session, on, record)
+    return session.summary("ok", timed=False, maintenance="on" if on else "off", changed=True,
+                           record=public_record(record))
 
 
-def summary(session, on, record, changed=True):
-    return {"host": session.name, "app": session.settings.app_name, "task": "maintenance",
-            "result": "ok", "maintenance": "on" if on else "off", "changed": changed,
-            "record": public_record(record), "ssh": session.ssh_stats()}
+def switch_page(session, attempt, view, on, message, before):
+    """The page (on), nginx switched to serve it or not, checked through nginx,
+    recorded. Returns the new maintenance record (None: off)."""
+    s = session.settings
+    record = None
+    if on:
+        with attempt.step("page") as ph:
+            data, source = page_bytes(s, message)
+            upload_page(session, data)
+            ph.detail = f"{source}, {len(data)} bytes"
+        record = {"token": (before or {}).get("token") or secrets.token_hex(16),
+                  "since": (before or {}).get("since") or now_iso(),
+                  "by": describe_who(session.who), "message": message,
+                  "page": "file" if s.maintenance_page_file else "message"}
+
+    switch_nginx(session, view.live, nginx_version=view.nginx_version,
+                 canary=canary_of(view), maintenance=record or {}, attempt=attempt)
+
+    with attempt.step("verify") as ph:
+        ph.detail = wait_for_answer(session.host, s, on)
+
+    with attempt.step("record") as ph:
+        session.record(format_state(with_maintenance(view.state, record)),
+                       session.history_line("ok", **attempt.fields))
+        ph.detail = "state.json, history"
+    return record
 
 
 def upload_page(session, data):

@@ -38,8 +38,7 @@ def repair(session):
     """Rebuild state.json from what nginx serves and what runs."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock()
-    try:
+    with session.locked() as view:
         if not view.deploy_dir:
             require_setup(view, name)
         result = session.run(scripts.repair_facts(s))
@@ -92,8 +91,6 @@ def repair(session):
                      f"{(record.get('commit') or '-')[:12]}, container "
                      f"{view.containers[colour].describe()}")
         return {"host": name, "live": state["live"], "state": state}
-    finally:
-        session.unlock()
 
 
 def connect(session):

@@ -3,13 +3,12 @@
 Each task is its steps, in order, in one function; each step is a plain
 call from steps.py that runs one script in the task's remote shell (or
 probes over the connection) and returns what it found. Decisions come from
-plan.py, scripts from scripts.py. On any failure in a task's
-``with Attempt(...)`` block, one place (``Attempt.fail``) switches nginx
-back if this task had switched it, puts the idle colour back as it was,
-records the attempt with its phase, and drops the lock.
+plan.py, scripts from scripts.py. A task's steps run in one ``with
+session.locked() as view:`` block, which releases the lock however it ends.
+On any failure in a task's ``with Attempt(...)`` block, one place
+(``Attempt.fail``) switches nginx back if this task had switched it, puts
+the idle colour back as it was, and records the attempt with its phase.
 """
-
-import time
 
 from . import scripts, ship
 from .preflight import tool_problems, tools_script
@@ -20,57 +19,55 @@ from .promote import watch_release
 from .kept import list_script, prune_releases
 from .stage import after_switch, canary_of
 from .state import build_of, empty_state, format_state, source_of, with_release
-from .steps import (Attempt, bring_up, go_live, healthy_now, pre_switch, stop_old_colour,
-                    switch_nginx)
+from .steps import (Attempt, bring_up, built_fields, go_live, healthy_now, pre_switch,
+                    stop_old_colour, switch_nginx)
 
 
 def release(session, *, branch=None, ref=None, stop_old=False, wait_lock=0.0,
             force_unlock=False, first=False, watch_seconds=0):
-    """Steps 1-9 of a release. Returns the summary dict; raises Failure."""
+    """Steps 1-9 of a release. Returns the summary dict; raises Failure.
+    ``first``: setup's first release, run inside setup's block (connected,
+    the lock held and released by setup)."""
     s, rep, name = session.settings, session.reporter, session.name
-    if not first:  # setup has connected and holds the lock
+    if not first:
         session.connect()
-        session.lock(wait=wait_lock, force_unlock=force_unlock)
-    view = session.view
-    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
-        plan = plan_release(view, s, name, branch=branch, ref=ref)
-        target = plan.target
-        attempt.fields.update(to_colour=target, **plan.history_fields)
-        if plan.drift:
-            rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} is live")
-        session.upload_app_env()
+    with session.locked(wait=wait_lock, force_unlock=force_unlock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            plan = plan_release(view, s, name, branch=branch, ref=ref)
+            target = plan.target
+            attempt.fields.update(to_colour=target, **plan.history_fields)
+            if plan.drift:
+                rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} "
+                         "is live")
+            session.upload_app_env()
 
-        commit, image = bring_up(session, attempt, plan)
+            commit, image = bring_up(session, attempt, plan)
 
-        pre_switch(session, attempt, target)
+            pre_switch(session, attempt, target)
 
-        state = with_release(view.state, target, branch=plan.record_branch, commit=commit,
-                             image=image, who=describe_who(session.who), live=True, ref=plan.ref,
-                             deployed=plan.branch)
-        # The kept releases are read while nginx reloads; pruned once recorded.
-        kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
-    prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst, never a failure
-    watched = None
-    if watch_seconds and not plan.live:
-        rep.line("watch: nothing was live before this release, so nothing to go back to: "
-                 "not watched")
-    if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
-        watched = watch_release(session, state, new=target, old=plan.live,
-                                seconds=watch_seconds, fields=attempt.fields,
-                                before=view.record(target))
-    stopped = stop_old_colour(session, plan.live, stop_old, watched)
-    session.unlock()
-    total = time.monotonic() - session.started
+            state = with_release(view.state, target, branch=plan.record_branch,
+                                 commit=commit, image=image, who=describe_who(session.who),
+                                 live=True, ref=plan.ref, deployed=plan.branch)
+            # The kept releases are read while nginx reloads; pruned once recorded.
+            kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
+        prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
+        watched = None
+        if watch_seconds and not plan.live:
+            rep.line("watch: nothing was live before this release, so nothing to go back "
+                     "to: not watched")
+        if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
+            watched = watch_release(session, state, new=target, old=plan.live,
+                                    seconds=watch_seconds, fields=attempt.fields,
+                                    before=view.record(target))
+        stopped = stop_old_colour(session, plan.live, stop_old, watched)
+    summary = session.summary("ok", live=target, previous=plan.live, branch=plan.branch,
+                              ref=plan.ref, commit=commit, image=image,
+                              **built_fields(attempt), **({"watch": watched} if watched else {}))
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stopped else "")
     rep.line(f"released {target}: {commit[:12]} ({ship.source_note(attempt.fields, plan.source)})"
-             f" in {total:.1f}s{keep}")
-    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": target, "previous": plan.live, "branch": plan.branch, "ref": plan.ref,
-            "commit": commit, "image": image, "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats(),
-            **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields},
-            **({"watch": watched} if watched else {})}
+             f" in {summary['seconds']:.1f}s{keep}")
+    return summary
 
 
 def switch(session, to=None, *, wait_lock=0.0):
@@ -78,31 +75,28 @@ def switch(session, to=None, *, wait_lock=0.0):
     one good health answer from the colour switched to."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
-    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
-        to = plan_switch(view, s, name, to)
-        record = view.record(to)
-        canary = canary_of(view)
-        if canary and to == view.live:
-            # Everyone back from the canary: history says from which colour.
-            attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
-        build = build_of(record)
-        attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
-                              commit=record.get("commit"))
+    with session.locked(wait=wait_lock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            to = plan_switch(view, s, name, to)
+            record = view.record(to)
+            canary = canary_of(view)
+            if canary and to == view.live:
+                # Everyone back from the canary: history says from which colour.
+                attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
+            build = build_of(record)
+            attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
+                                  commit=record.get("commit"))
 
-        healthy_now(session, attempt, to)
+            healthy_now(session, attempt, to)
 
-        go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
-    session.unlock()
-    total = time.monotonic() - session.started
+            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
+    summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
+                              branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
             "promote` still can)" if to == view.live else f"{view.live} keeps running")
     rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
-             f"{source_of(record) or ''}) in {total:.1f}s; {rest}")
-    return {"host": name, "app": s.app_name, "task": session.task, "result": "ok",
-            "live": to, "previous": view.live, "commit": record.get("commit"),
-            "branch": build["branch"], "seconds": round(total, 3),
-            "phases": rep.durations(), "ssh": session.ssh_stats()}
+             f"{source_of(record) or ''}) in {summary['seconds']:.1f}s; {rest}")
+    return summary
 
 
 def setup(session):
@@ -127,18 +121,17 @@ def setup(session):
                           "create it for the deploy user, or set DEPLOY_DIR", code=FAILED)
         created = [value for key, value in result.marks if key == "created"]
         ph.detail = ("created " + ", ".join(created)) if created else "all present"
-    view = session.lock()
-    if view.live:
-        try:
+    with session.locked() as view:
+        if not view.live:  # the first release, in this block: it holds the lock
+            summary = release(session, first=True)
+        else:
             session.upload_app_env()
             if view.nginx is None:
                 switch_nginx(session, view.live, nginx_version=view.nginx_version)
-        finally:
-            session.unlock()
-        rep.line(f"already set up: {view.live} is live; created what was missing, "
-                 "released nothing (use `fab release`)")
-        return {"host": name, "app": s.app_name, "task": "setup", "result": "ok",
-                "live": view.live, "released": False, "ssh": session.ssh_stats()}
-    summary = release(session, first=True)
-    summary["released"] = True
-    return summary
+    if not view.live:
+        # Its seconds, phases and round trips counted to the lock's release,
+        # as every release's are.
+        return {**summary, **session.summary("ok"), "released": True}
+    rep.line(f"already set up: {view.live} is live; created what was missing, "
+             "released nothing (use `fab release`)")
+    return session.summary("ok", timed=False, live=view.live, released=False)

@@ -1,11 +1,13 @@
 """release --no-switch, release --canary, promote, and what a watch leads to.
 
-Each task is its steps in order, as in pipeline.py, with the steps of steps.py;
-decisions come from stage.py (and plan.py), the watch from watch.py. A
-failure before the record reaches ``Attempt.fail`` as in a release. After
-the record, the switch is done and stays recorded: a watch that reverts
-records that as one more entry, and a Ctrl-C during a watch only drops the
-lock.
+Each task is its steps in order, as in pipeline.py, with the steps of steps.py,
+in one ``with session.locked() as view:`` block; decisions come from stage.py
+(and plan.py), the watch from watch.py. A staged release and a canary share
+their steps up to the new colour's health (``bring_up_idle``) and its record
+(``record_pending``). A failure before the record reaches ``Attempt.fail``
+as in a release. After the record, the switch is done and stays recorded: a
+watch that reverts records that as one more entry, and a Ctrl-C during a
+watch records nothing more; either way the task's block releases the lock.
 """
 
 import time
@@ -17,117 +19,142 @@ from .plan import plan_release
 from .stage import (pending_source, plan_canary, plan_promote, qa_access, with_pending,
                     with_promoted, with_withdrawn)
 from .state import bypass_headers, format_state
-from .steps import (Attempt, bring_up, healthy_now, pre_switch, stop_colour, stop_old_colour,
-                    switch_nginx, verify)
+from .steps import (Attempt, bring_up, built_fields, healthy_now, pre_switch, stop_colour,
+                    stop_old_colour, switch_nginx, verify)
 from .watch import watch
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C, as runner.operator_task uses
 
 
-def release_idle(session, *, canary=None, branch=None, ref=None, watch_seconds=0,
-                 stop_old=False, wait_lock=0.0, force_unlock=False):
-    """Build and health-check the idle colour; stage it (canary None) or send
-    ``canary`` % of clients to it. Returns the summary dict; raises Failure."""
+def release_staged(session, *, branch=None, ref=None, wait_lock=0.0,
+                   force_unlock=False):
+    """release --no-switch: build and health-check the idle colour, switch
+    nothing, record it staged. Returns the summary dict; raises Failure."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock, force_unlock=force_unlock)
-    pending = "canary" if canary else "staged"
-    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
-        plan = plan_release(view, s, name, branch=branch, ref=ref)
-        plan_canary(view, name, canary)
-        target = plan.target
-        attempt.fields.update(to_colour=target, **plan.history_fields)
-        session.upload_app_env()
+    with session.locked(wait=wait_lock, force_unlock=force_unlock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            plan, commit, image = bring_up_idle(session, attempt, view, branch=branch, ref=ref)
 
-        commit, image = bring_up(session, attempt, plan)
+            record_pending(session, attempt, view, plan, "staged", commit, image)
+        qa = qa_access(s, name, plan.target)
+        rep.line(f"staged {plan.target}: {commit[:12]} ({plan.source}); {qa}; nothing "
+                 f"switched: {plan.live or 'nothing'} stays live; then: fab -H {name} promote")
+    return session.summary("staged", **idle_fields(session, attempt, plan, commit, image),
+                           qa=qa)
 
-        if canary:
+
+def release_canary(session, percent, *, branch=None, ref=None, watch_seconds=0,
+                   stop_old=False, wait_lock=0.0, force_unlock=False):
+    """release --canary: build and health-check the idle colour, send ``percent``
+    % of clients to it, record it; with --watch, promote it when clean (or
+    revert). Returns the summary dict; raises Failure."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    with session.locked(wait=wait_lock, force_unlock=force_unlock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            plan, commit, image = bring_up_idle(session, attempt, view, branch=branch, ref=ref,
+                                                percent=percent)
+            target = plan.target
+
             # The canary's clients meet the new version now: its migrations first.
             pre_switch(session, attempt, target)
-            attempt.phase = "switch"
             switch_nginx(session, plan.live, nginx_version=view.nginx_version,
-                         canary=(target, canary))
-            attempt.switched = True
+                         canary=(target, percent), attempt=attempt)
             with attempt.step("verify") as ph:
                 ph.detail = health.verify_canary(session.host, s, plan.live, target, rep,
                                                  headers=bypass_headers(view.state))
 
-        state = with_pending(view.state, target, pending, branch=plan.record_branch,
-                             commit=commit, image=image, who=describe_who(session.who),
-                             ref=plan.ref, percent=canary, deployed=plan.branch)
-        with attempt.step("record") as ph:
-            session.record(format_state(state), session.history_line(
-                pending, percent=canary, **attempt.fields))
-            ph.detail = "state.json, history"
-    summary = {"host": name, "app": s.app_name, "task": session.task, "result": pending,
-               "live": plan.live, "target": target, "branch": plan.branch,
-               "ref": plan.ref, "commit": commit, "image": image, "port": s.port_of(target),
-               **{k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields}}
-    if canary:
-        summary["percent"] = canary
-        rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {canary}% of "
+            state = record_pending(session, attempt, view, plan, "canary", commit, image,
+                                   percent=percent)
+        rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {percent}% of "
                  f"clients (sticky per client); {plan.live} serves the rest")
-        if watch_seconds:
-            summary["watch"] = watch_canary(session, state, new=target, old=plan.live,
-                                            seconds=watch_seconds, fields=attempt.fields,
-                                            stop_old=stop_old, before=view.record(target))
-            summary["result"] = "promoted" if summary["watch"]["promoted"] else "canary"
-            summary["live"] = target if summary["watch"]["promoted"] else plan.live
+        figures = None
+        if watch_seconds:  # revert (raises), promote when clean, or leave it running
+            figures = watch_canary(session, state, new=target, old=plan.live,
+                                   seconds=watch_seconds, fields=attempt.fields,
+                                   stop_old=stop_old, before=view.record(target))
         else:
             rep.line(f"then: fab -H {name} promote (everyone to {target}) or fab -H {name} "
                      f"rollback (everyone back to {plan.live})")
-    else:
-        rep.line(f"staged {target}: {commit[:12]} ({plan.source}); "
-                 f"{qa_access(s, name, target)}; nothing switched: "
-                 f"{plan.live or 'nothing'} stays live; then: fab -H {name} promote")
-        summary["qa"] = qa_access(s, name, target)
-    session.unlock()
-    return finish(session, summary)
+    promoted = bool(figures and figures["promoted"])
+    return session.summary("promoted" if promoted else "canary",
+                           **idle_fields(session, attempt, plan, commit, image,
+                                         live=target if promoted else plan.live),
+                           percent=percent, **({"watch": figures} if figures else {}))
+
+
+def bring_up_idle(session, attempt, view, *, branch, ref, percent=None):
+    """What a staged release and a canary share up to the new colour's health:
+    plan (a canary needs a live colour), secrets, check out or ship, build,
+    start, health gate. Returns (plan, commit, image id)."""
+    s, name = session.settings, session.name
+    plan = plan_release(view, s, name, branch=branch, ref=ref)
+    plan_canary(view, name, percent)
+    attempt.fields.update(to_colour=plan.target, **plan.history_fields)
+    session.upload_app_env()
+
+    commit, image = bring_up(session, attempt, plan)
+    return plan, commit, image
+
+
+def record_pending(session, attempt, view, plan, pending, commit, image, percent=None):
+    """Record the new colour as ``pending`` (staged or canary): state.json and
+    history, one step. Returns the new state."""
+    state = with_pending(view.state, plan.target, pending, branch=plan.record_branch,
+                         commit=commit, image=image, who=describe_who(session.who),
+                         ref=plan.ref, percent=percent, deployed=plan.branch)
+    with attempt.step("record") as ph:
+        session.record(format_state(state), session.history_line(
+            pending, percent=percent, **attempt.fields))
+        ph.detail = "state.json, history"
+    return state
+
+
+def idle_fields(session, attempt, plan, commit, image, live=None):
+    """The summary's fields of a release into the idle colour (staged or canary)."""
+    return {"live": live or plan.live, "target": plan.target, "branch": plan.branch,
+            "ref": plan.ref, "commit": commit, "image": image,
+            "port": session.settings.port_of(plan.target), **built_fields(attempt)}
 
 
 def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
     """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
     (not again for a canary), switch, verify, record."""
-    s, rep, name = session.settings, session.reporter, session.name
+    rep, name = session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
-    with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
-        p = plan_promote(view, name)
-        record = view.record(p.to)
-        branch, ref, follows = pending_source(record)
-        attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
-                              ref=ref, follows=follows if follows != branch else None,
-                              was=p.kind, percent=p.percent)
-        healthy_now(session, attempt, p.to)
-        if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
-            pre_switch(session, attempt, p.to)
-        state = switch_everyone(session, attempt, view.state, p.to,
-                                nginx_version=view.nginx_version)
-    summary = {"host": name, "app": s.app_name, "task": session.task, "result": "promoted",
-               "live": p.to, "previous": p.live, "was": p.kind, "percent": p.percent,
-               "commit": record.get("commit"), "branch": branch}
-    rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
-             "everyone is on it")
-    figures = None
-    if watch_seconds and p.live:
-        figures = summary["watch"] = watch_release(
-            session, state, new=p.to, old=p.live, seconds=watch_seconds,
-            fields=attempt.fields, before=record)
-    stopped = stop_old_colour(session, p.live, stop_old, figures)
-    if p.live and not stopped:
-        rep.line(f"{p.live} keeps running for `fab -H {name} rollback`")
-    summary["stopped"] = p.live if stopped else None
-    session.unlock()
-    return finish(session, summary)
+    with session.locked(wait=wait_lock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            p = plan_promote(view, name)
+            record = view.record(p.to)
+            branch, ref, follows = pending_source(record)
+            attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
+                                  ref=ref, follows=follows if follows != branch else None,
+                                  was=p.kind, percent=p.percent)
+            healthy_now(session, attempt, p.to)
+            if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
+                pre_switch(session, attempt, p.to)
+            state = switch_everyone(session, attempt, view.state, p.to,
+                                    nginx_version=view.nginx_version)
+        rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
+                 "everyone is on it")
+        figures = None
+        if watch_seconds and p.live:  # revert (raises), or keep
+            figures = watch_release(session, state, new=p.to, old=p.live,
+                                    seconds=watch_seconds, fields=attempt.fields, before=record)
+        stopped = stop_old_colour(session, p.live, stop_old, figures)
+        if p.live and not stopped:
+            rep.line(f"{p.live} keeps running for `fab -H {name} rollback`")
+    return session.summary("promoted", live=p.to, previous=p.live, was=p.kind,
+                           percent=p.percent, commit=record.get("commit"), branch=branch,
+                           **({"watch": figures} if figures else {}),
+                           stopped=p.live if stopped else None)
 
 
 def switch_everyone(session, attempt, state, to, nginx_version=None):
     """Switch, verify and record `promoted`; returns the new state."""
-    attempt.phase = "switch"
-    switch_nginx(session, to, nginx_version=nginx_version)
-    attempt.switched = True
-    attempt.phase = "verify"
-    verify(session, to)
+    switch_nginx(session, to, nginx_version=nginx_version, attempt=attempt)
+    verify(session, to, attempt=attempt)
     new = with_promoted(state, to)
     with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))
@@ -176,15 +203,12 @@ def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, b
 
 
 def watched(session, *, new, old, seconds, canary):
-    """The watch; Ctrl-C leaves the switch as recorded and drops the lock."""
+    """The watch; Ctrl-C leaves the switch as recorded (the task's block then
+    releases the lock)."""
     try:
         return watch(session, new=new, old=old, seconds=seconds)
     except KeyboardInterrupt:
         name = session.name
-        try:
-            session.unlock()
-        except Exception:
-            pass
         raise Failure(f"watch interrupted: what was recorded before it stands ({new} "
                       f"serves as recorded; `fab -H {name} status` shows it); the lock "
                       "was released",
@@ -195,37 +219,29 @@ def watched(session, *, new, old, seconds, canary):
 
 
 def revert(session, state, outcome, fields, before):
-    """Everyone back to the old colour at once; record `reverted` with the figures; exit 1."""
+    """Everyone back to the old colour at once; record `reverted` with the figures;
+    exit 1 (the task's block then releases the lock, as it does if this fails)."""
     s, rep, name = session.settings, session.reporter, session.name
     new, old = outcome.new, outcome.old
     why = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
     figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
     rep.line(f"watch: {why}: switching everyone back to {old}")
-    try:
-        started = time.monotonic()
-        switch_nginx(session, old, nginx_version=session.view.nginx_version)
-        verify(session, old)
-        if outcome.detected_after_first_5xx is not None:
-            # The first 5xx to everyone back on the old colour: detection on
-            # the host's clock, the switch and its verification on ours.
-            figures["reverted_after_first_5xx"] = round(
-                outcome.detected_after_first_5xx + time.monotonic() - started, 2)
-        with rep.phase("record") as ph:
-            session.record(format_state(with_withdrawn(state, new, old, "reverted", before)),
-                           session.history_line("reverted", **{
-                               **fields, "from_colour": new, "to_colour": old,
-                               "watch": figures}))
-            ph.detail = "state.json, history (reverted)"
-    finally:
-        session.unlock()
+    started = time.monotonic()
+    switch_nginx(session, old, nginx_version=session.view.nginx_version)
+    verify(session, old)
+    if outcome.detected_after_first_5xx is not None:
+        # The first 5xx to everyone back on the old colour: detection on
+        # the host's clock, the switch and its verification on ours.
+        figures["reverted_after_first_5xx"] = round(
+            outcome.detected_after_first_5xx + time.monotonic() - started, 2)
+    with rep.phase("record") as ph:
+        session.record(format_state(with_withdrawn(state, new, old, "reverted", before)),
+                       session.history_line("reverted", **{
+                           **fields, "from_colour": new, "to_colour": old,
+                           "watch": figures}))
+        ph.detail = "state.json, history (reverted)"
     raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
                   f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
                   "fix it and release again", code=FAILED,
                   extra={"result": "reverted", "live": old, "reverted": new, "watch": figures})
 
-
-def finish(session, summary):
-    total = time.monotonic() - session.started
-    summary.update(seconds=round(total, 3), phases=session.reporter.durations(),
-                   ssh=session.ssh_stats())
-    return summary

@@ -1,14 +1,18 @@
 """One task's time on one host: the connection, the lock, what it saw, its record.
 
 Every task that talks to a host holds a Session. The steps it runs go to
-the one remote shell of its connection (``session.run``); the lock is
-taken and the host read in one step (``session.lock``); a failed attempt
-is recorded and the lock dropped in one place (``session.record_failure``).
+the one remote shell of its connection (``session.run``); a task that
+changes the host runs them in one block under the lock (``with
+session.locked() as view:``, as Kamal's ``with_lock``): the lock is taken
+and the host read in one step, and released however the block ends. A
+failed attempt is recorded in one place (``session.record_failure``); its
+summary is built in one (``session.summary``).
 """
 
 import hashlib
 import json as jsonlib
 import time
+from contextlib import contextmanager
 
 from . import render, scripts
 from .errors import FAILED, Failure
@@ -30,7 +34,8 @@ class Session:
         self.command = command or f"fab -H {entry.name} {task}"
         self.who = identity()
         self.started = time.monotonic()
-        self.locked = False
+        self.unrecorded = None  # why a failed attempt could not be written to history
+        self.holds_lock = False
         self.hosts_in_run = 1  # how many hosts this run of the task covers
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
@@ -58,7 +63,7 @@ class Session:
 
     def _shell(self):
         shell = self.host.shell
-        if self.locked and shell.pid != self.lock_pid:
+        if self.holds_lock and shell.pid != self.lock_pid:
             # A step stopped part-way ended the shell that holds the lock.
             old, self.lock_pid = self.lock_pid, shell.pid
             shell.run(scripts.adopt_lock(self.settings, old, self.owner_json(shell)))
@@ -83,8 +88,31 @@ class Session:
                                self.settings)
         return self.view
 
+    @contextmanager
+    def locked(self, wait=0.0, force_unlock=False):
+        """A task's block under the lock, as Kamal's ``with_lock``: take it and
+        read the host (``lock``, the view is what the block gets), run the
+        block, release the lock however it ends: done, a Failure, Ctrl-C or
+        any other exception (the exception then goes on up).
+
+        Inside a block that holds the lock already (setup's first release)
+        the block just runs: the outer one releases it. A lock that could not
+        be taken is not released: it was never this task's.
+        """
+        if self.holds_lock:
+            yield self.view
+            return
+        view = self.lock(wait=wait, force_unlock=force_unlock)
+        try:
+            yield view
+        except BaseException:
+            self.release_after_failure()
+            raise
+        self.unlock()
+
     def lock(self, wait=0.0, force_unlock=False):
-        """Take the lock and read the host under it, in one step.
+        """Take the lock and read the host under it, in one step (``locked``
+        runs a block under it).
 
         A lock whose holder's shell on the host is gone (its connection
         ended: a killed fab, a lost laptop) is taken over by the step
@@ -105,7 +133,7 @@ class Session:
             while True:
                 view = self.view = parse_view(self.run(script), self.settings)
                 if view.lock == "taken":
-                    self.locked = True
+                    self.holds_lock = True
                     ph.detail = "taken"
                     break
                 if not view.deploy_dir:
@@ -159,11 +187,42 @@ class Session:
         self.run(scripts.record(self.settings, history_line=line))
 
     def unlock(self):
-        if self.locked:
+        if self.holds_lock:
             self.run(scripts.unlock_lock(self.settings))
-            self.locked = False
+            self.holds_lock = False
+
+    def release_after_failure(self):
+        """Release the lock on the way out of a failed block; never raises.
+
+        When the connection itself is gone, say what is left to do.
+        """
+        try:
+            self.unlock()
+        except Exception:
+            if self.holds_lock:
+                self.reporter.line(
+                    f"could not record the failure or release the lock on {self.name}: "
+                    f"the next task takes the lock over once this connection is gone, "
+                    f"or run `fab -H {self.name} unlock`")
+                return
+        if self.unrecorded:
+            self.reporter.line(
+                f"could not record the failure in {self.name}'s history "
+                f"({self.unrecorded}); the lock is released")
 
     # --- the record ---
+
+    def summary(self, result, *, timed=True, **fields):
+        """What a task reports at its end on this host: the dict --json prints
+        (docs/ci.md), ``fields`` in between; ``timed``: with its seconds and
+        phases. Built once the lock is released, so its figures count that."""
+        summary = {"host": self.name, "app": self.settings.app_name, "task": self.task,
+                   "result": result, **fields}
+        if timed:
+            summary.update(seconds=round(time.monotonic() - self.started, 3),
+                           phases=self.reporter.durations())
+        summary["ssh"] = self.ssh_stats()
+        return summary
 
     def history_line(self, result, *, from_colour=None, to_colour=None, branch=None,
                      commit=None, phase=None, error=None, ref=None, **extra):
@@ -187,10 +246,8 @@ class Session:
                           f"`fab -H {self.name} status` shows any drift", code=FAILED)
 
     def record_failure(self, exc, *, phase, fields):
-        """Append the failed attempt to history and drop the lock; never raises.
-
-        When the connection itself is gone, say what is left to do.
-        """
+        """Append the failed attempt to history; never raises. (The task's
+        ``locked`` block releases the lock next, or says why it could not.)"""
         if isinstance(exc, Failure):
             error = exc.message
         elif isinstance(exc, KeyboardInterrupt):
@@ -198,15 +255,12 @@ class Session:
         else:
             error = f"{type(exc).__name__}: {exc}"
         try:
-            self.run(scripts.record(self.settings, history_line=self.history_line(
+            result = self.run(scripts.record(self.settings, history_line=self.history_line(
                 "failed", phase=phase, error=error, **fields)))
-            self.unlock()
-        except Exception:
-            if self.locked:
-                self.reporter.line(
-                    f"could not record the failure or release the lock on {self.name}: "
-                    f"the next task takes the lock over once this connection is gone, "
-                    f"or run `fab -H {self.name} unlock`")
+            if result.code != 0:
+                self.unrecorded = result.values.get("error") or f"exit {result.code}"
+        except Exception as exc:  # said when the lock is released (or cannot be)
+            self.unrecorded = exc.message if isinstance(exc, Failure) else str(exc) or repr(exc)
 
     # --- steps shared by the tasks ---
 

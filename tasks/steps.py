@@ -4,7 +4,12 @@ Each step is a plain call that runs one script in the task's remote shell
 (or probes over the connection), names its phase, and returns what it
 found. ``Attempt`` is what a changing task has done so far: on any failure
 it switches nginx back if the task had switched it, puts the idle colour
-back as it was, and records the attempt with its phase.
+back as it was, and records the attempt with its phase (the task's
+``session.locked()`` block then releases the lock).
+
+A step run within an attempt names its phase once: ``attempt.step(name)``
+(or ``phase(session, attempt, name)`` for a step also run outside one) is
+both the phase a failure is recorded with and the timed line.
 """
 
 import time
@@ -40,13 +45,13 @@ class Attempt:
 
     def __exit__(self, kind, exc, tb):
         """A task's block: on any exception (Ctrl-C included) undo and record
-        it as ``fail`` does, then let it go on up."""
+        it as ``fail`` does, then let it go on up (through the lock's block)."""
         if exc is not None:
             self.fail(exc)
         return False
 
     def fail(self, exc):
-        """Undo what this task changed, record the failure, drop the lock; never raises."""
+        """Undo what this task changed and record the failure; never raises."""
         session, rep = self.session, self.session.reporter
         try:
             if self.switched and self.live:
@@ -62,6 +67,12 @@ class Attempt:
                      f"{undo.message if isinstance(undo, Failure) else undo}")
         session.record_failure(exc, phase=self.phase, fields=self.fields)
 
+
+def phase(session, attempt, name):
+    """A step's timed line; within an attempt (``attempt`` not None) also the
+    phase a failure is recorded with, so the step names it once."""
+    return attempt.step(name) if attempt is not None else session.reporter.phase(name)
+
 # --- the steps ---------------------------------------------------------------------
 
 
@@ -69,23 +80,20 @@ def bring_up(session, attempt, plan):
     """Steps 3-5: check out, build, start and health-check the plan's target
     colour; returns (commit, image id). The live colour is not touched.
 
-    Each step names itself in ``attempt`` first; from the start on, the
-    target is what Attempt.fail puts back as it was.
+    Each step names its phase in ``attempt``; from the start on, the target
+    is what Attempt.fail puts back as it was.
     """
     s, rep, view, target = session.settings, session.reporter, session.view, plan.target
     if session.artifacts is not None:  # BUILD_ON=local or --image: made here, shipped
         commit = ship.deliver(session, attempt, plan, on_line=show_progress(rep))
     else:
-        attempt.phase = "git"
-        commit = checkout(session, target, plan)
+        commit = checkout(session, attempt, target, plan)
         attempt.fields["commit"] = commit
 
-        attempt.phase = "build"
-        build(session, target, commit, previous=view.record(target))
+        build(session, attempt, target, commit, previous=view.record(target))
 
-    attempt.phase = "start"
     attempt.rebuilt, attempt.before = target, view.containers[target]
-    image = start(session, target)
+    image = start(session, attempt, target)
 
     with attempt.step("health") as ph:
         ph.detail = health.gate(session.host, s, target, rep)
@@ -95,18 +103,14 @@ def bring_up(session, attempt, plan):
 def go_live(session, attempt, colour, state, read_meanwhile=None):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
-    Each step names itself in ``attempt`` first, so a failure is recorded
-    with its phase and Attempt.fail knows whether nginx was switched.
+    Each step names its phase in ``attempt``, so a failure is recorded with
+    it, and the switch marks the attempt switched for Attempt.fail.
     ``read_meanwhile``: a step that only reads, run on the host while verify
     waits for nginx's reload (0.1 s or more); its result is returned.
     """
-    attempt.phase = "switch"
-    switch_nginx(session, colour, nginx_version=session.view.nginx_version)
-    attempt.switched = True
-
-    attempt.phase = "verify"
+    switch_nginx(session, colour, nginx_version=session.view.nginx_version, attempt=attempt)
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
-    verify(session, colour)
+    verify(session, colour, attempt=attempt)
 
     with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields))
@@ -114,10 +118,10 @@ def go_live(session, attempt, colour, state, read_meanwhile=None):
     return meanwhile.result() if meanwhile else None
 
 
-def checkout(session, colour, plan):
+def checkout(session, attempt, colour, plan):
     """Step 3: the colour's checkout at the requested commit; returns the commit."""
     s, rep = session.settings, session.reporter
-    with rep.phase("git") as ph:
+    with attempt.step("git") as ph:
         result = session.run(build_scripts.checkout(s, colour, branch=plan.branch, ref=plan.ref),
                              on_line=show_progress(rep), timeout=step_bound(s))
         if result.code != 0:
@@ -128,10 +132,10 @@ def checkout(session, colour, plan):
     return commit
 
 
-def build(session, colour, commit, previous):
+def build(session, attempt, colour, commit, previous):
     """Step 4a: build the colour's image (the live colour is not touched)."""
     s, rep = session.settings, session.reporter
-    with rep.phase("build") as ph:
+    with attempt.step("build") as ph:
         result = session.run(
             build_scripts.build(s, colour, commit=commit, compose_text=render_compose(s),
                           dockerfile_text=render_clojure_dockerfile(s),
@@ -143,10 +147,10 @@ def build(session, colour, commit, previous):
         ph.detail = build_scripts.image(s, commit[:12])
 
 
-def start(session, colour):
+def start(session, attempt, colour):
     """Step 4b: recreate the colour's container; returns its image id."""
     s, rep = session.settings, session.reporter
-    with rep.phase("start") as ph:
+    with attempt.step("start") as ph:
         result = session.run(build_scripts.start(s, colour), on_line=show_progress(rep),
                              timeout=step_bound(s))
         if result.code != 0:
@@ -193,19 +197,21 @@ def pre_switch(session, attempt, colour):
         ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
 
 
-def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None):
+def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None,
+                 attempt=None):
     """Step 7: render, put in place keeping the old file, test, reload.
 
     ``canary=(colour, percent)`` keeps ``colour`` live but for that share of
     clients. ``text``: the file to put in place instead of a rendered one
     (switching back puts back the very file that was there). ``maintenance``:
     None keeps what state.json records (a page that is on stays on); `fab
-    maintenance` passes its new record, or {} for off.
+    maintenance` passes its new record, or {} for off. ``attempt``: the task's,
+    marked switched once nginx serves the new file.
     """
-    s, rep = session.settings, session.reporter
+    s = session.settings
     if maintenance is None:
         maintenance = maintenance_of(session.view.state)
-    with rep.phase("switch") as ph:
+    with phase(session, attempt, "switch") as ph:
         text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary,
                                     maintenance=maintenance or None)
         result = session.run(scripts.switch(s, text))
@@ -240,14 +246,22 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
                 code=FAILED)
         ph.detail = (f"nginx -> {colour}, {canary[1]}% to {canary[0]} (tested, reloaded)"
                      if canary else f"nginx -> {colour} (tested, reloaded)")
+    if attempt is not None:
+        attempt.switched = True
 
 
-def verify(session, colour):
+def verify(session, colour, attempt=None):
     """Step 8: nginx answers from the new colour."""
-    with session.reporter.phase("verify") as ph:
+    with phase(session, attempt, "verify") as ph:
         ph.detail = health.verify_public(session.host, session.settings, colour,
                                          session.reporter,
                                          headers=bypass_headers(session.view.state))
+
+
+def built_fields(attempt):
+    """What a summary says of an image made on this machine (BUILD_ON=local,
+    --image): how it was built and shipped; nothing when the host built it."""
+    return {k: attempt.fields[k] for k in ("build", "ship") if k in attempt.fields}
 
 
 def stop_colour(session, colour):

@@ -5,8 +5,11 @@ live), promote (a clean canary goes to everyone), leave (too few requests
 to judge a canary), or revert (everyone back, recorded, exit 1 with the
 figures in the JSON summary). The steps that touch the host are replaced by
 recorders, so what is checked is which of them ran, in which order, what
-was recorded, and what the operator is told.
+was recorded, and what the operator is told. The lock is the task's block
+(``with session.locked():``), released however the block ends.
 """
+
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,8 +37,13 @@ class Session:
         self.view = View(state)
         self.records, self.failures, self.unlocked = [], [], 0
 
-    def unlock(self):
-        self.unlocked += 1
+    @contextmanager
+    def locked(self, **kw):
+        """Session.locked's promise: the lock is released however the block ends."""
+        try:
+            yield self.view
+        finally:
+            self.unlocked += 1
 
     def record(self, state_text, history_line):
         self.records.append((state_text, history_line))
@@ -57,12 +65,24 @@ def s():
 def steps(monkeypatch):
     """The host-touching steps promote.py calls, recorded in order."""
     done = []
-    monkeypatch.setattr(promote, "switch_nginx",
-                        lambda session, colour, **kw: done.append(("switch", colour)))
-    monkeypatch.setattr(promote, "verify", lambda session, colour: done.append(("verify", colour)))
+    monkeypatch.setattr(promote, "switch_nginx", switching(done))
+    monkeypatch.setattr(promote, "verify",
+                        lambda session, colour, **kw: done.append(("verify", colour)))
     monkeypatch.setattr(promote, "stop_colour",
                         lambda session, colour: done.append(("stop", colour)))
     return done
+
+
+def switching(done):
+    """A switch_nginx that records its colour and, as the real one, marks the
+    attempt it is given switched."""
+
+    def switch(session, colour, attempt=None, **kw):
+        done.append(("switch", colour))
+        if attempt is not None:
+            attempt.switched = True
+
+    return switch
 
 
 def outcome(verdict, requests=20, errors=0, new="green", old="blue"):
@@ -99,9 +119,10 @@ def test_a_revert_switches_back_records_it_and_fails_with_the_figures(s, steps, 
     state = released_state(s, live="green", colours=("blue", "green"))
     session = Session(s, state)
     watching(monkeypatch, outcome(accesslog.REVERT, requests=20, errors=5))
-    with pytest.raises(Failure) as err:
+    with pytest.raises(Failure) as err, session.locked():
         promote.watch_release(session, state, new="green", old="blue", seconds=30,
                               fields={"commit": "c0ffee"}, before={})
+        assert False, "a revert raises"
     assert steps == [("switch", "blue"), ("verify", "blue")]
     assert err.value.code == FAILED
     assert err.value.message.startswith("reverted by the watch: green answered 5 of 20")
@@ -122,7 +143,7 @@ def test_a_revert_that_cannot_switch_back_still_drops_the_lock(s, monkeypatch):
         raise Failure("`nginx -s reload` failed", code=FAILED)
 
     monkeypatch.setattr(promote, "switch_nginx", broken)
-    with pytest.raises(Failure, match="reload"):
+    with pytest.raises(Failure, match="reload"), session.locked():
         promote.watch_release(session, session.view.state, new="green", old="blue",
                               seconds=30, fields={}, before={})
     assert session.unlocked == 1 and session.records == []
@@ -159,18 +180,17 @@ def test_a_failed_promotion_after_a_clean_canary_is_undone_and_recorded(s, monke
     watching(monkeypatch, outcome(accesslog.OK))
     switched = []
 
-    def switch(session, colour, **kw):
-        switched.append(colour)
-
-    def verify(session, colour):
+    def verify(session, colour, attempt=None):
+        attempt.phase = "verify"  # as the real step names its phase (test_steps)
         raise Failure("green does not answer through nginx", code=FAILED)
 
-    monkeypatch.setattr(promote, "switch_nginx", switch)
+    monkeypatch.setattr(promote, "switch_nginx", switching(switched))
     monkeypatch.setattr(promote, "verify", verify)
-    monkeypatch.setattr("tasks.steps.switch_nginx", switch)  # Attempt's undo
+    monkeypatch.setattr("tasks.steps.switch_nginx", switching(switched))  # Attempt's undo
     with pytest.raises(Failure, match="does not answer"):
         promote.watch_canary(session, state, new="green", old="blue", seconds=30, fields={})
-    assert switched == ["green", "blue"]  # switched, then back to the old colour
+    # switched, then back to the old colour
+    assert switched == [("switch", "green"), ("switch", "blue")]
     [(exc, phase, fields)] = session.failures
     assert phase == "verify" and fields["was"] == "canary"
 
@@ -187,7 +207,7 @@ def test_ctrl_c_during_a_watch_drops_the_lock_and_leaves_the_switch(s, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(promote, "watch", interrupted)
-    with pytest.raises(Failure) as err:
+    with pytest.raises(Failure) as err, session.locked():
         promote.watched(session, new="green", old="blue", seconds=30, canary=canary)
     assert err.value.code == promote.INTERRUPTED == 130
     assert err.value.hint == hint and "the lock was released" in err.value.message

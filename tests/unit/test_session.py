@@ -1,4 +1,5 @@
-"""Session: the lock taken and the host read in one step, the record, a failure's record.
+"""Session: the lock taken and the host read in one step, a task's block under the
+lock, the record, a failure's record, the summary.
 
 The session's steps run for real, each as a step of a local `sh -s`
 (conftest.run_step) against a DEPLOY_DIR in a temporary directory; only
@@ -81,14 +82,14 @@ def gone_pid():
 def test_the_lock_is_taken_and_records_the_holders_shell(host_dir):
     sess = session(host_dir)
     view = sess.lock()
-    assert view.lock == "taken" and sess.locked and view.deploy_dir
+    assert view.lock == "taken" and sess.holds_lock and view.deploy_dir
     owner = json.loads((host_dir.deploy / ".lock" / "owner.json").read_text())
     assert owner["host_pid"] == os.getpid()
     assert owner["host_pid_start"] == proc_start(os.getpid())
     assert owner["command"] == "fab -H prod release"
     assert view.holder.record == owner  # what was read, was read under the lock
     sess.unlock()
-    assert not (host_dir.deploy / ".lock").exists() and not sess.locked
+    assert not (host_dir.deploy / ".lock").exists() and not sess.holds_lock
     sess.unlock()  # twice is nothing
 
 
@@ -101,7 +102,7 @@ def test_a_lock_held_by_a_live_shell_is_refused_with_its_holder(host_dir, capsys
     assert err.value.message.startswith("prod is locked by ")
     assert "`fab -H prod rollback`" in err.value.message
     assert "waiting for the lock: " in capsys.readouterr().out
-    assert not other.locked
+    assert not other.holds_lock
 
 
 def test_a_lock_whose_shell_is_gone_is_taken_over_and_recorded(host_dir, gone_pid, capsys):
@@ -110,7 +111,7 @@ def test_a_lock_whose_shell_is_gone_is_taken_over_and_recorded(host_dir, gone_pi
     first.lock()
     second = session(host_dir, task="rollback")
     view = second.lock()
-    assert view.lock == "taken" and second.locked
+    assert view.lock == "taken" and second.holds_lock
     assert view.lock_taken_over.record["host_pid"] == gone_pid
     assert "took over the lock of " in capsys.readouterr().out
     [entry] = history(host_dir)
@@ -140,14 +141,55 @@ def test_a_record_that_cannot_write_state_json_records_nothing(host_dir):
 
 def test_a_failure_is_recorded_with_its_phase_and_the_lock_dropped(host_dir):
     sess = session(host_dir)
-    sess.lock()
-    sess.record_failure(Failure("docker build failed; nothing live changed"), phase="build",
-                        fields={"from_colour": "blue", "to_colour": "green"})
+    error = Failure("docker build failed; nothing live changed")
+    with pytest.raises(Failure), sess.locked():
+        sess.record_failure(error, phase="build",
+                            fields={"from_colour": "blue", "to_colour": "green"})
+        assert (host_dir.deploy / ".lock").exists()  # recorded under the lock
+        raise error
     [entry] = history(host_dir)
     assert (entry["result"], entry["phase"], entry["task"]) == ("failed", "build", "release")
     assert entry["error"] == "docker build failed; nothing live changed"
     assert (entry["from"], entry["to"]) == ("blue", "green")
-    assert not (host_dir.deploy / ".lock").exists() and not sess.locked
+    assert not (host_dir.deploy / ".lock").exists() and not sess.holds_lock
+
+
+@pytest.mark.parametrize("ending", [None, Failure("nothing live changed"), KeyboardInterrupt(),
+                                    ValueError("a surprise")])
+def test_a_tasks_block_releases_the_lock_however_it_ends(host_dir, ending):
+    sess = session(host_dir)
+    try:
+        with sess.locked() as view:
+            assert view.lock == "taken" and (host_dir.deploy / ".lock").exists()
+            if ending is not None:
+                raise ending
+    except BaseException as exc:
+        assert exc is ending  # it goes on up, unchanged
+    assert not (host_dir.deploy / ".lock").exists() and not sess.holds_lock
+
+
+def test_a_block_inside_a_block_leaves_the_lock_to_the_outer_one(host_dir):
+    sess = session(host_dir)
+    with sess.locked() as outer:
+        with pytest.raises(Failure):
+            with sess.locked(wait=5) as inner:  # setup's first release
+                assert inner is outer
+                raise Failure("the release failed")
+        assert (host_dir.deploy / ".lock").exists() and sess.holds_lock
+        with sess.locked():
+            pass
+        assert (host_dir.deploy / ".lock").exists()
+    assert not (host_dir.deploy / ".lock").exists()
+
+
+def test_a_lock_not_taken_is_not_released(host_dir):
+    session(host_dir, task="rollback").lock()
+    other = session(host_dir)
+    with pytest.raises(Failure) as err:
+        with other.locked():
+            raise AssertionError("the block does not run")
+    assert err.value.code == LOCKED
+    assert (host_dir.deploy / ".lock").exists()  # still the holder's
 
 
 def test_ctrl_c_and_surprises_are_worded_for_the_history(host_dir):
@@ -159,12 +201,42 @@ def test_ctrl_c_and_surprises_are_worded_for_the_history(host_dir):
 
 def test_recording_a_failure_never_raises_and_says_what_is_left(host_dir, capsys):
     sess = session(host_dir)
-    sess.lock()
-    sess.host.fail = True  # the shell is gone
-    sess.record_failure(Failure("x"), phase="switch", fields={})
+    error = Failure("x")
+    with pytest.raises(Failure) as err, sess.locked():
+        sess.host.fail = True  # the shell is gone
+        sess.record_failure(error, phase="switch", fields={})  # never raises
+        raise error
+    assert err.value is error  # the task's own error, not the lost shell's
     out = capsys.readouterr().out
-    assert "could not record the failure or release the lock on prod" in out
+    assert out.count("could not record the failure or release the lock on prod") == 1
     assert "fab -H prod unlock" in out
+
+
+def test_a_failure_history_could_not_take_is_said_when_the_lock_is_released(host_dir, capsys):
+    sess = session(host_dir)
+    error = Failure("x")
+    with pytest.raises(Failure), sess.locked():
+        (host_dir.deploy / "history.jsonl").unlink(missing_ok=True)
+        (host_dir.deploy / "history.jsonl").mkdir()  # the append fails; the shell lives
+        sess.record_failure(error, phase="build", fields={})
+        raise error
+    assert not (host_dir.deploy / ".lock").exists()
+    out = capsys.readouterr().out
+    assert "could not record the failure in prod's history" in out
+    assert "the lock is released" in out
+
+
+def test_the_summary_names_the_task_and_counts_to_its_end(host_dir):
+    sess = session(host_dir)
+    sess.host.stats = {"commands": 1, "steps": 2}
+    summary = sess.summary("ok", live="green", previous=None)
+    assert {k: summary[k] for k in ("host", "app", "task", "result", "live", "previous")} == {
+        "host": "prod", "app": "shop", "task": "release", "result": "ok", "live": "green",
+        "previous": None}
+    assert summary["seconds"] >= 0 and summary["phases"] == {}
+    assert summary["ssh"] == {"commands": 1, "steps": 2, "channels": 0, "uploads": 0}
+    assert set(sess.summary("ok", timed=False, released=False)) == {
+        "host", "app", "task", "result", "released", "ssh"}
 
 
 def test_app_env_is_uploaded_only_when_it_changed(host_dir, tmp_path):

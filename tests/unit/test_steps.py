@@ -7,6 +7,7 @@ and what the operator is told.
 """
 
 from http.client import responses
+from types import SimpleNamespace
 
 import pytest
 
@@ -195,6 +196,45 @@ def test_a_good_switch_says_what_it_did(s, capsys):
     steps.switch_nginx(session, "green")
     assert session.ran == [scripts.switch(s, render_nginx(s, "green"))]
     assert "nginx -> green (tested, reloaded)" in capsys.readouterr().out
+
+
+def test_within_an_attempt_a_switch_names_its_phase_and_marks_it_switched(s):
+    session = Session(s, blue_live(s))
+    a = attempt(session, "health", rebuilt=None)
+    steps.switch_nginx(session, "green", attempt=a)
+    assert (a.phase, a.switched) == ("switch", True)
+
+
+def test_a_switch_that_fails_is_its_phase_and_leaves_the_attempt_unswitched(s):
+    session = Session(s, blue_live(s))
+    session.answers[scripts.switch(s, render_nginx(s, "green"))] = read_step(
+        "", code=scripts.NGINX_TEST_FAILED)
+    a = attempt(session, "health", rebuilt=None)
+    with pytest.raises(Failure), a:
+        steps.switch_nginx(session, "green", attempt=a)
+    # nginx kept its old file: nothing to switch back
+    assert (a.phase, a.switched) == ("switch", False) and session.ran == [
+        scripts.switch(s, render_nginx(s, "green"))]
+    assert [f[1] for f in session.failures] == ["switch"]
+
+
+def test_each_step_names_its_phase_once_in_the_attempt(s, monkeypatch):
+    session = Session(s, blue_live(s))
+    a = attempt(session, "switch", switched=True, rebuilt=None)
+
+    def fails(*args, **kw):
+        raise Failure("nginx did not serve green")
+
+    monkeypatch.setattr(steps.health, "verify_public", fails)
+    with pytest.raises(Failure):
+        steps.verify(session, "green", attempt=a)
+    assert a.phase == "verify"
+    b = attempt(session, "plan", rebuilt=None)
+    with pytest.raises(Failure):  # a failed build is recorded with its phase
+        session.answers[build_scripts.checkout(s, "green", branch="main", ref=None)] = \
+            read_step(f"{M} error git fetch from GIT_REPO failed", code=42)
+        steps.checkout(session, b, "green", SimpleNamespace(branch="main", ref=None))
+    assert b.phase == "git"
 
 
 # --- helpers --------------------------------------------------------------------------
