@@ -10,6 +10,7 @@ import pytest
 from tasks import localbuild, ship
 from tasks.errors import Failure
 from tasks.shell import StepResult
+from support.archives import saved_archive
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -79,21 +80,6 @@ def test_a_file_that_stands_for_a_sent_layer_stays():
     # An empty layer, twice: one file for both, and the second is sent.
     drop, sent, skipped = ship.layers_to_send(["e.tar", "e.tar"], [A, A], facts)
     assert (drop, sent, skipped) == (set(), 1, 1)
-
-
-def saved_archive(tmp_path):
-    """A docker-save-like archive: two layers, a config, manifest.json."""
-    path = tmp_path / "image.tar"
-    with tarfile.open(path, "w") as tar:
-        for name, data in (("l1/layer.tar", b"one" * 100), ("l2/layer.tar", b"two"),
-                           ("cfg.json", b"{}"),
-                           ("manifest.json", json.dumps([{
-                               "Config": "cfg.json", "RepoTags": ["ci:1"],
-                               "Layers": ["l1/layer.tar", "l2/layer.tar"]}]).encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return ship.read_archive(str(path))
 
 
 def test_the_archive_sent_leaves_out_what_the_host_has_and_names_the_release(tmp_path):
