@@ -330,7 +330,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     verify, record: a release without git or a build."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
+    view = session.lock(wait=wait_lock, ports=False)
     try:
         require_setup(view, name)
         # The idle colour it starts the release in serves a canary's clients.

@@ -78,7 +78,7 @@ def switch(session, to=None, *, wait_lock=0.0):
     one good health answer from the colour switched to."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    view = session.lock(wait=wait_lock)
+    view = session.lock(wait=wait_lock, ports=False)
     with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
         to = plan_switch(view, s, name, to)
         record = view.record(to)

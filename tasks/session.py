@@ -83,13 +83,15 @@ class Session:
                                self.settings)
         return self.view
 
-    def lock(self, wait=0.0, force_unlock=False):
+    def lock(self, wait=0.0, force_unlock=False, ports=True):
         """Take the lock and read the host under it, in one step.
 
         A lock whose holder's shell on the host is gone (its connection
         ended: a killed fab, a lost laptop) is taken over by the step
         itself, said and recorded in history. A holder still connected is
-        waited for up to ``wait`` seconds, then refused.
+        waited for up to ``wait`` seconds, then refused. ``ports``: also read
+        which ports something listens on (a release's plan refuses a busy
+        one); a switch or rollback decides nothing on ports.
         """
         shell = self.host.shell  # started: the host runs its login shell first
         # Every task that takes the lock renders the nginx file: Jinja2 and
@@ -98,7 +100,7 @@ class Session:
         self.lock_pid = shell.pid  # the shell's first answer
         script = scripts.inspect(self.settings, owner_json=self.owner_json(shell),
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
-                                 listening=True)
+                                 listening=ports)
         deadline = time.monotonic() + wait
         removed = None  # the holder whose lock --force-unlock removed
         with self.reporter.phase("lock") as ph:

@@ -829,3 +829,28 @@ def test_side_by_side_runs_at_once_and_prints_each_block(tmp_path, with_mktemp):
     assert result.blocks == {"one": f"{first}\na\nb\n", "two": "met\n1\n2\n3\n",
                              "three": "no newline\n"}
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("with_mktemp", [True, False])
+def test_side_by_side_values_are_first_lines_as_markers(tmp_path, with_mktemp):
+    """A value runs in the background with the blocks and comes out as one
+    marker: its first line, read by the shell; nothing printed, an empty
+    value. Without mktemp it runs in turn, with the same markers."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = ("printf", "cat", "rm", "true") + (("mktemp",) if with_mktemp else ())
+    for tool in tools:
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                               text=True).stdout.strip()
+        if found.startswith("/"):
+            os.symlink(found, bin_dir / tool)
+    start, finish = scripts.side_by_side(
+        {"one": "printf 'a\\n'"},
+        values={"version": "printf '1.22.1\\nsecond line\\n'", "nothing": "true",
+                "unfinished": "printf 'no newline'"})
+    result = run_step(f"{start}\n{finish}\n", env={"PATH": str(bin_dir), "TMPDIR": str(tmp)})
+    assert result.code == 0 and result.blocks == {"one": "a\n"}
+    assert result.values == {"version": "1.22.1", "nothing": "", "unfinished": "no newline"}
+    assert list(tmp.iterdir()) == []
