@@ -92,8 +92,9 @@ def switch(session, to=None, *, wait_lock=0.0):
 
         healthy_now(session, attempt, to)
 
-        go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
-    session.unlock()
+        go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
+                unlock=True)
+    session.unlock()  # done by the record step already
     total = time.monotonic() - session.started
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
             "promote` still can)" if to == view.live else f"{view.live} keeps running")

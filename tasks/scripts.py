@@ -319,12 +319,13 @@ def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
             f"then mv -f {q(log)} {q(log + '.1')} && {mark('rotated', 'access.log')}; fi")
 
 
-def record(settings, *, state_text=None, history_line=None):
+def record(settings, *, state_text=None, history_line=None, unlock=False):
     """Write state.json, append to history.jsonl.
 
     When state.json cannot be written the step stops there with
     STATE_WRITE_FAILED: no history line, so the caller can undo the switch
-    and record the failure instead.
+    and record the failure instead. ``unlock``: then drop the lock, in the
+    same step, once both are written (a failed write keeps it).
     """
     d = settings.deploy_dir
     lines = ["set -u", f"cd {q(d)} || exit {NO_DEPLOY_DIR}"]
@@ -333,7 +334,10 @@ def record(settings, *, state_text=None, history_line=None):
         lines.append(f"{write_file(path, state_text)} || "
                      f"{{ echo \"$M error could not write \"{q(path)}; exit {STATE_WRITE_FAILED}; }}")
     if history_line is not None:
-        lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}")
+        lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}"
+                     + (" || exit $?" if unlock else ""))
+    if unlock:
+        lines.append(unlock_lock(settings))
     return "\n".join(lines) + "\n"
 
 

@@ -177,16 +177,20 @@ class Session:
         entry.update({k: v for k, v in extra.items() if v is not None})
         return format_history_line(entry)
 
-    def record(self, state_text, history_line):
+    def record(self, state_text, history_line, unlock=False):
         """Write state.json and the history line (one step); Failure if state.json
-        cannot be written, with nothing recorded."""
+        cannot be written, with nothing recorded. ``unlock``: the task's last
+        step, so the same step drops the lock once both are written."""
         result = self.run(scripts.record(self.settings, state_text=state_text,
-                                         history_line=history_line))
+                                         history_line=history_line,
+                                         unlock=unlock and self.locked))
         if result.code != 0:
             why = result.values.get("error") or f"the record step failed (exit {result.code})"
             raise Failure(f"{why} on {self.name}; nothing was recorded",
                           f"free space or fix {self.settings.deploy_dir}, then try again; "
                           f"`fab -H {self.name} status` shows any drift", code=FAILED)
+        if unlock:
+            self.locked = False
 
     def record_failure(self, exc, *, phase, fields):
         """Append the failed attempt to history and drop the lock; never raises.

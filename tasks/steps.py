@@ -92,13 +92,15 @@ def bring_up(session, attempt, plan):
     return commit, image
 
 
-def go_live(session, attempt, colour, state, read_meanwhile=None):
+def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
     Each step names itself in ``attempt`` first, so a failure is recorded
     with its phase and Attempt.fail knows whether nginx was switched.
     ``read_meanwhile``: a step that only reads, run on the host while verify
     waits for nginx's reload (0.1 s or more); its result is returned.
+    ``unlock``: the record is the task's last step: it drops the lock too
+    (one round trip instead of two).
     """
     attempt.phase = "switch"
     switch_nginx(session, colour, nginx_version=session.view.nginx_version)
@@ -109,7 +111,8 @@ def go_live(session, attempt, colour, state, read_meanwhile=None):
     verify(session, colour)
 
     with attempt.step("record") as ph:
-        session.record(format_state(state), session.history_line("ok", **attempt.fields))
+        session.record(format_state(state), session.history_line("ok", **attempt.fields),
+                       unlock=unlock)
         ph.detail = "state.json, history"
     return meanwhile.result() if meanwhile else None
 

@@ -310,6 +310,30 @@ def test_record_writes_state_and_appends_history_and_keeps_the_lock(box):
     assert sorted(p.name for p in deploy.iterdir()) == [".lock", "history.jsonl", "state.json"]
 
 
+def test_record_with_unlock_drops_the_lock_once_both_are_written(box):
+    deploy, s = record_box(box)
+    state = format_state(empty_state("shop"))
+    line = format_history_line({"n": 2})
+    r = box(scripts.record(s, state_text=state, history_line=line, unlock=True))
+    assert r.code == 0, r.stderr
+    assert (deploy / "state.json").read_text() == state
+    assert (deploy / "history.jsonl").read_text() == '{"n":1}\n' + line
+    assert sorted(p.name for p in deploy.iterdir()) == ["history.jsonl", "state.json"]
+
+
+@pytest.mark.parametrize("broken", ["state.json.tmp", "history.jsonl"])
+def test_record_with_unlock_keeps_the_lock_when_a_write_fails(box, broken):
+    """A failed record is the task's to undo and record under its lock: the
+    step keeps the lock and says it failed."""
+    deploy, s = record_box(box)
+    (deploy / broken).unlink(missing_ok=True)
+    (deploy / broken).symlink_to("/dev/full")  # writes fail with ENOSPC
+    r = box(scripts.record(s, state_text=format_state(empty_state("shop")),
+                           history_line=format_history_line({"n": 2}), unlock=True))
+    assert r.code != 0
+    assert (deploy / ".lock" / "owner.json").exists()
+
+
 def test_record_of_a_history_line_alone_leaves_state_json(box):
     deploy, s = record_box(box)
     r = box(scripts.record(s, history_line=format_history_line({"n": 2})))
