@@ -13,7 +13,7 @@ import time
 from . import render, scripts
 from .errors import FAILED, Failure
 from .facts import parse_view
-from .lock import identity, lock_held, owner_record
+from .lock import identity_soon, lock_held, owner_record
 from .plan import require_setup
 from .recover import restore_unrecorded
 from .ssh import Host
@@ -28,7 +28,7 @@ class Session:
         self.reporter = reporter
         self.task = task
         self.command = command or f"fab -H {entry.name} {task}"
-        self.who = identity()
+        self._who = identity_soon()  # git's answer is read once connected
         self.started = time.monotonic()
         self.locked = False
         self.hosts_in_run = 1  # how many hosts this run of the task covers
@@ -39,6 +39,11 @@ class Session:
         self.artifacts = None
         self.host = Host(entry, settings, accept_new_host_key=accept_new_host_key,
                          config=fabric_config)
+
+    @property
+    def who(self):
+        """Who runs this task (lock.identity)."""
+        return self._who()
 
     # --- the connection ---
 
@@ -66,6 +71,7 @@ class Session:
 
     def close(self):
         self.host.close()
+        self._who()  # git's process is reaped, also when nothing asked who runs this
 
     def ssh_stats(self):
         """SSH round trips so far, for --json summaries: remote shells and

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from tasks.errors import LOCKED
-from tasks.lock import (Holder, describe_who, format_age, lock_held, owner_record,
-                        parse_holder, process_start)
+from tasks.lock import (Holder, describe_who, format_age, identity, identity_soon, lock_held,
+                        owner_record, parse_holder, process_start)
 
 NOW = 1_700_000_000
 
@@ -152,3 +152,34 @@ def test_lock_held_by_an_unknown_holder():
     assert err.code == LOCKED
     assert err.message == "prod is locked by an unknown holder (owner.json is missing or unreadable)"
     assert "fab -H prod unlock" in err.hint
+
+
+# --- who runs this ------------------------------------------------------------------
+
+
+def git_home(tmp_path, monkeypatch, config):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(config)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(tmp_path)
+    for key in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_identity_soon_reads_git_when_asked_and_says_the_same_as_identity(tmp_path, monkeypatch):
+    git_home(tmp_path, monkeypatch, "[user]\n\tname = Ana\n\temail = ana@example.com\n")
+    who = identity_soon()  # git runs meanwhile
+    first = who()
+    assert first["git"] == "Ana <ana@example.com>" and who() is first
+    assert first == identity()
+
+
+def test_identity_soon_without_git_or_its_identity(tmp_path, monkeypatch):
+    git_home(tmp_path, monkeypatch, "")
+    assert "git" not in identity_soon()()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    who = identity_soon()()
+    assert "git" not in who and who["machine"] == socket.gethostname()
