@@ -5,6 +5,7 @@ git ls-remote, SSL files, the other nginx files); ``evaluate`` decides what
 is ok, what is a warning and what fails.
 """
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -142,8 +143,6 @@ def docker_bytes(text):
 def disk_usage(df_json, app):
     """(app's image count, bytes only its images hold, build cache bytes) from
     `docker system df -v`; None when Docker gave nothing readable."""
-    import json
-
     try:
         data = json.loads(df_json)
     except ValueError:
