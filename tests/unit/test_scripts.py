@@ -670,7 +670,7 @@ def test_inspect_reads_everything_in_one_script():
     text = scripts.inspect(s, history_lines=7)
     for needle in ('"$M now', '"$M deploy_dir', "cat /srv/shop/.lock/owner.json",
                    "cat /srv/shop/state.json", "cat /etc/nginx/conf.d/shop.conf",
-                   f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} "
+                   f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} "
                    "shop-blue-1 shop-green-1", "tail -n 7 /srv/shop/history.jsonl",
                    '"$M nginx_version'):
         assert needle in text
@@ -680,6 +680,8 @@ def test_inspect_reads_everything_in_one_script():
     assert "ss -Htlnp" in locked
     # The lock is taken before anything is read.
     assert locked.index("mkdir") < locked.index("cat /srv/shop/state.json")
+    for read in ("docker container inspect", "ss -Htlnp", "nginx -v", "date +%s"):
+        assert locked.index("mkdir") < locked.index(read), read
 
 
 def test_small_builders():
@@ -690,7 +692,8 @@ def test_small_builders():
         """echo "$M begin x"; cat f; printf '\\n%s end x\\n' "$M\"""")
     assert scripts.container_state(s, "green") == scripts.block(
         "containers",
-        f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 2>/dev/null")
+        f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 "
+        "2>/dev/null")
     assert scripts.logs(s, "blue", 50, False) == (
         f"cd /srv/shop && {COMPOSE} logs --no-color --tail 50 blue 2>&1")
     assert " --tail 5 --follow green " in scripts.logs(s, "green", 5, True)
