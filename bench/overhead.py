@@ -314,7 +314,7 @@ def report(out, login_shell):
                      + f"; its verify, nginx's "
                      f"100 ms hand-over and the probes that see it, is {s(p['verify'])}, "
                      f"lock {s(p['lock'])}, switch {s(p['switch'])}, record and unlock "
-                     f"{s(p['record'])}; without verify the ratio would be "
+                     f"{s(p['record'])}; without verify the medians' ratio would be "
                      f"{(rb['wall'] - p['verify']) / rb['paired_floor']:.2f}x)")
     if login_shell == "machine":
         lines.append(f"  (this host's login shell is this machine's root's: "
