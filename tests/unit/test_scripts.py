@@ -20,6 +20,7 @@ import types
 import pytest
 
 from support.settings import make_settings
+from support.nginx import current_nginx, debian_nginx, nginx_version_of
 from support.steps import run_step
 from tasks import build_scripts, scripts
 from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
@@ -273,6 +274,25 @@ def test_inspect_with_the_lock_reads_what_it_locked(box):
     assert r.values["lock"] == "taken" and r.values["deploy_dir"] == "yes"
     assert r.blocks["owner"] == owner + "\n" and r.blocks["state"] == "{}\n"
     assert r.blocks["containers"] == "" and r.blocks["nginx"] == ""
+
+
+@pytest.mark.parametrize("with_mktemp", [True, False])
+def test_inspect_reads_the_version_of_the_nginx_that_tests_the_file(box, with_mktemp):
+    """nginx -v runs beside the docker call (or in turn without mktemp);
+    its version comes out as the same marker either way."""
+    tools = box.dir / "tools"
+    tools.mkdir()
+    for tool in ("head",) + (("mktemp",) if with_mktemp else ()):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                               text=True).stdout.strip()
+        os.symlink(found, tools / tool)
+    deploy, _ = lock_box(box)
+    for binary in (debian_nginx(), current_nginx()):
+        s = settings_for("normal", DEPLOY_DIR=str(deploy), NGINX_TEST_CMD=f"{binary} -t")
+        r = box(scripts.inspect(s, owner_json=holder(4242, 77)), extra_path=str(tools))
+        assert r.values["nginx_version"] == nginx_version_of(binary), r.stdout
+        assert r.values["lock"] == "taken"
+        box(scripts.unlock_lock(s))
 
 
 def test_inspect_without_a_deploy_dir_takes_no_lock(box):
