@@ -303,6 +303,17 @@ def report(out, login_shell):
     lines.append(f"  (rollback / floor: each rollback against the mean of a bare paramiko "
                  f"process right before and right after it, median of the rounds' ratios; "
                  f"medians {s(rb['wall'])} vs {s(rb['paired_floor'])})")
+    if rb["paired_floor"]:
+        allowed = TARGETS["rollback_x_floor"] * rb["paired_floor"]
+        p = rb["phases"]
+        lines.append(f"  (within {TARGETS['rollback_x_floor']:.2g}x of that floor a rollback may "
+                     f"take {s(allowed)}: "
+                     + (f"{s(rb['wall'] - allowed)} over" if rb["wall"] > allowed else "within it")
+                     + f"; its verify, nginx's "
+                     f"100 ms hand-over and the probes that see it, is {s(p['verify'])}, "
+                     f"lock {s(p['lock'])}, switch {s(p['switch'])}, record and unlock "
+                     f"{s(p['record'])}; without verify the medians' ratio would be "
+                     f"{(rb['wall'] - p['verify']) / rb['paired_floor']:.2f}x)")
     if login_shell == "machine":
         lines.append(f"  (this host's login shell is this machine's root's: "
                      f"{s(out['round_trip'])} for every command sshd starts, once per task. "

@@ -330,7 +330,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
     verify, record: a release without git or a build."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    with session.locked(wait=wait_lock) as view:
+    with session.locked(wait=wait_lock, ports=False) as view:
         require_setup(view, name)
         # The idle colour it starts the release in serves a canary's clients.
         refuse_during_canary(view, name)

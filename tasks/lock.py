@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -18,12 +19,41 @@ from .errors import LOCKED, Failure
 
 def identity():
     """Who runs this: local user and machine, git identity, CI job if any."""
+    return identity_soon()()
+
+
+@functools.lru_cache(maxsize=1)
+def identity_soon():
+    """identity(), with `git config` started now and read when first asked:
+    a task asks once it has connected, by when git has long answered, so
+    its ~5 ms (a process) are no longer on the task's way. Once per run:
+    the hosts of a run share one answer (twenty hosts, one `git config`).
+    Returns a function that returns the dict (the same one each time)."""
+    try:
+        git = subprocess.Popen(GIT_IDENTITY, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    known, asking = [], threading.Lock()  # hosts' threads ask at once
+
+    def who():
+        with asking:
+            if not known:
+                known.append(_who(_git_identity(git)))
+        return known[0]
+
+    return who
+
+
+GIT_IDENTITY = ["git", "config", "--get-regexp", r"^user\.(name|email)$"]
+
+
+def _who(git):
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry in some CI containers
         user = os.environ.get("USER") or "unknown"
     who = {"user": user, "machine": socket.gethostname()}
-    git = _git_identity()
     if git:
         who["git"] = git
     ci = _ci_job()
@@ -32,17 +62,17 @@ def identity():
     return who
 
 
-@functools.lru_cache(maxsize=1)
-def _git_identity():
-    """git's user.name and user.email here, asked once per run: a run on
-    twenty hosts would otherwise start twenty `git config` processes."""
-    try:
-        out = subprocess.run(
-            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
-            capture_output=True, text=True, timeout=2).stdout
-    except (OSError, subprocess.SubprocessError):
+def _git_identity(git):
+    """The user.name <user.email> that `git config` (a started Popen) printed."""
+    if git is None:
         return None
-    values = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    try:
+        out, _ = git.communicate(timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        git.kill()
+        git.communicate()
+        return None
+    values = dict(line.split(" ", 1) for line in (out or "").splitlines() if " " in line)
     name, email = values.get("user.name"), values.get("user.email")
     if name and email:
         return f"{name} <{email}>"

@@ -10,7 +10,6 @@ own ports, past nginx; bluegreen's checks through nginx send the token
 (state.bypass_headers) and reach the colours too.
 """
 
-import html
 import secrets
 import shlex
 import time
@@ -45,9 +44,20 @@ def check_message(value):
     return value.strip()
 
 
+# html.escape's table (quote=True). The html package itself would load its
+# entity tables (about 1.5 ms) into every `fab` for these five characters.
+HTML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+                              "'": "&#x27;"})
+
+
+def escape_html(text):
+    """As html.escape(text): &, <, >, " and ' as character references."""
+    return text.translate(HTML_ESCAPES)
+
+
 def plain_page(app_name, message):
     """The page served when MAINTENANCE_PAGE_FILE is not set (the message HTML-escaped)."""
-    text = html.escape(message or "We are making changes and will be back shortly.")
+    text = escape_html(message or "We are making changes and will be back shortly.")
     return ("<!doctype html>\n<html lang=\"en\">\n<meta charset=\"utf-8\">\n"
             f"<title>Down for maintenance</title>\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -55,7 +65,7 @@ def plain_page(app_name, message):
             "<h1>Down for maintenance</h1>\n"
             f"<p>{text}</p>\n"
             "<p>Please try again in a few minutes.</p>\n"
-            f"<!-- {html.escape(app_name)}: bluegreen maintenance page -->\n</body>\n</html>\n")
+            f"<!-- {escape_html(app_name)}: bluegreen maintenance page -->\n</body>\n</html>\n")
 
 
 def page_bytes(settings, message):

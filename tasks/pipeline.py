@@ -75,7 +75,7 @@ def switch(session, to=None, *, wait_lock=0.0):
     one good health answer from the colour switched to."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
-    with session.locked(wait=wait_lock) as view:
+    with session.locked(wait=wait_lock, ports=False) as view:
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             to = plan_switch(view, s, name, to)
             record = view.record(to)
@@ -89,7 +89,8 @@ def switch(session, to=None, *, wait_lock=0.0):
 
             healthy_now(session, attempt, to)
 
-            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]))
+            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
+                    unlock=True)  # the record step drops the lock too
     summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

@@ -40,7 +40,7 @@ def block(name, command):
             f"printf '\\n%s end {name}\\n' \"$M\"")
 
 
-def side_by_side(commands):
+def side_by_side(commands, values=None):
     """Run ``commands`` ({block name: command}) at the same time, in the background.
 
     Returns (start, finish), two pieces of a step's script: ``start`` launches
@@ -48,6 +48,8 @@ def side_by_side(commands):
     for them and prints each output as its block, in order. What the step
     does in between runs meanwhile. A docker CLI call costs ~17 ms here,
     mostly waiting on the daemon: side by side, several cost about one.
+    ``values`` ({key: command}) run the same way; the first line each prints
+    becomes the marker ``$M key line``, read by the shell itself (no process).
     Without a temporary directory (no mktemp), ``finish`` runs them in turn.
     """
     start = ['bg=$(mktemp -d 2>/dev/null) || bg=""']
@@ -56,6 +58,10 @@ def side_by_side(commands):
         start.append(f'[ -z "$bg" ] || {{ {command}; }} > "$bg/{name}" 2>/dev/null &')
         finish.append(block(name, f'if [ -n "$bg" ]; then cat "$bg/{name}"; '
                                   f'else {command}; fi'))
+    for key, command in (values or {}).items():
+        start.append(f'[ -z "$bg" ] || {{ {command}; }} > "$bg/{key}" 2>/dev/null &')
+        finish.append(f'v=""; if [ -n "$bg" ]; then IFS= read -r v < "$bg/{key}" || true; '
+                      f'else v=$({command}); fi; {mark(key, "$v")}')
     finish.append('[ -z "$bg" ] || rm -rf "$bg"')
     return "\n".join(start), "\n".join(finish)
 
@@ -83,8 +89,13 @@ def build_timeout(settings):
 
 
 def inspect_containers(settings, colours=("blue", "green")):
+    """The colours' containers, one INSPECT_FORMAT line each. `docker container
+    inspect`, not `docker inspect`: for a name with no container (a colour
+    never started) the latter goes on to look for an image, network, volume
+    and plugin of that name, with a `docker info` on the way (6 API calls
+    instead of 1)."""
     names = " ".join(q(container_name(settings, c)) for c in colours)
-    return f"docker inspect --format {q(INSPECT_FORMAT)} {names} 2>/dev/null"
+    return f"docker container inspect --format {q(INSPECT_FORMAT)} {names} 2>/dev/null"
 
 
 def write_file(path, text, mode=None, prefix=""):
@@ -162,25 +173,26 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
 
     With ``owner_json`` the lock is taken first, so what is read cannot change
     underneath the task. With ``listening``, the TCP ports something listens
-    on (``ss``; with the program's name when the login user may see it).
+    on (``ss``; with the program's name when the login user may see it: that
+    walks every process's files, ~15 ms of the host's CPU, so only the tasks
+    that decide on ports ask for it).
     """
     d = settings.deploy_dir
     slow = {"containers": inspect_containers(settings)}
     if listening:
         slow["listening"] = "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"
-    start, finish = side_by_side(slow)
+    start, finish = side_by_side(slow, values={"nginx_version": nginx_version(settings)})
     lines = [
-        mark("now", "$(date +%s)"),
         f"if [ -d {q(d)} ]; then {mark('deploy_dir', 'yes')}; else {mark('deploy_dir', 'no')}; fi",
     ]
     if owner_json is not None:
         lines.append(f"if [ -d {q(d)} ]; then\n{take_lock(settings, owner_json)}\nfi")
     lines += [
-        start,  # the slow reads, after the lock: nothing changes under them
+        start,  # the slow reads, right after the lock: nothing changes under them
+        mark("now", "$(date +%s)"),
         block("owner", f"cat {q(d + '/.lock/owner.json')} 2>/dev/null"),
         block("state", f"cat {q(d + '/state.json')} 2>/dev/null"),
         block("nginx", f"cat {q(settings.nginx_file)} 2>/dev/null"),
-        mark("nginx_version", f"$({nginx_version(settings)})"),
     ]
     if history_lines:
         lines.append(block("history", f"tail -n {int(history_lines)} "
@@ -312,12 +324,13 @@ def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
             f"then mv -f {q(log)} {q(log + '.1')} && {mark('rotated', 'access.log')}; fi")
 
 
-def record(settings, *, state_text=None, history_line=None):
+def record(settings, *, state_text=None, history_line=None, unlock=False):
     """Write state.json, append to history.jsonl.
 
     When state.json cannot be written the step stops there with
     STATE_WRITE_FAILED: no history line, so the caller can undo the switch
-    and record the failure instead.
+    and record the failure instead. ``unlock``: then drop the lock, in the
+    same step, once both are written (a failed write keeps it).
     """
     d = settings.deploy_dir
     lines = ["set -u", f"cd {q(d)} || exit {NO_DEPLOY_DIR}"]
@@ -326,7 +339,10 @@ def record(settings, *, state_text=None, history_line=None):
         lines.append(f"{write_file(path, state_text)} || "
                      f"{{ echo \"$M error could not write \"{q(path)}; exit {STATE_WRITE_FAILED}; }}")
     if history_line is not None:
-        lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}")
+        lines.append(f"printf '%s' {q(history_line)} >> {q(d + '/history.jsonl')}"
+                     + (" || exit $?" if unlock else ""))
+    if unlock:
+        lines.append(unlock_lock(settings))
     return "\n".join(lines) + "\n"
 
 
@@ -378,6 +394,6 @@ def repair_facts(settings):
         # container's image carries the commit as a label.
         parts.append(mark(f"{colour}_commit",
                           f"$(git -C {q(d + '/' + colour)} rev-parse HEAD 2>/dev/null || "
-                          f"docker inspect --format {q(label)} "
+                          f"docker container inspect --format {q(label)} "
                           f"{q(container_name(settings, colour))} 2>/dev/null)"))
     return "\n".join(parts) + "\n"

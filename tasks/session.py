@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from . import render, scripts
 from .errors import FAILED, Failure
 from .facts import parse_view
-from .lock import identity, lock_held, owner_record
+from .lock import identity_soon, lock_held, owner_record
 from .plan import require_setup
 from .recover import restore_unrecorded
 from .ssh import Host
@@ -32,7 +32,7 @@ class Session:
         self.reporter = reporter
         self.task = task
         self.command = command or f"fab -H {entry.name} {task}"
-        self.who = identity()
+        self._who = identity_soon()  # git's answer is read once connected
         self.started = time.monotonic()
         self.unrecorded = None  # why a failed attempt could not be written to history
         self.holds_lock = False
@@ -44,6 +44,11 @@ class Session:
         self.artifacts = None
         self.host = Host(entry, settings, accept_new_host_key=accept_new_host_key,
                          config=fabric_config)
+
+    @property
+    def who(self):
+        """Who runs this task (lock.identity)."""
+        return self._who()
 
     # --- the connection ---
 
@@ -71,6 +76,7 @@ class Session:
 
     def close(self):
         self.host.close()
+        self._who()  # git's process is reaped, also when nothing asked who runs this
 
     def ssh_stats(self):
         """SSH round trips so far, for --json summaries: remote shells and
@@ -89,7 +95,7 @@ class Session:
         return self.view
 
     @contextmanager
-    def locked(self, wait=0.0, force_unlock=False):
+    def locked(self, wait=0.0, force_unlock=False, ports=True):
         """A task's block under the lock, as Kamal's ``with_lock``: take it and
         read the host (``lock``, the view is what the block gets), run the
         block, release the lock however it ends: done, a Failure, Ctrl-C or
@@ -102,7 +108,7 @@ class Session:
         if self.holds_lock:
             yield self.view
             return
-        view = self.lock(wait=wait, force_unlock=force_unlock)
+        view = self.lock(wait=wait, force_unlock=force_unlock, ports=ports)
         try:
             yield view
         except BaseException:
@@ -110,14 +116,16 @@ class Session:
             raise
         self.unlock()
 
-    def lock(self, wait=0.0, force_unlock=False):
+    def lock(self, wait=0.0, force_unlock=False, ports=True):
         """Take the lock and read the host under it, in one step (``locked``
         runs a block under it).
 
         A lock whose holder's shell on the host is gone (its connection
         ended: a killed fab, a lost laptop) is taken over by the step
         itself, said and recorded in history. A holder still connected is
-        waited for up to ``wait`` seconds, then refused.
+        waited for up to ``wait`` seconds, then refused. ``ports``: also read
+        which ports something listens on (a release's plan refuses a busy
+        one); a switch or rollback decides nothing on ports.
         """
         shell = self.host.shell  # started: the host runs its login shell first
         # Every task that takes the lock renders the nginx file: Jinja2 and
@@ -126,7 +134,7 @@ class Session:
         self.lock_pid = shell.pid  # the shell's first answer
         script = scripts.inspect(self.settings, owner_json=self.owner_json(shell),
                                  history_lines=20, app_env=bool(self.settings.app_env_file),
-                                 listening=True)
+                                 listening=ports)
         deadline = time.monotonic() + wait
         removed = None  # the holder whose lock --force-unlock removed
         with self.reporter.phase("lock") as ph:
@@ -234,16 +242,20 @@ class Session:
         entry.update({k: v for k, v in extra.items() if v is not None})
         return format_history_line(entry)
 
-    def record(self, state_text, history_line):
+    def record(self, state_text, history_line, unlock=False):
         """Write state.json and the history line (one step); Failure if state.json
-        cannot be written, with nothing recorded."""
+        cannot be written, with nothing recorded. ``unlock``: the task's last
+        step, so the same step drops the lock once both are written."""
         result = self.run(scripts.record(self.settings, state_text=state_text,
-                                         history_line=history_line))
+                                         history_line=history_line,
+                                         unlock=unlock and self.holds_lock))
         if result.code != 0:
             why = result.values.get("error") or f"the record step failed (exit {result.code})"
             raise Failure(f"{why} on {self.name}; nothing was recorded",
                           f"free space or fix {self.settings.deploy_dir}, then try again; "
                           f"`fab -H {self.name} status` shows any drift", code=FAILED)
+        if unlock:
+            self.holds_lock = False
 
     def record_failure(self, exc, *, phase, fields):
         """Append the failed attempt to history; never raises. (The task's

@@ -222,11 +222,13 @@ class RemoteShell:
         # pid, process group, start time (clock ticks since boot: with the
         # pid, it tells this shell from a later process given the same pid).
         # And its parent, sshd's session process: it ends with the connection,
-        # while the shell may outlive it in the middle of a step.
+        # while the shell may outlive it in the middle of a step. Fields 4, 5
+        # and 22 of /proc/PID/stat, read by the shell itself (no process).
         self._identifying = self._send(
-            "echo \"$M shell $BLUEGREEN_TASK_PID $(cut -d' ' -f5,22 "
-            "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null) $(cut -d' ' -f4 "
-            "/proc/$BLUEGREEN_TASK_PID/stat 2>/dev/null)\"")
+            "read -r x x x BLUEGREEN_PPID BLUEGREEN_PGID x x x x x x x x x x x x x x x x "
+            "BLUEGREEN_START x 2>/dev/null < /proc/$BLUEGREEN_TASK_PID/stat; "
+            "echo \"$M shell $BLUEGREEN_TASK_PID $BLUEGREEN_PGID $BLUEGREEN_START "
+            "$BLUEGREEN_PPID\"")
 
     def ready(self) -> ShellIdentity:
         """Wait for the shell's first answer (once): who it is on the host."""

@@ -100,20 +100,23 @@ def bring_up(session, attempt, plan):
     return commit, image
 
 
-def go_live(session, attempt, colour, state, read_meanwhile=None):
+def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
     Each step names its phase in ``attempt``, so a failure is recorded with
     it, and the switch marks the attempt switched for Attempt.fail.
     ``read_meanwhile``: a step that only reads, run on the host while verify
     waits for nginx's reload (0.1 s or more); its result is returned.
+    ``unlock``: the record is the task's last step: it drops the lock too
+    (one round trip instead of two).
     """
     switch_nginx(session, colour, nginx_version=session.view.nginx_version, attempt=attempt)
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour, attempt=attempt)
 
     with attempt.step("record") as ph:
-        session.record(format_state(state), session.history_line("ok", **attempt.fields))
+        session.record(format_state(state), session.history_line("ok", **attempt.fields),
+                       unlock=unlock)
         ph.detail = "state.json, history"
     return meanwhile.result() if meanwhile else None
 

@@ -3,14 +3,15 @@
 import json
 import os
 import socket
+import threading
 import subprocess
 import sys
 
 import pytest
 
 from tasks.errors import LOCKED
-from tasks.lock import (Holder, describe_who, format_age, lock_held, owner_record,
-                        parse_holder, process_start)
+from tasks.lock import (Holder, describe_who, format_age, identity, identity_soon, lock_held,
+                        owner_record, parse_holder, process_start)
 
 NOW = 1_700_000_000
 
@@ -152,3 +153,50 @@ def test_lock_held_by_an_unknown_holder():
     assert err.code == LOCKED
     assert err.message == "prod is locked by an unknown holder (owner.json is missing or unreadable)"
     assert "fab -H prod unlock" in err.hint
+
+
+# --- who runs this ------------------------------------------------------------------
+
+
+def git_home(tmp_path, monkeypatch, config):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(config)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(tmp_path)
+    for key in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
+        monkeypatch.delenv(key, raising=False)
+    identity_soon.cache_clear()  # once per run: a new run here
+
+
+def test_identity_soon_reads_git_when_asked_and_says_the_same_as_identity(tmp_path, monkeypatch):
+    git_home(tmp_path, monkeypatch, "[user]\n\tname = Ana\n\temail = ana@example.com\n")
+    who = identity_soon()  # git runs meanwhile
+    first = who()
+    assert first["git"] == "Ana <ana@example.com>" and who() is first
+    assert first == identity()
+
+
+def test_identity_soon_without_git_or_its_identity(tmp_path, monkeypatch):
+    git_home(tmp_path, monkeypatch, "")
+    assert "git" not in identity_soon()()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    identity_soon.cache_clear()
+    who = identity_soon()()
+    assert "git" not in who and who["machine"] == socket.gethostname()
+
+
+def test_the_hosts_of_a_run_share_one_git_answer(tmp_path, monkeypatch):
+    git_home(tmp_path, monkeypatch, "[user]\n\tname = Ana\n\temail = ana@example.com\n")
+    asked = [identity_soon() for _ in range(20)]  # twenty hosts' sessions
+    assert all(who is asked[0] for who in asked)
+    results = []
+    threads = [threading.Thread(target=lambda w=w: results.append(w())) for w in asked]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 20 and all(r is results[0] for r in results)
+    assert results[0]["git"] == "Ana <ana@example.com>"

@@ -1,5 +1,6 @@
 """ASSET_PATHS and the maintenance page: checks, rendering, the record (pure)."""
 
+import html
 import re
 
 import pytest
@@ -7,8 +8,8 @@ import pytest
 from tasks.nginx_values import check_asset_paths, check_maintenance_page_file
 from tasks.validate import Invalid
 from tasks.errors import ConfigError
-from tasks.maintenance_mode import (check_action, check_message, plain_page, public_record,
-                                    with_maintenance)
+from tasks.maintenance_mode import (check_action, check_message, escape_html, plain_page,
+                                    public_record, with_maintenance)
 from tasks.nginx import read_nginx, render_nginx
 from tasks.stage import history_note
 from tasks.state import bypass_headers, empty_state, maintenance_of
@@ -178,3 +179,9 @@ def test_status_says_maintenance_is_on():
     assert line.startswith('MAINTENANCE ON since 2026-12-05T23:00:00Z by ann@laptop: "back soon"')
     assert "`fab -H prod maintenance off`" in line
     assert notes({**row, "maintenance": None}) == []
+
+
+@pytest.mark.parametrize("text", ["", "plain", "<b>\"it's\" & more</b>", "&amp; &#x27; <<>>",
+                                  "é ü 日本 \u2028", "'\"'\"&&<>"])
+def test_escape_html_is_html_escape(text):
+    assert escape_html(text) == html.escape(text)

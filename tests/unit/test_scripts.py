@@ -20,6 +20,7 @@ import types
 import pytest
 
 from support.settings import make_settings
+from support.nginx import current_nginx, debian_nginx, nginx_version_of
 from support.steps import run_step
 from tasks import build_scripts, scripts
 from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
@@ -275,6 +276,25 @@ def test_inspect_with_the_lock_reads_what_it_locked(box):
     assert r.blocks["containers"] == "" and r.blocks["nginx"] == ""
 
 
+@pytest.mark.parametrize("with_mktemp", [True, False])
+def test_inspect_reads_the_version_of_the_nginx_that_tests_the_file(box, with_mktemp):
+    """nginx -v runs beside the docker call (or in turn without mktemp);
+    its version comes out as the same marker either way."""
+    tools = box.dir / "tools"
+    tools.mkdir()
+    for tool in ("head",) + (("mktemp",) if with_mktemp else ()):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                               text=True).stdout.strip()
+        os.symlink(found, tools / tool)
+    deploy, _ = lock_box(box)
+    for binary in (debian_nginx(), current_nginx()):
+        s = settings_for("normal", DEPLOY_DIR=str(deploy), NGINX_TEST_CMD=f"{binary} -t")
+        r = box(scripts.inspect(s, owner_json=holder(4242, 77)), extra_path=str(tools))
+        assert r.values["nginx_version"] == nginx_version_of(binary), r.stdout
+        assert r.values["lock"] == "taken"
+        box(scripts.unlock_lock(s))
+
+
 def test_inspect_without_a_deploy_dir_takes_no_lock(box):
     s = settings_for("normal", DEPLOY_DIR=str(box.dir / "gone"))
     r = box(scripts.inspect(s, owner_json="{}"))
@@ -308,6 +328,30 @@ def test_record_writes_state_and_appends_history_and_keeps_the_lock(box):
     # The lock is the task's to drop (Session.unlock), not the record's.
     assert (deploy / ".lock" / "owner.json").exists()
     assert sorted(p.name for p in deploy.iterdir()) == [".lock", "history.jsonl", "state.json"]
+
+
+def test_record_with_unlock_drops_the_lock_once_both_are_written(box):
+    deploy, s = record_box(box)
+    state = format_state(empty_state("shop"))
+    line = format_history_line({"n": 2})
+    r = box(scripts.record(s, state_text=state, history_line=line, unlock=True))
+    assert r.code == 0, r.stderr
+    assert (deploy / "state.json").read_text() == state
+    assert (deploy / "history.jsonl").read_text() == '{"n":1}\n' + line
+    assert sorted(p.name for p in deploy.iterdir()) == ["history.jsonl", "state.json"]
+
+
+@pytest.mark.parametrize("broken", ["state.json.tmp", "history.jsonl"])
+def test_record_with_unlock_keeps_the_lock_when_a_write_fails(box, broken):
+    """A failed record is the task's to undo and record under its lock: the
+    step keeps the lock and says it failed."""
+    deploy, s = record_box(box)
+    (deploy / broken).unlink(missing_ok=True)
+    (deploy / broken).symlink_to("/dev/full")  # writes fail with ENOSPC
+    r = box(scripts.record(s, state_text=format_state(empty_state("shop")),
+                           history_line=format_history_line({"n": 2}), unlock=True))
+    assert r.code != 0
+    assert (deploy / ".lock" / "owner.json").exists()
 
 
 def test_record_of_a_history_line_alone_leaves_state_json(box):
@@ -646,7 +690,7 @@ def test_inspect_reads_everything_in_one_script():
     text = scripts.inspect(s, history_lines=7)
     for needle in ('"$M now', '"$M deploy_dir', "cat /srv/shop/.lock/owner.json",
                    "cat /srv/shop/state.json", "cat /etc/nginx/conf.d/shop.conf",
-                   f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} "
+                   f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} "
                    "shop-blue-1 shop-green-1", "tail -n 7 /srv/shop/history.jsonl",
                    '"$M nginx_version'):
         assert needle in text
@@ -656,6 +700,8 @@ def test_inspect_reads_everything_in_one_script():
     assert "ss -Htlnp" in locked
     # The lock is taken before anything is read.
     assert locked.index("mkdir") < locked.index("cat /srv/shop/state.json")
+    for read in ("docker container inspect", "ss -Htlnp", "nginx -v", "date +%s"):
+        assert locked.index("mkdir") < locked.index(read), read
 
 
 def test_small_builders():
@@ -666,7 +712,8 @@ def test_small_builders():
         """echo "$M begin x"; cat f; printf '\\n%s end x\\n' "$M\"""")
     assert scripts.container_state(s, "green") == scripts.block(
         "containers",
-        f"docker inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 2>/dev/null")
+        f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 "
+        "2>/dev/null")
     assert scripts.logs(s, "blue", 50, False) == (
         f"cd /srv/shop && {COMPOSE} logs --no-color --tail 50 blue 2>&1")
     assert " --tail 5 --follow green " in scripts.logs(s, "green", 5, True)
@@ -828,4 +875,29 @@ def test_side_by_side_runs_at_once_and_prints_each_block(tmp_path, with_mktemp):
     first = "met" if with_mktemp else "alone"
     assert result.blocks == {"one": f"{first}\na\nb\n", "two": "met\n1\n2\n3\n",
                              "three": "no newline\n"}
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("with_mktemp", [True, False])
+def test_side_by_side_values_are_first_lines_as_markers(tmp_path, with_mktemp):
+    """A value runs in the background with the blocks and comes out as one
+    marker: its first line, read by the shell; nothing printed, an empty
+    value. Without mktemp it runs in turn, with the same markers."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = ("printf", "cat", "rm", "true") + (("mktemp",) if with_mktemp else ())
+    for tool in tools:
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                               text=True).stdout.strip()
+        if found.startswith("/"):
+            os.symlink(found, bin_dir / tool)
+    start, finish = scripts.side_by_side(
+        {"one": "printf 'a\\n'"},
+        values={"version": "printf '1.22.1\\nsecond line\\n'", "nothing": "true",
+                "unfinished": "printf 'no newline'"})
+    result = run_step(f"{start}\n{finish}\n", env={"PATH": str(bin_dir), "TMPDIR": str(tmp)})
+    assert result.code == 0 and result.blocks == {"one": "a\n"}
+    assert result.values == {"version": "1.22.1", "nothing": "", "unfinished": "no newline"}
     assert list(tmp.iterdir()) == []
