@@ -51,7 +51,10 @@ from support.project import Project
 TASKS = {
     "release": ["connect", "lock", "git", "build", "start", "health", "pre-switch",
                 "switch", "verify", "record"],
-    "rollback": ["connect", "lock", "health", "switch", "verify", "record"],
+    # A rollback's record step drops the lock too: once its "record" line is
+    # printed nothing is left that needs the connection, so no blow can land
+    # after it. The "verify" rows strike right before that step.
+    "rollback": ["connect", "lock", "health", "switch", "verify"],
     "canary": ["connect", "lock", "git", "build", "start", "health", "pre-switch",
                "switch", "verify", "record"],
     "promote": ["connect", "lock", "health", "pre-switch", "switch", "verify", "record"],
@@ -119,8 +122,8 @@ def frozen(pid, timeout=10):
 class FreezingBackground(Background):
     """fab in the background, stopped (SIGSTOP) by the thread that reads its
     output the moment a line matches `freeze_on`: no hand-over to another
-    thread first (after a rollback's "record" line only its unlock is left,
-    a few milliseconds)."""
+    thread first (after a canary's or promote's "record" line only its
+    unlock is left, a few milliseconds)."""
 
     freeze_on = None  # a compiled pattern, set right after the start
     frozen_at_line = None
