@@ -128,7 +128,11 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
             # the owner of a clashing SERVER_NAME) must not pass for ours.
             # Files rendered before X-Deploy-App existed name no app.
             app = resp.headers.get("x-deploy-app", settings.app_name)
-            if seen == colour and app == settings.app_name:
+            # A canary's file names the colour that served this client: after a
+            # switch away from a canary, an old worker's answer can name the
+            # target too (this client in its share), and must not pass.
+            canary_file = resp.headers.get("x-deploy-canary")
+            if seen == colour and app == settings.app_name and not canary_file:
                 # After a reload nginx's master starts the new workers, waits
                 # 100 ms, then tells the old ones to stop accepting; until
                 # then both answer (measured here: old ones most often). A
@@ -142,6 +146,7 @@ def verify_public(host, settings, colour, reporter, bound=10.0,
                 continue
             seen = (f"answers from {seen or 'an unmarked server'}"
                     + (f" of app {app}" if app != settings.app_name else "")
+                    + (" by the canary's nginx file" if canary_file else "")
                     + f" (HTTP {resp.status})")
         except ProbeError as exc:
             seen = exc.message

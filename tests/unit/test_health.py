@@ -43,9 +43,11 @@ class FakeHost:
             raise answer
         if isinstance(answer, int):
             return response(answer, {}, path, host_header)
-        status, colour = answer
-        return response(status, {"x-deploy-colour": colour} if colour else {}, path,
-                        host_header)
+        status, colour, *canary = answer  # (status, colour[, the canary of its file])
+        headers = {"x-deploy-colour": colour} if colour else {}
+        if canary:
+            headers["x-deploy-canary"] = canary[0]
+        return response(status, headers, path, host_header)
 
     def run(self, script, **kw):
         self.scripts.append(script)
@@ -274,3 +276,21 @@ def test_a_slow_jvm_is_waited_for_within_health_timeout():
                     clock=clock)
     assert run_gate(s60, host, clock).startswith("2/2 good")
     assert len(host.probes) == 47 and clock.now - 1000 < 60
+
+
+def test_verify_does_not_take_a_canary_files_answer_for_the_new_file(s):
+    # Promote of a green canary: until the old workers stop accepting, their
+    # file still splits, and this client may be in green's share.
+    clock = Clock()
+    host = FakeHost(s, [(200, "green", "green")] * 5 + [(200, "green")], clock=clock)
+    result = verify_public(host, s, "green", Reporter(), clock=clock, sleep=clock.sleep)
+    assert result == "http :8080 answers from green (HTTP 200)"
+    assert len(host.probes) == 5 + VERIFY_IN_A_ROW
+
+
+def test_verify_says_when_only_the_canary_file_answered(s):
+    clock = Clock()
+    host = FakeHost(s, [(200, "green", "green")], clock=clock)
+    with pytest.raises(HealthFailure) as exc:
+        verify_public(host, s, "green", Reporter(), bound=1.0, clock=clock, sleep=clock.sleep)
+    assert "(last: answers from green by the canary's nginx file (HTTP 200))" in exc.value.message

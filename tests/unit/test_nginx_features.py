@@ -384,3 +384,19 @@ def test_read_nginx_of_a_file_the_previous_version_wrote(settings):
 def test_the_current_nginx_harness_can_fail(tmp_path):
     with pytest.raises(AssertionError, match="nginx -t refused"):
         nginx_t(tmp_path, {"bad.conf": "server { listen 80 nonsense; }\n"}, nginx=current_nginx())
+
+
+PAGE = {"token": "t" * 32, "since": "2026-12-06T04:40:00Z", "by": "ana@laptop",
+        "message": "back soon", "page": "message"}
+
+
+def test_a_canary_file_says_so_wherever_it_names_the_colour(settings):
+    """verify after a switch away from a canary tells the old workers' answers
+    (X-Deploy-Canary) from the new file's, which has none."""
+    s = settings(SSL_CERT_FILE="/etc/ssl/c.pem", SSL_KEY_FILE="/etc/ssl/k.pem",
+                 SERVER_NAME="shop.example.com")
+    canary = render_nginx(s, "blue", canary=("green", 10), maintenance=PAGE)
+    assert canary.count("add_header X-Deploy-Canary green always;") == canary.count(
+        "add_header X-Deploy-Colour ") >= 3
+    plain = render_nginx(s, "green", maintenance=PAGE)
+    assert "X-Deploy-Canary" not in plain and "add_header X-Deploy-Colour " in plain
