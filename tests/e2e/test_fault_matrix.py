@@ -70,6 +70,12 @@ ROWS = [(task, phase) for task, phases in TASKS.items() for phase in phases]
 ITEMS = [(task, phase, fault) for task, phase in ROWS for fault in FAULTS]
 # A row whose task ended before the blow is struck again, up to this often.
 ATTEMPTS = 5
+# Rows after whose line one short step is left (a rollback's record, which
+# drops the lock too; a canary's or promote's unlock): fab often has that
+# step's answer before the freeze lands, on a quick host every time. There,
+# a task that ended first every time must have ended cleanly (exit 0,
+# recorded, unlocked: the checks below), not fail the row.
+THIN = {("rollback", "verify"), ("canary", "record"), ("promote", "record")}
 KEEP_RELEASES = 2
 
 # Three workers, each with its own project: the rows split about evenly in time.
@@ -256,8 +262,13 @@ def strike_row(project, task, phase, fault, ssh_port, counter, row):
             assert "Traceback" not in bg.text(), bg.text()
             withdraw_canary(project, row)
     else:
-        raise AssertionError(f"the task ended before the blow in all {ATTEMPTS} attempts: "
-                             f"{row['ended_first']}")
+        if (task, phase) not in THIN:
+            raise AssertionError(f"the task ended before the blow in all {ATTEMPTS} "
+                                 f"attempts: {row['ended_first']}")
+        # Ended, each time, with its work done: never by an error of its own.
+        assert all("exited (" not in why or "exited (0)" in why
+                   for why in row["ended_first"]), row["ended_first"]
+        row["fab_exit"] = 0  # done before every blow: what follows checks it ended cleanly
     text = bg.text()
     assert "Traceback" not in text, text
     # A step fab sent before the blow (the unlock after "record") may still
@@ -267,6 +278,7 @@ def strike_row(project, task, phase, fault, ssh_port, counter, row):
         wait_until(lambda: not os.path.exists(f"/proc/{held['host_pid']}")
                    or lh.pid_alive(held["host_pid"]) is False, timeout=30)
     row["lock_left"] = owner(project) is not None
+    assert not (row["fab_exit"] == 0 and row["lock_left"]), "a task that ended cleanly left its lock"
 
     data = assert_status_tells_the_truth(project)
     if row["lock_left"]:
