@@ -48,7 +48,7 @@ import loophost as lh  # noqa: E402
 import ownhost as oh  # noqa: E402
 from benchhost import FAB, describe_machine, loadavg, machine, need_venv, precompile  # noqa: E402
 from ship import project  # noqa: E402
-from tasks.accesslog import parse_log  # noqa: E402
+from tasks.model.access_log import parse_log
 
 GOAL = 1.5  # p99 with BUILD_ON=local at most this many times the p99 with no release
 COLUMNS = ("none", "host", "local")

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 import loophost as lh  # noqa: E402  (scripts/ is not a package)
-from tasks.inventory import HostEntry  # noqa: E402
-from tasks.ssh import Host  # noqa: E402
+from tasks.configuration.inventory import HostEntry
+from tasks.connection.ssh import Host
 
 
 class Quiet(http.server.BaseHTTPRequestHandler):

@@ -5,7 +5,7 @@ import gc
 
 from invoke import Collection
 
-from .cli import TASKS
+from .cli.tasks import TASKS
 
 ns = Collection(*TASKS)
 

@@ -20,11 +20,11 @@ import pytest
 
 import ports  # scripts/ports.py (conftest puts scripts/ on sys.path)
 
+from tasks.configuration.inventory import HostEntry
+from tasks.connection.host_keys import known_hosts_name
+from tasks.connection.http_channel import ProbeError
+from tasks.connection.ssh import Host
 from tasks.errors import Failure
-from tasks.hostkeys import known_hosts_name
-from tasks.probe import ProbeError
-from tasks.inventory import HostEntry
-from tasks.ssh import Host
 
 pytestmark = pytest.mark.e2e
 

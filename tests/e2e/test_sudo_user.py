@@ -3,7 +3,7 @@
 The user is made for the test: a system account in the docker group, with
 its own key in ~/.ssh/authorized_keys, owning DEPLOY_DIR. Its sudo rights (a
 file in /etc/sudoers.d, checked with `visudo -cf`) are exactly the commands
-tasks/scripts.py runs with USE_SUDO: the nginx test and reload commands and
+tasks/commands/ runs with USE_SUDO: the nginx test and reload commands and
 tee/mv/rm of this app's nginx file. NGINX_CONF_DIR belongs to root, so the
 nginx file can only be written through sudo.
 
@@ -42,7 +42,7 @@ def which(name):
 
 
 def sudoers_text(user, host, nginx_file):
-    """Only what USE_SUDO=true runs (tasks/scripts.py switch, check)."""
+    """Only what USE_SUDO=true runs (tasks/commands/ switch, check)."""
     def cmd(words):
         # Characters sudoers treats specially in arguments; none is in our paths.
         assert not any(c in w for w in words for c in ",:=\\\"'# "), words

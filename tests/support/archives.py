@@ -4,12 +4,12 @@ import io
 import json
 import tarfile
 
-from tasks.compressed import COMPRESS_ABOVE
-from tasks.imagearchive import read_archive
+from tasks.shipping.gzip_archive import COMPRESS_ABOVE
+from tasks.shipping.image_archive import read_archive
 
 
 def saved_archive(tmp_path, big=False):
-    """Two layers, a config and manifest.json, read as tasks/ship.py reads one
+    """Two layers, a config and manifest.json, read as tasks/shipping/ship.py reads one
     (``big``: over COMPRESS_ABOVE, so it is sent through gzip)."""
     path = tmp_path / "image.tar"
     l1 = bytes(range(256)) * (COMPRESS_ABOVE // 128) if big else b"one" * 100

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config as cfg
+from tasks.configuration.env_layers import ENV_PREFIX
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def clean_environ(**extra):
 
     Plain names such as SSL_CERT_FILE stay: the tool must ignore them.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(cfg.ENV_PREFIX)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(extra)
     return env
 

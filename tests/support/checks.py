@@ -3,9 +3,9 @@ nginx files, disk use) in sample form, and its verdicts on them."""
 
 from support.facts import container_line, host_output, released_state
 from support.steps import M, read_step
-from tasks.preflight import evaluate
-from tasks.facts import parse_view
-from tasks.nginx import render_nginx
+from tasks.commands.host_reading import parse_view
+from tasks.flows.check import evaluate
+from tasks.model.nginx_file import render_nginx
 
 
 TOOLS = {"git": "2.39.2", "docker": "24.0.7", "compose": "2.24.5", "nginx": "1.22.1"}

@@ -4,9 +4,9 @@ the nginx file, the lock) and the HostView read from it."""
 import json
 
 from support.steps import M, read_step
-from tasks.compose import INSPECT_FORMAT
-from tasks.facts import parse_view
-from tasks.state import empty_state, format_state, with_release
+from tasks.commands.host_reading import parse_view
+from tasks.model.compose_file import INSPECT_FORMAT
+from tasks.model.state import empty_state, format_state, with_release
 
 
 NOW = 1_700_000_000

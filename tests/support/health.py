@@ -3,7 +3,7 @@ through nginx."""
 
 from http.client import responses
 
-from tasks.probe import Response, describe_request
+from tasks.connection.http_channel import Response, describe_request
 
 
 class Clock:

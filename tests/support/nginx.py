@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from support.checkout import SETUP_HINT, require_binary
-from tasks.nginx import parse_nginx_version
+from tasks.model.nginx_file import parse_nginx_version
 
 
 CERT_DAYS = "2"

@@ -1,23 +1,25 @@
-"""Steps of the remote shell, run by a local one and read back as RemoteShell
+"""Steps of the remote shell, run by a local one and read back as StepShell
 reads them."""
 
 import os
 import subprocess
 
+from tasks.connection.step_shell import StepReader, step_input
 
-# A token like the one RemoteShell draws (secrets.token_hex(8)); samples and
+
+# A token like the one StepShell draws (secrets.token_hex(8)); samples and
 # local runs print their markers with it.
 TOKEN = "0123456789abcdef"
 M = f"::{TOKEN}"
 
 
 def read_step(stdout, code=0, stderr="", token=TOKEN):
-    """A StepResult from a step's output, as RemoteShell reads it.
+    """A StepResult from a step's output, as StepShell reads it.
 
     ``stdout`` is what the step printed (markers as ``{M} key value``); the
     end markers that step_input prints after it are added here.
     """
-    from tasks.shell import StepReader
+
 
     reader = StepReader(token)
     out = f"{stdout}\n::{token} exit {code}\n"
@@ -31,7 +33,7 @@ def read_step(stdout, code=0, stderr="", token=TOKEN):
 
 def parse_streams(stdout, stderr, token=TOKEN):
     """Feed a whole run's stdout and stderr to StepReaders, one per step."""
-    from tasks.shell import StepReader
+
 
     results, readers = [], []
     out_lines = stdout.split("\n")[:-1] if stdout.endswith("\n") else stdout.split("\n")
@@ -53,12 +55,12 @@ def parse_streams(stdout, stderr, token=TOKEN):
 
 
 def run_steps(scripts, cwd=None, env=None, timeout=30):
-    """Run scripts as the steps of one local `sh -s`, the way RemoteShell does.
+    """Run scripts as the steps of one local `sh -s`, the way StepShell does.
 
-    The shell gets M in its environment (RemoteShell exports it first) and
+    The shell gets M in its environment (StepShell exports it first) and
     each script wrapped by step_input. Returns (StepResults, CompletedProcess).
     """
-    from tasks.shell import step_input
+
 
     env = dict(os.environ if env is None else env)
     env["M"] = M

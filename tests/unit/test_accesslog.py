@@ -2,10 +2,8 @@
 
 import pytest
 
-from tasks.accesslog import (
-    OK, REVERT, TOO_FEW, ColourSummary, Record, log_format, parse_line, parse_log,
-    percentile, summarize, watch_verdict,
-)
+from tasks.model.access_log import (OK, REVERT, TOO_FEW, ColourSummary, Record, log_format,
+                                    parse_line, parse_log, percentile, summarize, watch_verdict)
 
 
 def line(t, colour, status, method="GET", upstream="0.010"):

@@ -17,10 +17,18 @@ import invoke
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from tasks import cli
-from tasks import config as cfg, flags
+from tasks.cli import tasks as cli
+from tasks.cli.flags import check_flag
+from tasks.configuration import values
+from tasks.configuration.env_layers import Layer
+from tasks.configuration.inventory import Inventory, parse_inventory
+from tasks.configuration.settings import KEY_BY_NAME, KEYS, check_all, load_settings, merge_layers
+from tasks.configuration.values import (Invalid, check_fraction, check_keepalive_min_timeout,
+                                        check_nginx_duration, check_nginx_size,
+                                        check_non_negative_int, check_port, check_positive_int,
+                                        check_positive_number, check_size_bytes,
+                                        check_timeout_seconds)
 from tasks.errors import BAD_INPUT, Failure
-from tasks.inventory import Inventory, parse_inventory
 
 EXAMPLES = 200  # per flag or key; about 70 of them: over 10,000 cases a run
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
@@ -60,11 +68,11 @@ def assert_bad_input_line(text, name):
 
 
 def settings_with(key, value):
-    layer = cfg.Layer("the environment (BLUEGREEN_{key})", {key: value})
-    return cfg.check_all(cfg.merge_layers([layer]), require_repo=False)
+    layer = Layer("the environment (BLUEGREEN_{key})", {key: value})
+    return check_all(merge_layers([layer]), require_repo=False)
 
 
-@pytest.mark.parametrize("key", [k.name for k in cfg.KEYS])
+@pytest.mark.parametrize("key", [k.name for k in KEYS])
 @SETTINGS
 @given(value=ANY_TEXT)
 def test_any_value_of_a_key(key, value):
@@ -75,27 +83,27 @@ def test_any_value_of_a_key(key, value):
         assert_bad_input_line(str(exc), key)
         assert f"BLUEGREEN_{key}" in str(exc), "it says where the value came from"
         return
-    typed = getattr(settings, cfg.KEY_BY_NAME[key].attribute)
+    typed = getattr(settings, KEY_BY_NAME[key].attribute)
     accepted_is_sane(key, value, typed)
 
 
 def accepted_is_sane(key, value, typed):
     """What an accepted value may be: bounded, and in ASCII where nginx or a shell reads it."""
-    check = cfg.KEY_BY_NAME[key].check
-    if check is cfg.check_port:
+    check = KEY_BY_NAME[key].check
+    if check is check_port:
         assert 1 <= typed <= 65535
-    elif check in (cfg.check_positive_int, cfg.check_non_negative_int):
+    elif check in (check_positive_int, check_non_negative_int):
         assert isinstance(typed, int) and 0 <= typed <= 1_000_000
-    elif check in (cfg.check_positive_number, cfg.check_timeout_seconds):
+    elif check in (check_positive_number, check_timeout_seconds):
         assert 0 < typed <= 7 * 86400
-    elif check is cfg.check_fraction:
+    elif check is check_fraction:
         assert 0 < typed < 1
-    elif check in (cfg.check_nginx_duration, cfg.check_keepalive_min_timeout,
-                   cfg.check_nginx_size):
+    elif check in (check_nginx_duration, check_keepalive_min_timeout,
+                   check_nginx_size):
         assert typed.isascii() and " " not in typed
-    elif check is cfg.check_size_bytes:
+    elif check is check_size_bytes:
         assert 0 <= typed <= 1024 ** 5
-    elif check is cfg.check_branch:
+    elif check is values.check_branch:
         assert typed.isascii() and len(typed) <= 255 and not typed.startswith("-")
     if isinstance(typed, str):
         typed.encode("utf-8")  # no lone surrogates reach a host
@@ -162,7 +170,7 @@ def test_any_value_of_a_flag(no_connection, task, param, flag, value):
 @given(value=ANY_TEXT)
 def test_any_value_of_render_colour(value):
     try:
-        flags.check_flag("--colour", value, cli.check_colour)
+        check_flag("--colour", value, cli.check_colour)
     except Failure as exc:
         assert exc.code == BAD_INPUT
         assert_bad_input_line(str(exc), "--colour")
@@ -230,8 +238,8 @@ def test_any_hosts_yml_text(text):
 def test_every_branch_we_accept_git_accepts(name):
     """check_branch is git check-ref-format --branch, narrowed: never wider."""
     try:
-        cfg.check_branch(name)
-    except cfg.Invalid:
+        values.check_branch(name)
+    except Invalid:
         return
     r = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True)
     assert r.returncode == 0, f"git refuses {name!r} that check_branch accepts"
@@ -244,13 +252,13 @@ def test_every_branch_we_accept_git_accepts(name):
 @given(data=st.one_of(st.binary(max_size=200),
                       st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
                       st.builds(lambda k, v: f"{k}={v}\n".encode("utf-8", "surrogatepass"),
-                                st.sampled_from([k.name for k in cfg.KEYS] + ["NOPE"]), ANY_TEXT)))
+                                st.sampled_from([k.name for k in KEYS] + ["NOPE"]), ANY_TEXT)))
 def test_any_env_file(tmp_path_factory, data):
     """Whatever bytes .env holds: settings, or exit 2 naming the file or the key."""
     path = tmp_path_factory.getbasetemp() / "any.env"  # one file, rewritten per example
     path.write_bytes(data)
     try:
-        cfg.load_settings(env_file=str(path), environ={}, require_repo=False)
+        load_settings(env_file=str(path), environ={}, require_repo=False)
     except Failure as exc:
         assert exc.code == BAD_INPUT
         first = str(exc).splitlines()[0]

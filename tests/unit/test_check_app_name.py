@@ -3,7 +3,7 @@ name is there already, proxying to ports that are not this app's."""
 
 from support.checks import failures, judge, only
 from support.settings import make_settings
-from tasks.nginx import render_nginx
+from tasks.model.nginx_file import render_nginx
 
 
 def test_our_nginx_file_with_another_apps_ports_is_an_app_name_clash():

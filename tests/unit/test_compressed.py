@@ -1,4 +1,4 @@
-"""One encoding of a partial archive serves every host of a run (tasks/compressed.py)."""
+"""One encoding of a partial archive serves every host of a run (tasks/shipping/gzip_archive.py)."""
 
 import gzip
 import io
@@ -7,20 +7,20 @@ import threading
 
 import pytest
 
-from tasks import compressed as arc
+from tasks.shipping.gzip_archive import Encodings, encode
 from support.archives import saved_archive
 
 
 def encoded_alone(archive, drop, tag):
     out = io.BytesIO()
-    arc.encode(archive, out, drop, tag)
+    encode(archive, out, drop, tag)
     return out.getvalue()
 
 
 @pytest.mark.parametrize("big", [False, True])
 def test_every_reader_gets_the_bytes_one_host_alone_would(tmp_path, big):
     archive = saved_archive(tmp_path, big)
-    encodings = arc.Encodings(str(tmp_path))
+    encodings = Encodings(str(tmp_path))
     got = [None] * 5
 
     def read(n):
@@ -40,7 +40,7 @@ def test_every_reader_gets_the_bytes_one_host_alone_would(tmp_path, big):
 
 def test_it_is_made_once_per_archive_layers_and_tag(tmp_path):
     archive = saved_archive(tmp_path)
-    encodings = arc.Encodings(str(tmp_path))
+    encodings = Encodings(str(tmp_path))
     first = encodings.get(archive, {"l1/layer.tar"}, "app:1")
     assert encodings.get(archive, {"l1/layer.tar"}, "app:1") is first
     assert encodings.get(archive, set(), "app:1") is not first
@@ -51,7 +51,7 @@ def test_it_is_made_once_per_archive_layers_and_tag(tmp_path):
 def test_a_failed_encoding_fails_every_reader(tmp_path):
     archive = saved_archive(tmp_path)
     (tmp_path / "image.tar").write_bytes(b"not a tar")  # gone bad after it was read
-    encoding = arc.Encodings(str(tmp_path)).get(archive, set(), "app:1")
+    encoding = Encodings(str(tmp_path)).get(archive, set(), "app:1")
     for _ in range(2):
         with pytest.raises(tarfile.TarError):
             b"".join(encoding.chunks())

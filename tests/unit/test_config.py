@@ -11,9 +11,15 @@ from dotenv import dotenv_values
 
 from support.checkout import REPO
 from support.settings import make_settings
-from tasks import config as cfg, flags
+from tasks.cli.flags import check_flag
+from tasks.configuration import settings
+from tasks.configuration.env_layers import ENV_FILE_VAR, ENV_PREFIX, HOSTS_FILE_VAR, Layer
+from tasks.configuration.inventory import parse_inventory
+from tasks.configuration.settings import (CHECKS, NOT_KEYS, Key, Settings, check_all,
+                                          global_defaults, load_settings, merge_layers)
+from tasks.configuration.values import (Invalid, check_branch, check_positive_int, check_ref,
+                                        duration_seconds)
 from tasks.errors import BAD_INPUT, ConfigError, Failure
-from tasks.inventory import parse_inventory
 
 GOOD_REPO = "https://example.com/shop.git"
 CERT, KEY = "/etc/ssl/shop/cert.pem", "/etc/ssl/shop/key.pem"
@@ -38,7 +44,7 @@ def host_layer(tmp_path, env_yaml, name="prod"):
 
 def test_defaults_when_nothing_is_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no .env here
-    s = cfg.load_settings(environ={}, require_repo=False)
+    s = load_settings(environ={}, require_repo=False)
     assert (s.app_name, s.public_port, s.blue_port, s.green_port) == ("app", 8080, 8081, 8082)
     assert s.blue_branch == s.green_branch == "main"
     assert s.deploy_dir == "/srv/app"
@@ -49,23 +55,23 @@ def test_defaults_when_nothing_is_set(tmp_path, monkeypatch):
 
 
 def test_every_key_has_a_check_and_a_field():
-    keys = [key.name for key in cfg.KEYS]
+    keys = [key.name for key in settings.KEYS]
     assert len(set(keys)) == len(keys), "a key listed twice"
-    assert list(cfg.global_defaults()) == keys and list(cfg.CHECKS) == keys
-    fields = set(cfg.Settings.__dataclass_fields__) - cfg.NOT_KEYS
-    assert fields == {key.attribute for key in cfg.KEYS}
+    assert list(global_defaults()) == keys and list(CHECKS) == keys
+    fields = set(Settings.__dataclass_fields__) - NOT_KEYS
+    assert fields == {key.attribute for key in settings.KEYS}
     assert keys[:8] == ["APP_CMD", "APP_PORT", "BLUE_BRANCH", "GREEN_BRANCH",
                         "GIT_REPO", "SERVER_NAME", "SSL_CERT_FILE", "SSL_KEY_FILE"]
 
 
 def test_every_default_passes_its_check_into_the_fields_type():
     s = make_settings()
-    for name, field in cfg.Settings.__dataclass_fields__.items():
-        if name in cfg.NOT_KEYS:
+    for name, field in Settings.__dataclass_fields__.items():
+        if name in NOT_KEYS:
             continue
         value = getattr(s, name)
         assert type(value) is field.type, (name, value, field.type)
-    assert all(key.meaning and "\n" not in key.meaning for key in cfg.KEYS)
+    assert all(key.meaning and "\n" not in key.meaning for key in settings.KEYS)
 
 
 def test_each_source_overrides_the_one_below(tmp_path):
@@ -75,8 +81,8 @@ def test_each_source_overrides_the_one_below(tmp_path):
     layer = host_layer(tmp_path, "      GREEN_BRANCH: from-host\n"
                        "      BLUE_BRANCH: from-host\n      APP_NAME: from-host\n")
     environ = {"BLUEGREEN_GREEN_BRANCH": "from-env", "BLUEGREEN_BLUE_BRANCH": "from-env"}
-    flags = cfg.Layer("the command line (--branch)", {"GREEN_BRANCH": "from-flag"})
-    s = cfg.load_settings(env_file=env_file, host_layer=layer, flags=flags, environ=environ)
+    flags = Layer("the command line (--branch)", {"GREEN_BRANCH": "from-flag"})
+    s = load_settings(env_file=env_file, host_layer=layer, flags=flags, environ=environ)
     assert s.health_path == "/dotenv"          # .env over default
     assert s.app_name == "from-host"           # hosts.yml over .env
     assert s.blue_branch == "from-env"         # BLUEGREEN_* over hosts.yml
@@ -94,19 +100,19 @@ def test_plain_names_in_the_environment_are_ignored(tmp_path):
     # OpenSSL's SSL_CERT_FILE is exported on this very machine; CGI sets SERVER_NAME.
     environ = {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
                "SERVER_NAME": "cgi;host", "APP_NAME": "Not Valid", "BLUE_PORT": "1"}
-    s = cfg.load_settings(env_file=env_file, environ=environ, require_repo=False)
+    s = load_settings(env_file=env_file, environ=environ, require_repo=False)
     assert s.ssl_cert_file == "" and not s.ssl
     assert s.server_name == "_" and s.app_name == "app" and s.blue_port == 8081
 
 
 def test_process_environment_is_read_when_none_is_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith(cfg.ENV_PREFIX)]:
+    for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("SERVER_NAME", "{bad")
     monkeypatch.setenv("BLUEGREEN_APP_NAME", "shop")
-    s = cfg.load_settings(require_repo=False)
+    s = load_settings(require_repo=False)
     assert s.app_name == "shop" and not s.ssl and s.server_name == "_"
 
 
@@ -114,7 +120,7 @@ def test_dotenv_is_not_leaked_into_os_environ(tmp_path):
     marker = "leakcheck-7d1f"
     env_file = write_env(tmp_path, f"APP_NAME={marker}\nAPP_CMD=echo {marker}\n")
     before = dict(os.environ)
-    s = cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+    s = load_settings(env_file=env_file, environ={}, require_repo=False)
     assert s.app_name == marker
     assert dict(os.environ) == before
     assert marker not in " ".join(os.environ.values())
@@ -126,7 +132,7 @@ def test_dotenv_values_are_taken_literally(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
     env_file = write_env(tmp_path, "APP_CMD=sh -c 'exec app --port ${PORT}'\n"
                          "PRE_SWITCH_CMD=migrate ${SSL_CERT_FILE}\n")
-    s = cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+    s = load_settings(env_file=env_file, environ={}, require_repo=False)
     assert s.app_cmd == "sh -c 'exec app --port ${PORT}'"
     assert s.pre_switch_cmd == "migrate ${SSL_CERT_FILE}"
 
@@ -135,7 +141,7 @@ def test_dotenv_quoting_and_comments(tmp_path):
     env_file = write_env(tmp_path, '# a comment\nNGINX_TEST_CMD="nginx -c /x/n.conf -t"\n'
                          "SERVER_NAME='a.example.com b.example.com'\n"
                          "HEALTH_PATH=/healthz # trailing comment\nAPP_CMD=\n")
-    s = cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+    s = load_settings(env_file=env_file, environ={}, require_repo=False)
     assert s.nginx_test_cmd == "nginx -c /x/n.conf -t"
     assert s.server_name == "a.example.com b.example.com"
     assert s.health_path == "/healthz" and s.app_cmd == ""
@@ -145,8 +151,8 @@ def test_env_file_named_by_bluegreen_env_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_env(tmp_path, "APP_NAME=from-dot-env\n")
     other = write_env(tmp_path, "APP_NAME=shop\n", name="shop.env")
-    s = cfg.load_settings(environ={cfg.ENV_FILE_VAR: other,
-                                   cfg.HOSTS_FILE_VAR: "/not/a/key"}, require_repo=False)
+    s = load_settings(environ={ENV_FILE_VAR: other,
+                                   HOSTS_FILE_VAR: "/not/a/key"}, require_repo=False)
     assert s.app_name == "shop"
     assert other in s.origins["APP_NAME"]
 
@@ -154,30 +160,30 @@ def test_env_file_named_by_bluegreen_env_file(tmp_path, monkeypatch):
 def test_dot_env_in_the_working_directory_is_the_default(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_env(tmp_path, "APP_NAME=here\n")
-    assert cfg.load_settings(environ={}, require_repo=False).app_name == "here"
+    assert load_settings(environ={}, require_repo=False).app_name == "here"
 
 
 def test_a_named_env_file_that_is_missing_stops(tmp_path):
     missing = str(tmp_path / "typo.env")
     with pytest.raises(Failure) as err:
-        cfg.load_settings(environ={cfg.ENV_FILE_VAR: missing}, require_repo=False)
+        load_settings(environ={ENV_FILE_VAR: missing}, require_repo=False)
     assert err.value.code == BAD_INPUT
-    assert cfg.ENV_FILE_VAR in str(err.value) and missing in str(err.value)
+    assert ENV_FILE_VAR in str(err.value) and missing in str(err.value)
 
 
 def test_env_file_that_is_a_directory_stops(tmp_path):
     with pytest.raises(Failure) as err:
-        cfg.load_settings(env_file=str(tmp_path), environ={}, require_repo=False)
+        load_settings(env_file=str(tmp_path), environ={}, require_repo=False)
     assert err.value.code == BAD_INPUT and str(tmp_path) in str(err.value)
 
 
 def test_git_repo_is_required_for_tasks_that_deploy(tmp_path):
     env_file = write_env(tmp_path, "")
     with pytest.raises(Failure) as err:
-        cfg.load_settings(env_file=env_file, environ={})
+        load_settings(env_file=env_file, environ={})
     assert err.value.code == BAD_INPUT and "GIT_REPO" in str(err.value)
     # render works without it
-    assert cfg.load_settings(env_file=env_file, environ={}, require_repo=False).git_repo == ""
+    assert load_settings(env_file=env_file, environ={}, require_repo=False).git_repo == ""
 
 
 @pytest.mark.parametrize("repo", [
@@ -202,7 +208,7 @@ def test_typed_values_and_derived_properties():
     assert s.nginx_file == "/etc/nginx/sites-enabled/shop.conf"
     assert s.upstream_address == "[::1]" and s.stop_timeout == 0
     assert s.port_of("blue") == 8081 and s.port_of("green") == 8082
-    assert s.branch_of("green") == "main" and cfg.other("blue") == "green"
+    assert s.branch_of("green") == "main" and settings.other("blue") == "green"
     assert make_settings(DOCKER_NETWORK="host", BIND_ADDRESS="10.0.0.5").upstream_address \
         == "127.0.0.1"
     assert make_settings(BIND_ADDRESS="0.0.0.0").upstream_address == "127.0.0.1"
@@ -343,9 +349,9 @@ def test_bad_value_in_dotenv_names_key_file_value_and_rule(case, tmp_path):
     # Writing NUL or a raw newline into a file is not how .env works;
     # feed those through the same layer the parsed file would produce.
     env_file = str(tmp_path / ".env")
-    layer = cfg.Layer(f".env ({env_file})", values)
+    layer = Layer(f".env ({env_file})", values)
     with pytest.raises(ConfigError) as err:
-        cfg.check_all(cfg.merge_layers([layer]), require_repo=False)
+        check_all(merge_layers([layer]), require_repo=False)
     assert_names_everything(err.value, key, value, [env_file])
     assert allowed in str(err.value), str(err.value)
 
@@ -362,7 +368,7 @@ def test_there_are_at_least_twenty_kinds_of_bad_value():
 def test_bad_value_from_a_real_dotenv_file(tmp_path, key, value):
     env_file = write_env(tmp_path, f"{key}='{value}'\n")
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+        load_settings(env_file=env_file, environ={}, require_repo=False)
     assert_names_everything(err.value, key, value, [".env", env_file])
 
 
@@ -373,7 +379,7 @@ def test_bad_value_from_a_real_dotenv_file(tmp_path, key, value):
 def test_bad_value_from_the_environment_names_the_variable(tmp_path, key, value):
     env_file = write_env(tmp_path, "")
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=env_file, environ={f"BLUEGREEN_{key}": value},
+        load_settings(env_file=env_file, environ={f"BLUEGREEN_{key}": value},
                           require_repo=False)
     assert_names_everything(err.value, key, value, [f"BLUEGREEN_{key}", "environment"])
 
@@ -383,7 +389,7 @@ def test_bad_value_from_hosts_yml_names_the_host_and_file(tmp_path):
                        '      APP_CMD: "serve\\0"\n', name="staging")
     env_file = write_env(tmp_path, "")
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=env_file, host_layer=layer, environ={},
+        load_settings(env_file=env_file, host_layer=layer, environ={},
                           require_repo=False)
     message = str(err.value)
     # dict order: APP_CMD (NUL) is checked before SERVER_NAME
@@ -394,34 +400,34 @@ def test_bad_value_from_hosts_yml_names_the_host_and_file(tmp_path):
 
 def test_bad_flag_layer_names_the_command_line(tmp_path):
     env_file = write_env(tmp_path, "")
-    flags = cfg.Layer("the command line (--branch)", {"BLUE_BRANCH": "..;id"})
+    flags = Layer("the command line (--branch)", {"BLUE_BRANCH": "..;id"})
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=env_file, flags=flags, environ={}, require_repo=False)
+        load_settings(env_file=env_file, flags=flags, environ={}, require_repo=False)
     assert_names_everything(err.value, "BLUE_BRANCH", "..;id", ["the command line", "--branch"])
 
 
 def test_check_flag_names_the_flag():
     with pytest.raises(ConfigError) as err:
-        flags.check_flag("--branch", "`reboot`", cfg.check_branch)
+        check_flag("--branch", "`reboot`", check_branch)
     assert_names_everything(err.value, "--branch", "`reboot`", ["the command line"])
-    assert flags.check_flag("--branch", "release/2024.05", cfg.check_branch) == "release/2024.05"
+    assert check_flag("--branch", "release/2024.05", check_branch) == "release/2024.05"
 
 
 @pytest.mark.parametrize("ref", ["0123abcd", "a" * 40, "v1.2.3", "release/2024-05"])
 def test_refs_that_are_accepted(ref):
-    assert cfg.check_ref(ref) == ref
+    assert check_ref(ref) == ref
 
 
 @pytest.mark.parametrize("ref", ["-x", "HEAD~1", "a..b", "$(id)", "x" * 3 + " y"])
 def test_refs_that_are_refused(ref):
-    with pytest.raises(cfg.Invalid):
-        cfg.check_ref(ref)
+    with pytest.raises(Invalid):
+        check_ref(ref)
 
 
 def test_deploy_ssh_key_value_never_appears(tmp_path):
     secret = "hunter2-this-is-secret-material"
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=write_env(tmp_path, ""), require_repo=False,
+        load_settings(env_file=write_env(tmp_path, ""), require_repo=False,
                           environ={"BLUEGREEN_DEPLOY_SSH_KEY": secret})
     message = str(err.value)
     assert err.value.code == BAD_INPUT
@@ -452,7 +458,7 @@ def test_unknown_key_suggests_the_nearest(tmp_path, source):
     layer = host_layer(tmp_path, "      BLUE_BRANC: main\n") if source == "hosts" else None
     environ = {"BLUEGREEN_BLUE_BRANC": "main"} if source == "environ" else {}
     with pytest.raises(Failure) as err:
-        cfg.load_settings(env_file=env_file, host_layer=layer, environ=environ,
+        load_settings(env_file=env_file, host_layer=layer, environ=environ,
                           require_repo=False)
     message = str(err.value)
     assert err.value.code == BAD_INPUT
@@ -465,7 +471,7 @@ def test_unknown_key_suggests_the_nearest(tmp_path, source):
 
 def test_unknown_key_with_no_near_match_points_at_the_example(tmp_path):
     with pytest.raises(Failure) as err:
-        cfg.load_settings(env_file=write_env(tmp_path, "FROBNICATE=1\n"), environ={},
+        load_settings(env_file=write_env(tmp_path, "FROBNICATE=1\n"), environ={},
                           require_repo=False)
     assert "unknown key FROBNICATE" in str(err.value)
     assert ".env.example" in str(err.value)
@@ -474,12 +480,12 @@ def test_unknown_key_with_no_near_match_points_at_the_example(tmp_path):
 def test_the_example_env_file_is_complete_and_valid():
     example = REPO / ".env.example"
     values = dotenv_values(example, interpolate=False)
-    assert list(values) == list(cfg.global_defaults()), \
+    assert list(values) == list(global_defaults()), \
         "every key of the KEYS table, in its order, and no other"
-    for key in cfg.KEYS:
+    for key in settings.KEYS:
         expected = key.default if key.example is None else key.example
         assert values[key.name] == expected, f".env.example gives another value for {key.name}"
-    s = cfg.load_settings(env_file=str(example), environ={})  # GIT_REPO is set
+    s = load_settings(env_file=str(example), environ={})  # GIT_REPO is set
     assert s.git_repo
     # every key line follows a comment saying what it is
     lines = example.read_text().splitlines()
@@ -507,17 +513,17 @@ def readme_key_rows():
 
 def test_the_readme_documents_every_key_and_no_other():
     rows = readme_key_rows()
-    assert list(rows) == [f"`{key.name}`" for key in cfg.KEYS], \
+    assert list(rows) == [f"`{key.name}`" for key in settings.KEYS], \
         "docs/configuration.md's key table: every key of the KEYS table, in its order"
-    for key in cfg.KEYS:
+    for key in settings.KEYS:
         assert rows[f"`{key.name}`"] == key.documented_default(), \
             f"docs/configuration.md gives another default for {key.name}"
 
 
 def test_the_docs_check_would_notice_a_stale_row(monkeypatch):
     """The two checks above must fail when the table changes and the docs do not."""
-    extra = cfg.Key("SHINY_NEW_KEY", "7", cfg.check_positive_int, "nothing yet")
-    monkeypatch.setattr(cfg, "KEYS", cfg.KEYS + (extra,))
+    extra = Key("SHINY_NEW_KEY", "7", check_positive_int, "nothing yet")
+    monkeypatch.setattr(settings, "KEYS", settings.KEYS + (extra,))
     with pytest.raises(AssertionError):
         test_the_readme_documents_every_key_and_no_other()
     with pytest.raises(AssertionError):
@@ -578,10 +584,10 @@ def test_watch_and_release_numbers():
 
 
 def test_duration_seconds():
-    assert cfg.duration_seconds("1h30m") == 5400 and cfg.duration_seconds("500ms") == 0.5
-    assert cfg.duration_seconds("1d2h3m4s5ms") == 86400 + 7200 + 180 + 4 + 0.005
+    assert duration_seconds("1h30m") == 5400 and duration_seconds("500ms") == 0.5
+    assert duration_seconds("1d2h3m4s5ms") == 86400 + 7200 + 180 + 4 + 0.005
     for bad in ("", "s", "5 s", "5S", "5s5s", "1s1m", "1.5s", "-1s", "5y"):
-        assert cfg.duration_seconds(bad) is None, bad
+        assert duration_seconds(bad) is None, bad
 
 
 SNIPPET = """\
@@ -616,7 +622,7 @@ def test_snippet_file_with_unbalanced_braces_is_refused(tmp_path, text, why):
     path.write_text(text)
     env_file = write_env(tmp_path, f"NGINX_SNIPPET_FILE={path}\n")
     with pytest.raises(ConfigError) as err:
-        cfg.load_settings(env_file=env_file, environ={}, require_repo=False)
+        load_settings(env_file=env_file, environ={}, require_repo=False)
     assert_names_everything(err.value, "NGINX_SNIPPET_FILE", str(path), [env_file])
     assert "balanced braces" in str(err.value) and why in str(err.value)
 

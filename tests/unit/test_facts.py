@@ -15,11 +15,10 @@ import pytest
 from support.facts import NOW, SHA_BLUE, container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from support.steps import M, run_step
-from tasks import scripts
-from tasks.compose import Container
-from tasks.facts import parse_view
-from tasks.nginx import render_nginx
-from tasks.state import StateError, empty_state, format_state
+from tasks.commands.host_reading import inspect, parse_view
+from tasks.model.compose_file import Container
+from tasks.model.nginx_file import render_nginx
+from tasks.model.state import StateError, empty_state, format_state
 
 
 @pytest.fixture
@@ -176,7 +175,7 @@ def test_history_block_skips_junk_and_keeps_order(s):
 
 
 def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
-    """Run scripts.inspect as a step of a local sh on a fake host tree (docker is a stub)."""
+    """Run inspect as a step of a local sh on a fake host tree (docker is a stub)."""
     deploy, conf, bin_dir = tmp_path / "srv" / "shop", tmp_path / "conf.d", tmp_path / "bin"
     for d in (deploy / ".lock", conf, bin_dir):
         d.mkdir(parents=True)
@@ -192,7 +191,7 @@ def test_hand_built_samples_match_what_the_real_script_prints(tmp_path):
     docker.write_text(f"#!/bin/sh\ncat <<'EOF'\n{inspect_lines}\nEOF\n")
     docker.chmod(0o755)
 
-    script = scripts.inspect(s, history_lines=5)
+    script = inspect(s, history_lines=5)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
     real = parse_view(run_step(script, env=env), s)
     hand = view_of(host_output(

@@ -12,12 +12,12 @@ import pytest
 from support.facts import container_line
 from support.health import Clock, Reporter, response
 from support.settings import make_settings
-from tasks import scripts
-from tasks.compose import Container
+from tasks.commands.containers import container_state
+from tasks.connection.http_channel import ProbeError
+from tasks.connection.step_shell import StepResult
+from tasks.deploy.health import VERIFY_IN_A_ROW, HealthFailure, describe_probe, gate, verify_public
 from tasks.errors import FAILED
-from tasks.health import VERIFY_IN_A_ROW, HealthFailure, describe_probe, gate, verify_public
-from tasks.probe import ProbeError
-from tasks.shell import StepResult
+from tasks.model.compose_file import Container
 
 
 class FakeHost:
@@ -261,7 +261,7 @@ def test_the_container_check_reads_the_containers_block(s):
     host = FakeHost(s, [REFUSED], container="exited", exit_code=3, clock=clock)
     with pytest.raises(HealthFailure):
         run_gate(s, host, clock)
-    assert host.scripts == [scripts.container_state(s, "green")]
+    assert host.scripts == [container_state(s, "green")]
 
 
 def test_a_slow_jvm_is_waited_for_within_health_timeout():

@@ -17,7 +17,7 @@ import invoke.config
 import pytest
 import yaml
 
-from tasks import cli
+from tasks.cli.on_hosts import on_hosts
 
 HOSTS = [f"web{n}" for n in range(10)]
 
@@ -80,14 +80,14 @@ def test_shared_config_is_the_race(slow_merge):
 
 
 def test_each_host_builds_its_connection_from_a_config_of_its_own(fleet, slow_merge):
-    results = cli.on_hosts(fleet, "status", build_connections, parallel=True,
+    results = on_hosts(fleet, "status", build_connections, parallel=True,
                            rolling=False, require_repo=False)
     assert results == {name: 2200 + n for n, name in enumerate(HOSTS)}
 
 
 def test_the_task_config_is_not_written_by_the_threads(fleet):
     before = fleet.config._modifications.copy()
-    cli.on_hosts(fleet, "status", build_connections, parallel=True, rolling=False,
+    on_hosts(fleet, "status", build_connections, parallel=True, rolling=False,
                  require_repo=False)
     assert fleet.config._modifications == before
 
@@ -102,7 +102,7 @@ def test_a_bug_in_one_host_thread_fails_the_run(fleet, capsys):
         return "ok"
 
     with pytest.raises(ZeroDivisionError):
-        cli.on_hosts(fleet, "status", body, parallel=True, rolling=False,
+        on_hosts(fleet, "status", body, parallel=True, rolling=False,
                      require_repo=False)
     out = capsys.readouterr().out
     assert "status stopped on web3 by an unexpected ZeroDivisionError" in out

@@ -14,8 +14,9 @@ import tarfile
 
 import pytest
 
-from tasks import imagearchive, ship
-from tasks.shell import StepResult
+from tasks.connection.step_shell import StepResult
+from tasks.shipping.image_archive import full_name, read_archive, write_archive
+from tasks.shipping.ship import containerd_store, layers_to_send, parse_host_layers
 
 
 def digest(data):
@@ -69,7 +70,7 @@ def oci_archive(tmp_path, tags=("shop:ci-7",), layers=(BASE, APP)):
     untagged = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": "sha256:" + digest(manifest), "size": len(manifest)}
     descriptors = [{**untagged, "annotations": {
-        "io.containerd.image.name": imagearchive.full_name(tag),
+        "io.containerd.image.name": full_name(tag),
         "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[1]}} for tag in tags]
     index = json.dumps({"schemaVersion": 2,
                         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -110,28 +111,28 @@ def contents(data):
 def host_with(layer_lists, status='[["Backing Filesystem","extfs"]]', driver="overlay2"):
     images = (json.dumps({"id": f"sha256:{n}", "tags": [], "layers": ls})
               for n, ls in enumerate(layer_lists))
-    return ship.parse_host_layers(StepResult(
+    return parse_host_layers(StepResult(
         code=0, stdout="", stderr="", values={"driver": driver},
         blocks={"images": "\n".join(images), "driver_status": status}), "bluegreen-shop:abc")
 
 
 def trimmed(archive, host, tag="bluegreen-shop:abc"):
-    drop, sent, skipped = ship.layers_to_send(archive.layer_paths, DIFF_IDS, host)
+    drop, sent, skipped = layers_to_send(archive.layer_paths, DIFF_IDS, host)
     out = io.BytesIO()
-    imagearchive.write_archive(archive, out, drop, tag)
+    write_archive(archive, out, drop, tag)
     return contents(out.getvalue()), (sent, skipped)
 
 
 def test_a_docker_25_archive_is_read_from_its_manifest_json(tmp_path):
     path, config, _ = oci_archive(tmp_path)
-    archive = imagearchive.read_archive(path)
+    archive = read_archive(path)
     assert archive.layer_paths == tuple(f"blobs/sha256/{d[7:]}" for d in DIFF_IDS)
     assert archive.config_digest == "sha256:" + digest(config)  # the image ID on overlay2
 
 
 def test_a_docker_25_archive_for_a_layer_store_host_drops_the_blobs_it_has(tmp_path):
     path, config, manifest = oci_archive(tmp_path)
-    sent, (n_sent, n_skipped) = trimmed(imagearchive.read_archive(path),
+    sent, (n_sent, n_skipped) = trimmed(read_archive(path),
                                         host_with([DIFF_IDS[:1]]))
     assert (n_sent, n_skipped) == (1, 1)
     base, app = (f"blobs/sha256/{d[7:]}" for d in DIFF_IDS)
@@ -153,7 +154,7 @@ def test_a_docker_25_archive_names_the_release_in_index_json_too(tmp_path):
     """A containerd-store host imports an OCI layout by index.json and names
     the image by its annotations (containerd's importer ignores manifest.json)."""
     path, _, manifest = oci_archive(tmp_path)
-    sent, counts = trimmed(imagearchive.read_archive(path),
+    sent, counts = trimmed(read_archive(path),
                            host_with([DIFF_IDS], '[["driver-type","io.containerd.snapshotter.v1"]]',
                                      "overlayfs"))
     assert counts == (2, 0)  # the whole image: nothing left out
@@ -170,7 +171,7 @@ def test_a_docker_25_archive_names_the_release_in_index_json_too(tmp_path):
 def test_an_image_with_several_tags_or_none_is_named_once(tmp_path):
     for tags in (("shop:ci-7", "shop:latest", "registry.example.com/team/shop:7"), ()):
         path, _, manifest = oci_archive(tmp_path, tags=tags)
-        sent, _ = trimmed(imagearchive.read_archive(path), host_with([]))
+        sent, _ = trimmed(read_archive(path), host_with([]))
         (only,) = json.loads(sent["index.json"])["manifests"]
         assert only["digest"] == "sha256:" + digest(manifest)
         assert only["annotations"]["io.containerd.image.name"] == \
@@ -181,16 +182,16 @@ def test_an_image_with_several_tags_or_none_is_named_once(tmp_path):
 def test_one_blob_for_two_layers_stays_when_either_is_sent(tmp_path):
     """Docker 25 names layer blobs by diff ID: the same layer twice is one file."""
     path, _, _ = oci_archive(tmp_path, layers=(BASE, BASE))
-    archive = imagearchive.read_archive(path)
+    archive = read_archive(path)
     assert archive.layer_paths[0] == archive.layer_paths[1]
     twice = [DIFF_IDS[0], DIFF_IDS[0]]
-    drop, sent, skipped = ship.layers_to_send(archive.layer_paths, twice,
+    drop, sent, skipped = layers_to_send(archive.layer_paths, twice,
                                               host_with([twice[:1]]))
     assert (drop, sent, skipped) == (set(), 1, 1)
 
 
 def test_a_classic_archive_is_trimmed_the_same_way(tmp_path):
-    archive = imagearchive.read_archive(classic_archive(tmp_path))
+    archive = read_archive(classic_archive(tmp_path))
     assert archive.layer_paths == ("1" * 64 + "/layer.tar", "2" * 64 + "/layer.tar")
     assert archive.config_digest == "sha256:" + digest(CONFIG)
     sent, counts = trimmed(archive, host_with([DIFF_IDS[:1]]))
@@ -209,7 +210,7 @@ def test_a_classic_archive_is_trimmed_the_same_way(tmp_path):
     ("localhost:5000/shop:7", "localhost:5000/shop:7"),
 ])
 def test_names_are_normalised_as_dockers_reference_parser_does(name, full):
-    assert imagearchive.full_name(name) == full
+    assert full_name(name) == full
 
 
 @pytest.mark.parametrize("status, containerd", [
@@ -224,5 +225,5 @@ def test_names_are_normalised_as_dockers_reference_parser_does(name, full):
     ('[["Backing Filesystem","io.containerd.snapshotter.v1"]]', False),
 ])
 def test_the_containerd_image_store_is_told_from_the_driver_status(status, containerd):
-    assert ship.containerd_store(status) is containerd
+    assert containerd_store(status) is containerd
     assert host_with([], status).containerd is containerd

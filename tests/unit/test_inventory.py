@@ -5,9 +5,10 @@ import os
 import pytest
 
 from support.checkout import REPO
-from tasks import config as cfg
+from tasks.configuration.env_layers import HOSTS_FILE_VAR
+from tasks.configuration.inventory import HostEntry, load_inventory, parse_inventory
+from tasks.configuration.settings import check_all, merge_layers
 from tasks.errors import BAD_INPUT, Failure
-from tasks.inventory import HostEntry, load_inventory, parse_inventory
 
 HOSTS = """\
 hosts:
@@ -59,7 +60,7 @@ def test_env_block_becomes_a_layer_named_after_the_host():
                                "HEALTH_PASSES": "3"}
     assert "hosts.yml host 'prod'" in prod.env.origin
     assert "/etc/bluegreen/hosts.yml" in prod.env.origin
-    s = cfg.check_all(cfg.merge_layers([prod.env]), require_repo=False)
+    s = check_all(merge_layers([prod.env]), require_repo=False)
     assert s.server_name == "app.example.com" and s.use_sudo is True and s.health_passes == 3
 
 
@@ -185,7 +186,7 @@ def test_empty_file_is_an_empty_inventory():
 def test_unknown_key_in_env_block_is_caught_with_did_you_mean():
     prod = parse("hosts:\n  prod:\n    host: a\n    env:\n      SERVERNAME: x\n").resolve("prod")
     with pytest.raises(Failure) as err:
-        cfg.check_all(cfg.merge_layers([prod.env]), require_repo=False)
+        check_all(merge_layers([prod.env]), require_repo=False)
     assert err.value.code == BAD_INPUT
     assert "SERVERNAME" in str(err.value) and "did you mean SERVER_NAME?" in str(err.value)
 
@@ -201,16 +202,16 @@ def test_load_inventory_from_bluegreen_hosts_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     other = tmp_path / "shop-hosts.yml"
     other.write_text("hosts:\n  shop:\n    host: shop.example.com\n")
-    inv = load_inventory(environ={cfg.HOSTS_FILE_VAR: str(other)})
+    inv = load_inventory(environ={HOSTS_FILE_VAR: str(other)})
     assert list(inv.hosts) == ["shop"] and inv.path == str(other)
 
 
 def test_a_named_hosts_file_that_is_missing_stops(tmp_path):
     missing = str(tmp_path / "typo.yml")
     with pytest.raises(Failure) as err:
-        load_inventory(environ={cfg.HOSTS_FILE_VAR: missing})
+        load_inventory(environ={HOSTS_FILE_VAR: missing})
     assert err.value.code == BAD_INPUT
-    assert cfg.HOSTS_FILE_VAR in str(err.value) and missing in str(err.value)
+    assert HOSTS_FILE_VAR in str(err.value) and missing in str(err.value)
 
 
 def test_the_example_hosts_file_is_valid():
@@ -222,6 +223,6 @@ def test_the_example_hosts_file_is_valid():
         entry = inv.hosts[name]
         assert entry.host and entry.user and entry.port and entry.identity_file
         assert entry.known_hosts and entry.env.values.get("SERVER_NAME")
-        s = cfg.check_all(cfg.merge_layers([entry.env]), require_repo=False)
+        s = check_all(merge_layers([entry.env]), require_repo=False)
         assert s.server_name == entry.env.values["SERVER_NAME"]
     assert "#" in example.read_text()  # commented for the operator

@@ -5,11 +5,12 @@ import os
 import pytest
 
 from support.steps import run_step
-from tasks.validate import Invalid
-from tasks.compose import Container
+from tasks.commands.kept_images import prune_script
+from tasks.configuration.values import Invalid
 from tasks.errors import BAD_INPUT, FAILED, Failure
-from tasks.kept import (check_commit_prefix, parse_images, prune_plan, prune_script,
-                            releases_of, resolve)
+from tasks.model.compose_file import Container
+from tasks.model.kept_releases import (check_commit_prefix, parse_images, prune_plan, releases_of,
+                                       resolve)
 
 APP = "shop"
 C = {n: f"{n}" * 40 for n in "abcdef"}  # commits aaaa..., bbbb..., ...

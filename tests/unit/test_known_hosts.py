@@ -1,4 +1,4 @@
-"""tasks/hostkeys.py: known_hosts lines, fingerprints, private key text (no SSH)."""
+"""tasks/connection/host_keys.py: known_hosts lines, fingerprints, private key text (no SSH)."""
 
 import io
 import os
@@ -12,20 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
 from support.hostkeys import OTHER_FP, OTHER_PUB, PUB, PUB_FP, pub_key
+from tasks.connection.host_keys import (AcceptNew, RejectUnknown, UnknownHostKey,
+                                        append_known_host, host_matches, key_fingerprint,
+                                        known_hosts_line, known_hosts_name, load_private_key,
+                                        normalize_key_text, parse_known_hosts)
 from tasks.errors import Failure
-from tasks.hostkeys import (
-    AcceptNew,
-    RejectUnknown,
-    UnknownHostKey,
-    append_known_host,
-    host_matches,
-    key_fingerprint,
-    known_hosts_line,
-    known_hosts_name,
-    load_private_key,
-    normalize_key_text,
-    parse_known_hosts,
-)
 
 
 def ed25519_text(password=None):

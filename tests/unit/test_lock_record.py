@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tasks.errors import LOCKED
-from tasks.lock import (Holder, describe_who, format_age, identity, identity_soon, lock_held,
-                        owner_record, parse_holder, process_start)
+from tasks.model.lock_owner import (Holder, describe_who, format_age, identity, identity_soon,
+                                    lock_held, owner_record, parse_holder, process_start)
 
 NOW = 1_700_000_000
 

@@ -13,12 +13,12 @@ import pytest
 from support.nginx import (
     current_nginx, debian_nginx, nginx_t, nginx_test, nginx_version_of, on_host, self_signed_cert,
 )
-from tasks import accesslog
-from tasks.nginx import (
-    KeepaliveVerdict, access_log_format, keepalive_min_timeout,
-    keepalive_verdict, nginx_names, nginx_version_supports_keepalive_min_timeout,
-    parse_nginx_version, read_nginx, render_nginx,
-)
+from tasks.model import access_log
+from tasks.model.access_log import parse_line
+from tasks.model.nginx_file import (KeepaliveVerdict, access_log_format, keepalive_min_timeout,
+                                    keepalive_verdict, nginx_names,
+                                    nginx_version_supports_keepalive_min_timeout,
+                                    parse_nginx_version, read_nginx, render_nginx)
 
 SSL = {"SSL_CERT_FILE": "/etc/ssl/shop.pem", "SSL_KEY_FILE": "/etc/ssl/shop.key"}
 
@@ -205,7 +205,7 @@ def test_access_log_in_every_server_block(settings, ssl):
 
 def test_access_log_format_names_the_colour_by_variable_with_a_canary(settings):
     s = settings(APP_NAME="shop")
-    assert access_log_format(s, "blue") == accesslog.log_format("blue")
+    assert access_log_format(s, "blue") == access_log.log_format("blue")
     fmt = access_log_format(s, "blue", canary=("green", 10))
     assert fmt == "$msec $bluegreen_shop_colour $status $request_method $upstream_response_time"
     assert f"log_format bluegreen_shop '{fmt}';" in render_nginx(s, "blue", canary=("green", 10))
@@ -213,13 +213,13 @@ def test_access_log_format_names_the_colour_by_variable_with_a_canary(settings):
 
 def test_access_log_lines_parse_back():
     """What nginx writes in that format, the watch reads."""
-    fmt = accesslog.log_format("$colour")
+    fmt = access_log.log_format("$colour")
     for field in ("$msec", "$status", "$upstream_response_time", "$request_method"):
         assert field in fmt
     line = fmt.replace("$msec", "1718000000.123").replace("$colour", "green") \
         .replace("$status", "502").replace("$request_method", "POST") \
         .replace("$upstream_response_time", "0.004, 0.010")
-    record = accesslog.parse_line(line)
+    record = parse_line(line)
     assert (record.time, record.colour, record.status, record.method) == \
         (1718000000.123, "green", 502, "POST")
     assert record.upstream == pytest.approx(0.014)

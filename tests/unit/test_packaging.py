@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import render
+from tasks.model.templating import TEMPLATE_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,5 +28,5 @@ def test_every_template_is_packaged_inside_tasks():
 
 
 def test_a_checkout_renders_from_its_templates_directory():
-    assert render.TEMPLATE_DIR == REPO / "templates"
-    assert (render.TEMPLATE_DIR / "nginx.conf.j2").is_file()
+    assert TEMPLATE_DIR == REPO / "templates"
+    assert (TEMPLATE_DIR / "nginx.conf.j2").is_file()

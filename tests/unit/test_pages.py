@@ -5,14 +5,15 @@ import re
 
 import pytest
 
-from tasks.nginx_values import check_asset_paths, check_maintenance_page_file
-from tasks.validate import Invalid
+from tasks.configuration.nginx_values import check_asset_paths, check_maintenance_page_file
+from tasks.configuration.values import Invalid
 from tasks.errors import ConfigError
-from tasks.maintenance_mode import (check_action, check_message, escape_html, plain_page,
-                                    public_record, with_maintenance)
-from tasks.nginx import read_nginx, render_nginx
-from tasks.stage import history_note
-from tasks.state import bypass_headers, empty_state, maintenance_of
+from tasks.flows.maintenance import (check_action, check_message, escape_html, plain_page,
+                                     public_record, with_maintenance)
+from tasks.flows.status import notes
+from tasks.model.nginx_file import read_nginx, render_nginx
+from tasks.model.pending import history_note
+from tasks.model.state import bypass_headers, empty_state, maintenance_of
 from support.nginx import current_nginx, debian_nginx, nginx_t, on_host, self_signed_cert
 
 SSL = {"SSL_CERT_FILE": "/etc/ssl/c.pem", "SSL_KEY_FILE": "/etc/ssl/k.pem"}
@@ -171,7 +172,6 @@ def test_history_note():
 
 
 def test_status_says_maintenance_is_on():
-    from tasks.status import notes
 
     row = {"host": "prod", "colours": {}, "state_error": None, "drift": None, "lock": None,
            "maintenance": public_record(RECORD)}

@@ -8,11 +8,12 @@ import pytest
 
 from support.facts import container_line, host_output, released_state, view_of
 from support.settings import make_settings
-from tasks.config import Layer, load_settings
+from tasks.configuration.env_layers import Layer
+from tasks.configuration.settings import load_settings
 from tasks.errors import FAILED, Failure
-from tasks.nginx import render_nginx
-from tasks.plan import ReleasePlan, plan_release, plan_switch
-from tasks.state import StateError, empty_state
+from tasks.model.nginx_file import render_nginx
+from tasks.model.plan import ReleasePlan, plan_release, plan_switch
+from tasks.model.state import StateError, empty_state
 
 HOST = "prod"
 

@@ -9,8 +9,8 @@ import pytest
 from support.facts import container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from tasks.errors import FAILED, Failure
-from tasks.nginx import render_nginx
-from tasks.plan import plan_release
+from tasks.model.nginx_file import render_nginx
+from tasks.model.plan import plan_release
 
 HOST = "prod"
 

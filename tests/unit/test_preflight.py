@@ -16,11 +16,11 @@ from support.checks import (
 from support.facts import container_line, released_state
 from support.settings import make_settings
 from support.steps import M, read_step, run_step
-from tasks.preflight import (CERT_WARN_DAYS, OtherFile, check_script, evaluate,
-                         parse_listening, parse_other_files, tool_problems, tools_script)
-from tasks import scripts
-from tasks.facts import parse_view
-from tasks.nginx import render_nginx
+from tasks.commands.base import first_command
+from tasks.commands.host_reading import parse_listening, parse_view
+from tasks.flows.check import (CERT_WARN_DAYS, OtherFile, check_script, evaluate,
+                               parse_other_files, tool_problems, tools_script)
+from tasks.model.nginx_file import render_nginx
 
 
 def other_file(path, *, listen=8080, names="blog.example.com", upstream=9001, app=None):
@@ -115,7 +115,7 @@ def test_compose_v1_or_garbage_is_refused(version):
     ("", ""),
 ])
 def test_first_command(command, program):
-    assert scripts.first_command(command) == program
+    assert first_command(command) == program
 
 
 # --- nginx -t --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""HTTP over a channel (tasks/probe.py), against real local servers, without SSH.
+"""HTTP over a channel (tasks/connection/http_channel.py), against real local servers, without SSH.
 
 A server on 127.0.0.1 speaks HTTP/1.1 only (HTTP/1.0 gets 400), answers
 chunked and keep-alive, and over TLS with a throwaway certificate. The
@@ -19,9 +19,11 @@ import pytest
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT_FAILED
 
 from ports import free_port  # a port nobody listens on, from the tests' reserved range
-from tasks import probe
+from tasks.connection import http_channel
+from tasks.connection.http_channel import (MAX_BODY, USER_AGENT, ProbeError, Response, _Connection,
+                                           _sni_from, describe_request)
+from tasks.deploy.health import describe_answer
 from tasks.errors import Failure
-from tasks.health import describe_answer
 
 # --- a local HTTP/1.1 server ----------------------------------------------------
 
@@ -124,7 +126,7 @@ class Server:
             conn.sendall(chunk(b"later") + b"0\r\n\r\n")
             return False
         if path == "/big":
-            body = b"x" * (probe.MAX_BODY + 4096)
+            body = b"x" * (MAX_BODY + 4096)
             conn.sendall(head("200 OK", [("Content-Length", len(body))]) + body)
             return True
         if path == "/silent":
@@ -253,7 +255,7 @@ def test_the_server_refuses_http_1_0(server):
 
 def test_a_get_speaks_http_1_1_with_host_and_reads_a_keep_alive_answer(server, transport):
     stats = {}
-    resp = probe.get(transport, server.port, "health?x=1", host_header="app.example.com",
+    resp = http_channel.get(transport, server.port, "health?x=1", host_header="app.example.com",
                      timeout=2.0, stats=stats)
     assert (resp.status, resp.reason, resp.body) == (200, "OK", b"ok\n")
     assert resp.headers["x-deploy-colour"] == "green"
@@ -263,7 +265,7 @@ def test_a_get_speaks_http_1_1_with_host_and_reads_a_keep_alive_answer(server, t
     [(line, headers)] = server.requests
     assert line == "GET /health?x=1 HTTP/1.1"
     assert headers["host"] == "app.example.com"
-    assert headers["user-agent"] == probe.USER_AGENT and headers["connection"] == "close"
+    assert headers["user-agent"] == USER_AGENT and headers["connection"] == "close"
     assert transport.opened == [("direct-tcpip", ("127.0.0.1", server.port),
                                  ("127.0.0.1", 0), 2.0)]
     assert stats == {"channels": 1}
@@ -271,27 +273,27 @@ def test_a_get_speaks_http_1_1_with_host_and_reads_a_keep_alive_answer(server, t
 
 
 def test_a_chunked_answer_is_read_whole(server, transport):
-    resp = probe.get(transport, server.port, "/chunked", timeout=2.0)
+    resp = http_channel.get(transport, server.port, "/chunked", timeout=2.0)
     assert resp.status == 200 and resp.body == b"hello chunked world"
     assert server.requests[0][1]["host"] == "_"
 
 
 def test_a_4xx_answer_names_the_request(server, transport):
-    resp = probe.get(transport, server.port, "/missing", host_header="x", timeout=2.0)
+    resp = http_channel.get(transport, server.port, "/missing", host_header="x", timeout=2.0)
     assert (resp.status, resp.body) == (404, b"not found")
     assert resp.request == "GET /missing HTTP/1.1, Host: x"
     assert describe_answer(resp) == "HTTP/1.1 404 Not Found to `GET /missing HTTP/1.1, Host: x`"
 
 
 def test_a_body_is_capped(server, transport):
-    resp = probe.get(transport, server.port, "/big", timeout=5.0)
-    assert len(resp.body) == probe.MAX_BODY
+    resp = http_channel.get(transport, server.port, "/big", timeout=5.0)
+    assert len(resp.body) == MAX_BODY
 
 
 def test_the_connection_can_serve_several_requests_when_kept_alive(server, transport):
     chan = transport.open_channel("direct-tcpip", ("127.0.0.1", server.port), ("127.0.0.1", 0),
                                   timeout=2.0)
-    conn = probe._Connection("app.example.com", probe.ChannelSocket(chan, 2.0), 2.0)
+    conn = _Connection("app.example.com", http_channel.ChannelSocket(chan, 2.0), 2.0)
     for path in ("/health", "/chunked", "/health"):
         conn.request("GET", path)
         answer = conn.getresponse()
@@ -301,7 +303,7 @@ def test_the_connection_can_serve_several_requests_when_kept_alive(server, trans
     assert len(transport.opened) == 1
 
 
-# Was a bug (tasks/probe.py, get/ChannelSocket.close): get() sends
+# Was a bug (tasks/connection/http_channel.py, get/ChannelSocket.close): get() sends
 # "Connection: close"; when the server says it will close (nginx, gunicorn
 # and http.server all echo it), http.client's getresponse() "passes the
 # connection to the response" by calling HTTPConnection.close(), which calls
@@ -314,7 +316,7 @@ def test_the_connection_can_serve_several_requests_when_kept_alive(server, trans
 # closes the channel, so ChannelSocket.close could leave it open).
 @pytest.mark.parametrize("path", ["/late-body", "/late-chunks"])
 def test_a_body_that_comes_after_the_headers_is_read(server, transport, path):
-    resp = probe.get(transport, server.port, path, timeout=2.0)
+    resp = http_channel.get(transport, server.port, path, timeout=2.0)
     assert resp.body == b"later"
 
 
@@ -324,24 +326,24 @@ def test_a_body_that_comes_after_the_headers_is_read(server, transport, path):
     ("/ssh", "not an HTTP answer: BadStatusLine"),
 ])
 def test_no_usable_answer_is_a_probe_error(server, transport, path, reason):
-    with pytest.raises(probe.ProbeError) as err:
-        probe.get(transport, server.port, path, timeout=0.5)
+    with pytest.raises(ProbeError) as err:
+        http_channel.get(transport, server.port, path, timeout=0.5)
     assert err.value.reason.startswith(reason)
     assert err.value.where == f"127.0.0.1:{server.port}"
     assert err.value.code == 1
 
 
 def test_a_closed_port_is_refused_at_once(transport):
-    with pytest.raises(probe.ProbeError) as err:
-        probe.get(transport, free_port(), "/", timeout=2.0)
+    with pytest.raises(ProbeError) as err:
+        http_channel.get(transport, free_port(), "/", timeout=2.0)
     assert err.value.reason == "connection refused"
 
 
 def test_a_server_that_forbids_forwarding_is_a_failure_naming_the_setting():
     with pytest.raises(Failure) as err:
-        probe.get(Transport(refuse_code=OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED), 8081, "/",
+        http_channel.get(Transport(refuse_code=OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED), 8081, "/",
                   host_name="prod")
-    assert not isinstance(err.value, probe.ProbeError)
+    assert not isinstance(err.value, ProbeError)
     assert "the SSH server on prod refuses port forwarding" in err.value.message
     assert "AllowTcpForwarding" in err.value.hint
 
@@ -349,7 +351,7 @@ def test_a_server_that_forbids_forwarding_is_a_failure_naming_the_setting():
 def test_a_lost_connection_is_the_connections_failure():
     lost = Failure("the connection to prod was lost", code=3)
     with pytest.raises(Failure) as err:
-        probe.get(Transport(dead=True), 8081, "/", lost=lambda when: lost)
+        http_channel.get(Transport(dead=True), 8081, "/", lost=lambda when: lost)
     assert err.value is lost
 
 
@@ -362,7 +364,7 @@ def test_a_connection_that_dies_under_a_probe_is_the_connections_failure(server,
     port = tls_server.port if tls else server.port
     threading.Timer(0.2, transport.die).start()
     with pytest.raises(Failure) as err:
-        probe.get(transport, port, "/silent", timeout=5.0, tls=tls, lost=lambda when: lost)
+        http_channel.get(transport, port, "/silent", timeout=5.0, tls=tls, lost=lambda when: lost)
     assert err.value is lost
 
 
@@ -371,14 +373,14 @@ def test_a_connection_that_dies_under_a_probe_is_the_connections_failure(server,
 def test_a_request_that_would_inject_is_refused_before_any_channel(path, host):
     t = Transport()
     with pytest.raises(ValueError):
-        probe.get(t, 8081, path, host_header=host)
+        http_channel.get(t, 8081, path, host_header=host)
     assert t.opened == []
 
 
 def test_the_bind_address_is_where_the_channel_goes(server, transport):
-    probe.get(transport, server.port, "/health", bind="127.0.0.1", timeout=2.0)
-    with pytest.raises(probe.ProbeError) as err:
-        probe.get(transport, free_port(), "/", bind="127.0.0.2", timeout=2.0)
+    http_channel.get(transport, server.port, "/health", bind="127.0.0.1", timeout=2.0)
+    with pytest.raises(ProbeError) as err:
+        http_channel.get(transport, free_port(), "/", bind="127.0.0.2", timeout=2.0)
     assert err.value.where.startswith("127.0.0.2:")
 
 
@@ -409,7 +411,7 @@ def tls_server(cert):
 
 
 def test_tls_with_the_sni_of_the_host_header(tls_server, transport):
-    resp = probe.get(transport, tls_server.port, "/health", host_header="app.example.com",
+    resp = http_channel.get(transport, tls_server.port, "/health", host_header="app.example.com",
                      tls=True, timeout=3.0)
     assert (resp.status, resp.body) == (200, b"ok\n")
     assert tls_server.sni == ["app.example.com"]
@@ -418,11 +420,11 @@ def test_tls_with_the_sni_of_the_host_header(tls_server, transport):
 
 
 def test_tls_chunked_and_sni_choices(tls_server, transport):
-    assert probe.get(transport, tls_server.port, "/chunked", tls=True,
+    assert http_channel.get(transport, tls_server.port, "/chunked", tls=True,
                      timeout=3.0).body == b"hello chunked world"
-    probe.get(transport, tls_server.port, "/health", host_header="shop.example.com:8443",
+    http_channel.get(transport, tls_server.port, "/health", host_header="shop.example.com:8443",
               tls=True, server_hostname="app.example.com", timeout=3.0)
-    probe.get(transport, tls_server.port, "/health", host_header="shop.example.com:8443",
+    http_channel.get(transport, tls_server.port, "/health", host_header="shop.example.com:8443",
               tls=True, timeout=3.0)
     # "_" names no server: no SNI; a given server_hostname wins; a Host with a
     # port sends its name.
@@ -430,19 +432,19 @@ def test_tls_chunked_and_sni_choices(tls_server, transport):
 
 
 def test_tls_verified_against_a_ca_file(tls_server, transport, cert):
-    resp = probe.get(transport, tls_server.port, "/health", host_header="app.example.com",
+    resp = http_channel.get(transport, tls_server.port, "/health", host_header="app.example.com",
                      tls=True, verify=True, cafile=str(cert[1]), timeout=3.0)
     assert resp.status == 200
-    with pytest.raises(probe.ProbeError) as err:
-        probe.get(transport, tls_server.port, "/health", host_header="other.example.com",
+    with pytest.raises(ProbeError) as err:
+        http_channel.get(transport, tls_server.port, "/health", host_header="other.example.com",
                   tls=True, verify=True, cafile=str(cert[1]), timeout=3.0)
     assert err.value.reason.startswith("TLS failed: CERTIFICATE_VERIFY_FAILED")
 
 
 def test_a_self_signed_certificate_fails_verification_against_the_system_cas(tls_server,
                                                                             transport):
-    with pytest.raises(probe.ProbeError) as err:
-        probe.get(transport, tls_server.port, "/health", host_header="app.example.com",
+    with pytest.raises(ProbeError) as err:
+        http_channel.get(transport, tls_server.port, "/health", host_header="app.example.com",
                   tls=True, verify=True, timeout=3.0)
     assert err.value.reason == "TLS failed: CERTIFICATE_VERIFY_FAILED"
 
@@ -461,15 +463,15 @@ def test_tls_to_a_plain_http_port_is_a_tls_failure(transport):
 
     threading.Thread(target=answer, daemon=True).start()
     try:
-        with pytest.raises(probe.ProbeError) as err:
-            probe.get(transport, listener.getsockname()[1], "/health", tls=True, timeout=2.0)
+        with pytest.raises(ProbeError) as err:
+            http_channel.get(transport, listener.getsockname()[1], "/health", tls=True, timeout=2.0)
     finally:
         listener.close()
     assert err.value.reason.startswith("TLS failed")
 
 
 def test_a_4xx_over_tls_names_the_request(tls_server, transport):
-    resp = probe.get(transport, tls_server.port, "/nope", host_header="app.example.com",
+    resp = http_channel.get(transport, tls_server.port, "/nope", host_header="app.example.com",
                      tls=True, timeout=3.0)
     assert resp.status == 404
     assert resp.request == "GET /nope HTTP/1.1, Host: app.example.com"
@@ -479,31 +481,31 @@ def test_a_4xx_over_tls_names_the_request(tls_server, transport):
 
 
 def test_sni_from_host_header():
-    assert probe._sni_from("_") is None
-    assert probe._sni_from("app.example.com") == "app.example.com"
-    assert probe._sni_from("app.example.com:8443") == "app.example.com"
-    assert probe._sni_from("") is None
-    assert probe._sni_from("[::1]:8443") is None
-    assert probe._sni_from("a b") is None
+    assert _sni_from("_") is None
+    assert _sni_from("app.example.com") == "app.example.com"
+    assert _sni_from("app.example.com:8443") == "app.example.com"
+    assert _sni_from("") is None
+    assert _sni_from("[::1]:8443") is None
+    assert _sni_from("a b") is None
 
 
 def test_probe_error_is_a_clean_failure():
-    e = probe.ProbeError("connection refused", "127.0.0.1:8081")
+    e = ProbeError("connection refused", "127.0.0.1:8081")
     assert isinstance(e, Failure) and e.code == 1
     assert e.reason == "connection refused"
     assert str(e) == "error: no answer from 127.0.0.1:8081: connection refused"
-    assert probe.ProbeError("x").message == "x"
+    assert ProbeError("x").message == "x"
 
 
 def test_describe_request_and_status_line():
-    assert probe.describe_request("/health", "_") == "GET /health HTTP/1.1, Host: _"
-    r = probe.Response(503, "", {}, b"", "GET / HTTP/1.1, Host: _")
+    assert describe_request("/health", "_") == "GET /health HTTP/1.1, Host: _"
+    r = Response(503, "", {}, b"", "GET / HTTP/1.1, Host: _")
     assert r.status_line == "HTTP/1.1 503"
 
 
 def test_the_connection_never_dials():
-    conn = probe._Connection("_", object(), 1.0)
+    conn = _Connection("_", object(), 1.0)
     conn.connect()  # http.client calls it; the channel is already open
     assert conn.host == "localhost"
-    assert probe._Connection("app.example.com", object(), 1.0).host == "app.example.com"
+    assert _Connection("app.example.com", object(), 1.0).host == "app.example.com"
     assert isinstance(conn, http.client.HTTPConnection)

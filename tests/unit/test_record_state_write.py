@@ -7,8 +7,9 @@ switches nginx back and records the failure itself
 
 from support.settings import make_settings
 from support.steps import run_step
-from tasks import scripts
-from tasks.state import empty_state, format_history_line, format_state
+from tasks.commands.base import STATE_WRITE_FAILED
+from tasks.commands.host_files import record
+from tasks.model.state import empty_state, format_history_line, format_state
 
 
 def deploy_dir(tmp_path):
@@ -24,9 +25,9 @@ def deploy_dir(tmp_path):
 def test_a_failed_state_write_stops_before_the_history_line(tmp_path):
     deploy = deploy_dir(tmp_path)
     s = make_settings(APP_NAME="shop", DEPLOY_DIR=str(deploy))
-    r = run_step(scripts.record(s, state_text=format_state(empty_state("shop")),
+    r = run_step(record(s, state_text=format_state(empty_state("shop")),
                                 history_line=format_history_line({"n": 2})), cwd=tmp_path)
-    assert r.code == scripts.STATE_WRITE_FAILED, (r.stdout, r.stderr)
+    assert r.code == STATE_WRITE_FAILED, (r.stdout, r.stderr)
     assert r.values["error"] == f"could not write {deploy}/state.json"
     assert (deploy / "state.json").read_text() == "old\n"
     assert (deploy / "history.jsonl").read_text() == '{"n":1}\n'
@@ -37,7 +38,7 @@ def test_without_a_state_write_the_failure_is_still_recorded(tmp_path):
     # record_failure writes a history line alone: a blocked state.json.tmp is no concern.
     deploy = deploy_dir(tmp_path)
     s = make_settings(APP_NAME="shop", DEPLOY_DIR=str(deploy))
-    r = run_step(scripts.record(s, history_line=format_history_line({"n": 2})), cwd=tmp_path)
+    r = run_step(record(s, history_line=format_history_line({"n": 2})), cwd=tmp_path)
     assert r.code == 0, r.stderr
     assert (deploy / "history.jsonl").read_text() == '{"n":1}\n{"n":2}\n'
     assert (deploy / "state.json").read_text() == "old\n"

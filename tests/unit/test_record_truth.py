@@ -3,9 +3,9 @@ one time format, and the exit code a crash message names. Pure functions."""
 
 import pytest
 
-from tasks.compose import Container
-from tasks.state import (empty_state, history_entry, iso_utc, now_iso, recover_branch,
-                         source_of, with_release)
+from tasks.model.compose_file import Container
+from tasks.model.state import (empty_state, history_entry, iso_utc, now_iso, recover_branch,
+                               source_of, with_release)
 
 
 # --- --ref releases ---------------------------------------------------------------

@@ -5,12 +5,12 @@ leaves them as they were; the build's own source sits beside them."""
 import pytest
 
 from support.settings import make_settings
-from tasks.plan import plan_release
 from tasks.errors import FAILED, Failure
-from tasks.nginx import render_nginx
-from tasks.stage import (after_switch, plan_promote, stops_old, with_pending, with_promoted,
-                         with_withdrawn)
-from tasks.state import build_of, recover_branch, source_of, with_release
+from tasks.model.nginx_file import render_nginx
+from tasks.model.pending import (after_switch, plan_promote, stops_old, with_pending,
+                                 with_promoted, with_withdrawn)
+from tasks.model.plan import plan_release
+from tasks.model.state import build_of, recover_branch, source_of, with_release
 from support.facts import container_line, host_output, released_state, view_of
 
 HOST = "prod"

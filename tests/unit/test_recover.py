@@ -1,8 +1,8 @@
-"""What the task that takes a dead holder's lock over puts back (tasks/recover.py)."""
+"""What the task that takes a dead holder's lock over puts back (tasks/deploy/recover.py)."""
 
 from support.settings import make_settings
-from tasks.nginx import render_nginx
-from tasks.recover import unrecorded_idle
+from tasks.deploy.recover import unrecorded_idle
+from tasks.model.nginx_file import render_nginx
 from support.facts import container_line, host_output, released_state, view_of
 
 

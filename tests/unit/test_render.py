@@ -18,9 +18,10 @@ import yaml
 
 from support.checkout import REPO, clean_environ, require_binary, run_fab
 from support.nginx import nginx_t, on_host, self_signed_cert
-from tasks import render
-from tasks.compose import render_clojure_dockerfile, render_compose
-from tasks.nginx import read_nginx, render_nginx
+from tasks.model import templating
+from tasks.model.compose_file import render_clojure_dockerfile, render_compose
+from tasks.model.nginx_file import read_nginx, render_nginx
+from tasks.model.templating import preload
 
 
 # --- nginx: text ------------------------------------------------------------------
@@ -496,15 +497,13 @@ def test_fab_render_missing_env_file_exit_2(tmp_path):
 
 
 def test_preloaded_templates_render_the_same(settings, monkeypatch):
-    from tasks import render
-
     s = settings(APP_NAME="shop")
     expected = render_nginx(s, "green")
-    monkeypatch.setattr(render, "_preloading", None)
-    render.environment.cache_clear()
-    render.preload("nginx.conf.j2", "no-such-template.j2")  # a bad name is render's to report
+    monkeypatch.setattr(templating, "_preloading", None)
+    templating.environment.cache_clear()
+    preload("nginx.conf.j2", "no-such-template.j2")  # a bad name is render's to report
     assert render_nginx(s, "green") == expected
-    assert not render._preloading.is_alive()
+    assert not templating._preloading.is_alive()
 
 
 # --- the compiled templates' cache ------------------------------------------------------
@@ -512,12 +511,12 @@ def test_preloaded_templates_render_the_same(settings, monkeypatch):
 
 @pytest.fixture
 def fresh_environment(tmp_path, monkeypatch):
-    """render.environment() built anew, with its cache under tmp_path."""
+    """templating.environment() built anew, with its cache under tmp_path."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
-    render.environment.cache_clear()
-    yield render
-    render.environment.cache_clear()
+    templating.environment.cache_clear()
+    yield templating
+    templating.environment.cache_clear()
 
 
 def test_templates_compile_once_and_load_from_the_cache(fresh_environment, settings, tmp_path):

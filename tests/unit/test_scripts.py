@@ -22,10 +22,15 @@ import pytest
 from support.settings import make_settings
 from support.nginx import current_nginx, debian_nginx, nginx_version_of
 from support.steps import run_step
-from tasks import build_scripts, scripts
-from tasks.compose import INSPECT_FORMAT, render_compose, render_clojure_dockerfile
-from tasks.nginx import render_nginx
-from tasks.state import empty_state, format_history_line, format_state
+from tasks.commands import base, building, containers, host_files, host_reading, locking, switching
+from tasks.commands.base import (BUILD_FAILED, GIT_FAILED, NGINX_RELOAD_FAILED, NGINX_TEST_FAILED,
+                                 NO_DEPLOY_DIR, START_FAILED, STATE_WRITE_FAILED, TIMED_OUT, mark,
+                                 side_by_side)
+from tasks.commands.building import PRE_SWITCH_WRAP
+from tasks.commands.locking import adopt_lock
+from tasks.model.compose_file import INSPECT_FORMAT, render_clojure_dockerfile, render_compose
+from tasks.model.nginx_file import render_nginx
+from tasks.model.state import empty_state, format_history_line, format_state
 
 SH = "/bin/sh"
 
@@ -58,36 +63,36 @@ def every_script(s):
     owner = json.dumps({"user": "o'brien $(id)", "command": 'release "x"', "pid": 1})
     state = format_state(empty_state(s.app_name))
     return [
-        ("inspect", scripts.inspect(s)),
-        ("inspect+lock", scripts.inspect(s, owner_json=owner, history_lines=20, app_env=True,
+        ("inspect", host_reading.inspect(s)),
+        ("inspect+lock", host_reading.inspect(s, owner_json=owner, history_lines=20, app_env=True,
                                          listening=True)),
-        ("take_lock", scripts.take_lock(s, owner)),
-        ("write_file", scripts.write_file(s.nginx_file, NGINX_TEXT, mode="644",
-                                          prefix=scripts.sudo(s))),
-        ("drain", scripts.drain(s, "blue")),
-        ("checkout", build_scripts.checkout(s, "green", branch="feature/x-1.2", ref=None)),
-        ("checkout@ref", build_scripts.checkout(s, "blue", branch="main", ref="abc1234")),
-        ("build", build_scripts.build(s, "green", commit="a" * 40, compose_text=render_compose(s),
+        ("take_lock", locking.take_lock(s, owner)),
+        ("write_file", base.write_file(s.nginx_file, NGINX_TEXT, mode="644",
+                                          prefix=base.sudo(s))),
+        ("drain", containers.drain(s, "blue")),
+        ("checkout", building.checkout(s, "green", branch="feature/x-1.2", ref=None)),
+        ("checkout@ref", building.checkout(s, "blue", branch="main", ref="abc1234")),
+        ("build", building.build(s, "green", commit="a" * 40, compose_text=render_compose(s),
                                 dockerfile_text=render_clojure_dockerfile(s),
                                 previous=("b" * 40, "sha256:" + "c" * 64))),
-        ("build-first", build_scripts.build(s, "blue", commit="a" * 40, compose_text="c",
+        ("build-first", building.build(s, "blue", commit="a" * 40, compose_text="c",
                                       dockerfile_text="d")),
-        ("start", build_scripts.start(s, "green")),
-        ("restore", build_scripts.restore(s, "blue", "b" * 40)),
-        ("container_state", scripts.container_state(s, "green")),
-        ("pre_switch", build_scripts.pre_switch(s, "green")),
-        ("switch", scripts.switch(s, render_nginx(s, "green"))),
-        ("switch+odd text", scripts.switch(s, NGINX_TEXT)),
-        ("record", scripts.record(s, state_text=state,
+        ("start", building.start(s, "green")),
+        ("restore", building.restore(s, "blue", "b" * 40)),
+        ("container_state", containers.container_state(s, "green")),
+        ("pre_switch", building.pre_switch(s, "green")),
+        ("switch", switching.switch(s, render_nginx(s, "green"))),
+        ("switch+odd text", switching.switch(s, NGINX_TEXT)),
+        ("record", host_files.record(s, state_text=state,
                                   history_line=format_history_line({"e": "it's\n$x"}))),
-        ("record-history", scripts.record(s, history_line=format_history_line({"n": 1}))),
-        ("stop", scripts.stop(s, "blue")),
-        ("logs_tail", scripts.logs_tail(s, "green", 25)),
-        ("unlock_lock", scripts.unlock_lock(s)),
-        ("setup", scripts.setup(s, state)),
-        ("logs", scripts.logs(s, "blue", 100, True)),
-        ("history", scripts.history(s, 20)),
-        ("repair_facts", scripts.repair_facts(s)),
+        ("record-history", host_files.record(s, history_line=format_history_line({"n": 1}))),
+        ("stop", containers.stop(s, "blue")),
+        ("logs_tail", containers.logs_tail(s, "green", 25)),
+        ("unlock_lock", locking.unlock_lock(s)),
+        ("setup", host_files.setup(s, state)),
+        ("logs", containers.logs(s, "blue", 100, True)),
+        ("history", host_files.history(s, 20)),
+        ("repair_facts", host_reading.repair_facts(s)),
     ]
 
 
@@ -174,7 +179,7 @@ def test_write_file_round_trips_quotes_dollars_and_newlines_byte_for_byte(box):
     target = box.dir / "conf.d" / "shop.conf"
     target.parent.mkdir()
     target.write_text("old\n")
-    r = box(scripts.write_file(str(target), NGINX_TEXT, mode="600"))
+    r = box(base.write_file(str(target), NGINX_TEXT, mode="600"))
     assert r.code == 0, r.stderr
     assert target.read_bytes() == NGINX_TEXT.encode()
     assert oct(target.stat().st_mode & 0o777) == "0o600"
@@ -182,7 +187,7 @@ def test_write_file_round_trips_quotes_dollars_and_newlines_byte_for_byte(box):
 
 
 def test_write_file_commands():
-    assert scripts.write_file("/etc/nginx/conf.d/shop.conf", "x", prefix="sudo -n ") == (
+    assert base.write_file("/etc/nginx/conf.d/shop.conf", "x", prefix="sudo -n ") == (
         "printf '%s' x | sudo -n tee /etc/nginx/conf.d/shop.conf.tmp >/dev/null "
         "&& sudo -n mv -f /etc/nginx/conf.d/shop.conf.tmp /etc/nginx/conf.d/shop.conf")
 
@@ -209,14 +214,14 @@ def lock_box(box):
 def test_take_lock_and_unlock(box):
     deploy, s = lock_box(box)
     owner = json.dumps({"user": "o'brien", "command": "release $(x)", "pid": 7})
-    r = box(scripts.take_lock(s, owner))
+    r = box(locking.take_lock(s, owner))
     assert (r.code, r.values, r.stdout) == (0, {"lock": "taken"}, "")
     assert (deploy / ".lock" / "owner.json").read_text() == owner + "\n"
-    assert box(scripts.take_lock(s, "{}")).values == {"lock": "held"}
+    assert box(locking.take_lock(s, "{}")).values == {"lock": "held"}
     assert (deploy / ".lock" / "owner.json").read_text() == owner + "\n"
-    r = box(scripts.unlock_lock(s))
+    r = box(locking.unlock_lock(s))
     assert r.code == 0 and not (deploy / ".lock").exists()
-    assert box(scripts.unlock_lock(s)).code == 0  # unlocking twice is fine
+    assert box(locking.unlock_lock(s)).code == 0  # unlocking twice is fine
 
 
 def proc_start(pid):
@@ -235,7 +240,7 @@ def test_a_lock_whose_holder_shell_still_runs_is_held(box):
     (deploy / ".lock").mkdir()
     alive = holder(os.getpid(), proc_start(os.getpid()))
     (deploy / ".lock" / "owner.json").write_text(alive + "\n")
-    r = box(scripts.take_lock(s, holder(1, 1)))
+    r = box(locking.take_lock(s, holder(1, 1)))
     assert r.values == {"lock": "held"} and "stale_owner" not in r.blocks
     assert (deploy / ".lock" / "owner.json").read_text() == alive + "\n"
 
@@ -250,7 +255,7 @@ def test_a_lock_whose_holder_shell_is_gone_is_taken_over(box, why):
              else holder(os.getpid(), proc_start(os.getpid()) + 1))
     (deploy / ".lock" / "owner.json").write_text(stale + "\n")
     ours = holder(4242, 77)
-    r = box(scripts.take_lock(s, ours))
+    r = box(locking.take_lock(s, ours))
     assert r.code == 0, r.stderr
     assert r.values == {"lock": "taken-over"}
     assert r.blocks["stale_owner"] == stale + "\n"
@@ -263,14 +268,14 @@ def test_a_lock_without_a_holder_shell_is_never_taken_over(box):
     deploy, s = lock_box(box)
     (deploy / ".lock").mkdir()
     (deploy / ".lock" / "owner.json").write_text('{"pid": 1}\n')
-    assert box(scripts.take_lock(s, holder(1, 1))).values == {"lock": "held"}
+    assert box(locking.take_lock(s, holder(1, 1))).values == {"lock": "held"}
 
 
 def test_inspect_with_the_lock_reads_what_it_locked(box):
     deploy, s = lock_box(box)
     (deploy / "state.json").write_text("{}\n")
     owner = holder(4242, 77)
-    r = box(scripts.inspect(s, owner_json=owner))
+    r = box(host_reading.inspect(s, owner_json=owner))
     assert r.values["lock"] == "taken" and r.values["deploy_dir"] == "yes"
     assert r.blocks["owner"] == owner + "\n" and r.blocks["state"] == "{}\n"
     assert r.blocks["containers"] == "" and r.blocks["nginx"] == ""
@@ -289,15 +294,15 @@ def test_inspect_reads_the_version_of_the_nginx_that_tests_the_file(box, with_mk
     deploy, _ = lock_box(box)
     for binary in (debian_nginx(), current_nginx()):
         s = settings_for("normal", DEPLOY_DIR=str(deploy), NGINX_TEST_CMD=f"{binary} -t")
-        r = box(scripts.inspect(s, owner_json=holder(4242, 77)), extra_path=str(tools))
+        r = box(host_reading.inspect(s, owner_json=holder(4242, 77)), extra_path=str(tools))
         assert r.values["nginx_version"] == nginx_version_of(binary), r.stdout
         assert r.values["lock"] == "taken"
-        box(scripts.unlock_lock(s))
+        box(locking.unlock_lock(s))
 
 
 def test_inspect_without_a_deploy_dir_takes_no_lock(box):
     s = settings_for("normal", DEPLOY_DIR=str(box.dir / "gone"))
-    r = box(scripts.inspect(s, owner_json="{}"))
+    r = box(host_reading.inspect(s, owner_json="{}"))
     assert r.values["deploy_dir"] == "no" and "lock" not in r.values
     assert not (box.dir / "gone").exists()
 
@@ -318,8 +323,8 @@ def test_record_writes_state_and_appends_history_and_keeps_the_lock(box):
     deploy, s = record_box(box)
     state = format_state(empty_state("shop"))
     line = format_history_line({"n": 2, "error": "it's\nbroken $HOME"})
-    script = scripts.record(s, state_text=state, history_line=line)
-    assert scripts.write_file(f"{deploy}/state.json", state) in script
+    script = host_files.record(s, state_text=state, history_line=line)
+    assert base.write_file(f"{deploy}/state.json", state) in script
     assert f">> {deploy}/history.jsonl" in script
     r = box(script)
     assert r.code == 0, r.stderr
@@ -334,7 +339,7 @@ def test_record_with_unlock_drops_the_lock_once_both_are_written(box):
     deploy, s = record_box(box)
     state = format_state(empty_state("shop"))
     line = format_history_line({"n": 2})
-    r = box(scripts.record(s, state_text=state, history_line=line, unlock=True))
+    r = box(host_files.record(s, state_text=state, history_line=line, unlock=True))
     assert r.code == 0, r.stderr
     assert (deploy / "state.json").read_text() == state
     assert (deploy / "history.jsonl").read_text() == '{"n":1}\n' + line
@@ -348,7 +353,7 @@ def test_record_with_unlock_keeps_the_lock_when_a_write_fails(box, broken):
     deploy, s = record_box(box)
     (deploy / broken).unlink(missing_ok=True)
     (deploy / broken).symlink_to("/dev/full")  # writes fail with ENOSPC
-    r = box(scripts.record(s, state_text=format_state(empty_state("shop")),
+    r = box(host_files.record(s, state_text=format_state(empty_state("shop")),
                            history_line=format_history_line({"n": 2}), unlock=True))
     assert r.code != 0
     assert (deploy / ".lock" / "owner.json").exists()
@@ -356,22 +361,22 @@ def test_record_with_unlock_keeps_the_lock_when_a_write_fails(box, broken):
 
 def test_record_of_a_history_line_alone_leaves_state_json(box):
     deploy, s = record_box(box)
-    r = box(scripts.record(s, history_line=format_history_line({"n": 2})))
+    r = box(host_files.record(s, history_line=format_history_line({"n": 2})))
     assert r.code == 0 and (deploy / "state.json").read_text() == "old"
     assert (deploy / "history.jsonl").read_text() == '{"n":1}\n{"n":2}\n'
 
 
 def test_record_on_a_missing_deploy_dir_says_so(box):
     s = settings_for("normal", DEPLOY_DIR=str(box.dir / "gone"))
-    assert box(scripts.record(s, state_text="{}")).code == scripts.NO_DEPLOY_DIR
+    assert box(host_files.record(s, state_text="{}")).code == NO_DEPLOY_DIR
 
 
 def test_stop_drains_then_stops_the_colour():
     s = settings_for("normal", DRAIN_TIMEOUT="5")
-    script = scripts.stop(s, "blue")
+    script = containers.stop(s, "blue")
     compose = "COMPOSE_BAKE=false docker compose -p shop -f /srv/shop/compose.yml"
-    assert script.index(scripts.drain(s, "blue")) < script.index(f"{compose} stop blue")
-    assert scripts.mark("stopped", "blue") in script
+    assert script.index(containers.drain(s, "blue")) < script.index(f"{compose} stop blue")
+    assert mark("stopped", "blue") in script
     assert "green" not in script and ".lock" not in script and "state.json" not in script
 
 
@@ -379,10 +384,10 @@ def test_stop_says_stopped_only_when_compose_stopped_it(box):
     deploy = box.dir / "srv"
     deploy.mkdir()
     s = settings_for("normal", DEPLOY_DIR=str(deploy), DRAIN_TIMEOUT="0")
-    assert box(scripts.stop(s, "blue")).values == {"drained": "0"}  # the stub docker fails
+    assert box(containers.stop(s, "blue")).values == {"drained": "0"}  # the stub docker fails
     calls = box.dir / "calls"
     ok = stub(box.dir / "ok", "docker", f'echo "$*" >> {calls}\n')
-    r = box(scripts.stop(s, "blue"), extra_path=str(ok.parent))
+    r = box(containers.stop(s, "blue"), extra_path=str(ok.parent))
     assert r.values == {"drained": "0", "stopped": "blue"} and r.stdout == ""
     assert calls.read_text() == f"compose -p shop -f {deploy}/compose.yml stop blue\n"
 
@@ -390,7 +395,7 @@ def test_stop_says_stopped_only_when_compose_stopped_it(box):
 def test_logs_tail_is_a_block_of_the_colours_log(box):
     s = settings_for("normal")
     logs = stub(box.dir / "logs", "docker", 'echo "$*"; printf "last line without newline"\n')
-    r = box(scripts.logs_tail(s, "green", 25), extra_path=str(logs.parent))
+    r = box(containers.logs_tail(s, "green", 25), extra_path=str(logs.parent))
     assert r.blocks["logs"] == ("compose -p shop -f /srv/shop/compose.yml logs --no-color "
                                 "--tail 25 green\nlast line without newline\n")
     assert r.stdout == ""
@@ -400,12 +405,12 @@ def test_setup_creates_what_is_missing_and_is_idempotent(box):
     deploy = box.dir / "srv" / "shop"
     s = settings_for("normal", DEPLOY_DIR=str(deploy))
     state = format_state(empty_state("shop"))
-    r = box(scripts.setup(s, state))
+    r = box(host_files.setup(s, state))
     assert r.code == 0, r.stderr
     assert [v for k, v in r.marks if k == "created"] == [
         str(deploy), f"{deploy}/blue", f"{deploy}/green", f"{deploy}/logs", "state.json",
         "history.jsonl"]
-    again = box(scripts.setup(s, state))
+    again = box(host_files.setup(s, state))
     assert (again.code, again.marks, again.stdout) == (0, (), "")
     assert (deploy / "state.json").read_text() == state
     assert (deploy / "history.jsonl").read_text() == ""
@@ -416,8 +421,8 @@ def test_setup_that_cannot_create_the_deploy_dir_says_which(box):
     blocker = box.dir / "file"
     blocker.write_text("")
     s = settings_for("normal", DEPLOY_DIR=str(blocker / "shop"))
-    r = box(scripts.setup(s, "{}"))
-    assert r.code == scripts.NO_DEPLOY_DIR
+    r = box(host_files.setup(s, "{}"))
+    assert r.code == NO_DEPLOY_DIR
     assert r.values["error"] == f"cannot create {blocker}/shop"
 
 
@@ -433,7 +438,7 @@ def switch_box(box, test_cmd="true", reload_cmd="true", old="old file\n", conf_e
         (conf / "shop.conf").write_text(old)
     s = settings_for("normal", NGINX_CONF_DIR=str(conf), DEPLOY_DIR=str(deploy),
                      NGINX_TEST_CMD=test_cmd, NGINX_RELOAD_CMD=reload_cmd)
-    r = box(scripts.switch(s, NGINX_TEXT))
+    r = box(switching.switch(s, NGINX_TEXT))
     current = conf / "shop.conf"
     return r, (current.read_text() if current.exists() else None), deploy
 
@@ -447,28 +452,28 @@ def test_switch_puts_the_file_in_place_and_keeps_the_old_one(box):
 
 def test_switch_puts_the_old_file_back_when_nginx_t_fails(box):
     r, current, _ = switch_box(box, test_cmd="sh -c 'echo \"[emerg] unknown directive\"; exit 1'")
-    assert r.code == scripts.NGINX_TEST_FAILED
+    assert r.code == NGINX_TEST_FAILED
     assert current == "old file\n"
     assert r.blocks["output"] == "[emerg] unknown directive\n"
 
 
 def test_switch_removes_a_first_file_that_fails_nginx_t(box):
     r, current, _ = switch_box(box, test_cmd="false", old=None)
-    assert r.code == scripts.NGINX_TEST_FAILED and current is None
+    assert r.code == NGINX_TEST_FAILED and current is None
     assert r.blocks["output"] == ""
 
 
 def test_switch_puts_the_old_file_back_when_the_reload_fails(box):
     r, current, _ = switch_box(box, reload_cmd="sh -c 'echo not running; exit 1'")
-    assert r.code == scripts.NGINX_RELOAD_FAILED
+    assert r.code == NGINX_RELOAD_FAILED
     assert current == "old file\n" and r.blocks["output"] == "not running\n"
 
 
 def test_switch_that_cannot_write_the_file_is_not_an_nginx_verdict(box):
     # NGINX_WRITE_FAILED (permissions, sudo) is its own code: nginx -t never ran.
     r, current, _ = switch_box(box, test_cmd="sh -c 'echo tested >&2'", conf_exists=False)
-    assert r.code == scripts.NGINX_WRITE_FAILED
-    assert scripts.NGINX_WRITE_FAILED != scripts.NGINX_TEST_FAILED
+    assert r.code == base.NGINX_WRITE_FAILED
+    assert base.NGINX_WRITE_FAILED != NGINX_TEST_FAILED
     assert r.values["error"] == f"could not write {box.dir}/conf.d/shop.conf"
     # What tee said reaches the step's stderr (release.switch_nginx shows it
     # when the output block is empty).
@@ -478,7 +483,7 @@ def test_switch_that_cannot_write_the_file_is_not_an_nginx_verdict(box):
 
 def test_use_sudo_prefixes_only_nginx_dir_files_and_nginx_commands():
     s = settings_for("normal", USE_SUDO="true")
-    text = scripts.switch(s, "x")
+    text = switching.switch(s, "x")
     allowed = ("tee /etc/nginx/conf.d/shop.conf.tmp", "mv -f /etc/nginx/conf.d/shop.conf.tmp ",
                "rm -f /etc/nginx/conf.d/shop.conf", "nginx -t", "nginx -s reload")
     uses = re.findall(r"sudo -n (.{0,40})", text)
@@ -506,7 +511,7 @@ def test_without_use_sudo_nothing_takes_sudo():
 
 def test_drain_is_bounded_by_drain_timeout(box):
     s = settings_for("normal", DRAIN_TIMEOUT="1")
-    script = scripts.drain(s, "green")
+    script = containers.drain(s, "green")
     assert "-lt 10 ]" in script and "dport = :8082" in script
     busy = stub(box.dir / "busy", "ss", "echo 'ESTAB 0 0 127.0.0.1:50000 127.0.0.1:8082'\n")
     start = time.monotonic()
@@ -519,13 +524,13 @@ def test_drain_returns_after_a_short_quiet_spell_or_at_once_without_ss(box):
     s = settings_for("normal")
     idle = stub(box.dir / "idle", "ss", "exit 0\n")
     # Quiet three times in a row, 0.1 s apart: two sleeps.
-    assert box(scripts.drain(s, "blue"), extra_path=str(idle.parent)).values == {"drained": "2"}
+    assert box(containers.drain(s, "blue"), extra_path=str(idle.parent)).values == {"drained": "2"}
     os.remove(box.bin / "ss")
-    assert box(scripts.drain(s, "blue")).values == {"drained": "0"}
+    assert box(containers.drain(s, "blue")).values == {"drained": "0"}
 
 
 def test_drain_timeout_zero_does_not_wait():
-    text = scripts.drain(settings_for("normal", DRAIN_TIMEOUT="0"), "blue")
+    text = containers.drain(settings_for("normal", DRAIN_TIMEOUT="0"), "blue")
     assert "[ $n -lt 0 ]" in text
 
 
@@ -535,7 +540,7 @@ BOUNDED = "COMPOSE_BAKE=false timeout -k 10 1800 docker compose -p shop -f /srv/
 
 def test_checkout_commands_for_a_branch():
     s = settings_for("normal")
-    text = build_scripts.checkout(s, "green", branch="feature/x", ref=None)
+    text = building.checkout(s, "green", branch="feature/x", ref=None)
     assert "cd /srv/shop || exit 41" in text
     assert ("timeout -k 10 1800 git clone --quiet --no-checkout "
             "https://example.com/acme/shop.git /srv/shop/green") in text
@@ -546,7 +551,7 @@ def test_checkout_commands_for_a_branch():
 
 
 def test_checkout_for_a_ref():
-    text = build_scripts.checkout(settings_for("normal"), "blue", branch="main", ref="abc1234")
+    text = building.checkout(settings_for("normal"), "blue", branch="main", ref="abc1234")
     assert "git rev-parse --verify --quiet 'abc1234^{commit}'" in text
     assert "'refs/tags/abc1234^{commit}'" in text
     assert """echo "$M error "'ref abc1234 is not in GIT_REPO'""" in text
@@ -554,16 +559,16 @@ def test_checkout_for_a_ref():
 
 def test_build_start_and_restore_commands():
     s = settings_for("normal")
-    build = build_scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d")
+    build = building.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d")
     assert f"{BOUNDED} build green 2>&1" in build
     assert f"docker tag bluegreen-shop:green bluegreen-shop:{'a' * 40}" in build
     assert "docker image inspect" not in build  # nothing ran in green before
     assert not re.search(r"\bblue\b", build)
-    start = build_scripts.start(s, "green")
+    start = building.start(s, "green")
     assert f"{BOUNDED} up -d --no-deps --force-recreate green 2>&1" in start
-    assert start.index(scripts.drain(s, "green")) < start.index(" up -d ")
+    assert start.index(containers.drain(s, "green")) < start.index(" up -d ")
     assert not re.search(r"\bblue\b", start)
-    restore = build_scripts.restore(s, "blue", "b" * 40)
+    restore = building.restore(s, "blue", "b" * 40)
     assert f"{BOUNDED} up -d --no-deps --force-recreate --no-build blue 2>&1" in restore
     assert restore.index(f"docker tag bluegreen-shop:{'b' * 40} bluegreen-shop:blue") < \
         restore.index(" up -d ")
@@ -592,7 +597,7 @@ def test_build_writes_what_changed_builds_and_tags_by_commit(box):
     log = box.dir / "docker.log"
     dock = docker_box(box, log, image_known=False)
     previous = ("b" * 40, "sha256:" + "c" * 64)
-    script = build_scripts.build(s, "green", commit="a" * 40, compose_text="services: {}\n",
+    script = building.build(s, "green", commit="a" * 40, compose_text="services: {}\n",
                            dockerfile_text="FROM x\n", previous=previous)
     r = box(script, extra_path=str(dock.parent))
     assert r.code == 0, (r.stdout, r.stderr)
@@ -616,9 +621,9 @@ def test_a_failed_build_says_so_and_tags_nothing(box):
     _, s = build_dirs(box)
     log = box.dir / "docker.log"
     dock = docker_box(box, log, build_code=1)
-    r = box(build_scripts.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d"),
+    r = box(building.build(s, "green", commit="a" * 40, compose_text="c", dockerfile_text="d"),
             extra_path=str(dock.parent))
-    assert r.code == scripts.BUILD_FAILED and r.values["error"] == "docker build failed"
+    assert r.code == BUILD_FAILED and r.values["error"] == "docker build failed"
     assert "tag" not in log.read_text()
 
 
@@ -627,10 +632,10 @@ def test_a_build_past_its_bound_is_stopped(box):
     slow = stub(box.dir / "slow", "docker", "exec sleep 30\n")
     bounded = types.SimpleNamespace(**{**vars(s), "build_timeout": 1})
     start = time.monotonic()
-    r = box(build_scripts.build(bounded, "green", commit="a" * 40, compose_text="c",
+    r = box(building.build(bounded, "green", commit="a" * 40, compose_text="c",
                           dockerfile_text="d"), extra_path=str(slow.parent))
     assert time.monotonic() - start < 15
-    assert r.code == scripts.TIMED_OUT
+    assert r.code == TIMED_OUT
     assert r.values["error"] == "docker build did not finish within BUILD_TIMEOUT=1s"
 
 
@@ -639,10 +644,10 @@ def test_start_reports_the_image_and_a_failed_start(box):
     s = dataclasses.replace(s, drain_timeout=0)
     dock = stub(box.dir / "dock", "docker",
                 'case "$1" in inspect) echo sha256:feed;; esac; exit 0\n')
-    r = box(build_scripts.start(s, "green"), extra_path=str(dock.parent))
+    r = box(building.start(s, "green"), extra_path=str(dock.parent))
     assert r.code == 0 and r.values["image"] == "sha256:feed"
-    r = box(build_scripts.start(s, "green"))  # the stub docker fails
-    assert r.code == scripts.START_FAILED
+    r = box(building.start(s, "green"))  # the stub docker fails
+    assert r.code == START_FAILED
     assert r.values["error"] == "the container did not start"
 
 
@@ -650,16 +655,16 @@ def test_restore_without_the_kept_image_starts_nothing(box):
     deploy, s = build_dirs(box)
     log = box.dir / "docker.log"
     dock = docker_box(box, log, image_known=False)
-    r = box(build_scripts.restore(s, "green", "b" * 40), extra_path=str(dock.parent))
-    assert r.code == scripts.START_FAILED
+    r = box(building.restore(s, "green", "b" * 40), extra_path=str(dock.parent))
+    assert r.code == START_FAILED
     assert r.values["error"] == f"no kept image bluegreen-shop:{'b' * 40}"
     assert log.read_text() == f"image inspect bluegreen-shop:{'b' * 40}\n"
 
 
 def test_pre_switch_runs_the_command_as_one_word_in_the_container():
     s = settings_for("hostile")
-    text = build_scripts.pre_switch(s, "green")
-    assert text.endswith(f"exec -T green sh -c {shlex.quote(build_scripts.PRE_SWITCH_WRAP)} "
+    text = building.pre_switch(s, "green")
+    assert text.endswith(f"exec -T green sh -c {shlex.quote(PRE_SWITCH_WRAP)} "
                          f"bluegreen-pre-switch 600 {shlex.quote(s.pre_switch_cmd)} 2>&1")
     args = shlex.split(text.split(" exec -T green ", 1)[1])
     assert args[:2] == ["sh", "-c"] and args[3:] == ["bluegreen-pre-switch", "600",
@@ -668,17 +673,17 @@ def test_pre_switch_runs_the_command_as_one_word_in_the_container():
 
 def test_pre_switch_is_bounded_in_the_container_and_from_the_host():
     s = dataclasses.replace(settings_for("normal"), pre_switch_timeout=90.0)
-    text = build_scripts.pre_switch(s, "blue")
+    text = building.pre_switch(s, "blue")
     assert "COMPOSE_BAKE=false timeout -k 10 110 docker compose" in text
     assert " bluegreen-pre-switch 90 " in text
-    assert 'exec timeout -k 10 "$1" sh -c "$2"' in build_scripts.PRE_SWITCH_WRAP
+    assert 'exec timeout -k 10 "$1" sh -c "$2"' in PRE_SWITCH_WRAP
 
 
 def test_pre_switch_wrapper_runs_the_command_and_bounds_it(tmp_path):
     """The wrapper as the container's sh runs it: the command's own exit
     code, and 124 when it outlives the bound."""
     def wrap(seconds, cmd):
-        return subprocess.run(["sh", "-c", build_scripts.PRE_SWITCH_WRAP, "bluegreen-pre-switch",
+        return subprocess.run(["sh", "-c", PRE_SWITCH_WRAP, "bluegreen-pre-switch",
                                str(seconds), cmd], capture_output=True, text=True, timeout=30)
     assert wrap(5, "echo migrated; exit 3").returncode == 3
     assert wrap(5, "echo migrated").stdout == "migrated\n"
@@ -687,7 +692,7 @@ def test_pre_switch_wrapper_runs_the_command_and_bounds_it(tmp_path):
 
 def test_inspect_reads_everything_in_one_script():
     s = settings_for("normal")
-    text = scripts.inspect(s, history_lines=7)
+    text = host_reading.inspect(s, history_lines=7)
     for needle in ('"$M now', '"$M deploy_dir', "cat /srv/shop/.lock/owner.json",
                    "cat /srv/shop/state.json", "cat /etc/nginx/conf.d/shop.conf",
                    f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} "
@@ -695,7 +700,7 @@ def test_inspect_reads_everything_in_one_script():
                    '"$M nginx_version'):
         assert needle in text
     assert "mkdir" not in text and "app_env" not in text and "ss -H" not in text
-    locked = scripts.inspect(s, owner_json="{}", app_env=True, listening=True)
+    locked = host_reading.inspect(s, owner_json="{}", app_env=True, listening=True)
     assert "mkdir /srv/shop/.lock" in locked and "sha256sum /srv/shop/app.env" in locked
     assert "ss -Htlnp" in locked
     # The lock is taken before anything is read.
@@ -706,33 +711,33 @@ def test_inspect_reads_everything_in_one_script():
 
 def test_small_builders():
     s = settings_for("normal")
-    assert scripts.mark("stopped") == 'echo "$M stopped"'
-    assert scripts.mark("commit", "$commit") == 'echo "$M commit $commit"'
-    assert scripts.block("x", "cat f") == (
+    assert mark("stopped") == 'echo "$M stopped"'
+    assert mark("commit", "$commit") == 'echo "$M commit $commit"'
+    assert base.block("x", "cat f") == (
         """echo "$M begin x"; cat f; printf '\\n%s end x\\n' "$M\"""")
-    assert scripts.container_state(s, "green") == scripts.block(
+    assert containers.container_state(s, "green") == base.block(
         "containers",
         f"docker container inspect --format {shlex.quote(INSPECT_FORMAT)} shop-green-1 "
         "2>/dev/null")
-    assert scripts.logs(s, "blue", 50, False) == (
+    assert containers.logs(s, "blue", 50, False) == (
         f"cd /srv/shop && {COMPOSE} logs --no-color --tail 50 blue 2>&1")
-    assert " --tail 5 --follow green " in scripts.logs(s, "green", 5, True)
-    assert scripts.history(s, 30) == "tail -n 30 /srv/shop/history.jsonl 2>/dev/null; true"
-    assert scripts.unlock_lock(s) == (
+    assert " --tail 5 --follow green " in containers.logs(s, "green", 5, True)
+    assert host_files.history(s, 30) == "tail -n 30 /srv/shop/history.jsonl 2>/dev/null; true"
+    assert locking.unlock_lock(s) == (
         "rm -f /srv/shop/.lock/owner.json; rmdir /srv/shop/.lock 2>/dev/null; true")
-    assert build_scripts.image(s, "green") == "bluegreen-shop:green"
-    text = scripts.repair_facts(s)
+    assert building.image(s, "green") == "bluegreen-shop:green"
+    text = host_reading.repair_facts(s)
     assert 'echo "$M blue_commit $(git -C /srv/shop/blue rev-parse HEAD 2>/dev/null || ' in text
     # No checkout (BUILD_ON=local): the commit label of the colour's container.
     assert "org.opencontainers.image.revision" in text and "shop-blue-1" in text
 
 
 def test_one_exit_code_per_meaning():
-    codes = [scripts.NO_DEPLOY_DIR, scripts.GIT_FAILED, scripts.BUILD_FAILED,
-             scripts.START_FAILED, scripts.NGINX_TEST_FAILED, scripts.NGINX_RELOAD_FAILED,
-             scripts.NGINX_WRITE_FAILED, scripts.STATE_WRITE_FAILED, scripts.TIMED_OUT]
+    codes = [NO_DEPLOY_DIR, GIT_FAILED, BUILD_FAILED,
+             START_FAILED, NGINX_TEST_FAILED, NGINX_RELOAD_FAILED,
+             base.NGINX_WRITE_FAILED, STATE_WRITE_FAILED, TIMED_OUT]
     assert len(set(codes)) == len(codes)
-    assert (scripts.NGINX_TEST_FAILED, scripts.NGINX_WRITE_FAILED) == (45, 47)
+    assert (NGINX_TEST_FAILED, base.NGINX_WRITE_FAILED) == (45, 47)
 
 
 # --- check-out against a real repository on disk --------------------------------
@@ -763,7 +768,7 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     s = settings_for("normal", DEPLOY_DIR=str(deploy), GIT_REPO=str(src))
 
     def deployed(branch="main", ref=None):
-        r = box(build_scripts.checkout(s, "blue", branch=branch, ref=ref), extra_path=str(real_git))
+        r = box(building.checkout(s, "blue", branch=branch, ref=ref), extra_path=str(real_git))
         assert (r.code == 0) == ("commit" in r.values), (r.values, r.stdout, r.stderr)
         return r.values.get("commit") or r.values.get("error")
 
@@ -776,7 +781,7 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     git("checkout", "-q", "main", cwd=src)
 
     assert deployed() == two
-    r = box(build_scripts.checkout(s, "blue", branch="main", ref=None), extra_path=str(real_git))
+    r = box(building.checkout(s, "blue", branch="main", ref=None), extra_path=str(real_git))
     assert r.values["subject"] == "two: the subject"
     assert deployed(branch="feature/x") == feature
     assert deployed(ref="main") == two
@@ -785,8 +790,8 @@ def test_checkout_resolves_refs_the_way_the_remote_has_them(box):
     assert deployed(ref=one[:10]) == one
     assert deployed(ref="nope") == "ref nope is not in GIT_REPO"
     assert deployed(branch="gone") == "branch gone is not in GIT_REPO"
-    r = box(build_scripts.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
-    assert r.code == scripts.GIT_FAILED
+    r = box(building.checkout(s, "blue", branch="gone", ref=None), extra_path=str(real_git))
+    assert r.code == GIT_FAILED
 
 
 def test_adopt_lock_renames_the_holder_only_while_the_lock_is_ours(tmp_path):
@@ -795,12 +800,12 @@ def test_adopt_lock_renames_the_holder_only_while_the_lock_is_ours(tmp_path):
     owner = tmp_path / ".lock" / "owner.json"
     owner.write_text(json.dumps({"host_pid": 41, "host_pid_start": 7}, sort_keys=True) + "\n")
     new = json.dumps({"host_pid": 42, "host_pid_start": 9}, sort_keys=True)
-    run_step(scripts.adopt_lock(s, 41, new))
+    run_step(adopt_lock(s, 41, new))
     assert json.loads(owner.read_text())["host_pid"] == 42
     # Another task's lock (taken over meanwhile) is left alone.
     other = json.dumps({"host_pid": 4100, "host_pid_start": 1}, sort_keys=True)
     owner.write_text(other + "\n")
-    run_step(scripts.adopt_lock(s, 41, new))
+    run_step(adopt_lock(s, 41, new))
     assert json.loads(owner.read_text())["host_pid"] == 4100
 
 
@@ -815,7 +820,7 @@ def test_a_holder_shell_left_by_its_sshd_session_is_stopped_and_its_lock_taken_o
         record = json.loads(holder(orphan.pid, proc_start(orphan.pid)))
         record["host_ppid"] = real_parent + 1  # the sshd session it was started by, now gone
         (deploy / ".lock" / "owner.json").write_text(json.dumps(record) + "\n")
-        r = box(scripts.take_lock(s, holder(4242, 77)))
+        r = box(locking.take_lock(s, holder(4242, 77)))
         assert r.values == {"lock": "taken-over", "stopped_orphan": str(orphan.pid)}, (r, open(f"/proc/{orphan.pid}/stat").read(), real_parent)
         assert orphan.wait(timeout=5) == -15  # SIGTERM, by its session
     finally:
@@ -829,14 +834,14 @@ def test_a_holder_shell_still_under_its_sshd_session_keeps_its_lock(box):
     record = json.loads(holder(os.getpid(), proc_start(os.getpid())))
     record["host_ppid"] = os.getppid()
     (deploy / ".lock" / "owner.json").write_text(json.dumps(record) + "\n")
-    assert box(scripts.take_lock(s, holder(1, 1))).values == {"lock": "held"}
+    assert box(locking.take_lock(s, holder(1, 1))).values == {"lock": "held"}
 
 
 def test_a_write_that_fails_leaves_no_temporary_behind(box):
     target = box.dir / "state.json"
     target.write_text("old\n")
     (box.dir / "state.json.tmp").symlink_to("/dev/full")  # writes fail with ENOSPC
-    r = box(scripts.write_file(str(target), "new\n") + " || echo \"$M failed yes\"")
+    r = box(base.write_file(str(target), "new\n") + " || echo \"$M failed yes\"")
     assert r.values.get("failed") == "yes" and target.read_text() == "old\n"
     assert not os.path.lexists(box.dir / "state.json.tmp")
 
@@ -864,7 +869,7 @@ def test_side_by_side_runs_at_once_and_prints_each_block(tmp_path, with_mktemp):
                 f"do sleep 0.01; n=$((n+1)); done; [ -e {meet}/{other} ] && echo met "
                 "|| echo alone")
 
-    start, finish = scripts.side_by_side({
+    start, finish = side_by_side({
         "one": f"{meeting('one', 'two')}; printf 'a\\nb\\n'",
         "two": f"{meeting('two', 'one')}; seq 1 3; false",
         "three": "printf 'no newline'",
@@ -893,7 +898,7 @@ def test_side_by_side_values_are_first_lines_as_markers(tmp_path, with_mktemp):
                                text=True).stdout.strip()
         if found.startswith("/"):
             os.symlink(found, bin_dir / tool)
-    start, finish = scripts.side_by_side(
+    start, finish = side_by_side(
         {"one": "printf 'a\\n'"},
         values={"version": "printf '1.22.1\\nsecond line\\n'", "nothing": "true",
                 "unfinished": "printf 'no newline'"})

@@ -16,9 +16,9 @@ import pytest
 
 from support.settings import make_settings
 from support.steps import run_step
+from tasks.connection.session import Session
 from tasks.errors import LOCKED, Failure
 from tasks.output import Reporter
-from tasks.session import Session
 
 
 def proc_start(pid):

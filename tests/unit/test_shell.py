@@ -1,14 +1,15 @@
-"""The task's one remote shell (tasks/shell.py), with a real local shell instead of SSH.
+"""The task's one remote shell (tasks/connection/step_shell.py), with a real local shell instead of SSH.
 
 StepReader is pure: lines in, a StepResult out. step_input is what
-RemoteShell writes to `sh -s` for each step; here several steps go
+StepShell writes to `sh -s` for each step; here several steps go
 through one local `sh -s` over pipes, as they go through one SSH channel.
 """
 
 import pytest
 
 from support.steps import M, TOKEN, read_step, run_step, run_steps
-from tasks.shell import StepReader, StepResult, step_input
+from tasks.connection.step_shell import StepReader, StepResult, StepShell, step_input
+from tasks.errors import Failure
 
 OTHER = "::ffffffffffffffff"  # another task's token
 
@@ -132,7 +133,7 @@ def test_callbacks_see_lines_and_marks_as_they_come():
     assert [s for s in seen if s[0] == "mark"] == [("mark", "commit", "abc")]
 
 
-# Was a bug (tasks/shell.py, StepReader._plain): every plain line is held back until
+# Was a bug (tasks/connection/step_shell.py, StepReader._plain): every plain line is held back until
 # the next plain line of its stream arrives (only so that a last empty line,
 # the one the end marker starts with, can be dropped). on_line so always
 # shows one line late: `fab logs --follow` (maintain.logs) keeps the newest
@@ -152,11 +153,11 @@ def test_a_result_before_the_end_is_a_failure():
     assert not reader.done and reader.result().code == 255
 
 
-# Was a bug (tasks/shell.py, StepReader.feed): inside a block every stdout line is
+# Was a bug (tasks/connection/step_shell.py, StepReader.feed): inside a block every stdout line is
 # block text, the step's own end marker too. A step that ends between
 # `begin` and `end` (killed, `exit`, a `set -u` error in the block's
 # command) prints `::<token> exit N` after a newline, but the reader takes
-# it into the block, never sets `code`, and RemoteShell.run waits forever
+# it into the block, never sets `code`, and StepShell.run waits forever
 # (most steps run without a timeout: lock, switch, record, health's
 # container check).
 def test_a_step_that_ends_inside_a_block_still_ends():
@@ -234,7 +235,7 @@ def test_step_input_shape():
     assert text.endswith("printf '\\n%s exit %d\\n' \"$M\" $?; printf '\\n%s exit\\n' \"$M\" >&2\n")
 
 
-# Was a bug (tasks/shell.py, step_input): an empty script, or one that is only
+# Was a bug (tasks/connection/step_shell.py, step_input): an empty script, or one that is only
 # comments, makes `bluegreen_step() (\n)` - a syntax error that ends a
 # non-interactive sh (dash) outright: the step gets no end marker and every
 # later step of the task is lost ("the remote shell ... ended"). A `:` line
@@ -247,8 +248,6 @@ def test_a_step_of_only_comments_is_a_step():
 def test_a_connection_cut_right_after_the_channel_opened_is_a_lost_connection():
     """The fault matrix's cut right after `connect`: the channel opened, then
     the first write met a closed socket. Exit 3 naming the loss, no traceback."""
-    from tasks.errors import Failure
-    from tasks.shell import RemoteShell
 
     class Chan:
         def exec_command(self, command):
@@ -267,7 +266,7 @@ def test_a_connection_cut_right_after_the_channel_opened_is_a_lost_connection():
     def lost(when):
         return Failure(f"lost the SSH connection to h {when}", "check the host", code=3)
 
-    shell = RemoteShell(Transport(), "h", {}, lost, open_timeout=1.0)
+    shell = StepShell(Transport(), "h", {}, lost, open_timeout=1.0)
     with pytest.raises(Failure) as err:
         shell.start()
     assert err.value.code == 3

@@ -7,9 +7,14 @@ import tarfile
 
 import pytest
 
-from tasks import localbuild, ship
+from tasks.connection.step_shell import StepResult
 from tasks.errors import Failure
-from tasks.shell import StepResult
+from tasks.flows.check import build_here_rows
+from tasks.shipping import ship
+from tasks.shipping.image_archive import write_archive
+from tasks.shipping.local_build import REVISION_LABEL, artifacts_for, commit_of
+from tasks.shipping.ship import (Shipped, chain_ids, layers_to_send, load_failed,
+                                 parse_host_layers, place_script, source_note, stream_load)
 from support.archives import saved_archive
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
@@ -22,8 +27,8 @@ def step(values=None, blocks=None):
 def test_chain_ids_follow_the_oci_image_spec():
     ab = "sha256:" + hashlib.sha256(f"{A} {B}".encode()).hexdigest()
     abc = "sha256:" + hashlib.sha256(f"{ab} {C}".encode()).hexdigest()
-    assert ship.chain_ids([A, B, C]) == [A, ab, abc]
-    assert ship.chain_ids([]) == []
+    assert chain_ids([A, B, C]) == [A, ab, abc]
+    assert chain_ids([]) == []
 
 
 def host(layer_lists, driver="overlay2", status='[["Backing Filesystem","extfs"]]',
@@ -33,14 +38,14 @@ def host(layer_lists, driver="overlay2", status='[["Backing Filesystem","extfs"]
     tags = tags or [None] * len(layer_lists)
     lines = [json.dumps({"id": f"sha256:{n:064x}", "tags": image_tags, "layers": layers})
              for n, (layers, image_tags) in enumerate(zip(layer_lists, tags))]
-    return ship.parse_host_layers(step(
+    return parse_host_layers(step(
         {"driver": driver},
         {"images": "\n".join(lines) + "\nnot json\n[]\n", "driver_status": status}), tag)
 
 
 def test_the_host_facts_are_the_chains_of_every_image():
     facts = host([[A], [A, B]])
-    assert facts.chains == frozenset(ship.chain_ids([A, B]))
+    assert facts.chains == frozenset(chain_ids([A, B]))
     assert not facts.containerd and facts.store == "overlay2 layer store"
 
 
@@ -60,25 +65,25 @@ def test_the_containerd_image_store_is_told_apart():
     facts = host([[A]], driver="overlayfs",
                  status='[["driver-type","io.containerd.snapshotter.v1"]]')
     assert facts.containerd and facts.store == "containerd image store"
-    assert ship.layers_to_send(["a/layer.tar"], [A], facts) == (set(), 1, 0)
+    assert layers_to_send(["a/layer.tar"], [A], facts) == (set(), 1, 0)
 
 
 def test_only_the_layers_the_host_lacks_are_sent():
     facts = host([[A, B]])
-    drop, sent, skipped = ship.layers_to_send(["a.tar", "b.tar", "c.tar"], [A, B, C], facts)
+    drop, sent, skipped = layers_to_send(["a.tar", "b.tar", "c.tar"], [A, B, C], facts)
     assert (drop, sent, skipped) == ({"a.tar", "b.tar"}, 1, 2)
 
 
 def test_a_layer_on_another_stack_is_not_the_same_layer():
     # The host has B only on top of C: B on top of A is another chain.
     facts = host([[C, B]])
-    assert ship.layers_to_send(["a", "b"], [A, B], facts) == (set(), 2, 0)
+    assert layers_to_send(["a", "b"], [A, B], facts) == (set(), 2, 0)
 
 
 def test_a_file_that_stands_for_a_sent_layer_stays():
     facts = host([[A]])
     # An empty layer, twice: one file for both, and the second is sent.
-    drop, sent, skipped = ship.layers_to_send(["e.tar", "e.tar"], [A, A], facts)
+    drop, sent, skipped = layers_to_send(["e.tar", "e.tar"], [A, A], facts)
     assert (drop, sent, skipped) == (set(), 1, 1)
 
 
@@ -87,7 +92,7 @@ def test_the_archive_sent_leaves_out_what_the_host_has_and_names_the_release(tmp
     assert archive.layer_paths == ("l1/layer.tar", "l2/layer.tar")
     assert archive.config_digest == "sha256:cfg"
     out = io.BytesIO()
-    ship.write_archive(archive, out, {"l1/layer.tar"}, "bluegreen-shop:abc")
+    write_archive(archive, out, {"l1/layer.tar"}, "bluegreen-shop:abc")
     out.seek(0)
     with tarfile.open(fileobj=out) as tar:
         names = tar.getnames()
@@ -98,7 +103,7 @@ def test_the_archive_sent_leaves_out_what_the_host_has_and_names_the_release(tmp
 
 
 def test_the_shipped_figures_say_what_travelled():
-    shipped = ship.Shipped(bytes=2048, layers_sent=1, layers_skipped=4, seconds=1.25,
+    shipped = Shipped(bytes=2048, layers_sent=1, layers_skipped=4, seconds=1.25,
                            store="overlay2 layer store")
     assert shipped.describe() == "2.0 KB sent, 1 layers sent, 4 skipped, in 1.2s"
     assert shipped.to_json() == {"bytes": 2048, "layers_sent": 1, "layers_skipped": 4,
@@ -106,7 +111,7 @@ def test_the_shipped_figures_say_what_travelled():
 
 
 def test_placing_tags_the_shipped_image_for_the_colour(settings):
-    script = ship.place_script(settings(APP_NAME="shop"), "green", "abc123", "name: shop\n",
+    script = place_script(settings(APP_NAME="shop"), "green", "abc123", "name: shop\n",
                                previous=("0ld", "sha256:1d"))
     assert "docker tag bluegreen-shop:abc123 bluegreen-shop:green" in script
     assert "docker tag sha256:1d bluegreen-shop:0ld" in script
@@ -115,28 +120,27 @@ def test_placing_tags_the_shipped_image_for_the_colour(settings):
 
 def test_the_commit_of_an_image_is_its_revision_label_else_its_id():
     data = {"Id": "sha256:" + "f" * 64, "Config": {"Labels": {
-        localbuild.REVISION_LABEL: "ABCDEF1234"}}}
-    assert localbuild.commit_of(data) == "abcdef1234"
-    data["Config"]["Labels"][localbuild.REVISION_LABEL] = "v1.2 (not a commit)"
-    assert localbuild.commit_of(data) == "f" * 64
-    assert localbuild.commit_of({"Id": "sha256:" + "e" * 64, "Config": {}}) == "e" * 64
+        REVISION_LABEL: "ABCDEF1234"}}}
+    assert commit_of(data) == "abcdef1234"
+    data["Config"]["Labels"][REVISION_LABEL] = "v1.2 (not a commit)"
+    assert commit_of(data) == "f" * 64
+    assert commit_of({"Id": "sha256:" + "e" * 64, "Config": {}}) == "e" * 64
 
 
 @pytest.mark.parametrize("name", ["bad name", "-x", "a" * 300, "x;id", ""])
 def test_a_bad_image_name_is_bad_input(name):
     with pytest.raises(Failure) as err:
-        localbuild.artifacts_for(name)
+        artifacts_for(name)
     assert err.value.code == 2 and "--image" in err.value.message
 
 
 def test_image_with_branch_is_bad_input(monkeypatch):
     with pytest.raises(Failure) as err:
-        localbuild.artifacts_for("shop:1", branch="main")
+        artifacts_for("shop:1", branch="main")
     assert err.value.code == 2 and "--branch" in err.value.message
 
 
 def test_check_with_build_on_local_names_the_local_docker_and_the_layer_store():
-    from tasks.preflight import build_here_rows
 
     rows = build_here_rows({"local_docker": "ok Docker 20.10, overlay2 at x", "driver": "overlay2"},
                            {"driver_status": '[["Backing Filesystem","extfs"]]'})
@@ -150,10 +154,10 @@ def test_check_with_build_on_local_names_the_local_docker_and_the_layer_store():
 
 
 def test_the_summary_line_says_where_the_image_came_from():
-    assert ship.source_note({}, "main") == "main"
-    assert ship.source_note({"build": "local", "ship": {"bytes": 3 << 20}}, "main") == \
+    assert source_note({}, "main") == "main"
+    assert source_note({"build": "local", "ship": {"bytes": 3 << 20}}, "main") == \
         "main, built here, 3.0 MB shipped"
-    assert ship.source_note({"build": "image", "image": "ci:7", "ship": {"bytes": 10}},
+    assert source_note({"build": "image", "image": "ci:7", "ship": {"bytes": 10}},
                             "main") == "image ci:7, 10 B shipped"
 
 
@@ -204,7 +208,7 @@ def test_a_host_with_a_full_disk_fails_the_ship_with_exit_1(tmp_path):
     session = FakeSession(FakeHost(("Error processing tar file(exit status 1): write "
                                     "/x: no space left on device\n", 1)))
     with pytest.raises(Failure) as err:
-        ship.stream_load(session, archive, set(), "bluegreen-shop:abc")
+        stream_load(session, archive, set(), "bluegreen-shop:abc")
     assert err.value.code == 1 and "no space left on device" in err.value.message
     assert err.value.message.startswith("the disk of prod is full")
     assert "nothing live changed" in err.value.message
@@ -212,7 +216,7 @@ def test_a_host_with_a_full_disk_fails_the_ship_with_exit_1(tmp_path):
 
 
 def test_another_load_failure_is_not_called_a_full_disk():
-    err = ship.load_failed("prod", 1, "Error response from daemon: unexpected EOF\n")
+    err = load_failed("prod", 1, "Error response from daemon: unexpected EOF\n")
     assert err.code == 1 and err.message == ("`docker load` failed on prod (exit 1): Error "
                                              "response from daemon: unexpected EOF; "
                                              "nothing live changed")

@@ -1,8 +1,8 @@
-"""tasks/ssh.py without a connection: where to connect, and how it is named."""
+"""tasks/connection/ssh.py without a connection: where to connect, and how it is named."""
 
 from support.hostkeys import OTHER_PUB, PUB
-from tasks import ssh
-from tasks.ssh import destination_label
+from tasks.connection.ssh import _known_hosts, destination_label
+from tasks.connection.tcp import QuickAckSocket, transport_with_nodelay
 
 
 def test_destination_label():
@@ -14,7 +14,6 @@ def test_destination_label():
 def test_quick_ack_socket_acknowledges_before_every_read_and_is_the_socket_otherwise():
     import socket
 
-    from tasks.tcp import QuickAckSocket, transport_with_nodelay
 
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
@@ -45,7 +44,7 @@ def test_a_known_hosts_file_is_parsed_once_per_content():
     # Twenty hosts of one run sharing ~/.ssh/known_hosts parse it once;
     # a file that changed (accept-new appended a line) is parsed again.
     text = f"[127.0.0.1]:2222 ssh-ed25519 {PUB}\n"
-    first = ssh._known_hosts(text, "/k")
-    assert ssh._known_hosts(text, "/k") is first and len(first) == 1
-    more = ssh._known_hosts(text + f"other ssh-ed25519 {OTHER_PUB}\n", "/k")
+    first = _known_hosts(text, "/k")
+    assert _known_hosts(text, "/k") is first and len(first) == 1
+    more = _known_hosts(text + f"other ssh-ed25519 {OTHER_PUB}\n", "/k")
     assert len(more) == 2 and more[0].entry.hostnames == ["[127.0.0.1]:2222"]

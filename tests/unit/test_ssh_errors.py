@@ -1,4 +1,4 @@
-"""tasks/ssh_errors.py: whatever a connection raised, as one line of cause and one of what to do."""
+"""tasks/connection/connect_errors.py: whatever a connection raised, as one line of cause and one of what to do."""
 
 import errno
 import socket
@@ -7,9 +7,9 @@ import paramiko
 import pytest
 
 from support.hostkeys import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
+from tasks.connection.connect_errors import ConnectContext, describe_connect_error
+from tasks.connection.host_keys import UnknownHostKey, parse_known_hosts
 from tasks.errors import Failure
-from tasks.hostkeys import UnknownHostKey, parse_known_hosts
-from tasks.ssh_errors import ConnectContext, describe_connect_error
 
 
 def ctx(**kw):

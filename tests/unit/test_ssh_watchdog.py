@@ -4,7 +4,7 @@ within interval x count; one that answers is left alone."""
 import threading
 import time
 
-from tasks.ssh_watchdog import REQUEST, Watchdog
+from tasks.connection.watchdog import REQUEST, Watchdog
 
 
 class FakeTransport:

@@ -6,13 +6,16 @@ import pytest
 from support.facts import SHA_GREEN, container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from support.steps import run_step
-from tasks import accesslog, cli, config as cfg
+from tasks.cli.flags import check_percent, check_release_modes, check_watch
+from tasks.commands.switching import rotate_access_log
+from tasks.configuration.values import Invalid
+from tasks.deploy.watch import Outcome, cpu_seconds, judge, read_step
 from tasks.errors import BAD_INPUT, FAILED, Failure
-from tasks.nginx import render_nginx
-from tasks.plan import plan_release, plan_switch
-from tasks.stage import (after_switch, history_note, plan_promote, qa_access, with_pending,
-                         with_promoted, with_withdrawn)
-from tasks.watch import Outcome, cpu_seconds, judge, read_step
+from tasks.model.access_log import OK, REVERT, TOO_FEW, Record, summarize, watch_verdict
+from tasks.model.nginx_file import render_nginx
+from tasks.model.pending import (after_switch, history_note, plan_promote, qa_access, with_pending,
+                                 with_promoted, with_withdrawn)
+from tasks.model.plan import plan_release, plan_switch
 
 HOST = "prod"
 
@@ -127,46 +130,46 @@ def test_history_note_shows_the_figures():
 
 @pytest.mark.parametrize("value", ["0", "100", "ten", "-5", "20.5", ""])
 def test_bad_canary_percent(value):
-    with pytest.raises(cfg.Invalid):
-        cli.check_percent(value)
+    with pytest.raises(Invalid):
+        check_percent(value)
 
 
 @pytest.mark.parametrize("value", ["-5", "0", "soon", "86401"])
 def test_bad_watch_seconds(value):
-    with pytest.raises(cfg.Invalid):
-        cli.check_watch(value)
+    with pytest.raises(Invalid):
+        check_watch(value)
 
 
 def test_no_switch_goes_with_neither_canary_nor_watch():
     with pytest.raises(Failure) as exc:
-        cli.check_release_modes(True, 10, 0, False)
+        check_release_modes(True, 10, 0, False)
     assert exc.value.code == BAD_INPUT and "--canary" in exc.value.message
-    cli.check_release_modes(True, None, 0, False)
-    cli.check_release_modes(False, 10, 30, True)
+    check_release_modes(True, None, 0, False)
+    check_release_modes(False, 10, 30, True)
     with pytest.raises(Failure):
-        cli.check_release_modes(False, 10, 0, True)  # nobody would stop the old colour
+        check_release_modes(False, 10, 0, True)  # nobody would stop the old colour
 
 
 # --- the watch --------------------------------------------------------------------
 
 
 def records(colour, n, status=200, start=1000.0, step=0.01):
-    return [accesslog.Record(start + i * step, colour, status, "GET", 0.002) for i in range(n)]
+    return [Record(start + i * step, colour, status, "GET", 0.002) for i in range(n)]
 
 
 def test_judge_reverts_on_too_many_5xx_once_enough_requests_came():
-    assert judge(records("green", 19, 500), "green", 0.05, 20) == accesslog.TOO_FEW
-    assert judge(records("green", 20, 500), "green", 0.05, 20) == accesslog.REVERT
+    assert judge(records("green", 19, 500), "green", 0.05, 20) == TOO_FEW
+    assert judge(records("green", 20, 500), "green", 0.05, 20) == REVERT
     assert judge(records("green", 100) + records("blue", 10, 500), "green", 0.05,
-                 20) == accesslog.OK
+                 20) == OK
 
 
 def test_judge_sees_a_colour_that_turns_bad_after_a_good_start():
     good = records("green", 1000, start=1000.0, step=0.05)  # 50 s of good answers
     bad = records("green", 40, 500, start=1051.0, step=0.1)  # then 4 s of 500s
-    assert accesslog.watch_verdict(accesslog.summarize(good + bad), "green", 0.05,
-                                   20) == accesslog.OK
-    assert judge(good + bad, "green", 0.05, 20) == accesslog.REVERT
+    assert watch_verdict(summarize(good + bad), "green", 0.05,
+                                   20) == OK
+    assert judge(good + bad, "green", 0.05, 20) == REVERT
 
 
 def test_cpu_seconds_from_the_marker():
@@ -175,8 +178,8 @@ def test_cpu_seconds_from_the_marker():
 
 
 def test_outcome_says_why():
-    summary = accesslog.summarize(records("green", 40, 500))
-    out = Outcome(verdict=accesslog.REVERT, new="green", old="blue", seconds=2.0,
+    summary = summarize(records("green", 40, 500))
+    out = Outcome(verdict=REVERT, new="green", old="blue", seconds=2.0,
                   summary=summary, host_cpu=0.01, detected_after_first_5xx=0.4)
     assert "40 of 40" in out.sentence(0.05, 20)
     figures = out.as_dict(0.05, 20)
@@ -203,7 +206,6 @@ def test_read_step_reads_only_new_bytes_and_notices_a_rotation(s, tmp_path):
 
 
 def test_the_access_log_is_rotated_once_over_its_bound(s, tmp_path):
-    from tasks.scripts import rotate_access_log
 
     (tmp_path / "logs").mkdir()
     log = tmp_path / "logs" / "access.log"

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from tasks.errors import FAILED
-from tasks.state import (StateError, empty_state, format_history_line, format_state,
-                         history_entry, last_failure, parse_history, parse_state,
-                         with_live, with_release)
+from tasks.model.state import (StateError, empty_state, format_history_line, format_state,
+                               history_entry, last_failure, parse_history, parse_state, with_live,
+                               with_release)
 
 AT = "2024-05-01T10:00:00+00:00"
 WHO = {"user": "ana", "machine": "laptop", "git": "Ana <ana@example.com>"}

@@ -2,7 +2,7 @@
 with what needs attention under it. Data in, text out."""
 
 from tasks.errors import FAILED, NO_CONNECTION, Failure
-from tasks.status import format_status, format_statuses
+from tasks.flows.status import format_status, format_statuses
 
 
 def colour(role, commit=None, branch="main", container="running", health="HTTP 200",

@@ -1,4 +1,4 @@
-"""The pipeline's steps and its one undo (tasks/steps.py), over a scripted session.
+"""The pipeline's steps and its one undo (tasks/deploy/steps.py), over a scripted session.
 
 The session answers each step with the StepResult a test gives it (by the
 script's builder) and records the scripts it was asked to run; probes
@@ -14,12 +14,19 @@ import pytest
 from support.facts import container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from support.steps import M, read_step
-from tasks import build_scripts, scripts, steps
-from tasks.compose import Container
+from tasks.commands import building, switching
+from tasks.commands.base import (NGINX_RELOAD_FAILED, NGINX_TEST_FAILED, NGINX_WRITE_FAILED,
+                                 START_FAILED, build_timeout)
+from tasks.commands.building import restore
+from tasks.commands.containers import logs_tail, stop
+from tasks.connection.http_channel import Response, describe_request
+from tasks.deploy import steps
+from tasks.deploy.steps import (is_progress, last_line, restore_idle, step_bound, step_failed,
+                                switch_nginx)
 from tasks.errors import Failure
-from tasks.nginx import render_nginx
+from tasks.model.compose_file import Container
+from tasks.model.nginx_file import render_nginx
 from tasks.output import Reporter
-from tasks.probe import Response, describe_request
 
 
 class Host:
@@ -86,8 +93,8 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
     commit = session.view.record("green")["commit"]
     # The switch back puts back the very file that was live.
     assert session.view.nginx_text.startswith("# bluegreen app=shop live=blue")
-    assert session.ran == [scripts.switch(s, session.view.nginx_text),
-                           build_scripts.restore(s, "green", commit)]
+    assert session.ran == [switching.switch(s, session.view.nginx_text),
+                           restore(s, "green", commit)]
     assert session.host.probes == [s.port_of("green")]  # its health, before saying so
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
     out = capsys.readouterr().out
@@ -98,13 +105,13 @@ def test_a_failed_verify_switches_back_then_restores_the_idle_colour(s, capsys):
 def test_a_colour_that_was_not_running_is_stopped_again(s, capsys):
     session = Session(s, blue_live(s, green="missing"))
     attempt(session, "start").fail(Failure("the container did not start"))
-    assert session.ran == [scripts.stop(s, "green")]
+    assert session.ran == [stop(s, "green")]
     assert "stopped green, as it was before this release" in capsys.readouterr().out
 
 
 def test_a_failed_health_gate_shows_the_colours_last_log_lines(s, capsys):
     session = Session(s, blue_live(s))
-    logs = scripts.logs_tail(s, "green")
+    logs = logs_tail(s, "green")
     session.answers[logs] = read_step(
         f"{M} begin logs\nboot\nTraceback: boom\n\n{M} end logs")
     attempt(session, "health").fail(Failure("green is not healthy"))
@@ -121,7 +128,7 @@ def test_nothing_is_undone_before_the_target_was_touched(s):
 
 def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
     view = blue_live(s)
-    switch_back = scripts.switch(s, view.nginx_text)
+    switch_back = switching.switch(s, view.nginx_text)
     session = Session(s, view, fail_on=switch_back)
     error = Failure("nginx did not serve green")
     attempt(session, "verify", switched=True).fail(error)  # never raises
@@ -130,13 +137,13 @@ def test_an_undo_that_fails_is_said_and_the_failure_still_recorded(s, capsys):
     assert session.failures == [(error, "verify", {"from_colour": "blue"})]
 
 
-# Was a bug (tasks/steps.py, Attempt.fail: `rep.line(f"could not undo everything:
+# Was a bug (tasks/deploy/steps.py, Attempt.fail: `rep.line(f"could not undo everything:
 # {undo}")`): str() of a Failure is its "error: ..." line, so the operator
 # reads "could not undo everything: error: lost the SSH connection ...";
 # the undo's message (undo.message for a Failure) is what belongs there.
 def test_an_undo_failure_is_worded_once(s, capsys):
     view = blue_live(s)
-    switch_back = scripts.switch(s, view.nginx_text)
+    switch_back = switching.switch(s, view.nginx_text)
     session = Session(s, view, fail_on=switch_back)
     attempt(session, "verify", switched=True).fail(Failure("nginx did not serve green"))
     assert "could not undo everything: lost the SSH connection to prod" in capsys.readouterr().out
@@ -145,11 +152,11 @@ def test_an_undo_failure_is_worded_once(s, capsys):
 def test_a_restore_that_fails_names_the_kept_image(s):
     session = Session(s, blue_live(s))
     commit = session.view.record("green")["commit"]
-    session.answers[build_scripts.restore(s, "green", commit)] = read_step(
+    session.answers[restore(s, "green", commit)] = read_step(
         f"{M} error no kept image bluegreen-shop:{commit}",
-        code=scripts.START_FAILED)
+        code=START_FAILED)
     with pytest.raises(Failure) as err:
-        steps.restore_idle(session, "green", session.view.containers["green"], False)
+        restore_idle(session, "green", session.view.containers["green"], False)
     assert err.value.message == (f"could not start green's previous release {commit[:12]} "
                                  f"again: no kept image bluegreen-shop:{commit}")
 
@@ -162,15 +169,15 @@ def switched(s, code, out="", error=None, stderr=""):
     text = f"{M} begin output\n{out}\n{M} end output"
     if error:
         text = f"{M} error {error}\n" + text
-    session.answers[scripts.switch(s, render_nginx(s, "green"))] = read_step(
+    session.answers[switching.switch(s, render_nginx(s, "green"))] = read_step(
         text, code=code, stderr=stderr)
     with pytest.raises(Failure) as err:
-        steps.switch_nginx(session, "green")
+        switch_nginx(session, "green")
     return err.value
 
 
 def test_a_file_nginx_never_saw_is_a_write_failure_not_an_nginx_verdict(s):
-    f = switched(s, scripts.NGINX_WRITE_FAILED, error="could not write /etc/nginx/conf.d/shop.conf",
+    f = switched(s, NGINX_WRITE_FAILED, error="could not write /etc/nginx/conf.d/shop.conf",
                  stderr="tee: /etc/nginx/conf.d/shop.conf.tmp: Permission denied")
     assert f.message == ("could not write /etc/nginx/conf.d/shop.conf on prod (USE_SUDO=false): "
                          "tee: /etc/nginx/conf.d/shop.conf.tmp: Permission denied; the old "
@@ -179,7 +186,7 @@ def test_a_file_nginx_never_saw_is_a_write_failure_not_an_nginx_verdict(s):
 
 
 def test_nginx_t_failing_names_the_emerg_line(s):
-    f = switched(s, scripts.NGINX_TEST_FAILED,
+    f = switched(s, NGINX_TEST_FAILED,
                  out="nginx: [emerg] cannot load certificate \"/c.pem\"\n"
                      "nginx: configuration file /etc/nginx/nginx.conf test failed")
     assert f.message == ("the new nginx file failed `nginx -t`; the old one is back in place: "
@@ -187,34 +194,34 @@ def test_nginx_t_failing_names_the_emerg_line(s):
 
 
 def test_a_failed_reload_says_the_old_file_is_back(s):
-    f = switched(s, scripts.NGINX_RELOAD_FAILED, out="nginx: [error] open() \"/run/nginx.pid\"")
+    f = switched(s, NGINX_RELOAD_FAILED, out="nginx: [error] open() \"/run/nginx.pid\"")
     assert f.message.startswith("`nginx -s reload` failed; the old nginx file is back in place")
 
 
 def test_a_good_switch_says_what_it_did(s, capsys):
     session = Session(s, blue_live(s))
-    steps.switch_nginx(session, "green")
-    assert session.ran == [scripts.switch(s, render_nginx(s, "green"))]
+    switch_nginx(session, "green")
+    assert session.ran == [switching.switch(s, render_nginx(s, "green"))]
     assert "nginx -> green (tested, reloaded)" in capsys.readouterr().out
 
 
 def test_within_an_attempt_a_switch_names_its_phase_and_marks_it_switched(s):
     session = Session(s, blue_live(s))
     a = attempt(session, "health", rebuilt=None)
-    steps.switch_nginx(session, "green", attempt=a)
+    switch_nginx(session, "green", attempt=a)
     assert (a.phase, a.switched) == ("switch", True)
 
 
 def test_a_switch_that_fails_is_its_phase_and_leaves_the_attempt_unswitched(s):
     session = Session(s, blue_live(s))
-    session.answers[scripts.switch(s, render_nginx(s, "green"))] = read_step(
-        "", code=scripts.NGINX_TEST_FAILED)
+    session.answers[switching.switch(s, render_nginx(s, "green"))] = read_step(
+        "", code=NGINX_TEST_FAILED)
     a = attempt(session, "health", rebuilt=None)
     with pytest.raises(Failure), a:
-        steps.switch_nginx(session, "green", attempt=a)
+        switch_nginx(session, "green", attempt=a)
     # nginx kept its old file: nothing to switch back
     assert (a.phase, a.switched) == ("switch", False) and session.ran == [
-        scripts.switch(s, render_nginx(s, "green"))]
+        switching.switch(s, render_nginx(s, "green"))]
     assert [f[1] for f in session.failures] == ["switch"]
 
 
@@ -225,13 +232,13 @@ def test_each_step_names_its_phase_once_in_the_attempt(s, monkeypatch):
     def fails(*args, **kw):
         raise Failure("nginx did not serve green")
 
-    monkeypatch.setattr(steps.health, "verify_public", fails)
+    monkeypatch.setattr(steps, "verify_public", fails)
     with pytest.raises(Failure):
         steps.verify(session, "green", attempt=a)
     assert a.phase == "verify"
     b = attempt(session, "plan", rebuilt=None)
     with pytest.raises(Failure):  # a failed build is recorded with its phase
-        session.answers[build_scripts.checkout(s, "green", branch="main", ref=None)] = \
+        session.answers[building.checkout(s, "green", branch="main", ref=None)] = \
             read_step(f"{M} error git fetch from GIT_REPO failed", code=42)
         steps.checkout(session, b, "green", SimpleNamespace(branch="main", ref=None))
     assert b.phase == "git"
@@ -243,18 +250,18 @@ def test_each_step_names_its_phase_once_in_the_attempt(s, monkeypatch):
 def test_step_failed_names_the_error_or_the_exit_and_the_last_output():
     r = read_step("Cloning...\n\n  fatal: could not read from remote  \n"
                   f"{M} error git fetch from GIT_REPO failed", code=42)
-    f = steps.step_failed(r, "git", "check GIT_REPO")
+    f = step_failed(r, "git", "check GIT_REPO")
     assert f.message == "git fetch from GIT_REPO failed; nothing live changed"
     assert f.hint == "check GIT_REPO; last output: fatal: could not read from remote"
-    f = steps.step_failed(read_step("", code=43), "build", "see above")
+    f = step_failed(read_step("", code=43), "build", "see above")
     assert (f.message, f.hint) == ("the build step failed (exit 43); nothing live changed",
                                    "see above")
 
 
 def test_last_line_prefers_what_nginx_calls_an_emergency():
-    assert steps.last_line("a\n[emerg] x\nb\n") == "[emerg] x"
-    assert steps.last_line("a\n  b  \n\n") == "b"
-    assert steps.last_line("") == steps.last_line(None) == "(no output)"
+    assert last_line("a\n[emerg] x\nb\n") == "[emerg] x"
+    assert last_line("a\n  b  \n\n") == "b"
+    assert last_line("") == last_line(None) == "(no output)"
 
 
 @pytest.mark.parametrize("line, shown", [
@@ -263,16 +270,16 @@ def test_last_line_prefers_what_nginx_calls_an_emergency():
     (" Container shop-green-1  Built", True), ("#5 0.312 compiling", False),
 ])
 def test_is_progress(line, shown):
-    assert steps.is_progress(line) is shown
+    assert is_progress(line) is shown
 
 
 def test_step_bound_is_the_hosts_bound_and_some():
-    assert steps.step_bound(make_settings()) == scripts.build_timeout(make_settings()) + 30
+    assert step_bound(make_settings()) == build_timeout(make_settings()) + 30
 
 
 def test_the_before_container_decides_restore_or_stop(s):
     # A crash-looping colour was not "running" before: it is stopped, not restored.
     session = Session(s, blue_live(s))
-    steps.restore_idle(session, "green", Container("green", "running", restart_count=3),
+    restore_idle(session, "green", Container("green", "running", restart_count=3),
                          False)
-    assert session.ran == [scripts.stop(s, "green")]
+    assert session.ran == [stop(s, "green")]

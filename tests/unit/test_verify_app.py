@@ -5,8 +5,8 @@ import pytest
 
 from support.health import Clock, Reporter, response
 from support.settings import make_settings
-from tasks.health import HealthFailure, verify_public
-from tasks.nginx import render_nginx
+from tasks.deploy.health import HealthFailure, verify_public
+from tasks.model.nginx_file import render_nginx
 
 
 class TwoApps:

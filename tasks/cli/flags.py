@@ -1,0 +1,73 @@
+"""The checks of task flags that are not settings keys (--colour, --watch...).
+
+Each returns the value it allows or raises config.Invalid, which
+check_flag turns into one line naming the flag: exit 2, before any
+connection.
+"""
+
+from ..configuration import values
+from ..configuration.settings import COLOURS, is_utf8
+from ..configuration.values import Invalid, decimal_number, whole_number
+from ..errors import BAD_INPUT, ConfigError, Failure
+
+
+def check_colour(value):
+    if value not in COLOURS:
+        raise values.Invalid("allowed: blue or green")
+    return value
+
+
+def check_seconds(value):
+    seconds = decimal_number(str(value))
+    if seconds is None or not 0 <= seconds <= 86400:
+        raise values.Invalid("allowed: a number of seconds from 0 to 86400")
+    return seconds
+
+
+def check_percent(value):
+    """--canary: a whole percentage of clients, 1 to 99."""
+    percent = whole_number(str(value))
+    if percent is None or not 1 <= percent <= 99:
+        raise values.Invalid("allowed: a whole number of percent from 1 to 99")
+    return percent
+
+
+def check_watch(value):
+    """--watch: seconds of watching, at least one."""
+    seconds = decimal_number(str(value))
+    if seconds is None or not 1 <= seconds <= 86400:
+        raise values.Invalid("allowed: a number of seconds from 1 to 86400")
+    return seconds
+
+
+def check_lines(value):
+    count = whole_number(str(value))
+    if count is None or not 1 <= count <= 100000:
+        raise values.Invalid("allowed: a whole number from 1 to 100000")
+    return count
+
+
+def check_release_modes(no_switch, percent, seconds, stop_old):
+    """--no-switch switches nothing: no canary, nothing to watch, nothing old to stop."""
+    for flag, given, allowed in (
+            ("--canary", percent, "one of --no-switch, --canary PERCENT"),
+            ("--watch", seconds, "--watch on a release that switches (or on promote)"),
+            ("--stop-old", stop_old, "--stop-old on a release that switches (or on promote)")):
+        if no_switch and given:
+            raise Failure(f"--no-switch with {flag}: a staged release switches nothing, so "
+                          f"there is nothing for {flag} to do; allowed: {allowed}",
+                          code=BAD_INPUT)
+    if percent and stop_old and not seconds:
+        raise Failure("--canary with --stop-old but no --watch: the old colour serves the "
+                      "other clients; allowed: --stop-old with --watch (stopped after a clean "
+                      "watch promotes the canary)", code=BAD_INPUT)
+
+
+def check_flag(flag, value, check):
+    """Check one task flag's value; a bad one names the flag."""
+    try:
+        if isinstance(value, str) and ("\x00" in value or not is_utf8(value)):
+            raise Invalid("allowed: UTF-8 text without NUL characters")
+        return check(value)
+    except Invalid as exc:
+        raise ConfigError(flag, value, "the command line", str(exc)) from None

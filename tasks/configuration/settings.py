@@ -1,0 +1,379 @@
+"""Settings: every configuration key, its default, its source and its check.
+
+Precedence, highest first: task flags, the process environment with the
+prefix ``BLUEGREEN_``, the host's ``env:`` block in hosts.yml, ``.env``,
+built-in defaults. Plain key names in the environment are ignored on
+purpose: OpenSSL reads ``SSL_CERT_FILE`` and CGI sets ``SERVER_NAME``.
+
+Every value is checked here (one check of tasks/configuration/values.py per key, named in
+the KEYS table), before any connection is made, and a bad one
+is reported with its key, where it came from, the value and what is allowed.
+"""
+
+import difflib
+import os
+from dataclasses import dataclass, field
+
+from ..errors import BAD_INPUT, ConfigError, Failure
+from .env_layers import ENV_FILE_VAR, environ_layer, read_env_file
+from .nginx_values import (check_asset_paths, check_maintenance_page_file,
+                           check_nginx_snippet_file, read_nginx_snippet)
+from .values import (Invalid, check_abs_path, check_app_name, check_bool, check_branch,
+                     check_build_on, check_command, check_deploy_dir, check_fraction,
+                     check_git_repo, check_health_path, check_image_ref, check_ip,
+                     check_keepalive_min_timeout, check_known_hosts_text, check_local_dir,
+                     check_local_file, check_local_path, check_network, check_nginx_duration,
+                     check_nginx_size, check_non_negative_int, check_optional_abs_path,
+                     check_optional_command, check_port, check_positive_int, check_positive_number,
+                     check_private_key, check_server_name, check_size_bytes, check_timeout_seconds)
+
+COLOURS = ("blue", "green")
+
+
+
+# Values that must never appear in output, errors or history.
+SECRET_KEYS = frozenset({"DEPLOY_SSH_KEY"})
+# Values that are text blocks by nature; every other value is one line.
+MULTILINE_KEYS = frozenset({"DEPLOY_SSH_KEY", "DEPLOY_KNOWN_HOSTS"})
+
+
+# --- the keys: one row each; defaults, checks and docs are read from here ---
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its name, built-in default, check and meaning."""
+
+    name: str
+    default: str  # as written in .env
+    check: object  # text -> typed value (the Settings attribute); raises Invalid
+    meaning: str  # one line, for an operator
+    shown: str = None  # the default as docs/configuration.md shows it, when not the value itself
+    example: str = None  # what .env.example sets, when not the default
+
+    @property
+    def attribute(self):
+        """The Settings attribute that holds the checked value."""
+        return self.name.lower()
+
+    def documented_default(self):
+        """The default column of docs/configuration.md's key table."""
+        if self.shown:
+            return self.shown
+        return f"`{self.default}`" if self.default else "empty"
+
+
+def _optional(check):
+    return lambda v: check(v) if v else ""
+
+
+KEYS = (
+    # the seed's eight keys first
+    Key("APP_CMD", "", check_optional_command,
+        "command the container runs; empty keeps the image's own CMD"),
+    Key("APP_PORT", "8080", check_port, "port the app listens on inside its container"),
+    Key("BLUE_BRANCH", "main", check_branch, "branch blue starts from"),
+    Key("GREEN_BRANCH", "main", check_branch, "branch green starts from"),
+    Key("GIT_REPO", "", _optional(check_git_repo),
+        "what the host clones: a URL, user@host:path or a path on the host",
+        shown="required", example="https://github.com/example/app.git"),
+    Key("SERVER_NAME", "_", check_server_name, "nginx server_name: _ or host names"),
+    Key("SSL_CERT_FILE", "", check_optional_abs_path, "certificate path on the host"),
+    Key("SSL_KEY_FILE", "", check_optional_abs_path, "private key path on the host"),
+    Key("APP_NAME", "app", check_app_name,
+        "names the deploy dir, compose project and nginx file"),
+    Key("PUBLIC_PORT", "8080", check_port, "port nginx listens on for clients"),
+    Key("BLUE_PORT", "8081", check_port, "host port of blue"),
+    Key("GREEN_PORT", "8082", check_port, "host port of green"),
+    Key("BIND_ADDRESS", "127.0.0.1", check_ip, "where the colour ports are published"),
+    Key("DOCKER_NETWORK", "bridge", check_network, "bridge or host networking"),
+    Key("SSL_PORT", "443", check_port, "HTTPS port"),
+    Key("DEPLOY_DIR", "", _optional(check_deploy_dir),
+        "everything the tool keeps on the host for this app",
+        shown="`/srv/<APP_NAME>`"),
+    Key("HEALTH_PATH", "/", check_health_path, "path probed on the new colour"),
+    Key("HEALTH_TIMEOUT", "60", check_positive_number,
+        "seconds before a release is abandoned"),
+    Key("HEALTH_INTERVAL", "1", check_positive_number, "seconds between probes"),
+    Key("HEALTH_PASSES", "2", check_positive_int, "good answers needed in a row"),
+    Key("NGINX_CONF_DIR", "/etc/nginx/conf.d", check_abs_path,
+        "where <APP_NAME>.conf goes"),
+    Key("NGINX_TEST_CMD", "nginx -t", check_command, "run before every reload"),
+    Key("NGINX_RELOAD_CMD", "nginx -s reload", check_command, "the graceful reload"),
+    Key("COMPOSE_CMD", "docker compose", check_command, "Docker Compose v2"),
+    Key("APP_ENV_FILE", "", check_local_file,
+        "local file with the app's runtime secrets"),
+    Key("USE_SUDO", "false", check_bool, "run nginx and files outside DEPLOY_DIR with sudo"),
+    Key("KNOWN_HOSTS", "~/.ssh/known_hosts", check_local_path,
+        "host keys the SSH connection is checked against"),
+    Key("DEPLOY_SSH_KEY", "", check_private_key, "private key text, for CI jobs"),
+    Key("DEPLOY_KNOWN_HOSTS", "", check_known_hosts_text, "known_hosts lines, for CI jobs"),
+    Key("PRE_SWITCH_CMD", "", check_optional_command,
+        "run in the new colour's container before the switch"),
+    Key("STOP_TIMEOUT", "10", check_non_negative_int, "seconds a container gets to stop"),
+    Key("CONNECT_TIMEOUT", "10", check_positive_number,
+        "seconds to wait for the SSH connection"),
+    Key("DRAIN_TIMEOUT", "30", check_non_negative_int,
+        "seconds old nginx workers get before a colour is stopped"),
+    Key("KEEPALIVE_MIN_TIMEOUT", "auto", check_keepalive_min_timeout,
+        "nginx keepalive_min_timeout: auto (5s on nginx 1.27.4+), a duration, or off"),
+    Key("CLIENT_MAX_BODY_SIZE", "10m", check_nginx_size,
+        "nginx client_max_body_size for the app (0 = unlimited)"),
+    Key("PROXY_READ_TIMEOUT", "60s", check_nginx_duration,
+        "nginx proxy_read_timeout and proxy_send_timeout for the app"),
+    Key("NGINX_SNIPPET_FILE", "", check_nginx_snippet_file,
+        "local file whose content goes inside the app's server block"),
+    Key("KEEP_RELEASES", "5", check_positive_int, "release images kept per app"),
+    Key("MIN_FREE_DISK", "2g", check_size_bytes,
+        "check fails below this much free space for the app's images"),
+    Key("WATCH_MAX_ERROR_RATE", "0.05", check_fraction,
+        "share of 5xx from the new colour that makes --watch revert"),
+    Key("WATCH_MIN_REQUESTS", "20", check_positive_int,
+        "requests to the new colour needed before --watch judges"),
+    Key("BUILD_TIMEOUT", "30m", check_timeout_seconds,
+        "bound on check-out, build and start"),
+    Key("BUILD_ON", "host", check_build_on,
+        "host: the host checks out and builds; local: this machine builds and ships the image"),
+    Key("LOCAL_BUILD_DIR", "~/.cache/bluegreen", check_local_dir,
+        "local checkouts for BUILD_ON=local, one per app"),
+    Key("PRE_SWITCH_TIMEOUT", "10m", check_timeout_seconds,
+        "bound on PRE_SWITCH_CMD; past it the release aborts like a failed migration"),
+    Key("CLOJURE_BASE_IMAGE", "clojure:temurin-21-tools-deps", check_image_ref,
+        "FROM of the Dockerfile rendered for repositories without one"),
+    Key("ASSET_PATHS", "/assets/ /static/ /packs/ /_next/static/", check_asset_paths,
+        "path prefixes whose 404 on the live colour is asked of the other colour"),
+    Key("MAINTENANCE_PAGE_FILE", "", check_maintenance_page_file,
+        "local HTML file served with 503 while maintenance is on"),
+    Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
+        "seconds in the Retry-After header of the maintenance answer"),
+)
+KEY_BY_NAME = {key.name: key for key in KEYS}
+CHECKS = {key.name: key.check for key in KEYS}
+
+
+def global_defaults():
+    """Every key with its built-in default, in the table's order."""
+    return {key.name: key.default for key in KEYS}
+
+
+# Settings fields that are not keys; every other field is one row of KEYS
+# (tests/unit/test_config.py checks the two agree).
+NOT_KEYS = frozenset({"nginx_snippet", "origins"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one app on one host."""
+
+    app_cmd: str
+    app_port: int
+    blue_branch: str
+    green_branch: str
+    git_repo: str
+    server_name: str
+    ssl_cert_file: str
+    ssl_key_file: str
+    app_name: str
+    public_port: int
+    blue_port: int
+    green_port: int
+    bind_address: str
+    docker_network: str
+    ssl_port: int
+    deploy_dir: str
+    health_path: str
+    health_timeout: float
+    health_interval: float
+    health_passes: int
+    nginx_conf_dir: str
+    nginx_test_cmd: str
+    nginx_reload_cmd: str
+    compose_cmd: str
+    app_env_file: str
+    use_sudo: bool
+    known_hosts: str
+    deploy_ssh_key: str = field(repr=False)  # a secret: never in a repr or traceback
+    deploy_known_hosts: str
+    pre_switch_cmd: str
+    stop_timeout: int
+    connect_timeout: float
+    drain_timeout: int
+    keepalive_min_timeout: str  # "auto", "off" or an nginx duration
+    client_max_body_size: str  # nginx size text, lower case
+    proxy_read_timeout: str  # nginx duration text
+    nginx_snippet_file: str
+    keep_releases: int
+    min_free_disk: int  # bytes
+    watch_max_error_rate: float
+    watch_min_requests: int
+    build_timeout: float  # seconds
+    build_on: str  # "host" or "local"
+    local_build_dir: str  # absolute, ~ expanded
+    pre_switch_timeout: float  # seconds
+    clojure_base_image: str
+    asset_paths: tuple  # URL path prefixes; () turns bridging off
+    maintenance_page_file: str
+    maintenance_retry_after: int
+    # Not keys: what loading found beside the values.
+    nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
+    origins: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def ssl(self):
+        return bool(self.ssl_cert_file and self.ssl_key_file)
+
+    @property
+    def host_header(self):
+        """The Host header probes send: the first server name, as a client would."""
+        first = self.server_name.split()[0]
+        return "localhost" if first == "_" or first.startswith("*") else first
+
+    @property
+    def upstream_address(self):
+        """Where nginx reaches a colour's port on the host."""
+        if self.docker_network == "host" or self.bind_address in ("0.0.0.0", "::"):
+            return "127.0.0.1"
+        return f"[{self.bind_address}]" if ":" in self.bind_address else self.bind_address
+
+    @property
+    def nginx_file(self):
+        return f"{self.nginx_conf_dir}/{self.app_name}.conf"
+
+    @property
+    def access_log_path(self):
+        """Where nginx writes this app's requests (the directory must exist before `nginx -t`)."""
+        return f"{self.deploy_dir}/logs/access.log"
+
+    def port_of(self, colour):
+        return {"blue": self.blue_port, "green": self.green_port}[colour]
+
+    def branch_of(self, colour):
+        return {"blue": self.blue_branch, "green": self.green_branch}[colour]
+
+    def public(self):
+        """The settings an operator may see (status, history, --json): no secrets."""
+        out = {}
+        for key in KEYS:
+            if key.name in SECRET_KEYS:
+                continue
+            out[key.name] = getattr(self, key.attribute)
+        return out
+
+
+def other(colour):
+    return "green" if colour == "blue" else "blue"
+
+
+# --- loading ---
+
+
+def unknown_key_error(key, origin):
+    guess = difflib.get_close_matches(key, global_defaults(), n=1)
+    hint = f"did you mean {guess[0]}?" if guess else "see .env.example for every key"
+    return Failure(f"unknown key {key} in {origin}", hint, code=BAD_INPUT)
+
+
+def describe(key, value):
+    if key in SECRET_KEYS:
+        return "<hidden>"
+    return value
+
+
+def merge_layers(layers):
+    """Apply layers lowest first; return {key: (raw value, origin)}."""
+    merged = {k: (v, "the built-in default") for k, v in global_defaults().items()}
+    for layer in layers:
+        for key, value in layer.values.items():
+            origin = layer.origin.replace("{key}", key)
+            if key not in merged:
+                raise unknown_key_error(key, origin)
+            merged[key] = (value, origin)
+    return merged
+
+
+def check_all(merged, require_repo=True):
+    """Check every value and the rules between values; build Settings."""
+    typed, origins = {}, {}
+    for key, (raw, origin) in merged.items():
+        raw = "" if raw is None else str(raw)
+        origins[key] = origin
+        if key in SECRET_KEYS:
+            # Do not put the text of a key into messages.
+            shown = "<hidden>"
+        else:
+            shown = raw
+        if "\x00" in raw or (("\n" in raw or "\r" in raw) and key not in MULTILINE_KEYS):
+            raise ConfigError(key, shown, origin,
+                              "allowed: a single line (no newlines or NUL characters)")
+        if not is_utf8(raw):
+            raise ConfigError(key, shown, origin, "allowed: UTF-8 text (the environment "
+                              "holds bytes that are not)")
+        try:
+            typed[key] = CHECKS[key](raw)
+        except Invalid as exc:
+            raise ConfigError(key, shown, origin, str(exc)) from None
+
+    def fail(key, why):
+        raise ConfigError(key, merged[key][0], origins[key], why)
+
+    if not typed["DEPLOY_DIR"]:
+        typed["DEPLOY_DIR"] = f"/srv/{typed['APP_NAME']}"
+        origins["DEPLOY_DIR"] = "the built-in default (/srv/<APP_NAME>)"
+    if require_repo and not typed["GIT_REPO"]:
+        raise Failure(
+            "GIT_REPO is not set: the host needs to know what to clone",
+            "set GIT_REPO in .env (a URL, user@host:path or a path on the host)",
+            code=BAD_INPUT)
+    if bool(typed["SSL_CERT_FILE"]) != bool(typed["SSL_KEY_FILE"]):
+        missing = "SSL_KEY_FILE" if typed["SSL_CERT_FILE"] else "SSL_CERT_FILE"
+        present = "SSL_CERT_FILE" if missing == "SSL_KEY_FILE" else "SSL_KEY_FILE"
+        fail(present, f"{missing} must be set too (HTTPS needs both or neither)")
+    ports = ["PUBLIC_PORT", "BLUE_PORT", "GREEN_PORT"]
+    if typed["SSL_CERT_FILE"]:
+        ports.append("SSL_PORT")
+    seen = {}
+    for key in ports:
+        if typed[key] in seen:
+            first = seen[typed[key]]
+            fail(key, f"allowed: a port no other key uses ({first} from "
+                      f"{origins[first]} is {typed[key]} too)")
+        seen[typed[key]] = key
+    try:
+        snippet = read_nginx_snippet(typed["NGINX_SNIPPET_FILE"])
+    except Invalid as exc:
+        fail("NGINX_SNIPPET_FILE", str(exc))
+    return Settings(**{KEY_BY_NAME[k].attribute: v for k, v in typed.items()},
+                    nginx_snippet=snippet, origins=origins)
+
+
+def load_settings(env_file=None, host_layer=None, flags=None, environ=None,
+                  require_repo=True):
+    """Settings for one host: .env < hosts.yml env: < BLUEGREEN_* < flags.
+
+    ``host_layer`` is a Layer from the inventory (or None); ``flags`` is a
+    Layer of task flags that map to keys.
+    """
+    environ = os.environ if environ is None else environ
+    named = env_file or environ.get(ENV_FILE_VAR)
+    if named and not os.path.exists(named):
+        # A mistyped name must not silently deploy the built-in defaults.
+        raise Failure(f"{ENV_FILE_VAR} names {named}, which does not exist",
+                      "copy .env.example there, or unset it", code=BAD_INPUT)
+    env_file = named or ".env"
+    layers = [read_env_file(env_file)]
+    if host_layer is not None:
+        layers.append(host_layer)
+    layers.append(environ_layer(environ))
+    if flags is not None:
+        layers.append(flags)
+    return check_all(merge_layers(layers), require_repo=require_repo)
+
+
+def is_utf8(text):
+    """False for text with bytes the locale could not decode (os.environ and
+    sys.argv keep them as lone surrogates): they cannot be sent anywhere."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

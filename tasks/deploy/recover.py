@@ -1,0 +1,75 @@
+"""After a stale lock is taken over: put back an idle colour its dead holder left half-done.
+
+A task killed part-way (fab killed, the laptop gone) cannot run its own
+undo (``steps.Attempt.fail``): a release killed after its start step
+leaves the idle colour running an unrecorded build, perhaps not even
+healthy, and `rollback` would switch to it. The task that takes the lock
+over compares each idle colour's container with state.json and starts
+the recorded release's kept image again where they differ (no git, no
+build), so the host is as the record says before that task plans.
+"""
+
+from dataclasses import dataclass
+
+from ..commands import building, containers
+from ..commands.base import build_timeout
+from ..model.pending import canary_of
+from .health import gate
+
+
+@dataclass(frozen=True)
+class Drift:
+    colour: str
+    commit: str  # the recorded release to start again; None: none, stop what runs
+    found: str  # what the container runs (image id), or its state
+
+
+def unrecorded_idle(view):
+    """Idle colours whose container is not the recorded release's (pure)."""
+    serving = {view.live} | ({canary_of(view)[0]} if canary_of(view) else set())
+    found = []
+    for colour, container in view.containers.items():
+        record = view.record(colour)
+        if colour in serving:
+            continue
+        if not record.get("commit"):
+            # Never released: whatever runs there is a dead task's unrecorded build.
+            if container.state in ("running", "restarting"):
+                found.append(Drift(colour, None, container.image or container.state))
+            continue
+        if record.get("image") and (container.state == "missing"
+                                    or container.image != record["image"]):
+            found.append(Drift(colour, record["commit"],
+                               container.image or container.state))
+    return found
+
+
+def restore_unrecorded(session, view):
+    """Start each drifted idle colour's recorded release again and wait for its
+    health. Says what it did; a failure is a warning (the task goes on, its
+    own plan decides what that colour is used for). The Session runs it after
+    a takeover of the lock (cli/on_hosts.py hands it over)."""
+    s, rep = session.settings, session.reporter
+    bound = build_timeout(s) + 30
+    for drift in unrecorded_idle(view):
+        if drift.commit is None:
+            rep.line(f"{drift.colour} runs a build that was never recorded (the task that "
+                     "held the lock died part-way) and had no release before: stopping it")
+            session.run(containers.stop(s, drift.colour))
+            continue
+        with rep.phase("restore") as ph:
+            rep.line(f"{drift.colour} does not run its recorded release {drift.commit[:12]} "
+                     "(the task that held the lock died part-way): starting it again")
+            result = session.run(building.restore(s, drift.colour, drift.commit),
+                                 timeout=bound)
+            if result.code != 0:
+                ph.detail = "FAILED"
+                rep.line(f"warning: could not start {drift.colour}'s release "
+                         f"{drift.commit[:12]} again: {result.values.get('error') or result.code}")
+                continue
+            try:
+                ph.detail = gate(session.host, s, drift.colour, rep)
+            except Exception as exc:  # the task goes on; status shows the colour
+                ph.detail = "not healthy"
+                rep.line(f"warning: {drift.colour} is not healthy after its restart: "
+                         f"{getattr(exc, 'message', exc)}")

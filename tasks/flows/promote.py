@@ -1,0 +1,38 @@
+"""fab promote: everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
+
+from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
+from ..model.pending import pending_source, plan_promote
+from .watched import watch_release
+
+
+def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
+    """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
+    (not again for a canary), switch, verify, record."""
+    rep, name = session.reporter, session.name
+    session.connect()
+    with session.locked(wait=wait_lock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            p = plan_promote(view, name)
+            record = view.record(p.to)
+            branch, ref, follows = pending_source(record)
+            attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
+                                  ref=ref, follows=follows if follows != branch else None,
+                                  was=p.kind, percent=p.percent)
+            healthy_now(session, attempt, p.to)
+            if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
+                pre_switch(session, attempt, p.to)
+            state = switch_everyone(session, attempt, view.state, p.to,
+                                    nginx_version=view.nginx_version)
+        rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
+                 "everyone is on it")
+        figures = None
+        if watch_seconds and p.live:  # revert (raises), or keep
+            figures = watch_release(session, state, new=p.to, old=p.live,
+                                    seconds=watch_seconds, fields=attempt.fields, before=record)
+        stopped = stop_old_colour(session, p.live, stop_old, figures)
+        if p.live and not stopped:
+            rep.line(f"{p.live} keeps running for `fab -H {name} rollback`")
+    return session.summary("promoted", live=p.to, previous=p.live, was=p.kind,
+                           percent=p.percent, commit=record.get("commit"), branch=branch,
+                           **({"watch": figures} if figures else {}),
+                           stopped=p.live if stopped else None)

@@ -1,0 +1,104 @@
+"""release --no-switch (a staged colour) and release --canary (a share of clients).
+
+Both share their steps up to the new colour's health (``bring_up_idle``)
+and its record (``record_pending``). A failure before the record reaches
+``Attempt.fail`` as in a release.
+"""
+
+from ..deploy.health import verify_canary
+from ..deploy.steps import Attempt, bring_up, built_fields, pre_switch, switch_nginx
+from ..model.lock_owner import describe_who
+from ..model.pending import plan_canary, qa_access, with_pending
+from ..model.plan import plan_release
+from ..model.state import bypass_headers, format_state
+from .watched import watch_canary
+
+
+def release_staged(session, request):
+    """release --no-switch: build and health-check the idle colour, switch
+    nothing, record it staged. Returns the summary dict; raises Failure."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    with session.locked(wait=request.wait_lock, force_unlock=request.force_unlock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            plan, commit, image = bring_up_idle(session, attempt, view, request)
+
+            record_pending(session, attempt, view, plan, "staged", commit, image)
+        qa = qa_access(s, name, plan.target)
+        rep.line(f"staged {plan.target}: {commit[:12]} ({plan.source}); {qa}; nothing "
+                 f"switched: {plan.live or 'nothing'} stays live; then: fab -H {name} promote")
+    return session.summary("staged", **idle_fields(session, attempt, plan, commit, image),
+                           qa=qa)
+
+
+def release_canary(session, request):
+    """release --canary: build and health-check the idle colour, send ``percent``
+    % of clients to it, record it; with --watch, promote it when clean (or
+    revert). Returns the summary dict; raises Failure."""
+    s, rep, name = session.settings, session.reporter, session.name
+    percent, watch_seconds = request.percent, request.watch_seconds
+    session.connect()
+    with session.locked(wait=request.wait_lock, force_unlock=request.force_unlock) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            plan, commit, image = bring_up_idle(session, attempt, view, request)
+            target = plan.target
+
+            # The canary's clients meet the new version now: its migrations first.
+            pre_switch(session, attempt, target)
+            switch_nginx(session, plan.live, nginx_version=view.nginx_version,
+                         canary=(target, percent), attempt=attempt)
+            with attempt.step("verify") as ph:
+                ph.detail = verify_canary(session.host, s, plan.live, target, rep,
+                                                 headers=bypass_headers(view.state))
+
+            state = record_pending(session, attempt, view, plan, "canary", commit, image,
+                                   percent=percent)
+        rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {percent}% of "
+                 f"clients (sticky per client); {plan.live} serves the rest")
+        figures = None
+        if watch_seconds:  # revert (raises), promote when clean, or leave it running
+            figures = watch_canary(session, state, new=target, old=plan.live,
+                                   seconds=watch_seconds, fields=attempt.fields,
+                                   stop_old=request.stop_old, before=view.record(target))
+        else:
+            rep.line(f"then: fab -H {name} promote (everyone to {target}) or fab -H {name} "
+                     f"rollback (everyone back to {plan.live})")
+    promoted = bool(figures and figures["promoted"])
+    return session.summary("promoted" if promoted else "canary",
+                           **idle_fields(session, attempt, plan, commit, image,
+                                         live=target if promoted else plan.live),
+                           percent=percent, **({"watch": figures} if figures else {}))
+
+
+def bring_up_idle(session, attempt, view, request):
+    """What a staged release and a canary share up to the new colour's health:
+    plan (a canary needs a live colour), secrets, check out or ship, build,
+    start, health gate. Returns (plan, commit, image id)."""
+    s, name = session.settings, session.name
+    plan = plan_release(view, s, name, branch=request.branch, ref=request.ref)
+    plan_canary(view, name, request.percent)
+    attempt.fields.update(to_colour=plan.target, **plan.history_fields)
+    session.upload_app_env()
+
+    commit, image = bring_up(session, attempt, plan, request.made_here(s))
+    return plan, commit, image
+
+
+def record_pending(session, attempt, view, plan, pending, commit, image, percent=None):
+    """Record the new colour as ``pending`` (staged or canary): state.json and
+    history, one step. Returns the new state."""
+    state = with_pending(view.state, plan.target, pending, branch=plan.record_branch,
+                         commit=commit, image=image, who=describe_who(session.who),
+                         ref=plan.ref, percent=percent, deployed=plan.branch)
+    with attempt.step("record") as ph:
+        session.record(format_state(state), session.history_line(
+            pending, percent=percent, **attempt.fields))
+        ph.detail = "state.json, history"
+    return state
+
+
+def idle_fields(session, attempt, plan, commit, image, live=None):
+    """The summary's fields of a release into the idle colour (staged or canary)."""
+    return {"live": live or plan.live, "target": plan.target, "branch": plan.branch,
+            "ref": plan.ref, "commit": commit, "image": image,
+            "port": session.settings.port_of(plan.target), **built_fields(attempt)}

@@ -1,0 +1,36 @@
+"""fab rollback and fab switch --to: one good health answer, then switch, verify, record."""
+
+from ..deploy.steps import Attempt, go_live, healthy_now
+from ..model.pending import after_switch, canary_of
+from ..model.plan import plan_switch
+from ..model.state import build_of, source_of
+
+
+def switch(session, to=None, *, wait_lock=0.0):
+    """rollback (to=None: the other colour) and switch --to: steps 7-9 after
+    one good health answer from the colour switched to."""
+    s, rep, name = session.settings, session.reporter, session.name
+    session.connect()
+    with session.locked(wait=wait_lock, ports=False) as view:
+        with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
+            to = plan_switch(view, s, name, to)
+            record = view.record(to)
+            canary = canary_of(view)
+            if canary and to == view.live:
+                # Everyone back from the canary: history says from which colour.
+                attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
+            build = build_of(record)
+            attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
+                                  commit=record.get("commit"))
+
+            healthy_now(session, attempt, to)
+
+            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
+                    unlock=True)  # the record step drops the lock too
+    summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
+                              branch=build["branch"])
+    rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
+            "promote` still can)" if to == view.live else f"{view.live} keeps running")
+    rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
+             f"{source_of(record) or ''}) in {summary['seconds']:.1f}s; {rest}")
+    return summary

@@ -1,0 +1,99 @@
+"""The compose file, and what `docker inspect` says of each colour's container."""
+
+import json
+from dataclasses import dataclass
+
+from ..configuration.settings import COLOURS
+from .templating import render_template, yaml_string
+
+
+def render_compose(settings):
+    """The whole compose file: services blue and green, project APP_NAME."""
+    bind = settings.bind_address
+    if ":" in bind:
+        bind = f"[{bind}]"
+    # Compose interpolates $VAR in the file; the command is the app's own.
+    app_cmd = yaml_string(settings.app_cmd.replace("$", "$$")) if settings.app_cmd else ""
+    return render_template("compose.yml.j2", s=settings, colours=COLOURS,
+                           bind=bind, app_cmd=app_cmd)
+
+
+def render_clojure_dockerfile(settings):
+    return render_template("Dockerfile.clojure.j2", s=settings)
+
+
+def container_name(settings, colour):
+    """Compose's name for the colour's one container."""
+    return f"{settings.app_name}-{colour}-1"
+
+
+@dataclass(frozen=True)
+class Container:
+    """One colour's container as `docker inspect` describes it."""
+
+    colour: str
+    state: str  # running, restarting, exited, created, ... or "missing"
+    exit_code: int = 0
+    restart_count: int = 0
+    image: str = ""
+    started_at: str = ""
+
+    @property
+    def running(self):
+        return self.state == "running" and self.restart_count == 0
+
+    @property
+    def crashed(self):
+        """Exited, or crash-looping under its restart policy."""
+        return self.state in ("exited", "dead") or self.state == "restarting" or (
+            self.state == "running" and self.restart_count > 0)
+
+    def describe(self):
+        if self.state == "missing":
+            return "no container"
+        restarts = f" after {times(self.restart_count)}" if self.restart_count else ""
+        if self.state in ("exited", "dead"):
+            return f"stopped (exit code {self.exit_code}{restarts})"
+        if self.state == "restarting":
+            # Between two starts Docker's ExitCode is the exit code of the run that ended.
+            return (f"crash-looping (restarted {times(self.restart_count)}, "
+                    f"last exit code {self.exit_code})")
+        if self.restart_count:
+            # Running again after a restart: Docker resets ExitCode to 0 when the
+            # container starts, so the code of the run that crashed is gone.
+            return (f"crash-looping (restarted {times(self.restart_count)}; running again, "
+                    "so Docker no longer shows the last exit code)")
+        return self.state
+
+
+def times(count):
+    return "once" if count == 1 else f"{count} times"
+
+
+INSPECT_FORMAT = (
+    '{"name":{{json .Name}},"state":{{json .State.Status}},'
+    '"exit":{{.State.ExitCode}},"restarts":{{.RestartCount}},'
+    '"image":{{json .Image}},"started":{{json .State.StartedAt}}}'
+)
+
+
+def parse_inspect(output, settings):
+    """Containers by colour from `docker inspect --format INSPECT_FORMAT` lines."""
+    found = {}
+    names = {f"/{container_name(settings, c)}": c for c in COLOURS}
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        colour = names.get(data.get("name"))
+        if colour:
+            found[colour] = Container(
+                colour=colour, state=data.get("state") or "unknown",
+                exit_code=int(data.get("exit") or 0),
+                restart_count=int(data.get("restarts") or 0),
+                image=data.get("image") or "", started_at=data.get("started") or "")
+    return {c: found.get(c, Container(colour=c, state="missing")) for c in COLOURS}
