@@ -22,7 +22,8 @@ from tasks.cli.flags import check_flag
 from tasks.configuration import values
 from tasks.configuration.env_layers import Layer
 from tasks.configuration.inventory import Inventory, parse_inventory
-from tasks.configuration.settings import KEY_BY_NAME, KEYS, check_all, load_settings, merge_layers
+from tasks.configuration.keys import KEY_BY_NAME, KEYS
+from tasks.configuration.settings import check_all, load_settings, merge_layers
 from tasks.configuration.values import (Invalid, check_fraction, check_keepalive_min_timeout,
                                         check_nginx_duration, check_nginx_size,
                                         check_non_negative_int, check_port, check_positive_int,

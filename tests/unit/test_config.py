@@ -12,11 +12,12 @@ from dotenv import dotenv_values
 from support.checkout import REPO
 from support.settings import make_settings
 from tasks.cli.flags import check_flag
-from tasks.configuration import settings
+from tasks.configuration import keys
 from tasks.configuration.env_layers import ENV_FILE_VAR, ENV_PREFIX, HOSTS_FILE_VAR, Layer
 from tasks.configuration.inventory import parse_inventory
-from tasks.configuration.settings import (CHECKS, NOT_KEYS, Key, Settings, check_all,
-                                          global_defaults, load_settings, merge_layers)
+from tasks.configuration.keys import CHECKS, Key
+from tasks.configuration.settings import (NOT_KEYS, Settings, check_all, global_defaults,
+                                          load_settings, merge_layers, other)
 from tasks.configuration.values import (Invalid, check_branch, check_positive_int, check_ref,
                                         duration_seconds)
 from tasks.errors import BAD_INPUT, ConfigError, Failure
@@ -55,12 +56,12 @@ def test_defaults_when_nothing_is_set(tmp_path, monkeypatch):
 
 
 def test_every_key_has_a_check_and_a_field():
-    keys = [key.name for key in settings.KEYS]
-    assert len(set(keys)) == len(keys), "a key listed twice"
-    assert list(global_defaults()) == keys and list(CHECKS) == keys
+    names = [key.name for key in keys.KEYS]
+    assert len(set(names)) == len(names), "a key listed twice"
+    assert list(global_defaults()) == names and list(CHECKS) == names
     fields = set(Settings.__dataclass_fields__) - NOT_KEYS
-    assert fields == {key.attribute for key in settings.KEYS}
-    assert keys[:8] == ["APP_CMD", "APP_PORT", "BLUE_BRANCH", "GREEN_BRANCH",
+    assert fields == {key.attribute for key in keys.KEYS}
+    assert names[:8] == ["APP_CMD", "APP_PORT", "BLUE_BRANCH", "GREEN_BRANCH",
                         "GIT_REPO", "SERVER_NAME", "SSL_CERT_FILE", "SSL_KEY_FILE"]
 
 
@@ -71,7 +72,7 @@ def test_every_default_passes_its_check_into_the_fields_type():
             continue
         value = getattr(s, name)
         assert type(value) is field.type, (name, value, field.type)
-    assert all(key.meaning and "\n" not in key.meaning for key in settings.KEYS)
+    assert all(key.meaning and "\n" not in key.meaning for key in keys.KEYS)
 
 
 def test_each_source_overrides_the_one_below(tmp_path):
@@ -208,7 +209,7 @@ def test_typed_values_and_derived_properties():
     assert s.nginx_file == "/etc/nginx/sites-enabled/shop.conf"
     assert s.upstream_address == "[::1]" and s.stop_timeout == 0
     assert s.port_of("blue") == 8081 and s.port_of("green") == 8082
-    assert s.branch_of("green") == "main" and settings.other("blue") == "green"
+    assert s.branch_of("green") == "main" and other("blue") == "green"
     assert make_settings(DOCKER_NETWORK="host", BIND_ADDRESS="10.0.0.5").upstream_address \
         == "127.0.0.1"
     assert make_settings(BIND_ADDRESS="0.0.0.0").upstream_address == "127.0.0.1"
@@ -482,7 +483,7 @@ def test_the_example_env_file_is_complete_and_valid():
     values = dotenv_values(example, interpolate=False)
     assert list(values) == list(global_defaults()), \
         "every key of the KEYS table, in its order, and no other"
-    for key in settings.KEYS:
+    for key in keys.KEYS:
         expected = key.default if key.example is None else key.example
         assert values[key.name] == expected, f".env.example gives another value for {key.name}"
     s = load_settings(env_file=str(example), environ={})  # GIT_REPO is set
@@ -513,9 +514,9 @@ def readme_key_rows():
 
 def test_the_readme_documents_every_key_and_no_other():
     rows = readme_key_rows()
-    assert list(rows) == [f"`{key.name}`" for key in settings.KEYS], \
+    assert list(rows) == [f"`{key.name}`" for key in keys.KEYS], \
         "docs/configuration.md's key table: every key of the KEYS table, in its order"
-    for key in settings.KEYS:
+    for key in keys.KEYS:
         assert rows[f"`{key.name}`"] == key.documented_default(), \
             f"docs/configuration.md gives another default for {key.name}"
 
@@ -523,7 +524,7 @@ def test_the_readme_documents_every_key_and_no_other():
 def test_the_docs_check_would_notice_a_stale_row(monkeypatch):
     """The two checks above must fail when the table changes and the docs do not."""
     extra = Key("SHINY_NEW_KEY", "7", check_positive_int, "nothing yet")
-    monkeypatch.setattr(settings, "KEYS", settings.KEYS + (extra,))
+    monkeypatch.setattr(keys, "KEYS", keys.KEYS + (extra,))
     with pytest.raises(AssertionError):
         test_the_readme_documents_every_key_and_no_other()
     with pytest.raises(AssertionError):
