@@ -4,7 +4,7 @@ the scripts that list and remove (run by a local sh where it is cheap)."""
 import os
 import pytest
 
-from support.steps import run_step
+from support.local_step import run_step
 from tasks.commands.kept_images import prune_script
 from tasks.configuration.values import Invalid
 from tasks.errors import BAD_INPUT, FAILED, Failure

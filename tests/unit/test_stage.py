@@ -3,9 +3,9 @@ leave, the watch's judgement, and its log-reading step run by a local sh."""
 
 import pytest
 
-from support.facts import SHA_GREEN, container_line, host_output, released_state, view_of
+from support.host_output import SHA_GREEN, container_line, host_output, released_state, view_of
 from support.settings import make_settings
-from support.steps import run_step
+from support.local_step import run_step
 from tasks.cli.flags import check_percent, check_release_modes, check_watch
 from tasks.commands.switching import rotate_access_log
 from tasks.configuration.values import Invalid

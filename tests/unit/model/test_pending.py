@@ -11,7 +11,7 @@ from tasks.model.pending import (after_switch, plan_promote, stops_old, with_pen
                                  with_promoted, with_withdrawn)
 from tasks.model.plan import plan_release
 from tasks.model.state import build_of, recover_branch, source_of, with_release
-from support.facts import container_line, host_output, released_state, view_of
+from support.host_output import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 NEW = "f" * 40

@@ -1,6 +1,6 @@
 """tasks/connection/ssh.py without a connection: where to connect, and how it is named."""
 
-from support.hostkeys import OTHER_PUB, PUB
+from support.known_hosts_files import OTHER_PUB, PUB
 from tasks.connection.ssh import _known_hosts, destination_label
 from tasks.connection.tcp import QuickAckSocket, transport_with_nodelay
 

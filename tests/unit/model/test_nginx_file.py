@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from support.nginx import (
+from support.nginx_binaries import (
     current_nginx, debian_nginx, nginx_t, nginx_test, nginx_version_of, on_host, self_signed_cert,
 )
 from tasks.model import access_log

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
-from support.hostkeys import OTHER_FP, OTHER_PUB, PUB, PUB_FP, pub_key
+from support.known_hosts_files import OTHER_FP, OTHER_PUB, PUB, PUB_FP, pub_key
 from tasks.connection.host_keys import (AcceptNew, RejectUnknown, UnknownHostKey,
                                         append_known_host, host_matches, key_fingerprint,
                                         known_hosts_line, known_hosts_name, load_private_key,

@@ -7,7 +7,7 @@ through one local `sh -s` over pipes, as they go through one SSH channel.
 
 import pytest
 
-from support.steps import M, TOKEN, read_step, run_step, run_steps
+from support.local_step import M, TOKEN, read_step, run_step, run_steps
 from tasks.connection.step_shell import StepReader, StepResult, StepShell, step_input
 from tasks.errors import Failure
 

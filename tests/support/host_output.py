@@ -3,7 +3,7 @@ the nginx file, the lock) and the HostView read from it."""
 
 import json
 
-from support.steps import M, read_step
+from support.local_step import M, read_step
 from tasks.commands.host_reading import parse_view
 from tasks.model.compose_file import INSPECT_FORMAT
 from tasks.model.state import empty_state, format_state, with_release
@@ -41,7 +41,7 @@ def host_output(settings, *, now=NOW, deploy_dir=True, lock=None, owner=None,
 
     ``state`` is a dict (written with format_state) or raw text; ``nginx`` the
     file's text; ``containers`` {colour: inspect line}; ``None`` means the
-    file is absent. Markers carry the test token (support.steps.M); each block
+    file is absent. Markers carry the test token (support.local_step.M); each block
     ends with the newline the script's end marker starts with. read_step
     turns the text into the step's result.
     """

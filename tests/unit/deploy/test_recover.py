@@ -3,7 +3,7 @@
 from support.settings import make_settings
 from tasks.deploy.recover import unrecorded_idle
 from tasks.model.nginx_file import render_nginx
-from support.facts import container_line, host_output, released_state, view_of
+from support.host_output import container_line, host_output, released_state, view_of
 
 
 def view(s, state, containers):

@@ -6,7 +6,7 @@ import socket
 import paramiko
 import pytest
 
-from support.hostkeys import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
+from support.known_hosts_files import OTHER_FP, OTHER_PUB, PUB_FP, pub_key
 from tasks.connection.connect_errors import ConnectContext, describe_connect_error
 from tasks.connection.host_keys import UnknownHostKey, parse_known_hosts
 from tasks.errors import Failure

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from support.checkout import REPO, clean_environ, require_binary, run_fab
-from support.nginx import nginx_t, on_host, self_signed_cert
+from support.nginx_binaries import nginx_t, on_host, self_signed_cert
 from tasks.model import templating
 from tasks.model.compose_file import render_clojure_dockerfile, render_compose
 from tasks.model.nginx_file import read_nginx, render_nginx

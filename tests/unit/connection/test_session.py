@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from support.settings import make_settings
-from support.steps import run_step
+from support.local_step import run_step
 from tasks.connection.session import Session
 from tasks.errors import LOCKED, Failure
 from tasks.output import Reporter

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from support.facts import released_state
+from support.host_output import released_state
 from support.settings import make_settings
 from tasks.deploy.watch import Outcome
 from tasks.errors import FAILED, Failure
