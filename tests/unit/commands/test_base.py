@@ -2,12 +2,10 @@
 sudo prefixes, markers, blocks, side_by_side and the exit codes.
 """
 
-import json
 import os
 import re
 import shlex
 import subprocess
-import time
 
 import pytest
 

@@ -1,7 +1,6 @@
 """commands/containers.py: stop, drain, logs and the containers block.
 """
 
-import json
 import os
 import time
 

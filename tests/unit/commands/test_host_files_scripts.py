@@ -2,12 +2,11 @@
 run as steps of a local `sh -s`.
 """
 
-import json
 
 import pytest
 
 from tasks.commands import base, host_files
-from tasks.commands.base import NO_DEPLOY_DIR, mark
+from tasks.commands.base import NO_DEPLOY_DIR
 from tasks.model.state import empty_state, format_history_line, format_state
 from support.script_box import settings_for
 

@@ -2,7 +2,6 @@
 `sh -s` in a directory laid out like the host.
 """
 
-import json
 import os
 import shlex
 import subprocess
@@ -10,8 +9,7 @@ import subprocess
 import pytest
 
 from support.nginx_binaries import current_nginx, debian_nginx, nginx_version_of
-from tasks.commands import containers, host_reading, locking
-from tasks.commands.base import mark
+from tasks.commands import host_reading, locking
 from tasks.model.compose_file import INSPECT_FORMAT
 from support.script_box import holder, lock_box, settings_for
 

@@ -5,16 +5,14 @@ lock whose holder is gone; run as steps of a local `sh -s`.
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
 from support.local_step import run_step
 from support.settings import make_settings
 from tasks.commands import locking
-from tasks.commands.base import mark
 from tasks.commands.locking import adopt_lock
-from support.script_box import holder, lock_box, proc_start, settings_for
+from support.script_box import holder, lock_box, proc_start
 
 
 # --- the lock -----------------------------------------------------------------

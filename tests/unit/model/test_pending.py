@@ -1,25 +1,31 @@
-"""A colour's recorded branch and ref change only when a build goes live for good
-(issue 26, part 1): a staged, canary or reverted build, or a failed release,
-leaves them as they were; the build's own source sits beside them."""
+"""model/pending.py: stage, canary and promote as pure decisions, and the state
+they leave (the pending colour, its mark, what a rollback does with it).
+"""
 
 import pytest
 
+from support.host_output import SHA_GREEN, container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.model.nginx_file import render_nginx
-from tasks.model.pending import (after_switch, plan_promote, stops_old, with_pending,
+from tasks.model.pending import (after_switch, history_note, plan_promote, qa_access, with_pending,
                                  with_promoted, with_withdrawn)
-from tasks.model.plan import plan_release
-from tasks.model.state import build_of, recover_branch, source_of, with_release
-from support.host_output import container_line, host_output, released_state, view_of
+from tasks.model.plan import plan_release, plan_switch
+
 
 HOST = "prod"
-NEW = "f" * 40
 
 
 @pytest.fixture
 def s(tmp_path):
     return make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git", DEPLOY_DIR=str(tmp_path))
+
+
+def staged(s, pending="staged", percent=None):
+    """blue live, green built with ``pending``."""
+    state = released_state(s, "blue", ("blue", "green"))
+    return with_pending(state, "green", pending, branch="main", commit=SHA_GREEN,
+                        image="sha256:" + "d" * 64, who={"user": "ana"}, percent=percent)
 
 
 def view(s, state, canary=None):
@@ -28,86 +34,88 @@ def view(s, state, canary=None):
                    s)
 
 
-def stage(s, state, pending="staged", branch="broken", ref=None, percent=None):
-    plan = plan_release(view(s, state), s, HOST, branch=branch, ref=ref)
-    return with_pending(state, plan.target, pending, branch=plan.record_branch, commit=NEW,
-                        image="sha256:" + "e" * 64, who={"user": "bo"}, ref=plan.ref,
-                        percent=percent, deployed=plan.branch)
+# --- the state ------------------------------------------------------------------
 
 
-def test_a_canary_of_another_branch_records_nothing_until_promoted(s):
-    before = released_state(s, "blue", ("blue", "green"))
-    state = stage(s, before, "canary", branch="broken", percent=20)
-    green = state["colours"]["green"]
-    assert green["branch"] == "main" and green["commit"] == NEW
-    assert source_of(green) == "broken"  # what it runs, for status and releases
-    # The next plain release into green follows main, not the canary's branch.
-    assert plan_release(view(s, with_withdrawn(state, "green", "blue", "reverted")), s,
-                        HOST).branch == "main"
-    promoted = with_promoted(state, "green")["colours"]["green"]
-    assert promoted["branch"] == "broken" and "build" not in promoted
+def test_a_staged_colour_keeps_the_live_one_and_is_marked(s):
+    state = staged(s)
+    assert state["live"] == "blue"
+    assert state["colours"]["green"]["pending"] == "staged"
+    assert state["colours"]["green"]["commit"] == SHA_GREEN
+    assert state["colours"]["green"]["deployed_by"] == {"user": "ana"}
 
 
-@pytest.mark.parametrize("pending", ["staged", "canary"])
-def test_a_withdrawn_or_replaced_staged_build_leaves_the_branch(s, pending):
-    before = released_state(s, "blue", ("blue", "green"))
-    state = stage(s, before, pending, branch="broken")
-    # Rolled back (a canary) or reverted: the recorded branch is main's.
-    for after in (after_switch(state, "blue", "green"),
-                  with_withdrawn(state, "green", "blue", "reverted")):
-        assert after["colours"]["green"]["branch"] == "main"
-        # Replaced by another release: that one follows main.
-        assert plan_release(view(s, after), s, HOST).branch == "main"
+def test_promotion_clears_the_mark_and_makes_it_live(s):
+    state = with_promoted(staged(s, "canary", 20), "green")
+    assert state["live"] == "green"
+    assert "pending" not in state["colours"]["green"]
+    assert "canary_percent" not in state["colours"]["green"]
 
 
-def test_a_full_release_reverted_by_its_watch_gets_the_old_record_back(s):
-    before = released_state(s, "blue", ("blue", "green"))
-    old_green = before["colours"]["green"]
-    live = with_release(before, "green", branch="broken", ref="v9", commit=NEW,
-                        image="sha256:" + "e" * 64, who={"user": "bo"}, live=True)
-    after = with_withdrawn(live, "green", "blue", "reverted", old_green)
-    green = after["colours"]["green"]
-    assert after["live"] == "blue" and green["pending"] == "reverted"
-    assert green["branch"] == "main" and "ref" not in green
-    assert green["commit"] == NEW and build_of(green)["branch"] == "broken"
-    assert source_of(green) == "ref v9"
+def test_a_rollback_of_a_canary_stages_it_again(s):
+    state = after_switch(staged(s, "canary", 20), "blue", "green")
+    assert state["live"] == "blue" and state["colours"]["green"]["pending"] == "staged"
+    assert with_withdrawn(staged(s, "canary", 20), "green", "blue",
+                          "reverted")["colours"]["green"]["pending"] == "reverted"
 
 
-def test_a_ref_staged_then_promoted_keeps_the_branch_and_records_the_ref(s):
-    state = stage(s, released_state(s, "blue", ("blue", "green")), branch=None, ref="v2")
-    assert "ref" not in state["colours"]["green"]
-    green = with_promoted(state, "green")["colours"]["green"]
-    assert (green["branch"], green["ref"]) == ("main", "v2")
+def test_a_plain_switch_only_moves_live(s):
+    state = released_state(s, "blue", ("blue", "green"))
+    assert after_switch(state, "green", None)["live"] == "green"
 
 
-def test_an_environment_branch_is_what_runs_and_not_what_is_followed(s):
-    state = with_release(released_state(s), "green", branch="main", commit=NEW, image="i",
-                         who={}, live=True, deployed="feature")
-    green = state["colours"]["green"]
-    assert green["branch"] == "main" and source_of(green) == "feature"
+# --- decisions ------------------------------------------------------------------
 
 
-def test_a_reverted_build_is_never_promoted_and_nothing_suggests_it(s):
-    state = with_withdrawn(stage(s, released_state(s, "blue", ("blue", "green")), "canary"),
-                           "green", "blue", "reverted")
+def test_promote_takes_the_canary_first(s):
+    p = plan_promote(view(s, staged(s, "canary", 20), canary=("green", 20)), HOST)
+    assert (p.to, p.live, p.kind, p.percent) == ("green", "blue", "canary", 20)
+
+
+def test_promote_takes_the_staged_idle_colour(s):
+    p = plan_promote(view(s, staged(s)), HOST)
+    assert (p.to, p.live, p.kind) == ("green", "blue", "staged")
+
+
+def test_promote_with_nothing_staged_refuses(s):
     with pytest.raises(Failure) as exc:
-        plan_promote(view(s, state), HOST)
-    assert exc.value.code == FAILED and "reverted" in exc.value.message
-    assert "promote" not in exc.value.hint
+        plan_promote(view(s, released_state(s, "blue", ("blue", "green"))), HOST)
+    assert exc.value.code == FAILED and "nothing is staged" in exc.value.message
 
 
-@pytest.mark.parametrize("watched, stops", [
-    (None, True), ({"verdict": "ok"}, True), ({"verdict": "too few"}, False),
-    ({"verdict": "revert"}, False)])
-def test_stop_old_needs_a_clean_watch(watched, stops):
-    assert stops_old(watched) is stops
+@pytest.mark.parametrize("pending", ["staged", "reverted"])
+def test_rollback_never_goes_to_a_build_that_was_never_live(s, pending):
+    with pytest.raises(Failure) as exc:
+        plan_switch(view(s, staged(s, pending)), s, HOST, None)
+    assert exc.value.code == FAILED
+    # A staged build may be promoted; a reverted one never: no message suggests it.
+    assert ("promote" in exc.value.hint) == (pending == "staged"), exc.value.hint
+    assert ("promote" in exc.value.message) is False
 
 
-def test_repair_follows_what_a_promotion_recorded():
-    entries = [{"task": "setup", "to": "blue", "result": "ok", "branch": "main"},
-               {"task": "promote", "to": "blue", "result": "promoted", "branch": "feature",
-                "follows": "main", "commit": "c"},
-               {"task": "rollback", "to": "blue", "result": "ok", "branch": "x"}]
-    assert recover_branch("blue", {}, entries, "c", "main")[0] == "main"
-    assert recover_branch("blue", {}, entries[:1] + [dict(entries[1], follows=None)], "c",
-                          "main")[0] == "feature"
+def test_rollback_during_a_canary_sends_everyone_back_to_live(s):
+    v = view(s, staged(s, "canary", 20), canary=("green", 20))
+    assert plan_switch(v, s, HOST, None) == "blue"
+    assert plan_switch(v, s, HOST, "blue") == "blue"
+    with pytest.raises(Failure) as exc:
+        plan_switch(v, s, HOST, "green")
+    assert "promote" in exc.value.hint
+
+
+def test_no_release_while_a_canary_runs(s):
+    with pytest.raises(Failure) as exc:
+        plan_release(view(s, staged(s, "canary", 20), canary=("green", 20)), s, HOST)
+    assert "canary" in exc.value.message and exc.value.code == FAILED
+
+
+def test_qa_access_names_preview_or_the_open_port(s):
+    assert "preview" in qa_access(s, HOST, "green")
+    assert "http://127.0.0.1:8082/" in qa_access(s, HOST, "green")
+    opened = make_settings(APP_NAME="shop", BIND_ADDRESS="0.0.0.0")
+    assert "http://prod:8082/" in qa_access(opened, HOST, "green")
+
+
+def test_history_note_shows_the_figures():
+    entry = {"percent": 20, "watch": {"verdict": "revert", "new": "green",
+                                      "colours": {"green": {"requests": 40, "errors": 40}}}}
+    assert history_note(entry) == "20% of clients, watch revert: green 40/40 5xx"

@@ -1,10 +1,10 @@
-"""facts.parse_view: what one `scripts.inspect` run found on the host.
+"""commands/host_reading.py: parse_view, what one `inspect` run found on the host.
 
 Tests are data: a hand-built sample of the script's output (the markers and
 blocks exactly as the script prints them) and the HostView it must give.
-``host_output`` builds those samples; test_plan.py and test_preflight.py use it
-too. One test runs the real inspect script with sh against a directory
-laid out like a host, to keep the hand-built samples honest.
+``support.host_output`` builds those samples; model/test_plan.py and
+flows/test_check.py use it too. One test runs the real inspect script with sh
+against a directory laid out like a host, to keep the hand-built samples honest.
 """
 
 import json
@@ -13,8 +13,8 @@ import os
 import pytest
 
 from support.host_output import NOW, SHA_BLUE, container_line, host_output, released_state, view_of
-from support.settings import make_settings
 from support.local_step import M, run_step
+from support.settings import make_settings
 from tasks.commands.host_reading import inspect, parse_view
 from tasks.model.compose_file import Container
 from tasks.model.nginx_file import render_nginx
@@ -76,38 +76,6 @@ def test_a_corrupted_state_json_is_an_error_not_a_crash(s, text, why):
     # nginx still says what is served.
     assert view.live == "green"
     assert view.record("green") == {}
-
-
-def test_a_missing_nginx_file_leaves_state_json_to_say_what_is_live(s):
-    view = view_of(host_output(s, state=released_state(s, "green", ("blue", "green"))), s)
-    assert view.nginx_text.strip() == "" and view.nginx is None
-    assert view.live == "green"
-    assert view.drift == "state.json says green is live but the nginx file is missing"
-
-
-def test_nginx_wins_over_state_json_and_the_drift_is_named(s):
-    out = host_output(s, state=released_state(s, "blue", ("blue", "green")),
-                      nginx=render_nginx(s, "green"))
-    view = view_of(out, s)
-    assert view.live == "green"
-    assert view.drift == "state.json says blue is live but nginx serves green"
-
-
-def test_a_hand_edited_nginx_file_is_read_by_its_upstream_not_its_header(s):
-    edited = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:8082")
-    view = view_of(host_output(s, state=released_state(s, "blue"), nginx=edited), s)
-    assert (view.nginx.header_live, view.nginx.served) == ("blue", "green")
-    assert view.live == "green"
-    assert view.drift == ("the nginx file's header says blue but it proxies to green "
-                          "(edited by hand?)")
-
-
-def test_an_nginx_file_proxying_to_a_foreign_port(s):
-    foreign = render_nginx(s, "blue").replace("127.0.0.1:8081", "127.0.0.1:9000")
-    view = view_of(host_output(s, state=released_state(s, "blue"), nginx=foreign), s)
-    assert view.nginx.port == 9000 and view.nginx.served is None
-    assert view.live is None
-    assert view.drift == "the nginx file proxies to port 9000, which is neither colour's port"
 
 
 def test_the_lock_we_took(s):
