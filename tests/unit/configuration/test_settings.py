@@ -1,26 +1,16 @@
-"""Settings: precedence of the sources, and every validation rule.
-
-Each bad value must stop with exit code 2 and one message that names the
-key, where the value came from, the value itself and what is allowed.
+"""configuration/settings.py: the layers merged in order, the Settings fields and
+derived properties, and every bad value named with its key, value and origin.
 """
 
-import os
-
 import pytest
-from dotenv import dotenv_values
 
-from support.checkout import REPO
+from support.config_errors import assert_names_everything
 from support.settings import make_settings
-from tasks.cli.flags import check_flag
-from tasks.configuration import keys
-from tasks.configuration.env_layers import ENV_FILE_VAR, ENV_PREFIX, HOSTS_FILE_VAR, Layer
+from tasks.configuration.env_layers import Layer
 from tasks.configuration.inventory import parse_inventory
-from tasks.configuration.keys import CHECKS, Key
-from tasks.configuration.settings import (NOT_KEYS, Settings, check_all, global_defaults,
-                                          load_settings, merge_layers, other)
-from tasks.configuration.values import (Invalid, check_branch, check_positive_int, check_ref,
-                                        duration_seconds)
+from tasks.configuration.settings import check_all, load_settings, merge_layers, other
 from tasks.errors import BAD_INPUT, ConfigError, Failure
+
 
 GOOD_REPO = "https://example.com/shop.git"
 CERT, KEY = "/etc/ssl/shop/cert.pem", "/etc/ssl/shop/key.pem"
@@ -55,26 +45,6 @@ def test_defaults_when_nothing_is_set(tmp_path, monkeypatch):
     assert s.origins["APP_NAME"] == "the built-in default"
 
 
-def test_every_key_has_a_check_and_a_field():
-    names = [key.name for key in keys.KEYS]
-    assert len(set(names)) == len(names), "a key listed twice"
-    assert list(global_defaults()) == names and list(CHECKS) == names
-    fields = set(Settings.__dataclass_fields__) - NOT_KEYS
-    assert fields == {key.attribute for key in keys.KEYS}
-    assert names[:8] == ["APP_CMD", "APP_PORT", "BLUE_BRANCH", "GREEN_BRANCH",
-                        "GIT_REPO", "SERVER_NAME", "SSL_CERT_FILE", "SSL_KEY_FILE"]
-
-
-def test_every_default_passes_its_check_into_the_fields_type():
-    s = make_settings()
-    for name, field in Settings.__dataclass_fields__.items():
-        if name in NOT_KEYS:
-            continue
-        value = getattr(s, name)
-        assert type(value) is field.type, (name, value, field.type)
-    assert all(key.meaning and "\n" not in key.meaning for key in keys.KEYS)
-
-
 def test_each_source_overrides_the_one_below(tmp_path):
     env_file = write_env(tmp_path, "GREEN_BRANCH=from-dotenv\nBLUE_BRANCH=from-dotenv\n"
                          "APP_NAME=from-dotenv\nHEALTH_PATH=/dotenv\n"
@@ -96,88 +66,6 @@ def test_each_source_overrides_the_one_below(tmp_path):
     assert s.origins["SERVER_NAME"] == "the built-in default"
 
 
-def test_plain_names_in_the_environment_are_ignored(tmp_path):
-    env_file = write_env(tmp_path, "")
-    # OpenSSL's SSL_CERT_FILE is exported on this very machine; CGI sets SERVER_NAME.
-    environ = {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-               "SERVER_NAME": "cgi;host", "APP_NAME": "Not Valid", "BLUE_PORT": "1"}
-    s = load_settings(env_file=env_file, environ=environ, require_repo=False)
-    assert s.ssl_cert_file == "" and not s.ssl
-    assert s.server_name == "_" and s.app_name == "app" and s.blue_port == 8081
-
-
-def test_process_environment_is_read_when_none_is_given(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
-    monkeypatch.setenv("SERVER_NAME", "{bad")
-    monkeypatch.setenv("BLUEGREEN_APP_NAME", "shop")
-    s = load_settings(require_repo=False)
-    assert s.app_name == "shop" and not s.ssl and s.server_name == "_"
-
-
-def test_dotenv_is_not_leaked_into_os_environ(tmp_path):
-    marker = "leakcheck-7d1f"
-    env_file = write_env(tmp_path, f"APP_NAME={marker}\nAPP_CMD=echo {marker}\n")
-    before = dict(os.environ)
-    s = load_settings(env_file=env_file, environ={}, require_repo=False)
-    assert s.app_name == marker
-    assert dict(os.environ) == before
-    assert marker not in " ".join(os.environ.values())
-
-
-def test_dotenv_values_are_taken_literally(tmp_path, monkeypatch):
-    # ${VAR} must reach the container as written, and must not pull this
-    # machine's plain environment (SSL_CERT_FILE) into the settings.
-    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
-    env_file = write_env(tmp_path, "APP_CMD=sh -c 'exec app --port ${PORT}'\n"
-                         "PRE_SWITCH_CMD=migrate ${SSL_CERT_FILE}\n")
-    s = load_settings(env_file=env_file, environ={}, require_repo=False)
-    assert s.app_cmd == "sh -c 'exec app --port ${PORT}'"
-    assert s.pre_switch_cmd == "migrate ${SSL_CERT_FILE}"
-
-
-def test_dotenv_quoting_and_comments(tmp_path):
-    env_file = write_env(tmp_path, '# a comment\nNGINX_TEST_CMD="nginx -c /x/n.conf -t"\n'
-                         "SERVER_NAME='a.example.com b.example.com'\n"
-                         "HEALTH_PATH=/healthz # trailing comment\nAPP_CMD=\n")
-    s = load_settings(env_file=env_file, environ={}, require_repo=False)
-    assert s.nginx_test_cmd == "nginx -c /x/n.conf -t"
-    assert s.server_name == "a.example.com b.example.com"
-    assert s.health_path == "/healthz" and s.app_cmd == ""
-
-
-def test_env_file_named_by_bluegreen_env_file(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_env(tmp_path, "APP_NAME=from-dot-env\n")
-    other = write_env(tmp_path, "APP_NAME=shop\n", name="shop.env")
-    s = load_settings(environ={ENV_FILE_VAR: other,
-                                   HOSTS_FILE_VAR: "/not/a/key"}, require_repo=False)
-    assert s.app_name == "shop"
-    assert other in s.origins["APP_NAME"]
-
-
-def test_dot_env_in_the_working_directory_is_the_default(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_env(tmp_path, "APP_NAME=here\n")
-    assert load_settings(environ={}, require_repo=False).app_name == "here"
-
-
-def test_a_named_env_file_that_is_missing_stops(tmp_path):
-    missing = str(tmp_path / "typo.env")
-    with pytest.raises(Failure) as err:
-        load_settings(environ={ENV_FILE_VAR: missing}, require_repo=False)
-    assert err.value.code == BAD_INPUT
-    assert ENV_FILE_VAR in str(err.value) and missing in str(err.value)
-
-
-def test_env_file_that_is_a_directory_stops(tmp_path):
-    with pytest.raises(Failure) as err:
-        load_settings(env_file=str(tmp_path), environ={}, require_repo=False)
-    assert err.value.code == BAD_INPUT and str(tmp_path) in str(err.value)
-
-
 def test_git_repo_is_required_for_tasks_that_deploy(tmp_path):
     env_file = write_env(tmp_path, "")
     with pytest.raises(Failure) as err:
@@ -185,15 +73,6 @@ def test_git_repo_is_required_for_tasks_that_deploy(tmp_path):
     assert err.value.code == BAD_INPUT and "GIT_REPO" in str(err.value)
     # render works without it
     assert load_settings(env_file=env_file, environ={}, require_repo=False).git_repo == ""
-
-
-@pytest.mark.parametrize("repo", [
-    "https://github.com/acme/shop.git", "ssh://git@example.com:2222/acme/shop.git",
-    "git@github.com:acme/shop.git", "/srv/git/shop.git", "file:///srv/git/shop.git",
-    "~/repos/shop",
-])
-def test_git_repo_forms_that_are_accepted(repo):
-    assert make_settings(GIT_REPO=repo, require_repo=True).git_repo == repo
 
 
 def test_typed_values_and_derived_properties():
@@ -331,18 +210,6 @@ def bad_case_ids():
     return [case[0] for case in BAD_VALUES]
 
 
-def assert_names_everything(err, key, value, origin_words):
-    message = str(err)
-    assert err.code == BAD_INPUT == 2
-    assert isinstance(err, ConfigError)
-    assert err.key == key and message.startswith(f"error: {key}=")
-    assert repr(value) in message, message
-    for word in origin_words:
-        assert word in message, message
-    assert "allowed" in message or "must be set" in message, message
-    assert "\n" not in message, "one line"
-
-
 @pytest.mark.parametrize("case", BAD_VALUES, ids=bad_case_ids())
 def test_bad_value_in_dotenv_names_key_file_value_and_rule(case, tmp_path):
     _, others, key, value, allowed = case
@@ -407,24 +274,6 @@ def test_bad_flag_layer_names_the_command_line(tmp_path):
     assert_names_everything(err.value, "BLUE_BRANCH", "..;id", ["the command line", "--branch"])
 
 
-def test_check_flag_names_the_flag():
-    with pytest.raises(ConfigError) as err:
-        check_flag("--branch", "`reboot`", check_branch)
-    assert_names_everything(err.value, "--branch", "`reboot`", ["the command line"])
-    assert check_flag("--branch", "release/2024.05", check_branch) == "release/2024.05"
-
-
-@pytest.mark.parametrize("ref", ["0123abcd", "a" * 40, "v1.2.3", "release/2024-05"])
-def test_refs_that_are_accepted(ref):
-    assert check_ref(ref) == ref
-
-
-@pytest.mark.parametrize("ref", ["-x", "HEAD~1", "a..b", "$(id)", "x" * 3 + " y"])
-def test_refs_that_are_refused(ref):
-    with pytest.raises(Invalid):
-        check_ref(ref)
-
-
 def test_deploy_ssh_key_value_never_appears(tmp_path):
     secret = "hunter2-this-is-secret-material"
     with pytest.raises(ConfigError) as err:
@@ -437,20 +286,6 @@ def test_deploy_ssh_key_value_never_appears(tmp_path):
     assert secret not in message and secret not in repr(err.value.value)
     assert secret not in repr(err.value.args)
     assert "<hidden>" in message
-
-
-def test_deploy_ssh_key_with_nul_is_refused_without_showing_it():
-    secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\x00bits\n"
-    with pytest.raises(ConfigError) as err:
-        make_settings(DEPLOY_SSH_KEY=secret)
-    assert "secret" not in str(err.value).replace("DEPLOY_SSH_KEY", "")
-
-
-def test_multiline_is_allowed_only_for_key_and_known_hosts_text():
-    s = make_settings(
-        DEPLOY_SSH_KEY="-----BEGIN OPENSSH PRIVATE KEY-----\nAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-        DEPLOY_KNOWN_HOSTS="[127.0.0.1]:2222 ssh-ed25519 AAAA\nexample.com ssh-ed25519 BBBB\n")
-    assert s.deploy_known_hosts.count("\n") == 2
 
 
 @pytest.mark.parametrize("source", ["dotenv", "hosts", "environ"])
@@ -478,59 +313,6 @@ def test_unknown_key_with_no_near_match_points_at_the_example(tmp_path):
     assert ".env.example" in str(err.value)
 
 
-def test_the_example_env_file_is_complete_and_valid():
-    example = REPO / ".env.example"
-    values = dotenv_values(example, interpolate=False)
-    assert list(values) == list(global_defaults()), \
-        "every key of the KEYS table, in its order, and no other"
-    for key in keys.KEYS:
-        expected = key.default if key.example is None else key.example
-        assert values[key.name] == expected, f".env.example gives another value for {key.name}"
-    s = load_settings(env_file=str(example), environ={})  # GIT_REPO is set
-    assert s.git_repo
-    # every key line follows a comment saying what it is
-    lines = example.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line and not line.startswith("#"):
-            assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
-    text = example.read_text()
-    for word in ("BLUEGREEN_", "BLUEGREEN_ENV_FILE", "BLUEGREEN_HOSTS_FILE"):
-        assert word in text
-
-
-def readme_key_rows():
-    """{key: default cell} of the key table in docs/configuration.md."""
-    page = (REPO / "docs" / "configuration.md").read_text()
-    table = page.split("\n| key | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
-    rows = {}
-    for line in table.splitlines():
-        if line.startswith("| `"):
-            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
-            assert len(cells) == 3 and cells[2], f"a row needs key, default, meaning: {line}"
-            assert cells[0] not in rows, f"{cells[0]} has two rows"
-            rows[cells[0]] = cells[1]
-    return rows
-
-
-def test_the_readme_documents_every_key_and_no_other():
-    rows = readme_key_rows()
-    assert list(rows) == [f"`{key.name}`" for key in keys.KEYS], \
-        "docs/configuration.md's key table: every key of the KEYS table, in its order"
-    for key in keys.KEYS:
-        assert rows[f"`{key.name}`"] == key.documented_default(), \
-            f"docs/configuration.md gives another default for {key.name}"
-
-
-def test_the_docs_check_would_notice_a_stale_row(monkeypatch):
-    """The two checks above must fail when the table changes and the docs do not."""
-    extra = Key("SHINY_NEW_KEY", "7", check_positive_int, "nothing yet")
-    monkeypatch.setattr(keys, "KEYS", keys.KEYS + (extra,))
-    with pytest.raises(AssertionError):
-        test_the_readme_documents_every_key_and_no_other()
-    with pytest.raises(AssertionError):
-        test_the_example_env_file_is_complete_and_valid()
-
-
 # --- the nginx, release and watch keys -------------------------------------------
 
 
@@ -544,116 +326,9 @@ def test_defaults_of_the_nginx_release_and_watch_keys():
     assert s.build_timeout == 1800.0
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("auto", "auto"), ("AUTO", "auto"), ("off", "off"), ("Off", "off"), ("5s", "5s"),
-    ("500ms", "500ms"), ("1m", "1m"), ("10", "10"), ("1m30s", "1m30s"), ("0", "0"),
-])
-def test_keepalive_min_timeout_values(value, expected):
-    assert make_settings(KEEPALIVE_MIN_TIMEOUT=value).keepalive_min_timeout == expected
-
-
-@pytest.mark.parametrize("value,expected", [
-    ("10m", "10m"), ("0", "0"), ("512K", "512k"), ("1G", "1g"), ("1048576", "1048576"),
-])
-def test_client_max_body_size_values(value, expected):
-    assert make_settings(CLIENT_MAX_BODY_SIZE=value).client_max_body_size == expected
-
-
-@pytest.mark.parametrize("value", ["60s", "5m", "1h", "90", "1h30m", "250ms", "2d"])
-def test_proxy_read_timeout_values(value):
-    assert make_settings(PROXY_READ_TIMEOUT=value).proxy_read_timeout == value
-
-
-@pytest.mark.parametrize("value,expected", [
-    ("2g", 2 * 1024 ** 3), ("500M", 500 * 1024 ** 2), ("64k", 65536), ("0", 0), ("123", 123),
-])
-def test_min_free_disk_in_bytes(value, expected):
-    assert make_settings(MIN_FREE_DISK=value).min_free_disk == expected
-
-
-@pytest.mark.parametrize("value,expected", [
-    ("30m", 1800.0), ("90s", 90.0), ("1h", 3600.0), ("1h30m", 5400.0), ("600", 600.0),
-    ("2.5", 2.5),
-])
-def test_build_timeout_in_seconds(value, expected):
-    assert make_settings(BUILD_TIMEOUT=value).build_timeout == expected
-
-
 def test_watch_and_release_numbers():
     s = make_settings(WATCH_MAX_ERROR_RATE="0.2", WATCH_MIN_REQUESTS="1", KEEP_RELEASES="1")
     assert (s.watch_max_error_rate, s.watch_min_requests, s.keep_releases) == (0.2, 1, 1)
-
-
-def test_duration_seconds():
-    assert duration_seconds("1h30m") == 5400 and duration_seconds("500ms") == 0.5
-    assert duration_seconds("1d2h3m4s5ms") == 86400 + 7200 + 180 + 4 + 0.005
-    for bad in ("", "s", "5 s", "5S", "5s5s", "1s1m", "1.5s", "-1s", "5y"):
-        assert duration_seconds(bad) is None, bad
-
-
-SNIPPET = """\
-# rate limits for the API (a comment may say { or })
-location /api/ {
-    limit_req zone=api burst=20;
-    proxy_pass http://bluegreen_shop;
-}
-add_header X-Frame-Options "DENY" always;
-set $x "${host}}";
-"""
-
-
-def test_snippet_file_is_read_when_settings_load(tmp_path):
-    path = tmp_path / "extra.conf"
-    path.write_text(SNIPPET)
-    s = make_settings(NGINX_SNIPPET_FILE=str(path))
-    assert s.nginx_snippet_file == str(path)
-    assert s.nginx_snippet == SNIPPET.strip("\n")
-    assert "nginx_snippet" not in s.public()  # the path is shown, not the text
-    assert s.public()["NGINX_SNIPPET_FILE"] == str(path)
-
-
-@pytest.mark.parametrize("text,why", [
-    ("}\nserver { listen 80; }\n", "line 1: this '}' would close the app's server block early"),
-    ("location / {\n  return 204;\n}\n}\n", "line 4: this '}' would close"),
-    ("location / {\n  return 204;\n", "line 1: this '{' is never closed"),
-    ("if ($x) { return 403; }}", "line 1: this '}' would close"),
-])
-def test_snippet_file_with_unbalanced_braces_is_refused(tmp_path, text, why):
-    path = tmp_path / "extra.conf"
-    path.write_text(text)
-    env_file = write_env(tmp_path, f"NGINX_SNIPPET_FILE={path}\n")
-    with pytest.raises(ConfigError) as err:
-        load_settings(env_file=env_file, environ={}, require_repo=False)
-    assert_names_everything(err.value, "NGINX_SNIPPET_FILE", str(path), [env_file])
-    assert "balanced braces" in str(err.value) and why in str(err.value)
-
-
-def test_snippet_file_that_is_not_text_is_refused(tmp_path):
-    path = tmp_path / "extra.conf"
-    path.write_bytes(b"\xff\xfe binary")
-    with pytest.raises(ConfigError) as err:
-        make_settings(NGINX_SNIPPET_FILE=str(path))
-    assert "UTF-8" in str(err.value) and err.value.key == "NGINX_SNIPPET_FILE"
-
-
-def test_snippet_file_that_is_a_directory_is_refused(tmp_path):
-    with pytest.raises(ConfigError) as err:
-        make_settings(NGINX_SNIPPET_FILE=str(tmp_path))
-    assert "readable file" in str(err.value)
-
-
-@pytest.mark.parametrize("value", [
-    "clojure:temurin-21-tools-deps", "clojure", "bluegreen-test-jvm:bookworm-8da3663af3",
-    "registry.example.com:5000/team/clojure:21", "localhost/a__b/c.d-e:tag_1",
-    "clojure@sha256:" + "a" * 64, "clojure:21@sha256:" + "0" * 64,
-])
-def test_clojure_base_image_takes_image_references(value):
-    assert make_settings(CLOJURE_BASE_IMAGE=value).clojure_base_image == value
-
-
-@pytest.mark.parametrize("value,expected", [("10m", 600.0), ("45s", 45.0), ("2", 2.0)])
-def test_pre_switch_timeout_reads_durations(value, expected):
-    assert make_settings(PRE_SWITCH_TIMEOUT=value).pre_switch_timeout == expected
 
 
 def test_new_release_keys_have_their_defaults():
