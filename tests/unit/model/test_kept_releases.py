@@ -1,16 +1,15 @@
-"""Kept releases: which images a prune keeps, how a --to prefix resolves, and
-the scripts that list and remove (run by a local sh where it is cheap)."""
+"""model/kept_releases.py: `fab releases`, pruning and `rollback --to` as pure
+decisions over `docker image ls` output, state.json and the containers.
+"""
 
-import os
 import pytest
 
-from support.local_step import run_step
-from tasks.commands.kept_images import prune_script
 from tasks.configuration.values import Invalid
 from tasks.errors import BAD_INPUT, FAILED, Failure
 from tasks.model.compose_file import Container
 from tasks.model.kept_releases import (check_commit_prefix, parse_images, prune_plan, releases_of,
                                        resolve)
+
 
 APP = "shop"
 C = {n: f"{n}" * 40 for n in "abcdef"}  # commits aaaa..., bbbb..., ...
@@ -101,19 +100,3 @@ def test_prefix_resolution():
     with pytest.raises(Failure) as exc:
         resolve("cccc", twins, "prod")
     assert exc.value.code == BAD_INPUT and "matches 2 kept releases" in exc.value.message
-
-
-def test_prune_script_reports_each_removal_and_survives_failures(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    docker = bin_dir / "docker"
-    # A stand-in docker: rmi of "busy" fails as the real one does for a used image.
-    docker.write_text('#!/bin/sh\nif [ "$1" = rmi ] && [ "$2" = busy ]; then\n'
-                      '  echo "Error: conflict: image is being used"; exit 1; fi\n'
-                      'if [ "$1" = builder ]; then echo "Total reclaimed space: 5MB"; fi\n')
-    docker.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    result = run_step(prune_script(["bluegreen-shop:" + C["a"], "busy"], [], 7200), env=env)
-    assert ("removed", "bluegreen-shop:" + C["a"]) in result.marks
-    assert ("not_removed", "busy Error: conflict: image is being used") in result.marks
-    assert result.blocks["cache"] == "Total reclaimed space: 5MB\n"
