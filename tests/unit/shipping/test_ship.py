@@ -7,15 +7,15 @@ import tarfile
 
 import pytest
 
+from support.archives import saved_archive
 from tasks.connection.step_shell import StepResult
 from tasks.errors import Failure
 from tasks.flows.check import build_here_rows
 from tasks.shipping import ship
 from tasks.shipping.image_archive import write_archive
-from tasks.shipping.local_build import REVISION_LABEL, artifacts_for, commit_of
-from tasks.shipping.ship import (Shipped, chain_ids, layers_to_send, load_failed,
-                                 parse_host_layers, place_script, source_note, stream_load)
-from support.archives import saved_archive
+from tasks.shipping.ship import (Shipped, chain_ids, layers_to_send, load_failed, parse_host_layers,
+                                 place_script, source_note, stream_load)
+
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -116,28 +116,6 @@ def test_placing_tags_the_shipped_image_for_the_colour(settings):
     assert "docker tag bluegreen-shop:abc123 bluegreen-shop:green" in script
     assert "docker tag sha256:1d bluegreen-shop:0ld" in script
     assert "git" not in script and "build" not in script
-
-
-def test_the_commit_of_an_image_is_its_revision_label_else_its_id():
-    data = {"Id": "sha256:" + "f" * 64, "Config": {"Labels": {
-        REVISION_LABEL: "ABCDEF1234"}}}
-    assert commit_of(data) == "abcdef1234"
-    data["Config"]["Labels"][REVISION_LABEL] = "v1.2 (not a commit)"
-    assert commit_of(data) == "f" * 64
-    assert commit_of({"Id": "sha256:" + "e" * 64, "Config": {}}) == "e" * 64
-
-
-@pytest.mark.parametrize("name", ["bad name", "-x", "a" * 300, "x;id", ""])
-def test_a_bad_image_name_is_bad_input(name):
-    with pytest.raises(Failure) as err:
-        artifacts_for(name)
-    assert err.value.code == 2 and "--image" in err.value.message
-
-
-def test_image_with_branch_is_bad_input(monkeypatch):
-    with pytest.raises(Failure) as err:
-        artifacts_for("shop:1", branch="main")
-    assert err.value.code == 2 and "--branch" in err.value.message
 
 
 def test_check_with_build_on_local_names_the_local_docker_and_the_layer_store():
