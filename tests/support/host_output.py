@@ -37,7 +37,7 @@ def released_state(settings, live="blue", colours=("blue",), branch="main"):
 def host_output(settings, *, now=NOW, deploy_dir=True, lock=None, owner=None,
                 state=None, nginx=None, containers=None, history=None, app_env=None,
                 listening=None, nginx_version=None, stale_owner=None):
-    """What `scripts.inspect` prints for a host in the given condition.
+    """What `commands.host_reading.inspect` prints for a host in the given condition.
 
     ``state`` is a dict (written with format_state) or raw text; ``nginx`` the
     file's text; ``containers`` {colour: inspect line}; ``None`` means the

@@ -10,13 +10,13 @@ import subprocess
 import pytest
 
 from support.local_step import run_step
+from support.script_box import (COMPOSE, EVIL, NGINX_TEXT, every_script, forced, settings_for,
+                                syntax_error)
 from tasks.commands import base, building, containers, host_files, host_reading, locking, switching
 from tasks.commands.base import (BUILD_FAILED, GIT_FAILED, NGINX_RELOAD_FAILED, NGINX_TEST_FAILED,
                                  NO_DEPLOY_DIR, START_FAILED, STATE_WRITE_FAILED, TIMED_OUT, mark,
                                  side_by_side)
 from tasks.model.compose_file import INSPECT_FORMAT
-from support.script_box import (COMPOSE, EVIL, NGINX_TEXT, every_script, forced, settings_for,
-                                syntax_error)
 
 
 @pytest.mark.parametrize("use_sudo", ["false", "true"])

@@ -10,10 +10,10 @@ import subprocess
 import time
 import types
 
+from support.script_box import BOUNDED, settings_for, stub
 from tasks.commands import building, containers
 from tasks.commands.base import BUILD_FAILED, GIT_FAILED, START_FAILED, TIMED_OUT
 from tasks.commands.building import PRE_SWITCH_WRAP
-from support.script_box import BOUNDED, settings_for, stub
 
 
 def test_checkout_commands_for_a_branch():

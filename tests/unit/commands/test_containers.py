@@ -4,9 +4,9 @@
 import os
 import time
 
+from support.script_box import settings_for, stub
 from tasks.commands import containers
 from tasks.commands.base import mark
-from support.script_box import settings_for, stub
 
 
 def test_stop_drains_then_stops_the_colour():

@@ -1,12 +1,12 @@
-"""scripts.record when state.json cannot be written: it stops there.
+"""commands/host_files.record when state.json cannot be written: it stops there.
 
 No "ok" history line, the lock untouched: the caller (Attempt.fail)
 switches nginx back and records the failure itself
 (tests/e2e/test_failures.py shows the whole story through fab).
 """
 
-from support.settings import make_settings
 from support.local_step import run_step
+from support.settings import make_settings
 from tasks.commands.base import STATE_WRITE_FAILED
 from tasks.commands.host_files import record
 from tasks.model.state import empty_state, format_history_line, format_state

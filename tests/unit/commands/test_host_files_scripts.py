@@ -5,10 +5,10 @@ run as steps of a local `sh -s`.
 
 import pytest
 
+from support.script_box import settings_for
 from tasks.commands import base, host_files
 from tasks.commands.base import NO_DEPLOY_DIR
 from tasks.model.state import empty_state, format_history_line, format_state
-from support.script_box import settings_for
 
 
 # --- record, stop, set-up ------------------------------------------------------

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from support.nginx_binaries import current_nginx, debian_nginx, nginx_version_of
+from support.script_box import holder, lock_box, settings_for
 from tasks.commands import host_reading, locking
 from tasks.model.compose_file import INSPECT_FORMAT
-from support.script_box import holder, lock_box, settings_for
 
 
 def test_inspect_with_the_lock_reads_what_it_locked(box):

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from support.local_step import run_step
+from support.script_box import holder, lock_box, proc_start
 from support.settings import make_settings
 from tasks.commands import locking
 from tasks.commands.locking import adopt_lock
-from support.script_box import holder, lock_box, proc_start
 
 
 # --- the lock -----------------------------------------------------------------

@@ -2,9 +2,9 @@
 `nginx -t` or the reload fails.
 """
 
+from support.script_box import NGINX_TEXT, settings_for
 from tasks.commands import base, switching
 from tasks.commands.base import NGINX_RELOAD_FAILED, NGINX_TEST_FAILED
-from support.script_box import NGINX_TEXT, settings_for
 
 
 # --- switch -------------------------------------------------------------------

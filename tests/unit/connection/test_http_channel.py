@@ -2,7 +2,7 @@
 
 A server on 127.0.0.1 speaks HTTP/1.1 only (HTTP/1.0 gets 400), answers
 chunked and keep-alive, and over TLS with a throwaway certificate. The
-channel is a connected socket with the methods probe.py uses of a paramiko
+channel is a connected socket with the methods http_channel.py uses of a paramiko
 channel (settimeout, sendall, recv, close); the transport's open_channel
 dials the port, as sshd does for a direct-tcpip channel.
 """
@@ -152,7 +152,7 @@ class Server:
 
 
 class Channel:
-    """A connected socket with what probe.py uses of a paramiko Channel.
+    """A connected socket with what http_channel.py uses of a paramiko Channel.
 
     Like paramiko's, a closed channel gives what has already arrived, then
     b"" at once, and refuses to send. The server closing its end is the

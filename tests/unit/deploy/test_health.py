@@ -9,8 +9,8 @@ result or the failure the loop must give. Nothing sleeps for real.
 
 import pytest
 
-from support.host_output import container_line
 from support.fake_probes import Clock, Reporter, response
+from support.host_output import container_line
 from support.settings import make_settings
 from tasks.commands.containers import container_state
 from tasks.connection.http_channel import ProbeError

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from support.nginx_binaries import current_nginx, debian_nginx, nginx_t, on_host, self_signed_cert
 from tasks.configuration.nginx_values import check_asset_paths, check_maintenance_page_file
 from tasks.configuration.values import Invalid
 from tasks.errors import ConfigError
@@ -14,7 +15,6 @@ from tasks.flows.status import notes
 from tasks.model.nginx_file import read_nginx, render_nginx
 from tasks.model.pending import history_note
 from tasks.model.state import bypass_headers, empty_state, maintenance_of
-from support.nginx_binaries import current_nginx, debian_nginx, nginx_t, on_host, self_signed_cert
 
 SSL = {"SSL_CERT_FILE": "/etc/ssl/c.pem", "SSL_KEY_FILE": "/etc/ssl/k.pem"}
 RECORD = {"token": "0123abcd" * 4, "since": "2026-12-05T23:00:00Z", "by": "ann@laptop",

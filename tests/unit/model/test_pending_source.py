@@ -4,6 +4,7 @@ leaves them as they were; the build's own source sits beside them."""
 
 import pytest
 
+from support.host_output import container_line, host_output, released_state, view_of
 from support.settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.model.nginx_file import render_nginx
@@ -11,7 +12,6 @@ from tasks.model.pending import (after_switch, plan_promote, stops_old, with_pen
                                  with_promoted, with_withdrawn)
 from tasks.model.plan import plan_release
 from tasks.model.state import build_of, recover_branch, source_of, with_release
-from support.host_output import container_line, host_output, released_state, view_of
 
 HOST = "prod"
 NEW = "f" * 40

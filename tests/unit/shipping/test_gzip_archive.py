@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from tasks.shipping.gzip_archive import Encodings, encode
 from support.archives import saved_archive
+from tasks.shipping.gzip_archive import Encodings, encode
 
 
 def encoded_alone(archive, drop, tag):
