@@ -9,7 +9,7 @@ import os
 import subprocess
 
 from support.local_step import run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands import base, building, containers, host_files, host_reading, locking, switching
 from tasks.model.compose_file import render_clojure_dockerfile, render_compose
 from tasks.model.nginx_file import render_nginx

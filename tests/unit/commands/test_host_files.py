@@ -6,7 +6,7 @@ switches nginx back and records the failure itself
 """
 
 from support.local_step import run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.base import STATE_WRITE_FAILED
 from tasks.commands.host_files import record
 from tasks.model.state import empty_state, format_history_line, format_state

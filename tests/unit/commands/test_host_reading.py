@@ -14,7 +14,7 @@ import pytest
 
 from support.host_output import NOW, SHA_BLUE, container_line, host_output, released_state, view_of
 from support.local_step import M, run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.host_reading import inspect, parse_view
 from tasks.model.compose_file import Container
 from tasks.model.nginx_file import render_nginx

@@ -10,7 +10,7 @@ import pytest
 
 from support.local_step import run_step
 from support.script_box import holder, lock_box, proc_start
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands import locking
 from tasks.commands.locking import adopt_lock
 

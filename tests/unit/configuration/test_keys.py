@@ -7,7 +7,7 @@ from dotenv import dotenv_values
 import pytest
 
 from support.checkout import REPO
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.configuration import keys
 from tasks.configuration.keys import CHECKS, Key
 from tasks.configuration.settings import NOT_KEYS, Settings, global_defaults, load_settings

@@ -5,7 +5,7 @@ settings load (balanced braces, text, a file).
 import pytest
 
 from support.config_errors import assert_names_everything
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.configuration.settings import load_settings
 from tasks.errors import ConfigError
 

@@ -5,7 +5,7 @@ derived properties, and every bad value named with its key, value and origin.
 import pytest
 
 from support.config_errors import assert_names_everything
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.configuration.env_layers import Layer
 from tasks.configuration.inventory import parse_inventory
 from tasks.configuration.settings import check_all, load_settings, merge_layers, other

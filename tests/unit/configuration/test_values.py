@@ -5,7 +5,7 @@ image references, multi-line values), each turning text into a typed value.
 import pytest
 
 from support.config_errors import assert_names_everything
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.cli.flags import check_flag
 from tasks.configuration.values import Invalid, check_branch, check_ref, duration_seconds
 from tasks.errors import ConfigError

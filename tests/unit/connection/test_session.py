@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from support.local_step import run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.connection.session import Session
 from tasks.errors import LOCKED, Failure
 from tasks.output import Reporter

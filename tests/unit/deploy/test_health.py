@@ -11,7 +11,7 @@ import pytest
 
 from support.fake_probes import Clock, Reporter, response
 from support.host_output import container_line
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.containers import container_state
 from tasks.connection.http_channel import ProbeError
 from tasks.connection.step_shell import StepResult

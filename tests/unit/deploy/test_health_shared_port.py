@@ -4,7 +4,7 @@ another app's server does not count as ours."""
 import pytest
 
 from support.fake_probes import Clock, Reporter, response
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.deploy.health import HealthFailure, verify_public
 from tasks.model.nginx_file import render_nginx
 

@@ -3,7 +3,7 @@ in one prune script; a failure of housekeeping is a warning, never a failure."""
 
 from types import SimpleNamespace
 
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.kept_images import prune_script
 from tasks.connection.step_shell import StepResult
 from tasks.deploy.prune import gather, prune_releases

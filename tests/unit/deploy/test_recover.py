@@ -1,7 +1,7 @@
 """What the task that takes a dead holder's lock over puts back (tasks/deploy/recover.py)."""
 
 from support.host_output import container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.deploy.recover import unrecorded_idle
 from tasks.model.nginx_file import render_nginx
 

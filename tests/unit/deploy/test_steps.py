@@ -13,7 +13,7 @@ import pytest
 
 from support.host_output import container_line, host_output, released_state, view_of
 from support.local_step import M, read_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands import building, switching
 from tasks.commands.base import (NGINX_RELOAD_FAILED, NGINX_TEST_FAILED, NGINX_WRITE_FAILED,
                                  START_FAILED, build_timeout)

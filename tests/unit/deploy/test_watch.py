@@ -5,7 +5,7 @@ log-reading step, run by a local sh.
 import pytest
 
 from support.local_step import run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.switching import rotate_access_log
 from tasks.deploy.watch import Outcome, cpu_seconds, judge, read_step
 from tasks.model.access_log import OK, REVERT, TOO_FEW, Record, summarize, watch_verdict

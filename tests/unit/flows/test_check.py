@@ -15,7 +15,7 @@ from support.checks import (
 )
 from support.host_output import container_line, released_state
 from support.local_step import M, read_step, run_step
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.commands.base import first_command
 from tasks.commands.host_reading import parse_listening, parse_view
 from tasks.flows.check import (CERT_WARN_DAYS, OtherFile, check_script, evaluate,

@@ -2,7 +2,7 @@
 name is there already, proxying to ports that are not this app's."""
 
 from support.checks import failures, judge, only
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.model.nginx_file import render_nginx
 
 

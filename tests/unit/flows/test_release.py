@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.flows import release as release_flow
 from tasks.flows.release import ReleaseRequest
 

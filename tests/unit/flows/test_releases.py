@@ -6,7 +6,7 @@ import json
 import pytest
 
 from support.host_output import SHA_BLUE, container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.connection.step_shell import StepResult
 from tasks.errors import FAILED, Failure
 from tasks.flows.releases import releases

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from support.host_output import released_state
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.deploy.watch import Outcome
 from tasks.errors import FAILED, Failure
 from tasks.flows.watched import INTERRUPTED, watch_canary, watch_release, watched

@@ -6,7 +6,7 @@ the nginx file, read from hand-built samples of the inspect script's output.
 import pytest
 
 from support.host_output import host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.model.nginx_file import render_nginx
 
 

@@ -5,7 +5,7 @@ they leave (the pending colour, its mark, what a rollback does with it).
 import pytest
 
 from support.host_output import SHA_GREEN, container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.model.nginx_file import render_nginx
 from tasks.model.pending import (after_switch, history_note, plan_promote, qa_access, with_pending,

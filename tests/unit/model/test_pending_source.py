@@ -5,7 +5,7 @@ leaves them as they were; the build's own source sits beside them."""
 import pytest
 
 from support.host_output import container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.model.nginx_file import render_nginx
 from tasks.model.pending import (after_switch, plan_promote, stops_old, with_pending,

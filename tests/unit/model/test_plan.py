@@ -7,7 +7,7 @@ of the inspect script's output), the settings, and the plan or the refusal.
 import pytest
 
 from support.host_output import container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.configuration.env_layers import Layer
 from tasks.configuration.settings import load_settings
 from tasks.errors import FAILED, Failure

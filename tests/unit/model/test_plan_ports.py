@@ -7,7 +7,7 @@ prints it, and the plan or the refusal.
 import pytest
 
 from support.host_output import container_line, host_output, released_state, view_of
-from support.settings import make_settings
+from support.plain_settings import make_settings
 from tasks.errors import FAILED, Failure
 from tasks.model.nginx_file import render_nginx
 from tasks.model.plan import plan_release
