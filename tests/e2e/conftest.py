@@ -25,17 +25,12 @@ session and says to run scripts/setup-host.sh.
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-import loophost as lh  # noqa: E402  (scripts/ is not a package; `loophost` is the fixture)
-# Project and the base image check are in tests/support, so helpers import them by name.
-from support.project import PREFIX, Project, docker, require_base_image  # noqa: E402,F401
+import loophost as lh  # scripts/ is on pytest's pythonpath; `loophost` is the fixture
+from support.project import PREFIX, Project, docker, require_base_image
 
 HERE = Path(__file__).resolve().parent
 SETUP_HINT = "Run scripts/setup-host.sh as root first: it installs and starts them."

@@ -9,17 +9,17 @@ unable to read the directories `hide`.
 that host's daemon.
 
 For BUILD_ON=local (tests/e2e/test_build_local.py, test_ship_edges.py), all
-three module-scoped, named as the tests use them:
-`app` (local_app): a SampleApp of kind ``APP_KIND`` (a module attribute,
-default "pyweb"), "v1" committed; `host` (isolated_host): an OwnHost on
-`own_daemon` that cannot read the app's repository (what BUILD_ON=local is
-tested against) (a module may define its
-own `own_daemon`: test_ship_edges puts its data root on a small disk);
-`proj` (local_proj): a project on that host with BUILD_ON=local.
+three module-scoped:
+`local_app`: a SampleApp of kind ``APP_KIND`` (a module attribute, default
+"pyweb"), "v1" committed; `isolated_host`: an OwnHost on `own_daemon` that
+cannot read the app's repository (what BUILD_ON=local is tested against) (a
+module may define its own `own_daemon`: test_ship_edges puts its data root on
+a small disk); `local_project`: a project on that host with BUILD_ON=local.
 `summary(result)`, `host_images(project)`: the --json summary, the app's
 image tags on the host.
 
-Test modules import the fixtures they use: `from ownhostkit import own_host`.
+A plugin (tests/conftest.py's pytest_plugins): test modules take these fixtures
+by name and import only the plain helpers (own_project, summary, ...).
 """
 
 import json
@@ -101,7 +101,7 @@ def host_images(project):
     return set(lh.nonblank_lines(r))
 
 
-@pytest.fixture(scope="module", name="app")
+@pytest.fixture(scope="module")
 def local_app(request, tmp_path_factory):
     kind = getattr(request.module, "APP_KIND", "pyweb")
     if kind in lh.PYTHON_KINDS:
@@ -111,17 +111,17 @@ def local_app(request, tmp_path_factory):
     return a
 
 
-@pytest.fixture(scope="module", name="host")
-def isolated_host(tmp_path_factory, own_daemon, app):
-    h = start_own_host(tmp_path_factory, own_daemon, hide=[app.dir], name="isolated")
+@pytest.fixture(scope="module")
+def isolated_host(tmp_path_factory, own_daemon, local_app):
+    h = start_own_host(tmp_path_factory, own_daemon, hide=[local_app.dir], name="isolated")
     yield h
     h.stop()
 
 
-@pytest.fixture(scope="module", name="proj")
-def local_proj(request, tmp_path_factory, host, app):
+@pytest.fixture(scope="module")
+def local_project(request, tmp_path_factory, isolated_host, local_app):
     base = tmp_path_factory.mktemp("local-proj")
-    p = own_project(request, base / "p", host, app)
+    p = own_project(request, base / "p", isolated_host, local_app)
     p.set(BUILD_ON="local", LOCAL_BUILD_DIR=str(base / "builds"), HEALTH_TIMEOUT=40)
     try:
         yield p

@@ -1,6 +1,7 @@
 """HTTPS test set-up: a self-signed certificate, a project with SSL keys, and a
 DEPLOY_DIR nginx's workers can read (for tests that bridge assets or serve
-pages from it). test_ssl, test_assets and test_maintenance import these."""
+pages from it). test_ssl, test_assets and test_maintenance import the helpers;
+`readable_deploy_dir` is a fixture of the plugin (tests/conftest.py)."""
 
 import shutil
 import subprocess

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     yield from module_project(request, tmp_path_factory, loophost, setup=True)
 
 
@@ -47,61 +47,61 @@ def payloads(canary):
 
 
 @pytest.mark.parametrize("where", ["--branch", "--ref", "APP_NAME", "BLUE_BRANCH"])
-def test_shell_metacharacters_are_refused_before_connecting(proj, tmp_path, where):
+def test_shell_metacharacters_are_refused_before_connecting(shared_project, tmp_path, where):
     canary = tmp_path / "pwned"
-    before, hist = snapshot(proj), history(proj)
+    before, hist = snapshot(shared_project), history(shared_project)
     for value in payloads(canary):
         if where.startswith("--"):
-            r = proj.fab("release", f"{where}={value}", timeout=60)
+            r = shared_project.fab("release", f"{where}={value}", timeout=60)
         else:
-            r = proj.fab("release", env={f"BLUEGREEN_{where}": value}, timeout=60)
+            r = shared_project.fab("release", env={f"BLUEGREEN_{where}": value}, timeout=60)
         line = assert_one_line_exit_2(r, where)
         if not where.startswith("--"):
             assert f"BLUEGREEN_{where}" in line, "the line names where the value came from"
         assert not canary.exists(), f"{value!r} ran a command"
-    assert snapshot(proj) == before
-    assert history(proj) == hist
+    assert snapshot(shared_project) == before
+    assert history(shared_project) == hist
 
 
-def test_switch_to_an_unknown_colour(proj):
-    before = snapshot(proj)
-    r = proj.fab("switch", "--to", "purple", timeout=60)
+def test_switch_to_an_unknown_colour(shared_project):
+    before = snapshot(shared_project)
+    r = shared_project.fab("switch", "--to", "purple", timeout=60)
     line = assert_one_line_exit_2(r, "--to", "purple", "blue or green")
     assert line
-    assert snapshot(proj) == before
+    assert snapshot(shared_project) == before
 
 
 @pytest.mark.parametrize("ports", [("GREEN_PORT", "blue_port"), ("PUBLIC_PORT", "green_port"),
                                    ("BLUE_PORT", "public_port")])
-def test_colliding_ports(proj, ports):
+def test_colliding_ports(shared_project, ports):
     key, same_as = ports
-    before = snapshot(proj)
-    value = getattr(proj, same_as)
-    r = proj.fab("release", env={f"BLUEGREEN_{key}": value}, timeout=60)
+    before = snapshot(shared_project)
+    value = getattr(shared_project, same_as)
+    r = shared_project.fab("release", env={f"BLUEGREEN_{key}": value}, timeout=60)
     assert_one_line_exit_2(r, key, str(value))
-    assert snapshot(proj) == before
+    assert snapshot(shared_project) == before
 
 
 # --- a ref the host's git does not have -------------------------------------------------
 
 
 @pytest.mark.parametrize("flag, value", [("--ref", "deadbeef0123"), ("--branch", "no-such-branch")])
-def test_a_ref_that_does_not_exist(proj, flag, value):
-    before, hist = snapshot(proj), history(proj)
-    live_before = serving(proj)
+def test_a_ref_that_does_not_exist(shared_project, flag, value):
+    before, hist = snapshot(shared_project), history(shared_project)
+    live_before = serving(shared_project)
 
-    r = fab(proj, "release", flag, value, code=1)
+    r = fab(shared_project, "release", flag, value, code=1)
 
     assert f"{value} is not in GIT_REPO" in r.stderr, output(r)
     assert "nothing live changed" in r.stderr
-    after = snapshot(proj)
+    after = snapshot(shared_project)
     assert after["nginx"] == before["nginx"]
     assert after["containers"] == before["containers"], "no container was built or started"
     assert not after["locked"]
     for name in ("state.json", "compose.yml"):
         assert after["files"].get(name) == before["files"].get(name), name
-    assert serving(proj) == live_before
-    new = history(proj)[len(hist):]
+    assert serving(shared_project) == live_before
+    new = history(shared_project)[len(hist):]
     assert [(e["result"], e.get("phase")) for e in new] == [("failed", "git")], new
     assert value in new[0]["error"]
 
@@ -109,42 +109,42 @@ def test_a_ref_that_does_not_exist(proj, flag, value):
 # --- a colour port that something else already uses ------------------------------------
 
 
-def test_target_port_used_by_another_program(proj):
+def test_target_port_used_by_another_program(shared_project):
     """A listener on the idle colour's port: `check` names it (exit 1) and
     `release` refuses before building, in the same round trip as the lock."""
-    live, _ = serving(proj)
+    live, _ = serving(shared_project)
     target = "green" if live == "blue" else "blue"
-    port = getattr(proj, f"{target}_port")
+    port = getattr(shared_project, f"{target}_port")
     key = f"{target.upper()}_PORT"
     assert not any(c["service"] == target and c["state"] == "running"
-                   for c in proj.containers()), "the idle colour must not be running here"
+                   for c in shared_project.containers()), "the idle colour must not be running here"
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         squatter.bind(("127.0.0.1", port))
         squatter.listen(8)
 
-        r = fab(proj, "check", code=1)
+        r = fab(shared_project, "check", code=1)
         assert f"{key} {port}" in r.stderr or f"{key}: {port}" in r.stderr, output(r)
         assert any(key in line and str(port) in line and "FAIL" in line
                    for line in r.stdout.splitlines()), r.stdout
 
-        before, hist = snapshot(proj), history(proj)
-        r = fab(proj, "release", code=1)
+        before, hist = snapshot(shared_project), history(shared_project)
+        r = fab(shared_project, "release", code=1)
         assert f"{key} {port}" in r.stderr and "in use by" in r.stderr, output(r)
         assert "nothing was built" in r.stderr
         for phase in ("git ", "build ", "start ", "health "):
             assert f"  {phase}" not in r.stdout, f"the release went as far as {phase}:\n{r.stdout}"
-        after = snapshot(proj)
+        after = snapshot(shared_project)
         assert after["containers"] == before["containers"]
         assert after["nginx"] == before["nginx"]
         assert not after["locked"]
         assert {k: v for k, v in after["files"].items() if k != "history.jsonl"} == \
             {k: v for k, v in before["files"].items() if k != "history.jsonl"}
-        new = history(proj)[len(hist):]
+        new = history(shared_project)[len(hist):]
         assert [(e["result"], e.get("phase")) for e in new] == [("failed", "plan")], new
     finally:
         squatter.close()
     # The port is free again: the same release goes through.
-    fab(proj, "release")
-    assert serving_after_switch(proj, (target, "v1")) == (target, "v1")
+    fab(shared_project, "release")
+    assert serving_after_switch(shared_project, (target, "v1")) == (target, "v1")

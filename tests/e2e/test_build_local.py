@@ -17,9 +17,7 @@ import yaml
 import loophost as lh
 from faultkit import history, owner, sshd_session_of
 from hostile import Background
-from ownhostkit import (  # noqa: F401  (fixtures)
-    host_images, isolated_host, local_app, local_proj, own_daemon, own_project,
-    start_own_host, summary)
+from ownhostkit import host_images, own_project, start_own_host, summary
 import ownhost as oh
 from released import fab, serves
 
@@ -29,28 +27,30 @@ def image_size(name):
     return int(r.stdout.strip())
 
 
-def test_the_host_cannot_read_the_repository_nor_reach_this_machines_docker(proj, host, app):
-    r = host.ssh(f"git ls-remote {app.repo}")
+def test_the_host_cannot_read_the_repository_nor_reach_this_machines_docker(local_project,
+                                                                           isolated_host,
+                                                                           local_app):
+    r = isolated_host.ssh(f"git ls-remote {local_app.repo}")
     assert r.returncode != 0, r.stdout
-    r = host.ssh("docker info --format '{{.DockerRootDir}}'")
-    assert r.stdout.strip() == str(host.daemon.dir / "root"), r.stdout + r.stderr
+    r = isolated_host.ssh("docker info --format '{{.DockerRootDir}}'")
+    assert r.stdout.strip() == str(isolated_host.daemon.dir / "root"), r.stdout + r.stderr
 
 
-def test_check_looks_at_this_machines_docker_and_the_hosts_layer_store(proj):
-    r = fab(proj, "check")
+def test_check_looks_at_this_machines_docker_and_the_hosts_layer_store(local_project):
+    r = fab(local_project, "check")
     text = r.stdout + r.stderr
     assert "local Docker" in text and "overlay2: only the layers it lacks" in text, text
     assert "reachable from this machine" in text, text
 
 
-def test_setup_builds_here_and_ships_the_base_once(proj, app):
-    p = proj
+def test_setup_builds_here_and_ships_the_base_once(local_project, local_app):
+    p = local_project
     r = fab(p, "setup", "--json")
     out = summary(r)
     assert out["build"] == "local", out
     assert out["ship"]["layers_sent"] >= 2 and out["ship"]["bytes"] > 10_000_000, out
     serves(p, "v1", colour="blue")
-    v1 = app.head()
+    v1 = local_app.head()
     assert f"bluegreen-{p.name}:{v1}" in host_images(p)
     # No checkout on the host: it ran no git.
     assert not (p.deploy_dir / "blue" / ".git").exists()
@@ -59,15 +59,15 @@ def test_setup_builds_here_and_ships_the_base_once(proj, app):
     assert build_cache_entries(p.host) == 0  # the host's Docker built nothing
 
 
-def build_cache_entries(host):
-    r = host.daemon.docker("system", "df", "--format", "{{json .}}")
+def build_cache_entries(isolated_host):
+    r = isolated_host.daemon.docker("system", "df", "--format", "{{json .}}")
     rows = [json.loads(line) for line in lh.nonblank_lines(r)]
     return int(next(row["TotalCount"] for row in rows if row["Type"] == "Build Cache"))
 
 
-def test_a_one_line_change_ships_only_its_layer(proj, app):
-    p = proj
-    v2 = app.commit("v2", kind="pyweb")
+def test_a_one_line_change_ships_only_its_layer(local_project, local_app):
+    p = local_project
+    v2 = local_app.commit("v2", kind="pyweb")
     r = fab(p, "release", "--json")
     out = summary(r)
     assert out["commit"] == v2 and out["live"] == "green", out
@@ -80,19 +80,19 @@ def test_a_one_line_change_ships_only_its_layer(proj, app):
     assert "ship" in text and "skipped" in text, text
 
 
-def test_rollback_and_rollback_to_a_kept_release(proj, app):
-    p = proj
+def test_rollback_and_rollback_to_a_kept_release(local_project, local_app):
+    p = local_project
     fab(p, "rollback")
     serves(p, "v1", colour="blue")
-    app.commit("v3", kind="pyweb")
+    local_app.commit("v3", kind="pyweb")
     fab(p, "release")  # v3 into green
     serves(p, "v3", colour="green")
-    fab(p, "rollback", "--to", app.commits["v2"][:10])  # v2 again, in blue: no git, no build
+    fab(p, "rollback", "--to", local_app.commits["v2"][:10])  # v2 again, in blue: no git, no build
     serves(p, "v2", colour="blue")
 
 
-def test_repair_finds_the_commits_with_no_checkout_on_the_host(proj):
-    p = proj
+def test_repair_finds_the_commits_with_no_checkout_on_the_host(local_project):
+    p = local_project
     path = p.deploy_dir / "state.json"
     before = json.loads(path.read_text())
     path.unlink()
@@ -103,9 +103,9 @@ def test_repair_finds_the_commits_with_no_checkout_on_the_host(proj):
         assert after["colours"][colour]["commit"] == before["colours"][colour]["commit"], after
 
 
-def test_stage_then_promote_a_local_build(proj, app):
-    p = proj
-    app.commit("v3-staged", kind="pyweb")
+def test_stage_then_promote_a_local_build(local_project, local_app):
+    p = local_project
+    local_app.commit("v3-staged", kind="pyweb")
     out = summary(fab(p, "release", "--no-switch", "--json"))
     assert (out["result"], out["build"]) == ("staged", "local"), out
     assert out["ship"]["layers_skipped"] >= 1, out
@@ -134,22 +134,22 @@ def docker_load_under(sshd_pid):
 
 
 @pytest.mark.parametrize("fault", ["cut", "kill"])
-def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(proj, app, fault):
+def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(local_project, local_app, fault):
     """The SSH connection cut (its sshd session killed: exit 3), or fab
     killed, while `docker load` reads the stream."""
-    p = proj
+    p = local_project
     before = {c["service"]: (c["state"], c["image"]) for c in p.containers()}
     live = json.loads((p.deploy_dir / "state.json").read_text())["live"]
     tags = host_images(p)
     live_version = lh.http_get(p.public_port, "/version")[2].strip()
     # A layer big enough that the stream is still running when it is cut.
-    big = app.work / "app" / "big.bin"
+    big = local_app.work / "app" / "big.bin"
     label = f"v4-{fault}"
-    app.commit(label, kind="pyweb")
+    local_app.commit(label, kind="pyweb")
     big.write_bytes(os.urandom(64 * 1024 * 1024))
-    app._git("add", "-A")
-    app._git("commit", "-qm", f"{label} with 64 MB of noise")
-    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    local_app._git("add", "-A")
+    local_app._git("commit", "-qm", f"{label} with 64 MB of noise")
+    local_app._git("push", "-q", "origin", "HEAD:refs/heads/main")
     bg = Background(p, "release")
     session = sshd_session_of(p, bg, timeout=120)
     deadline = time.monotonic() + 180
@@ -172,19 +172,19 @@ def test_a_ship_cut_part_way_leaves_nothing_the_host_trusts(proj, app, fault):
     assert after == before, (before, after)
     # The next release works (the lock of the cut task is taken over).
     r = fab(p, "release", "--json")
-    assert summary(r)["commit"] == app.head()
+    assert summary(r)["commit"] == local_app.head()
     serves(p, label, colour="blue" if live == "green" else "green")
     assert owner(p) is None
 
 
-def test_a_build_past_build_timeout_stops_here_and_changes_nothing(proj, app):
-    p = proj
+def test_a_build_past_build_timeout_stops_here_and_changes_nothing(local_project, local_app):
+    p = local_project
     live_version = lh.http_get(p.public_port, "/version")[2].strip()
-    app.commit("v4-slow", kind="pyweb")
-    dockerfile = app.work / "Dockerfile"
+    local_app.commit("v4-slow", kind="pyweb")
+    dockerfile = local_app.work / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + 'RUN ["sleep", "60"]\n')
-    app._git("commit", "-qam", "a slow build")
-    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    local_app._git("commit", "-qam", "a slow build")
+    local_app._git("push", "-q", "origin", "HEAD:refs/heads/main")
     tags = host_images(p)
     try:
         p.set(BUILD_TIMEOUT="3s")
@@ -196,43 +196,43 @@ def test_a_build_past_build_timeout_stops_here_and_changes_nothing(proj, app):
     assert lh.http_get(p.public_port, "/version")[2].strip() == live_version
     assert history(p)[-1]["result"] == "failed"
     dockerfile.write_text(dockerfile.read_text().replace('RUN ["sleep", "60"]\n', ""))
-    app._git("commit", "-qam", "not slow any more")
-    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    local_app._git("commit", "-qam", "not slow any more")
+    local_app._git("push", "-q", "origin", "HEAD:refs/heads/main")
 
 
-def test_release_an_image_built_by_someone_else(proj, app):
-    p = proj
-    app.commit("v5", kind="pyweb")
+def test_release_an_image_built_by_someone_else(local_project, local_app):
+    p = local_project
+    local_app.commit("v5", kind="pyweb")
     name = f"{p.name}-ci:5"
     r = subprocess.run(["docker", "build", "-q", "--label",
-                        f"org.opencontainers.image.revision={app.head()}", "-t", name,
-                        str(app.work)], capture_output=True, text=True, timeout=300)
+                        f"org.opencontainers.image.revision={local_app.head()}", "-t", name,
+                        str(local_app.work)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     try:
         p.set(GIT_REPO=None)  # not needed for --image
         out = summary(fab(p, "release", "--image", name, "--json"))
     finally:
-        p.set(GIT_REPO=str(app.repo))
+        p.set(GIT_REPO=str(local_app.repo))
         lh.docker("rmi", name)
-    assert out["build"] == "image" and out["commit"] == app.head(), out
+    assert out["build"] == "image" and out["commit"] == local_app.head(), out
     assert out["ship"]["layers_skipped"] >= 1, out
     serves(p, "v5")
     assert history(p)[-1]["image"] == name
 
 
-def test_image_missing_here_is_bad_input(proj):
-    r = fab(proj, "release", "--image", "no-such-image:7", code=2)
+def test_image_missing_here_is_bad_input(local_project):
+    r = fab(local_project, "release", "--image", "no-such-image:7", code=2)
     assert "no-such-image:7" in r.stderr and "--image" in r.stderr, r.stderr
 
 
-def test_two_hosts_from_one_build(request, tmp_path_factory, proj, app, tmp_path):
+def test_two_hosts_from_one_build(request, tmp_path_factory, local_project, local_app, tmp_path):
     """Two hosts, each with its own daemon and nginx: one build, shipped to both at once."""
     daemons = [oh.SecondDaemon().start() for _ in range(2)]
     hosts, p = [], None
     try:
-        hosts = [start_own_host(tmp_path_factory, d, hide=[app.dir], name=f"h{i}")
+        hosts = [start_own_host(tmp_path_factory, d, hide=[local_app.dir], name=f"h{i}")
                  for i, d in enumerate(daemons)]
-        p = own_project(request, tmp_path / "multi", hosts[0], app)
+        p = own_project(request, tmp_path / "multi", hosts[0], local_app)
         entries, names = {}, []
         for i, h in enumerate(hosts):
             name = f"web{i + 1}"
@@ -246,7 +246,7 @@ def test_two_hosts_from_one_build(request, tmp_path_factory, proj, app, tmp_path
         p.hosts_file.write_text(yaml.safe_dump(
             {"hosts": {n: e for n, (e, _) in entries.items()}, "default_hosts": names}))
         p.set(BUILD_ON="local", LOCAL_BUILD_DIR=str(tmp_path / "builds"), HEALTH_TIMEOUT=40)
-        app.commit("v6", kind="pyweb")
+        local_app.commit("v6", kind="pyweb")
         fab(p, "setup")
         r = fab(p, "release", "--parallel", "--json")
         lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]

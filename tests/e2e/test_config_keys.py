@@ -58,7 +58,7 @@ def commit_with(app, label, shell):
 
 
 @pytest.fixture(scope="module")
-def web(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """Set up with the upload endpoint, then released once more so both
     colours run: a `rollback` re-renders the nginx file with the current .env."""
     for p in module_project(request, tmp_path_factory, loophost):
@@ -97,8 +97,8 @@ def refused(p, size):
         (size, status, body)
 
 
-def test_client_max_body_size_default_custom_and_off(web):
-    p = web
+def test_client_max_body_size_default_custom_and_off(shared_project):
+    p = shared_project
     mib = 1024 * 1024
     # The default, 10m: just below reaches the app, just above is nginx's 413.
     assert "CLIENT_MAX_BODY_SIZE" not in p.settings
@@ -119,8 +119,8 @@ def test_client_max_body_size_default_custom_and_off(web):
     apply(p, CLIENT_MAX_BODY_SIZE=None)
 
 
-def test_proxy_read_timeout_shorter_than_a_slow_answer_is_a_504(web):
-    p = web
+def test_proxy_read_timeout_shorter_than_a_slow_answer_is_a_504(shared_project):
+    p = shared_project
     # The default (60s) waits for an answer that takes 3 s.
     status, _, body = p.get("/cgi-bin/slow?3", timeout=30)
     assert (status, body.split()[0]) == (200, "slow"), (status, body)
@@ -134,8 +134,8 @@ def test_proxy_read_timeout_shorter_than_a_slow_answer_is_a_504(web):
     apply(p, PROXY_READ_TIMEOUT=None)
 
 
-def test_min_free_disk_larger_than_the_disk_fails_check_naming_it(web):
-    p = web
+def test_min_free_disk_larger_than_the_disk_fails_check_naming_it(shared_project):
+    p = shared_project
     r = fab(p, "check")
     assert "MIN_FREE_DISK" in output(r)
     r = p.fab("check", env={"BLUEGREEN_MIN_FREE_DISK": "100000g"}, timeout=120)

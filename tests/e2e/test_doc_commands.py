@@ -147,7 +147,7 @@ def check_core_command(page, line, core, task):
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """Set up (v1 in blue), so every read-only command has something to show."""
     yield from module_project(request, tmp_path_factory, loophost, setup=True)
 
@@ -163,7 +163,7 @@ def test_read_only_commands_are_documented():
 
 @pytest.mark.parametrize("page, line, command", RUNNABLE,
                          ids=[f"{p}:{n}" for p, n, _ in RUNNABLE])
-def test_read_only_commands_run_as_written(proj, page, line, command):
+def test_read_only_commands_run_as_written(shared_project, page, line, command):
     """The page's host (prod, web1,web2, h ...) becomes the test host; the rest as written."""
     _, core, task, flags = parse(command)
     words = shlex.split(re.split(r"\s(?:>|\||#)", command.replace("\\|", "|"))[0])[1:]
@@ -173,7 +173,7 @@ def test_read_only_commands_run_as_written(proj, page, line, command):
             skip = False
             continue
         if word in ("-H", "--hosts"):
-            args += ["-H", proj.HOST_NAME]
+            args += ["-H", shared_project.HOST_NAME]
             skip = True
         elif word in ("-r", "--search-root"):
             skip = True  # the test's fab already has -r
@@ -181,9 +181,9 @@ def test_read_only_commands_run_as_written(proj, page, line, command):
             args.append({"C": "blue", "N": "5"}[word])
         else:
             args.append(word)
-    r = fab(proj, *args)
+    r = fab(shared_project, *args)
     assert r.stdout.strip(), f"{page}:{line}: `{command}` printed nothing"
-    SHOWS[task](proj, r.stdout, args)
+    SHOWS[task](shared_project, r.stdout, args)
 
 
 # What the README's task table says each read-only task shows, checked

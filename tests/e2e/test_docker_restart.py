@@ -13,7 +13,7 @@ import pytest
 
 from faultkit import assert_status_tells_the_truth, history, owner, run_ok, status_json
 from hostile import Background
-from ownhostkit import own_daemon, own_host, own_project  # noqa: F401  (fixtures)
+from ownhostkit import own_project
 from released import fab, serves, version, wait_until
 
 import loophost as lh
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.docker_restart
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, own_host):
+def shared_project(request, tmp_path_factory, own_host):
     """v1 in blue, then v2 live in green, on the host with its own daemon: both colours run."""
     base = tmp_path_factory.mktemp("docker-restart")
     app = lh.SampleApp(base / "sample-app")
@@ -61,8 +61,8 @@ def slow_build(project, label):
     app._git("push", "-q", "origin", "HEAD:refs/heads/main")
 
 
-def test_the_docker_daemon_restarted_during_a_build(proj):
-    p = proj
+def test_the_docker_daemon_restarted_during_a_build(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     label = version(p)
     slow_build(p, "v3-slow")
@@ -91,8 +91,8 @@ def test_the_docker_daemon_restarted_during_a_build(proj):
     serves(p, "v4", colour="blue" if live == "green" else "green")
 
 
-def test_a_reboot_brings_both_colours_back(proj):
-    p = proj
+def test_a_reboot_brings_both_colours_back(shared_project):
+    p = shared_project
     before = status_json(p)
     live = before["live"]
     label = version(p)

@@ -20,7 +20,7 @@ TIME_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     yield from module_project(request, tmp_path_factory, loophost, setup=True)
 
 
@@ -36,8 +36,8 @@ def hosts_file(project, path, **entry):
 # --- item 3: --ref is recorded as a ref, not as the colour's branch -------------------
 
 
-def test_a_ref_release_records_the_ref_and_keeps_the_branch(proj):
-    p = proj
+def test_a_ref_release_records_the_ref_and_keeps_the_branch(shared_project):
+    p = shared_project
     sha = p.app.commit("v2", branch="other")  # only on `other`, not on main
     r = fab(p, "release", "--ref", sha)
     assert f"released green: {sha[:12]} (ref {sha})" in r.stdout, r.stdout
@@ -57,8 +57,8 @@ def test_a_ref_release_records_the_ref_and_keeps_the_branch(proj):
 # --- item 5: BLUEGREEN_<COLOUR>_BRANCH is for one run ----------------------------------
 
 
-def test_an_environment_branch_is_for_one_run_and_the_branch_flag_sticks(proj):
-    p = proj
+def test_an_environment_branch_is_for_one_run_and_the_branch_flag_sticks(shared_project):
+    p = shared_project
     p.app.commit("v3", branch="hotfix")
     r = fab(p, "release", env={"BLUEGREEN_BLUE_BRANCH": "hotfix"})
     assert "released blue:" in r.stdout and "(hotfix)" in r.stdout, r.stdout
@@ -83,8 +83,8 @@ def test_an_environment_branch_is_for_one_run_and_the_branch_flag_sticks(proj):
 # --- item 4 and 10: repair keeps each colour's branch, one time format ------------------
 
 
-def test_repair_keeps_the_branches_and_writes_one_time_format(proj):
-    p = proj
+def test_repair_keeps_the_branches_and_writes_one_time_format(shared_project):
+    p = shared_project
     (p.deploy_dir / "state.json").unlink()
     r = fab(p, "repair")
     assert "green: other (from history.jsonl)" in r.stdout, r.stdout
@@ -106,8 +106,8 @@ def test_repair_keeps_the_branches_and_writes_one_time_format(proj):
 # --- item 2: the crash message names the real exit code -------------------------------
 
 
-def test_a_crash_at_start_never_claims_exit_code_0(proj):
-    p = proj
+def test_a_crash_at_start_never_claims_exit_code_0(shared_project):
+    p = shared_project
     p.app.commit("v4", kind="crash", branch="main")  # exits 3 at start
     r = fab(p, "release", code=1)
     text = output(r)
@@ -126,8 +126,8 @@ def test_a_crash_at_start_never_claims_exit_code_0(proj):
     (("release", "--branch"), ["--branch needs a value"]),
     (("status", "--nope"), ["--nope"]),
 ])
-def test_unknown_flags_and_missing_values_are_exit_2(proj, args, words):
-    r = fab(proj, *args, code=2)
+def test_unknown_flags_and_missing_values_are_exit_2(shared_project, args, words):
+    r = fab(shared_project, *args, code=2)
     assert r.stdout == ""
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("error: "), r.stderr
@@ -141,8 +141,8 @@ def test_unknown_flags_and_missing_values_are_exit_2(proj, args, words):
     (("release", "--json", "--wait-lock", "x"), 2),
     (("release", "--json", "-H", "root@127.0.0.1:1"), 3),
 ])
-def test_json_failures_are_one_object_on_stdout(proj, args, code):
-    r = fab(proj, *args, code=code)
+def test_json_failures_are_one_object_on_stdout(shared_project, args, code):
+    r = fab(shared_project, *args, code=code)
     lines = [line for line in r.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, r.stdout
     obj = json.loads(lines[0])
@@ -150,28 +150,29 @@ def test_json_failures_are_one_object_on_stdout(proj, args, code):
     assert obj["error"] and "hint" in obj
 
 
-def test_a_held_lock_under_json_is_code_4_on_stdout(proj):
-    lock = proj.deploy_dir / ".lock"
+def test_a_held_lock_under_json_is_code_4_on_stdout(shared_project):
+    lock = shared_project.deploy_dir / ".lock"
     lock.mkdir()
     (lock / "owner.json").write_text(json.dumps(
         {"pid": 1, "machine": "elsewhere", "user": "ana", "command": "fab release",
          "started_at": 0}))
     try:
-        r = fab(proj, "release", "--json", code=4)
+        r = fab(shared_project, "release", "--json", code=4)
     finally:
         (lock / "owner.json").unlink()
         lock.rmdir()
     obj = json.loads(r.stdout)
-    assert (obj["host"], obj["code"]) == (proj.HOST_NAME, 4) and "ana@elsewhere" in obj["error"]
+    assert (obj["host"], obj["code"]) == (shared_project.HOST_NAME, 4)
+    assert "ana@elsewhere" in obj["error"]
 
 
 # --- item 7: a missing identity_file is bad input -------------------------------------
 
 
-def test_a_missing_identity_file_is_exit_2_before_connecting(proj, tmp_path):
+def test_a_missing_identity_file_is_exit_2_before_connecting(shared_project, tmp_path):
     missing = tmp_path / "no_such_key"
-    env = hosts_file(proj, tmp_path / "hosts.yml", identity_file=str(missing))
-    r = fab(proj, "status", env=env, code=2)
+    env = hosts_file(shared_project, tmp_path / "hosts.yml", identity_file=str(missing))
+    r = fab(shared_project, "status", env=env, code=2)
     assert "identity_file" in r.stderr and str(missing) in r.stderr, r.stderr
     assert "network" not in r.stderr and "connect" not in r.stderr.split("\n")[0]
 
@@ -179,19 +180,19 @@ def test_a_missing_identity_file_is_exit_2_before_connecting(proj, tmp_path):
 # --- item 8: unlock keeps a running task's lock ---------------------------------------
 
 
-def test_unlock_refuses_the_lock_of_a_task_still_running_here(proj):
-    lock = proj.deploy_dir / ".lock"
+def test_unlock_refuses_the_lock_of_a_task_still_running_here(shared_project):
+    lock = shared_project.deploy_dir / ".lock"
     holder = subprocess.Popen(["sleep", "300"])
     try:
         lock.mkdir()
         (lock / "owner.json").write_text(json.dumps(
             {"pid": holder.pid, "machine": socket.gethostname(), "user": "ana",
              "command": "fab -H testhost release", "started_at": 0}))
-        r = fab(proj, "unlock", code=4)
+        r = fab(shared_project, "unlock", code=4)
         assert f"pid {holder.pid}" in output(r) and "still running" in output(r)
         assert "--force" in r.stderr
         assert (lock / "owner.json").exists()
-        r = fab(proj, "unlock", "--force")
+        r = fab(shared_project, "unlock", "--force")
         assert "lock removed" in r.stdout and not lock.exists()
     finally:
         holder.kill()
@@ -204,42 +205,46 @@ def test_unlock_refuses_the_lock_of_a_task_still_running_here(proj):
     (lock / "owner.json").write_text(json.dumps(
         {"pid": holder.pid, "machine": socket.gethostname(), "command": "fab release",
          "started_at": 0}))
-    r = fab(proj, "unlock")
+    r = fab(shared_project, "unlock")
     assert "lock removed" in r.stdout and not lock.exists()
 
 
 # --- item 9: render without -H uses default_hosts' env: -------------------------------
 
 
-def test_render_without_h_uses_the_default_hosts_env(proj, tmp_path):
-    env = hosts_file(proj, tmp_path / "hosts.yml", env={"SERVER_NAME": "app.example.test"})
-    r = fab(proj, "render", env=env)
+def test_render_without_h_uses_the_default_hosts_env(shared_project, tmp_path):
+    env = hosts_file(shared_project, tmp_path / "hosts.yml",
+                     env={"SERVER_NAME": "app.example.test"})
+    r = fab(shared_project, "render", env=env)
     assert "server_name app.example.test;" in r.stdout, r.stdout
-    assert f"rendered for host {proj.HOST_NAME} (the first of default_hosts" in r.stdout
-    r = fab(proj, "render", env={"BLUEGREEN_HOSTS_FILE": str(tmp_path / "none.yml")}, code=2)
+    assert f"rendered for host {shared_project.HOST_NAME} (the first of default_hosts" in r.stdout
+    r = fab(shared_project, "render", env={"BLUEGREEN_HOSTS_FILE": str(tmp_path / "none.yml")},
+            code=2)
 
 
 # --- item 10: smaller promises --------------------------------------------------------
 
 
-def test_an_unknown_host_name_hints_at_hosts_yml(proj):
-    r = fab(proj, "-H", "no-such-host.invalid", "status", code=3)
+def test_an_unknown_host_name_hints_at_hosts_yml(shared_project):
+    r = fab(shared_project, "-H", "no-such-host.invalid", "status", code=3)
     assert "cannot resolve" in r.stderr and "not a host in hosts.yml" in r.stderr, r.stderr
 
 
-def test_status_shows_the_fingerprint_of_a_key_it_trusted(proj, tmp_path):
+def test_status_shows_the_fingerprint_of_a_key_it_trusted(shared_project, tmp_path):
     known = tmp_path / "kh" / "known_hosts"
-    env = hosts_file(proj, tmp_path / "hosts.yml", known_hosts=str(known))
-    pub = proj.host.host_key.with_name(proj.host.host_key.name + ".pub")
+    env = hosts_file(shared_project, tmp_path / "hosts.yml", known_hosts=str(known))
+    pub = shared_project.host.host_key.with_name(shared_project.host.host_key.name + ".pub")
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True,
                                  text=True, check=True).stdout.split()[1]
-    r = fab(proj, "status", "--accept-new-host-key", env=env)
+    r = fab(shared_project, "status", "--accept-new-host-key", env=env)
     assert fingerprint in r.stdout and str(known) in r.stdout, r.stdout
     assert known.exists()
     known.unlink()
-    data = json.loads(fab(proj, "status", "--json", "--accept-new-host-key", env=env).stdout)
+    data = json.loads(fab(shared_project, "status", "--json", "--accept-new-host-key",
+                          env=env).stdout)
     assert data["new_host_key"]["fingerprint"] == fingerprint
-    r = fab(proj, "history", "--accept-new-host-key", env={**env})  # already known: silent
+    # already known: silent
+    r = fab(shared_project, "history", "--accept-new-host-key", env={**env})
     assert fingerprint not in output(r)
 
 

@@ -19,7 +19,7 @@ HEALTH_TIMEOUT = 4
 
 
 @pytest.fixture(scope="module")
-def host(request, tmp_path_factory, loophost_current):
+def shared_project(request, tmp_path_factory, loophost_current):
     """v1 in blue, then v2 live in green: blue (v1) is the rollback target."""
     for project in module_project(request, tmp_path_factory, loophost_current,
                                   HEALTH_TIMEOUT=HEALTH_TIMEOUT):
@@ -63,8 +63,8 @@ def fail_release(project, kind):
 
 
 @pytest.mark.parametrize("kind", ["build", "crash", "http500", "pre-switch", "verify"])
-def test_a_failed_release_keeps_the_rollback_target_running(host, kind):
-    p = host
+def test_a_failed_release_keeps_the_rollback_target_running(shared_project, kind):
+    p = shared_project
     before = status_json(p)
     live, idle = before["live"], "blue" if before["live"] == "green" else "green"
     idle_commit = before["colours"][idle]["commit"]

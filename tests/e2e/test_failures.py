@@ -16,7 +16,7 @@ HEALTH_TIMEOUT = 4
 
 
 @pytest.fixture(scope="module")
-def host(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """A project after `fab setup` (v1 live in blue), with a short health gate."""
     for project in module_project(request, tmp_path_factory, loophost,
                                   HEALTH_TIMEOUT=HEALTH_TIMEOUT):
@@ -82,8 +82,8 @@ def health_seconds(out):
 
 
 @pytest.mark.parametrize("kind", ["crash", "http500", "hang"])
-def test_a_release_that_fails_its_health_gate_changes_nothing_live(host, kind):
-    p = host
+def test_a_release_that_fails_its_health_gate_changes_nothing_live(shared_project, kind):
+    p = shared_project
     before = Snapshot(p)
     # One of them comes from a branch named on the command line: a failed
     # release must not record it as the colour's branch (state.json is
@@ -130,8 +130,8 @@ def test_a_release_that_fails_its_health_gate_changes_nothing_live(host, kind):
         before.unchanged(p)
 
 
-def test_rollback_refuses_a_colour_that_runs_but_is_unhealthy(host):
-    p = host
+def test_rollback_refuses_a_colour_that_runs_but_is_unhealthy(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     p.app.commit("v2")
     fab(p, "release")
@@ -154,8 +154,8 @@ def test_rollback_refuses_a_colour_that_runs_but_is_unhealthy(host):
     serves(p, "v2", colour=other(live))
 
 
-def test_a_failing_pre_switch_cmd_aborts_before_the_switch(host):
-    p = host
+def test_a_failing_pre_switch_cmd_aborts_before_the_switch(shared_project):
+    p = shared_project
     before = Snapshot(p)
     p.app.commit("v3")
     p.set(PRE_SWITCH_CMD="echo migrating the schema; exit 7")
@@ -173,8 +173,8 @@ def test_a_failing_pre_switch_cmd_aborts_before_the_switch(host):
     assert f"{before.idle} runs its previous release" in out
 
 
-def test_a_pre_switch_cmd_runs_inside_the_new_colour_before_the_switch(host):
-    p = host
+def test_a_pre_switch_cmd_runs_inside_the_new_colour_before_the_switch(shared_project):
+    p = shared_project
     before = Snapshot(p)
     p.app.commit("v4")
     # Records which container it ran in, and that the old colour still
@@ -191,8 +191,8 @@ def test_a_pre_switch_cmd_runs_inside_the_new_colour_before_the_switch(host):
     assert r.returncode != 0  # not in the old colour
 
 
-def test_an_nginx_file_that_fails_nginx_t_is_rolled_back_byte_for_byte(host):
-    p = host
+def test_an_nginx_file_that_fails_nginx_t_is_rolled_back_byte_for_byte(shared_project):
+    p = shared_project
     from loophost import free_port
 
     before = Snapshot(p)
@@ -219,8 +219,8 @@ def test_an_nginx_file_that_fails_nginx_t_is_rolled_back_byte_for_byte(host):
     serves(p, "v5", colour=before.idle)
 
 
-def test_a_state_json_that_cannot_be_written_fails_the_task_and_switches_back(host):
-    p = host
+def test_a_state_json_that_cannot_be_written_fails_the_task_and_switches_back(shared_project):
+    p = shared_project
     p.app.commit("v6")
     fab(p, "release")  # both colours run: a rollback has somewhere to go
     before = Snapshot(p)

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-import ports  # scripts/ports.py (conftest puts scripts/ on sys.path)
+import ports  # scripts/ports.py (scripts/ is on pytest's pythonpath)
 
 from tasks.configuration.inventory import HostEntry
 from tasks.connection.host_keys import known_hosts_name

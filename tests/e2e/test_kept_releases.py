@@ -19,7 +19,7 @@ KEEP = 3
 
 
 @pytest.fixture(scope="module")
-def web(request, tmp_path_factory, loophost_current):
+def shared_project(request, tmp_path_factory, loophost_current):
     """pyweb "v1" set up in blue, KEEP_RELEASES=3, in bridge mode."""
     for project in module_project(request, tmp_path_factory, loophost_current, setup=True,
                                   kind="pyweb", slow=1, KEEP_RELEASES=KEEP, HEALTH_TIMEOUT=60, DRAIN_TIMEOUT=5):
@@ -45,8 +45,8 @@ def releases_json(project):
     return rows
 
 
-def test_releases_under_load_keep_only_keep_releases_images(web):
-    p = web
+def test_releases_under_load_keep_only_keep_releases_images(shared_project):
+    p = shared_project
     load = loadgen.Load(p.public_port, rate_fresh=30, rate_keepalive=20, threads_fresh=2,
                         keepalive_connections=2, post_path="/upload", timeout=5.0,
                         max_seconds=240, max_requests=20000, name="pyweb releases")
@@ -74,8 +74,8 @@ def test_releases_under_load_keep_only_keep_releases_images(web):
     assert set(kept.values()) == lh.app_image_ids(p.name)
 
 
-def test_releases_json_lists_the_kept_releases_and_who_runs_them(web):
-    p = web
+def test_releases_json_lists_the_kept_releases_and_who_runs_them(shared_project):
+    p = shared_project
     commits = p.app.commits
     rows = releases_json(p)
     assert [r["commit"] for r in rows] == [commits["v4"], commits["v3"], commits["v2"]], rows
@@ -89,8 +89,8 @@ def test_releases_json_lists_the_kept_releases_and_who_runs_them(web):
     assert commits["v2"][:12] in text and "green (live)" in text, text
 
 
-def test_rollback_to_an_older_kept_release_needs_no_git_and_no_build(web):
-    p = web
+def test_rollback_to_an_older_kept_release_needs_no_git_and_no_build(shared_project):
+    p = shared_project
     v2 = p.app.commits["v2"]
     r = fab(p, "rollback", "--to", v2[:7], "--json")
     summary = summary_json(r)
@@ -111,15 +111,15 @@ def test_rollback_to_an_older_kept_release_needs_no_git_and_no_build(web):
     assert set(commit_images(p)) == {v2, p.app.commits["v3"], p.app.commits["v4"]}
 
 
-def test_rollback_to_the_live_release_is_refused(web):
-    p = web
+def test_rollback_to_the_live_release_is_refused(shared_project):
+    p = shared_project
     r = fab(p, "rollback", "--to", p.app.commits["v2"], code=1)
     assert "already live" in output(r), output(r)
     serves(p, "v2", colour="blue")
 
 
-def test_rollback_to_a_release_that_is_not_kept_says_how_to_rebuild_it(web):
-    p = web
+def test_rollback_to_a_release_that_is_not_kept_says_how_to_rebuild_it(shared_project):
+    p = shared_project
     v1 = p.app.commits["v1"]
     r = fab(p, "rollback", "--to", v1[:10], code=1)
     text = output(r)
@@ -128,16 +128,16 @@ def test_rollback_to_a_release_that_is_not_kept_says_how_to_rebuild_it(web):
 
 
 @pytest.mark.parametrize("value", [";rm -rf /", "abc", "v2", "x" * 70, "--help2"])
-def test_rollback_to_a_malformed_commit_is_bad_input_before_connecting(web, value):
-    r = fab(web, "rollback", f"--to={value}", code=2)
+def test_rollback_to_a_malformed_commit_is_bad_input_before_connecting(shared_project, value):
+    r = fab(shared_project, "rollback", f"--to={value}", code=2)
     text = output(r)
     lines = [line for line in text.splitlines() if line.strip()]
     assert "--to" in lines[0] and "hex" in text, text
     assert "connect" not in text and "lock" not in text, text
 
 
-def test_rollback_to_an_ambiguous_prefix_is_bad_input(web):
-    p = web
+def test_rollback_to_an_ambiguous_prefix_is_bad_input(shared_project):
+    p = shared_project
     v3 = p.app.commits["v3"]
     # Another kept release whose commit starts like v3's: as two real commits could.
     twin = v3[:6] + ("0" if v3[6] != "0" else "1") + v3[7:]

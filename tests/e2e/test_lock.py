@@ -19,7 +19,7 @@ from sleepers import let_go, unique_seconds, wait_sleeping
 
 
 @pytest.fixture(scope="module")
-def host(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """A project after `fab setup` (v1 live in blue)."""
     for project in module_project(request, tmp_path_factory, loophost):
         fab(project, "setup")
@@ -37,8 +37,8 @@ def hold_lock(project, **record):
     return lock
 
 
-def test_a_held_lock_stops_release_with_exit_4_naming_its_holder(host):
-    p = host
+def test_a_held_lock_stops_release_with_exit_4_naming_its_holder(shared_project):
+    p = shared_project
     lock = hold_lock(p)
     try:
         history_before = len(history_json(p))
@@ -73,8 +73,8 @@ def test_a_held_lock_stops_release_with_exit_4_naming_its_holder(host):
     assert status_json(p)["lock"] is None
 
 
-def test_release_wait_lock_waits_for_a_lock_that_goes_away(host):
-    p = host
+def test_release_wait_lock_waits_for_a_lock_that_goes_away(shared_project):
+    p = shared_project
     lock = hold_lock(p, user="bob", command="fab -H prod rollback")
     live = status_json(p)["live"]
     sha = p.app.commit("v2")
@@ -108,8 +108,8 @@ def test_release_wait_lock_waits_for_a_lock_that_goes_away(host):
         fab(p, "unlock")
 
 
-def test_a_release_in_progress_holds_the_lock_against_a_second_one(host):
-    p = host
+def test_a_release_in_progress_holds_the_lock_against_a_second_one(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     target = "green" if live == "blue" else "blue"
     # The new version's start sleeps until the test lets it go (sleepers.py),
@@ -160,8 +160,8 @@ def test_a_release_in_progress_holds_the_lock_against_a_second_one(host):
     fab(p, "release")
 
 
-def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host):
-    p = host
+def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     target = "green" if live == "blue" else "blue"
     label = version(p)
@@ -200,8 +200,8 @@ def test_ctrl_c_during_a_release_drops_the_lock_and_records_the_attempt(host):
         assert version(p, getattr(p, f"{target}_port")) == idle_label
 
 
-def test_force_unlock_removes_only_a_lock_whose_process_is_gone(host):
-    p = host
+def test_force_unlock_removes_only_a_lock_whose_process_is_gone(shared_project):
+    p = shared_project
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs, on this machine
     hold_lock(p, machine=socket.gethostname(), pid=gone.pid, user="dave",

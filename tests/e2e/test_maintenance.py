@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import loophost as lh
-from sslkit import readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
+from sslkit import ssl_project
 from traffic import request, tls_context
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ The hosts' threads once shared Fabric's config, which fabric.Connection()
 writes into and Invoke then rebuilds from empty: a run failed at random with
 "No attribute or config key found for 'gateway'". Ten hosts.yml names point
 at the one loopback host here (ten SSH connections at once, as ten machines
-would get); tests/unit/test_hosts_concurrently.py shows the race itself.
+would get); tests/unit/cli/test_on_hosts.py shows the race itself.
 """
 
 import re

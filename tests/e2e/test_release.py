@@ -17,7 +17,7 @@ from released import (container_states, fab, history_json, module_project, outpu
 
 
 @pytest.fixture(scope="module")
-def released(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """A project after `fab setup` (v1 live in blue)."""
     for project in module_project(request, tmp_path_factory, loophost):
         project.setup_result = fab(project, "setup")
@@ -28,8 +28,8 @@ def other(colour):
     return "green" if colour == "blue" else "blue"
 
 
-def test_setup_releases_the_first_commit_into_blue(released):
-    p = released
+def test_setup_releases_the_first_commit_into_blue(shared_project):
+    p = shared_project
     out = output(p.setup_result)
     # One line per phase with its duration, then the summary.
     for phase in ("connect", "tools", "dirs", "lock", "git", "build", "start", "health",
@@ -47,8 +47,8 @@ def test_setup_releases_the_first_commit_into_blue(released):
     assert container_states(p) == {"blue": "running"}
 
 
-def test_status_names_the_live_colour_its_branch_and_commit(released):
-    p = released
+def test_status_names_the_live_colour_its_branch_and_commit(shared_project):
+    p = shared_project
     v1 = p.app.commits["v1"]
     text = fab(p, "status").stdout
     assert "live: blue" in text
@@ -70,8 +70,8 @@ def test_status_names_the_live_colour_its_branch_and_commit(released):
     assert s["lock"] is None and s["drift"] is None and s["state_error"] is None
 
 
-def test_host_layout_is_as_the_spec_says(released):
-    p = released
+def test_host_layout_is_as_the_spec_says(shared_project):
+    p = shared_project
     d = p.deploy_dir
     for name in ("blue", "green"):
         assert (d / name).is_dir()
@@ -101,8 +101,8 @@ def test_host_layout_is_as_the_spec_says(released):
     assert leftovers == []
 
 
-def test_setup_again_changes_nothing(released):
-    p = released
+def test_setup_again_changes_nothing(shared_project):
+    p = shared_project
     before = state_file(p)
     started = _started_at(p, "blue")
     r = fab(p, "setup")
@@ -113,8 +113,8 @@ def test_setup_again_changes_nothing(released):
     serves(p, "v1", colour="blue")
 
 
-def test_setup_puts_back_what_is_missing_without_a_release(released):
-    p = released
+def test_setup_puts_back_what_is_missing_without_a_release(shared_project):
+    p = shared_project
     nginx = p.nginx_file.read_bytes()
     history = history_json(p)
     p.nginx_file.unlink()
@@ -128,8 +128,8 @@ def test_setup_puts_back_what_is_missing_without_a_release(released):
     serves(p, "v1", colour="blue")
 
 
-def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(released):
-    p = released
+def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     target = other(live)
     old_label = version(p)
@@ -158,8 +158,8 @@ def test_a_second_release_goes_to_the_idle_colour_and_the_old_one_keeps_running(
         ("release", "ok", live, target, sha)
 
 
-def test_rollback_returns_traffic_to_the_previous_colour(released):
-    p = released
+def test_rollback_returns_traffic_to_the_previous_colour(shared_project):
+    p = shared_project
     s = status_json(p)
     live, previous = s["live"], other(s["live"])
     previous_label = version(p, port=_port(p, previous))
@@ -178,8 +178,8 @@ def test_rollback_returns_traffic_to_the_previous_colour(released):
     assert (last["task"], last["result"], last["to"]) == ("rollback", "ok", previous)
 
 
-def test_switch_to_moves_traffic_and_refuses_the_live_colour(released):
-    p = released
+def test_switch_to_moves_traffic_and_refuses_the_live_colour(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     idle = other(live)
     idle_label = version(p, port=_port(p, idle))
@@ -206,8 +206,8 @@ def test_switch_to_moves_traffic_and_refuses_the_live_colour(released):
     assert "blue or green" in output(r)
 
 
-def test_release_branch_and_ref_deploy_what_they_name(released):
-    p = released
+def test_release_branch_and_ref_deploy_what_they_name(shared_project):
+    p = shared_project
     app = p.app
     live = status_json(p)["live"]
     target = other(live)
@@ -251,8 +251,8 @@ def test_release_branch_and_ref_deploy_what_they_name(released):
     serves(p, "v4-feature", colour=target)
 
 
-def test_release_json_prints_one_summary_with_phase_durations(released):
-    p = released
+def test_release_json_prints_one_summary_with_phase_durations(shared_project):
+    p = shared_project
     live = status_json(p)["live"]
     target = other(live)
     sha = p.app.commit("v5", branch="main")

@@ -23,8 +23,7 @@ import pytest
 import loophost as lh
 import ownhost as oh
 from faultkit import history, owner
-from ownhostkit import (  # noqa: F401  (fixtures)
-    started_daemon, host_images, isolated_host, local_app, local_proj, summary)
+from ownhostkit import host_images, started_daemon, summary
 from released import fab, serves
 
 APP_KIND = "ok"  # local_app: the busybox sample, no base image
@@ -45,7 +44,7 @@ def disk():
 
 @pytest.fixture(scope="module")
 def own_daemon(disk):
-    """The isolated host's daemon (ownhostkit's `host`), its data root on `disk`."""
+    """The isolated host's daemon (ownhostkit's `isolated_host`), its data root on `disk`."""
     daemon = started_daemon("the host's own daemon", data_root=disk.mnt / "root")
     yield daemon
     daemon.stop()
@@ -60,11 +59,11 @@ def builder():
 
 
 @pytest.fixture(scope="module")
-def p(proj):
+def p(local_project):
     """ownhostkit's project (BUILD_ON=local on the isolated host), `fab check`
     content with the small disk while it is not filled."""
-    proj.set(MIN_FREE_DISK="16m")
-    return proj
+    local_project.set(MIN_FREE_DISK="16m")
+    return local_project
 
 
 def every_image(daemon):
@@ -81,25 +80,25 @@ def every_image(daemon):
     return images
 
 
-def commit_big(app, label, megabytes):
+def commit_big(local_app, label, megabytes):
     """Commit ``label`` with a file of ``megabytes`` of noise: a layer gzip cannot shrink."""
-    app.commit(label, kind=APP_KIND)
-    with open(app.work / "app" / "noise.bin", "wb") as f:
+    local_app.commit(label, kind=APP_KIND)
+    with open(local_app.work / "app" / "noise.bin", "wb") as f:
         f.write(subprocess.run(["head", "-c", str(megabytes << 20), "/dev/urandom"],
                                capture_output=True, check=True).stdout)
-    app._git("add", "-A")
-    app._git("commit", "-qm", f"{label} with {megabytes} MB of noise")
-    app._git("push", "-q", "origin", "HEAD:refs/heads/main")
-    return app._git("rev-parse", "HEAD")
+    local_app._git("add", "-A")
+    local_app._git("commit", "-qm", f"{label} with {megabytes} MB of noise")
+    local_app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+    return local_app._git("rev-parse", "HEAD")
 
 
 def versions_served(p, n=10):
     return [lh.http_get(p.public_port, "/version")[:3:2] for _ in range(n)]
 
 
-def test_a_full_disk_on_the_host_fails_the_ship_and_changes_nothing(p, app, disk):
+def test_a_full_disk_on_the_host_fails_the_ship_and_changes_nothing(p, local_app, disk):
     fab(p, "setup")  # v1 into blue
-    app.commit("v2", kind=APP_KIND)
+    local_app.commit("v2", kind=APP_KIND)
     fab(p, "release")  # v2 into green: blue (v1) is the idle colour, running
     serves(p, "v2", colour="green")
 
@@ -108,7 +107,7 @@ def test_a_full_disk_on_the_host_fails_the_ship_and_changes_nothing(p, app, disk
     containers = sorted((c["service"], c["state"], c["image"]) for c in p.containers())
     images = every_image(p.host.daemon)
     # 24 MB of noise cannot go into the 8 MB left on the host's Docker disk.
-    big = commit_big(app, "v3-big", 24)
+    big = commit_big(local_app, "v3-big", 24)
     disk.fill(leave=8 << 20)
     free_before = disk.free_bytes()
 
@@ -157,13 +156,13 @@ def local_has(name, docker_host=None):
     return r.returncode == 0
 
 
-def test_docker_host_names_the_daemon_that_builds_and_ships(p, app, builder, disk):
+def test_docker_host_names_the_daemon_that_builds_and_ships(p, local_app, builder, disk):
     disk.free()
     env = {"DOCKER_HOST": builder.host}
     check = fab(p, "check", env=env)
     assert f"at {builder.host}" in check.stdout + check.stderr, check.stdout
 
-    v4 = app.commit("v4", kind=APP_KIND)
+    v4 = local_app.commit("v4", kind=APP_KIND)
     out = summary(fab(p, "release", "--json", env=env))
     assert (out["build"], out["commit"]) == ("local", v4), out
     tag = f"bluegreen-{p.name}:{v4}"
@@ -173,10 +172,10 @@ def test_docker_host_names_the_daemon_that_builds_and_ships(p, app, builder, dis
     assert tag in host_images(p)
 
     # release --image: the image is looked up, and saved, in DOCKER_HOST's daemon.
-    v5 = app.commit("v5", kind=APP_KIND)
+    v5 = local_app.commit("v5", kind=APP_KIND)
     name = f"{p.name}-ci:5"
     builder.docker("build", "-q", "--label", f"org.opencontainers.image.revision={v5}",
-                   "-t", name, str(app.work), timeout=300, check=True)
+                   "-t", name, str(local_app.work), timeout=300, check=True)
     r = fab(p, "release", "--image", name, code=2)  # the default daemon has no such image
     assert f"--image {name!r}" in r.stderr and "no such image on this machine" in r.stderr
     out = summary(fab(p, "release", "--image", name, "--json", env=env))

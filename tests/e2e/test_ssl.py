@@ -4,7 +4,7 @@ HTTPS load fails no request, and `check` judges the certificate files."""
 
 import loadgen
 import loophost as lh  # `loophost` is the fixture
-from sslkit import make_cert, readable_deploy_dir, ssl_project  # noqa: F401 (a fixture)
+from sslkit import make_cert, ssl_project
 from traffic import https_get, settled, tls_context
 
 

@@ -36,44 +36,44 @@ _versions = iter(range(2, 1000))
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost_current):
+def shared_project(request, tmp_path_factory, loophost_current):
     yield from module_project(request, tmp_path_factory, loophost_current, setup=True)
 
 
 @pytest.fixture
-def load(proj):
+def load(shared_project):
     """The load for one test; asserts at the end that no request failed."""
-    running = start_load(proj.public_port)
+    running = start_load(shared_project.public_port)
     yield running
     report = load_report(running.stop())
     assert report["sent"] >= 100, report
     assert report["failed"] == 0, report
 
 
-def commit(proj, run_line=None):
+def commit(shared_project, run_line=None):
     """A new version on main; with `run_line`, a Dockerfile RUN step that
     the build goes through (e.g. a sleep). Returns its label."""
     label = f"v{next(_versions)}"
-    proj.app.commit(label)
+    shared_project.app.commit(label)
     if run_line:
         # A layer of its own before the RUN: BuildKit would otherwise reuse a
         # finished RUN of an earlier test session from its cache.
-        (proj.app.work / "app" / "nonce").write_text(secrets.token_hex(8))
-        dockerfile = proj.app.work / "Dockerfile"
+        (shared_project.app.work / "app" / "nonce").write_text(secrets.token_hex(8))
+        dockerfile = shared_project.app.work / "Dockerfile"
         dockerfile.write_text(dockerfile.read_text().replace(
             "COPY app /app\n", f"COPY app /app\n{run_line}\n"))
-        proj.app._git("add", "-A")
-        proj.app._git("commit", "-q", "-m", f"{label}: {run_line}")
-        proj.app._git("push", "-q", "origin", "HEAD:refs/heads/main")
+        shared_project.app._git("add", "-A")
+        shared_project.app._git("commit", "-q", "-m", f"{label}: {run_line}")
+        shared_project.app._git("push", "-q", "origin", "HEAD:refs/heads/main")
     return label
 
 
-def released(proj, label):
+def released(shared_project, label):
     """A release of `label` that must succeed; the colour it went into."""
-    before = serving(proj)[0]
-    r = run_ok(proj, "release")
+    before = serving(shared_project)[0]
+    r = run_ok(shared_project, "release")
     target = "green" if before == "blue" else "blue"
-    assert wait_until(lambda: serving(proj) == (target, label), timeout=5), r.stdout
+    assert wait_until(lambda: serving(shared_project) == (target, label), timeout=5), r.stdout
     return target, r
 
 
@@ -82,62 +82,64 @@ def sleepers(seconds):
 
 
 @pytest.mark.parametrize("fault", ["kill", "cut"])
-def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(proj, load, fault):
-    live = serving(proj)
+def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(shared_project, load,
+                                                                              fault):
+    live = serving(shared_project)
     # The next release builds this again and waits for it: under a minute,
     # with decimals no other test on the machine sleeps (a concurrent run's).
     held = f"{random.randint(40, 54)}.{random.randint(11, 99)}"
-    label = commit(proj, run_line=f'RUN ["/bin/busybox", "sleep", "{held}"]')
-    bg = Background(proj, "release")
+    label = commit(shared_project, run_line=f'RUN ["/bin/busybox", "sleep", "{held}"]')
+    bg = Background(shared_project, "release")
     bg.wait_line(f'sleep", "{held}"')  # BuildKit's line for the RUN step: the build runs
     assert wait_until(lambda: sleepers(held), timeout=20), bg.text()
-    holder = owner(proj)
+    holder = owner(shared_project)
     assert held_by(holder, bg) and holder["host_ppid"] > 1, holder
     if fault == "kill":
         bg.kill(signal.SIGKILL)
     else:
-        os.kill(sshd_session_of(proj, bg), signal.SIGKILL)
+        os.kill(sshd_session_of(shared_project, bg), signal.SIGKILL)
         assert bg.wait() == 3
         assert "lost the SSH connection to testhost" in bg.text(), bg.text()
     assert "Traceback" not in bg.text()
-    assert serving(proj) == live
-    assert held_by(owner(proj), bg)  # the lock stays behind
+    assert serving(shared_project) == live
+    assert held_by(owner(shared_project), bg)  # the lock stays behind
 
-    before = len(history(proj))
-    target, r = released(proj, label)
+    before = len(history(shared_project))
+    target, r = released(shared_project, label)
     assert f"took over the lock of " in r.stdout and f"pid {bg.pid}" in r.stdout, r.stdout
     assert "its connection to testhost is gone" in r.stdout
-    entries = history(proj)[before:]
+    entries = history(shared_project)[before:]
     assert [(e["task"], e["result"]) for e in entries] == [("lock", "taken-over"), ("release", "ok")]
     assert f"pid {bg.pid}" in entries[0]["error"]
     # The build the dead task left running on the host was stopped at the takeover.
     assert wait_until(lambda: not sleepers(held), timeout=20), sleepers(held)
-    assert owner(proj) is None
-    assert_status_tells_the_truth(proj)
-    assert_nothing_left_over(proj)
+    assert owner(shared_project) is None
+    assert_status_tells_the_truth(shared_project)
+    assert_nothing_left_over(shared_project)
 
 
-def test_a_holder_still_connected_is_never_overridden(proj, load):
-    live = serving(proj)
+def test_a_holder_still_connected_is_never_overridden(shared_project, load):
+    live = serving(shared_project)
     # The build's RUN sleeps until the test lets it go (sleepers.py): the
     # holder is mid-build for as long as the second release takes to try.
     hold = unique_seconds()
-    label = commit(proj, run_line=f'RUN ["/bin/busybox", "sh", "-c", "sleep {hold:g}; true"]')
-    bg = Background(proj, "release")
+    label = commit(shared_project,
+                   run_line=f'RUN ["/bin/busybox", "sh", "-c", "sleep {hold:g}; true"]')
+    bg = Background(shared_project, "release")
     try:
         wait_sleeping(hold, timeout=120, alive=lambda: bg.proc.poll() is None)
-        r = proj.fab("release", timeout=120)
+        r = shared_project.fab("release", timeout=120)
         assert r.returncode == 4, r.stdout + r.stderr
         assert f"testhost is locked by " in r.stderr and f"pid {bg.pid}" in r.stderr, r.stderr
         assert "took over" not in r.stdout
-        assert held_by(owner(proj), bg)
-        assert serving(proj) == live
+        assert held_by(owner(shared_project), bg)
+        assert serving(shared_project) == live
         assert bg.proc.poll() is None
     finally:
         let_go(hold)
         code = bg.wait()
     assert code == 0, bg.text()
-    assert wait_until(lambda: serving(proj)[1] == label, timeout=5)
+    assert wait_until(lambda: serving(shared_project)[1] == label, timeout=5)
 
 
 def silent_port():
@@ -160,63 +162,63 @@ def silent_port():
     return server, held
 
 
-def assert_failed_cleanly(proj, r, live, before, phase):
+def assert_failed_cleanly(shared_project, r, live, before, phase):
     """Exit 1 (not a hang: fab's own timeout=120 would fail the test), lock
     dropped, live untouched, one failed history entry of `phase`."""
     text = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in text, text
-    assert owner(proj) is None and not (proj.deploy_dir / ".lock").exists()
-    assert serving(proj) == live
-    [entry] = history(proj)[before:]
+    assert owner(shared_project) is None and not (shared_project.deploy_dir / ".lock").exists()
+    assert serving(shared_project) == live
+    [entry] = history(shared_project)[before:]
     assert (entry["result"], entry["phase"]) == ("failed", phase), entry
     return text, entry
 
 
-def test_a_git_repo_that_would_wait_for_a_password_fails_within_bounds(proj, load):
-    live = serving(proj)
+def test_a_git_repo_that_would_wait_for_a_password_fails_within_bounds(shared_project, load):
+    live = serving(shared_project)
     server, held = silent_port()
     try:
         port = server.getsockname()[1]
-        before = len(history(proj))
-        r = proj.fab("release", timeout=120, env={
+        before = len(history(shared_project))
+        r = shared_project.fab("release", timeout=120, env={
             "BLUEGREEN_GIT_REPO": f"ssh://git@127.0.0.1:{port}/app.git",
             "BLUEGREEN_BUILD_TIMEOUT": "5s"})
-        text, entry = assert_failed_cleanly(proj, r, live, before, "git")
+        text, entry = assert_failed_cleanly(shared_project, r, live, before, "git")
         assert "git" in r.stderr and "GIT_REPO" in r.stderr, text
         # An https URL that asks for a password: git never prompts.
-        before = len(history(proj))
-        r = proj.fab("release", timeout=120, env={
+        before = len(history(shared_project))
+        r = shared_project.fab("release", timeout=120, env={
             "BLUEGREEN_GIT_REPO": f"https://127.0.0.1:{lh.free_port()}/app.git",
             "BLUEGREEN_BUILD_TIMEOUT": "5s"})
-        assert_failed_cleanly(proj, r, live, before, "git")
+        assert_failed_cleanly(shared_project, r, live, before, "git")
     finally:
         server.close()
         for conn in held:
             conn.close()
-    released(proj, commit(proj))
+    released(shared_project, commit(shared_project))
 
 
-def test_a_build_that_hangs_stops_at_build_timeout(proj, load):
-    live = serving(proj)
-    commit(proj, run_line='RUN ["/bin/busybox", "sleep", "601"]')
-    before = len(history(proj))
-    r = proj.fab("release", timeout=120, env={"BLUEGREEN_BUILD_TIMEOUT": "5s"})
-    text, entry = assert_failed_cleanly(proj, r, live, before, "build")
+def test_a_build_that_hangs_stops_at_build_timeout(shared_project, load):
+    live = serving(shared_project)
+    commit(shared_project, run_line='RUN ["/bin/busybox", "sleep", "601"]')
+    before = len(history(shared_project))
+    r = shared_project.fab("release", timeout=120, env={"BLUEGREEN_BUILD_TIMEOUT": "5s"})
+    text, entry = assert_failed_cleanly(shared_project, r, live, before, "build")
     assert "docker build did not finish within BUILD_TIMEOUT=5s" in r.stderr, text
     assert "BUILD_TIMEOUT=5s" in entry["error"]
     assert wait_until(lambda: not sleepers(601), timeout=20), "the hung build still runs"
-    released(proj, commit(proj))
-    assert_nothing_left_over(proj)
+    released(shared_project, commit(shared_project))
+    assert_nothing_left_over(shared_project)
 
 
-def test_a_silent_connection_is_given_up_within_connect_timeout_x3(proj, load):
+def test_a_silent_connection_is_given_up_within_connect_timeout_x3(shared_project, load):
     """The sshd process serving fab is stopped (SIGSTOP): the network is
     silent, nothing is closed. fab gives up within CONNECT_TIMEOUT x 3."""
-    live = serving(proj)
-    label = commit(proj, run_line='RUN ["/bin/busybox", "sleep", "8"]')
-    bg = Background(proj, "release", env={"BLUEGREEN_CONNECT_TIMEOUT": "2"})
+    live = serving(shared_project)
+    label = commit(shared_project, run_line='RUN ["/bin/busybox", "sleep", "8"]')
+    bg = Background(shared_project, "release", env={"BLUEGREEN_CONNECT_TIMEOUT": "2"})
     bg.wait_line('sleep", "8"')
-    session = sshd_session_of(proj, bg)
+    session = sshd_session_of(shared_project, bg)
     os.kill(session, signal.SIGSTOP)
     try:
         code = bg.wait(timeout=60)
@@ -229,6 +231,6 @@ def test_a_silent_connection_is_given_up_within_connect_timeout_x3(proj, load):
     text = bg.text()
     assert code == 3 and "Traceback" not in text, text
     assert "no answer to keep-alives for 6s (CONNECT_TIMEOUT x 3)" in text, text
-    assert serving(proj) == live
-    target, r = released(proj, label)
+    assert serving(shared_project) == live
+    target, r = released(shared_project, label)
     assert "took over the lock of " in r.stdout

@@ -17,7 +17,7 @@ from released import (background, fab, interrupt, history_json, module_project, 
 
 
 @pytest.fixture(scope="module")
-def host(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """v1 in blue (idle), v2 in green (live)."""
     for project in module_project(request, tmp_path_factory, loophost):
         fab(project, "setup")
@@ -27,8 +27,8 @@ def host(request, tmp_path_factory, loophost):
         yield project
 
 
-def test_logs_show_a_colours_container_output(host):
-    p = host
+def test_logs_show_a_colours_container_output(shared_project):
+    p = shared_project
     live = fab(p, "logs").stdout  # the live colour by default
     assert "v2 (ok) starting on port" in live and "v1 (ok)" not in live
     blue = fab(p, "logs", "--colour", "blue").stdout
@@ -44,8 +44,8 @@ def test_logs_show_a_colours_container_output(host):
     assert "--lines" in output(r)
 
 
-def test_logs_follow_ends_cleanly_on_ctrl_c(host, tmp_path):
-    p = host
+def test_logs_follow_ends_cleanly_on_ctrl_c(shared_project, tmp_path):
+    p = shared_project
     log = tmp_path / "follow.log"
     with background(p, "logs", "--follow", "--colour", "blue", log=log) as follow:
         out = interrupt(follow, log, once="starting on port")  # still following until then
@@ -61,8 +61,8 @@ def _processes(text):
     return "\n".join(line for line in r.stdout.splitlines() if text in line)
 
 
-def test_history_lists_every_attempt_as_text_and_json(host):
-    p = host
+def test_history_lists_every_attempt_as_text_and_json(shared_project):
+    p = shared_project
     text = fab(p, "history").stdout.splitlines()
     assert text[0].startswith("testhost  history of " + p.name)
     rows = [line.split() for line in text[2:]]
@@ -81,13 +81,13 @@ def test_history_lists_every_attempt_as_text_and_json(host):
     assert last == entries[-1:]
 
 
-def test_unlock_without_a_lock_says_so(host):
-    r = fab(host, "unlock")
+def test_unlock_without_a_lock_says_so(shared_project):
+    r = fab(shared_project, "unlock")
     assert "the lock is free; nothing to do" in r.stdout
 
 
-def test_check_passes_on_the_fixture_host(host):
-    r = fab(host, "check")
+def test_check_passes_on_the_fixture_host(shared_project):
+    r = fab(shared_project, "check")
     assert ", 0 failed" in r.stdout
     for item in ("tools", "nginx -t", "PUBLIC_PORT", "BLUE_PORT", "GREEN_PORT", "disk",
                  "GIT_REPO"):
@@ -95,8 +95,8 @@ def test_check_passes_on_the_fixture_host(host):
                    for line in r.stdout.splitlines()), (item, r.stdout)
 
 
-def test_preview_tunnels_to_the_idle_colour_until_ctrl_c(host, tmp_path):
-    p = host
+def test_preview_tunnels_to_the_idle_colour_until_ctrl_c(shared_project, tmp_path):
+    p = shared_project
     port = free_port()
     log = tmp_path / "preview.log"
     with background(p, "preview", "--local-port", port, log=log) as preview:
@@ -116,16 +116,16 @@ def test_preview_tunnels_to_the_idle_colour_until_ctrl_c(host, tmp_path):
     assert not port_accepts(port)
 
 
-def test_preview_refuses_a_local_port_in_use(host):
+def test_preview_refuses_a_local_port_in_use(shared_project):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        r = fab(host, "preview", "--local-port", busy.getsockname()[1], code=2)
+        r = fab(shared_project, "preview", "--local-port", busy.getsockname()[1], code=2)
     assert "in use" in output(r)
 
 
-def test_repair_rebuilds_a_missing_state_json(host):
-    p = host
+def test_repair_rebuilds_a_missing_state_json(shared_project):
+    p = shared_project
     state_path = p.deploy_dir / "state.json"
     before = state_file(p)
     state_path.unlink()
@@ -162,16 +162,16 @@ def test_repair_rebuilds_a_missing_state_json(host):
     assert version(p, port=p.green_port) == "v2"
 
 
-def test_an_unreachable_host_is_exit_3_without_a_traceback(host):
+def test_an_unreachable_host_is_exit_3_without_a_traceback(shared_project):
     port = free_port()  # nothing listens there
     # Refused at once, never a hang: fab's timeout makes one a failure.
-    r = fab(host, "-H", f"root@127.0.0.1:{port}", "status", code=3, timeout=60)
+    r = fab(shared_project, "-H", f"root@127.0.0.1:{port}", "status", code=3, timeout=60)
     assert r.stdout.strip() == "" or "error" not in r.stdout
     assert "error:" in r.stderr and "127.0.0.1" in r.stderr
 
 
-def test_status_json_is_one_json_line_per_host(host):
-    r = fab(host, "status", "--json")
+def test_status_json_is_one_json_line_per_host(shared_project):
+    r = fab(shared_project, "status", "--json")
     lines = r.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["host"] == "testhost"

@@ -23,7 +23,7 @@ DRAIN = 4
 
 
 @pytest.fixture(scope="module")
-def web(request, tmp_path_factory, loophost):
+def shared_project(request, tmp_path_factory, loophost):
     """pyweb "v1" set up in blue, DRAIN_TIMEOUT=4."""
     for project in module_project(request, tmp_path_factory, loophost, setup=True,
                                   kind="pyweb", slow=1, DRAIN_TIMEOUT=DRAIN, HEALTH_TIMEOUT=60):
@@ -44,8 +44,8 @@ def echoes(ws, text):
     return ws.recv(timeout=10) == text
 
 
-def test_a_websocket_outlives_a_switch_and_a_new_one_lands_on_the_new_colour(web):
-    p = web
+def test_a_websocket_outlives_a_switch_and_a_new_one_lands_on_the_new_colour(shared_project):
+    p = shared_project
     with ws_open(p) as old:
         first = hello(old)
         assert (first["colour"], first["version"]) == ("blue", "v1"), first
@@ -61,8 +61,8 @@ def test_a_websocket_outlives_a_switch_and_a_new_one_lands_on_the_new_colour(web
         assert echoes(old, "and still here")
 
 
-def test_stop_old_closes_the_old_websocket_after_drain_timeout(web):
-    p = web
+def test_stop_old_closes_the_old_websocket_after_drain_timeout(shared_project):
+    p = shared_project
     with ws_open(p) as old:
         assert hello(old)["colour"] == "green"
         p.app.commit("v3", kind="pyweb", slow=1)
@@ -88,8 +88,8 @@ def test_stop_old_closes_the_old_websocket_after_drain_timeout(web):
     assert {c["service"]: c["state"] for c in p.containers()}["green"] == "exited"
 
 
-def test_a_5mb_upload_passes_with_the_default_client_max_body_size(web):
-    p = web
+def test_a_5mb_upload_passes_with_the_default_client_max_body_size(shared_project):
+    p = shared_project
     assert "CLIENT_MAX_BODY_SIZE" not in p.settings
     body = os.urandom(5 * 1024 * 1024)
     conn = http.client.HTTPConnection(lh.LOOPBACK, p.public_port, timeout=30)
@@ -112,8 +112,8 @@ location /from-snippet {
 """
 
 
-def test_a_snippets_header_is_served(web, tmp_path):
-    p = web
+def test_a_snippets_header_is_served(shared_project, tmp_path):
+    p = shared_project
     snippet = tmp_path / "snippet.conf"
     snippet.write_text(SNIPPET)
     p.set(NGINX_SNIPPET_FILE=snippet)
@@ -130,8 +130,9 @@ def test_a_snippets_header_is_served(web, tmp_path):
         p.set(NGINX_SNIPPET_FILE=None)
 
 
-def test_a_snippet_that_breaks_nginx_t_fails_the_switch_and_keeps_the_old_file(web, tmp_path):
-    p = web
+def test_a_snippet_that_breaks_nginx_t_fails_the_switch_and_keeps_the_old_file(shared_project,
+                                                                                tmp_path):
+    p = shared_project
     before = p.nginx_file.read_text()
     snippet = tmp_path / "broken.conf"
     snippet.write_text("this_is_not_a_directive on;\n")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import loadgen  # scripts/ is on sys.path (conftest)
+import loadgen  # scripts/ is on pytest's pythonpath (pyproject.toml)
 
 FAB_TIMEOUT = 240  # other engineers run e2e tests on this 2-core machine at the same time
 

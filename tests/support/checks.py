@@ -1,8 +1,8 @@
 """What `fab check` reads from a host (tools, listening ports, other apps'
 nginx files, disk use) in sample form, and its verdicts on them."""
 
-from support.facts import container_line, host_output, released_state
-from support.steps import M, read_step
+from support.host_output import container_line, host_output, released_state
+from support.local_step import M, read_step
 from tasks.commands.host_reading import parse_view
 from tasks.flows.check import evaluate
 from tasks.model.nginx_file import render_nginx

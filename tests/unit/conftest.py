@@ -3,7 +3,7 @@
 
 import pytest
 
-from support.settings import make_settings
+from support.plain_settings import make_settings
 
 
 @pytest.fixture

@@ -2,16 +2,10 @@
 bench/build_load.py (which CPU time was whose, the goal's verdict): data in,
 figures out. Nothing here needs root or cgroups."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "bench"))
-import build_load as bl  # noqa: E402
-import cpusets as cs  # noqa: E402
+import build_load as bl  # bench/ and scripts/ are on pytest's pythonpath (pyproject.toml)
+import cpusets as cs
 
 
 @pytest.mark.parametrize("text, cpus", [

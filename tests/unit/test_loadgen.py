@@ -5,16 +5,13 @@ HTTP server on loopback in this process."""
 import http.client
 import socket
 import ssl
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import loadgen  # noqa: E402
-from loadgen import Request, classify_answer, classify_error, require, summarise  # noqa: E402
+import loadgen  # scripts/ is on pytest's pythonpath (pyproject.toml)
+from loadgen import Request, classify_answer, classify_error, require, summarise
 
 
 # --- errors: no answer came ---------------------------------------------------------

@@ -1,5 +1,5 @@
 """An installed bluegreen (pip install git+URL, as docs/ci.md does) must carry
-the templates: render.py finds them inside the package, or beside it in a
+the templates: model/templating.py finds them inside the package, or beside it in a
 checkout. Building a wheel needs the network, so this reads the mapping."""
 
 import fnmatch

@@ -5,10 +5,8 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import ports  # noqa: E402
+import ports  # scripts/ports.py: scripts/ is on pytest's pythonpath (pyproject.toml)
 
 
 def test_the_range_ends_just_below_the_ephemeral_one(tmp_path):
