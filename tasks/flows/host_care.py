@@ -153,7 +153,9 @@ def history(session, lines, json_mode):
         return None
     rows = [[e.get("time", "-"), e.get("task", "-"), e.get("result", "-"),
              f"{e.get('from') or '-'} -> {e.get('to') or '-'}", source_of(e) or "-",
-             (e.get("commit") or "-")[:12], f"{e.get('duration', 0):.1f}s",
+             (e.get("commit") or "-")[:12]
+             + (f" (signed {e['signer']})" if e.get("signer") else ""),
+             f"{e.get('duration', 0):.1f}s",
              e.get("user", "?") + "@" + e.get("machine", "?"),
              (f"{e.get('phase')}: {e.get('error')}" if e.get("result") not in NOT_FAILED
               else history_note(e))]

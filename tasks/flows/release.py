@@ -16,7 +16,7 @@ from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
-from ..model.state import with_release
+from ..model.state import with_release, with_signer
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
 from .watched import watch_release
@@ -80,6 +80,7 @@ def release_live(session, request, first=False):
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
                                  live=True, ref=plan.ref, deployed=plan.branch)
+            state = with_signer(state, target, attempt.fields.get("signer"))
             # The kept releases are read while nginx reloads; pruned once recorded.
             kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst

@@ -180,6 +180,13 @@ def maintenance_of(state):
     return record if isinstance(record, dict) and record.get("token") else None
 
 
+def with_signer(state, colour, principal):
+    """``state`` with who signed the colour's commit (ALLOWED_SIGNERS), if known."""
+    if principal:
+        state["colours"][colour]["signed_by"] = principal
+    return state
+
+
 def bypass_headers(state):
     """The header that lets bluegreen's own checks through a maintenance page."""
     record = maintenance_of(state)
