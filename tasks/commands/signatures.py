@@ -32,7 +32,9 @@ def verify_kept(settings, signers_text, commit):
     d = settings.deploy_dir
     return f"""set -u
 cd {q(d)} || exit 41
-for c in blue green; do [ -d "$c/.git" ] && cd "$c" && break; done
-[ -d .git ] || {{ {mark('signature', '1')}; {mark('verify', 'error: commit not found: no git checkout on the host')}; exit {SIGNATURE_FAILED}; }}
+for c in blue green; do
+  git -C "$c" cat-file -e {q(commit + '^{commit}')} 2>/dev/null && cd "$c" && break
+done
+[ -d .git ] || {{ {mark('signature', '1')}; {mark('verify', 'error: commit not found in the host checkouts')}; exit {SIGNATURE_FAILED}; }}
 {verify_lines(settings, signers_text, q(commit))}
 """
