@@ -68,6 +68,10 @@ def release_live(session, request, first=False):
             plan = plan_release(view, s, name, branch=branch, ref=ref)
             target = plan.target
             attempt.fields.update(to_colour=target, **plan.history_fields)
+            from_image = request.artifacts.image.name if request.artifacts is not None \
+                and request.artifacts.image is not None else None
+            if from_image:  # no branch was checked out: the colour keeps following one
+                attempt.fields.update(branch=None, ref=None, follows=plan.record_branch)
             if plan.drift:
                 rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} "
                          "is live")
@@ -79,7 +83,8 @@ def release_live(session, request, first=False):
 
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
-                                 live=True, ref=plan.ref, deployed=plan.branch)
+                                 live=True, ref=plan.ref, deployed=plan.branch,
+                                 from_image=from_image)
             state = with_signer(state, target, attempt.fields.get("signer"))
             # The kept releases are read while nginx reloads; pruned once recorded.
             kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
@@ -93,11 +98,13 @@ def release_live(session, request, first=False):
                                     seconds=watch_seconds, fields=attempt.fields,
                                     before=view.record(target))
         stopped = stop_old_colour(session, plan.live, request.stop_old, watched)
-    summary = session.summary("ok", live=target, previous=plan.live, branch=plan.branch,
+    summary = session.summary("ok", live=target, previous=plan.live,
+                              branch=None if from_image else plan.branch,
                               ref=plan.ref, commit=commit, image=image,
                               **built_fields(attempt), **({"watch": watched} if watched else {}))
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stopped else "")
-    rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, plan.source)})"
+    source = f"image {from_image}" if from_image else plan.source
+    rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, source)})"
              f" in {summary['seconds']:.1f}s{keep}")
     return summary

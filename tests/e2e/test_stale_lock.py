@@ -27,10 +27,10 @@ import pytest
 
 import loophost as lh
 from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
-                      held_by, history, load_report, owner, phase_line, processes_matching, run_ok,
+                      held_by, history, load_report, owner, phase_line, run_ok,
                       serving, sshd_session_of, start_load, state, wait_until)
 from released import module_project
-from sleepers import let_go, unique_seconds, wait_sleeping
+from sleepers import let_go, own_seconds, sleeping_word, unique_seconds, wait_sleeping
 
 _versions = iter(range(2, 1000))
 
@@ -77,8 +77,10 @@ def released(proj, label):
     return target, r
 
 
-def sleepers(seconds):
-    return processes_matching(f"sleep {seconds}")
+def sleepers(word):
+    """This run's own build sleeps (``own_seconds``): a concurrent run's
+    `sleep 47...` or `sleep 601` is never taken for them."""
+    return sleeping_word(word)
 
 
 @pytest.mark.parametrize("fault", ["kill", "cut"])
@@ -86,7 +88,7 @@ def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(pr
     live = serving(proj)
     # The next release builds this again and waits for it: under a minute,
     # with decimals no other test on the machine sleeps (a concurrent run's).
-    held = f"{random.randint(40, 54)}.{random.randint(11, 99)}"
+    held = own_seconds(random.randint(40, 54))
     label = commit(proj, run_line=f'RUN ["/bin/busybox", "sleep", "{held}"]')
     bg = Background(proj, "release")
     bg.wait_line(f'sleep", "{held}"')  # BuildKit's line for the RUN step: the build runs
@@ -198,13 +200,14 @@ def test_a_git_repo_that_would_wait_for_a_password_fails_within_bounds(proj, loa
 
 def test_a_build_that_hangs_stops_at_build_timeout(proj, load):
     live = serving(proj)
-    commit(proj, run_line='RUN ["/bin/busybox", "sleep", "601"]')
+    hung = own_seconds(601)
+    commit(proj, run_line=f'RUN ["/bin/busybox", "sleep", "{hung}"]')
     before = len(history(proj))
     r = proj.fab("release", timeout=120, env={"BLUEGREEN_BUILD_TIMEOUT": "5s"})
     text, entry = assert_failed_cleanly(proj, r, live, before, "build")
     assert "docker build did not finish within BUILD_TIMEOUT=5s" in r.stderr, text
     assert "BUILD_TIMEOUT=5s" in entry["error"]
-    assert wait_until(lambda: not sleepers(601), timeout=20), "the hung build still runs"
+    assert wait_until(lambda: not sleepers(hung), timeout=20), "the hung build still runs"
     released(proj, commit(proj))
     assert_nothing_left_over(proj)
 

@@ -553,3 +553,19 @@ def test_a_cache_that_cannot_be_written_or_used_is_only_slower(fresh_environment
         d.write_text("not a directory")
     assert fresh_environment.environment().bytecode_cache is None
     assert render_nginx(s, "blue") == expected
+
+
+def test_the_maintenance_record_is_read_back_from_the_nginx_file(settings):
+    """repair with an unreadable state.json keeps maintenance on (round four's loose end)."""
+    s = settings()
+    text = render_nginx(s, "blue", maintenance={"token": "ab12" * 8,
+                                                "since": "2026-12-07T10:00:00Z"})
+    assert read_nginx(text, s).maintenance == {"token": "ab12" * 8,
+                                               "since": "2026-12-07T10:00:00Z"}
+    assert read_nginx(render_nginx(s, "blue"), s).maintenance is None
+
+
+def test_acme_challenges_pass_through_maintenance_without_ssl(settings):
+    text = render_nginx(settings(), "blue", maintenance={"token": "ab12" * 8, "since": "x"})
+    server = text.split("set $bluegreen_", 1)[1]
+    assert "if ($uri ~ ^/\\.well-known/acme-challenge/)" in server

@@ -1,0 +1,23 @@
+"""tests/e2e/sleepers.own_seconds: test_stale_lock finds its own build's sleep,
+never a concurrent run's (it failed once when run twice at once)."""
+
+import subprocess
+import sys
+
+from e2e.sleepers import own_seconds, sleeping_word
+
+
+def test_a_concurrent_runs_sleep_is_not_taken_for_this_runs():
+    ours = own_seconds(47)
+    # Another run of the same test: another pid, so other decimals.
+    other = subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = ['tests']; "
+                            "from e2e.sleepers import own_seconds; print(own_seconds(47))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert other.startswith("47.") and other[:-2] != ours[:-2]
+    theirs = subprocess.Popen(["sleep", other])
+    try:
+        assert sleeping_word(ours) == []
+        assert sleeping_word(other) == [theirs.pid]
+    finally:
+        theirs.kill()
+        theirs.wait()
