@@ -97,3 +97,26 @@ def test_rollback_to_an_unsigned_kept_release_is_refused(proj):
     assert status_json(proj)["live"] == live
     r = fab(proj, "releases")
     assert "ann@example.com" in r.stdout
+
+
+def test_an_image_is_refused_when_its_commit_does_not_verify(proj):
+    sign_as(proj, None)
+    sha = proj.app.commit("unsigned-image")
+    sign_as(proj, "ann")
+    before = status_json(proj)
+    for label, reason in ((sha, "not signed"), (None, "not in the repository")):
+        name = f"{proj.name}-ci:{'labelled' if label else 'bare'}"
+        args = ["docker", "build", "-q", "-t", name, str(proj.app.work)]
+        if label:
+            args[3:3] = ["--label", f"org.opencontainers.image.revision={label}"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        try:
+            r = fab(proj, "release", "--image", name, code=1)
+        finally:
+            lh.docker("rmi", name)
+        assert reason in output(r) and "ALLOWED_SIGNERS" in output(r), output(r)
+    after = status_json(proj)
+    assert after["live"] == before["live"]
+    assert {c: v["commit"] for c, v in after["colours"].items()} == \
+        {c: v["commit"] for c, v in before["colours"].items()}
