@@ -75,9 +75,15 @@ def hook_environ(base, secrets, values):
     one of the run's secrets, and without an outer hook's BLUEGREEN_ names,
     plus ``values`` (names without the prefix)."""
     env = {k: v for k, v in base.items()
-           if k not in HOOK_VARS and not any(s and s in v for s in secrets)}
+           if k not in HOOK_VARS and not holds_secret(v, secrets)}
     env.update({f"BLUEGREEN_{k}": str(v) for k, v in values.items()})
     return env
+
+
+def holds_secret(value, secrets):
+    """Whether an environment value is, or (for a secret of 4 characters or
+    more) contains, one of the run's secrets."""
+    return value in secrets or any(len(s) >= 4 and s in value for s in secrets)
 
 
 class RunHooks:

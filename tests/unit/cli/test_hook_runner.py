@@ -56,6 +56,9 @@ def test_hook_environ_drops_secrets_and_outer_hook_names():
     env = hook_environ({"PATH": "/bin", "CI_TOKEN": "s3cret", "BLUEGREEN_COMMIT": "old"},
                        {"s3cret"}, {"TASK": "release"})
     assert env == {"PATH": "/bin", "BLUEGREEN_TASK": "release"}
+    # a short secret drops only a variable that is exactly it, not every one containing it
+    env = hook_environ({"SHLVL": "1", "COUNT": "1", "PATH": "/usr/1/bin"}, {"1"}, {})
+    assert env == {"PATH": "/usr/1/bin"}
 
 
 def test_pre_hook_failure_stops_and_post_hook_gets_the_summary(tmp_path, monkeypatch, capsys):
