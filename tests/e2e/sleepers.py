@@ -30,12 +30,13 @@ def own_seconds(whole):
 
 
 def sleeping_word(word):
-    """pids of processes whose argv is exactly `sleep WORD` (no reformatting)."""
+    """pids of processes whose argv ends `sleep WORD` (no reformatting): `sleep
+    WORD`, or busybox's `/bin/busybox sleep WORD` of a Dockerfile's RUN."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             argv = _argv(entry)
-            if len(argv) == 2 and os.path.basename(argv[0]) == "sleep" and argv[1] == word:
+            if len(argv) >= 2 and os.path.basename(argv[-2]) == "sleep" and argv[-1] == word:
                 found.append(int(entry))
     return found
 

@@ -15,9 +15,11 @@ def test_a_concurrent_runs_sleep_is_not_taken_for_this_runs():
                            capture_output=True, text=True, check=True).stdout.strip()
     assert other.startswith("47.") and other[:-2] != ours[:-2]
     theirs = subprocess.Popen(["sleep", other])
+    mine = subprocess.Popen(["busybox", "sleep", ours])  # as a Dockerfile's RUN runs it
     try:
-        assert sleeping_word(ours) == []
+        assert sleeping_word(ours) == [mine.pid]
         assert sleeping_word(other) == [theirs.pid]
     finally:
-        theirs.kill()
-        theirs.wait()
+        for proc in (theirs, mine):
+            proc.kill()
+            proc.wait()
