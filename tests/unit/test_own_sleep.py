@@ -3,6 +3,7 @@ never a concurrent run's (it failed once when run twice at once)."""
 
 import subprocess
 import sys
+import time
 
 from e2e.sleepers import own_seconds, sleeping_word
 
@@ -17,6 +18,10 @@ def test_a_concurrent_runs_sleep_is_not_taken_for_this_runs():
     theirs = subprocess.Popen(["sleep", other])
     mine = subprocess.Popen(["busybox", "sleep", ours])  # as a Dockerfile's RUN runs it
     try:
+        deadline = time.monotonic() + 10  # until both have exec'd
+        while (sleeping_word(ours), sleeping_word(other)) != ([mine.pid], [theirs.pid]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert sleeping_word(ours) == [mine.pid]
         assert sleeping_word(other) == [theirs.pid]
     finally:
