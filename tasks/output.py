@@ -12,11 +12,27 @@ import time
 from contextlib import contextmanager
 
 _print_lock = threading.Lock()
+_secrets = set()  # values never shown: SECRETS_CMD's and the env's (configuration/app_env.py)
+
+
+def hide(values):
+    """From now on, print these values as *** (this run's secrets)."""
+    _secrets.update(v for v in values if v)
+
+
+def masked(text):
+    """``text`` with every secret value of this run replaced by ***, longest first
+    (a secret that contains another is masked whole)."""
+    if not _secrets or not isinstance(text, str):
+        return text
+    for value in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 def emit(text, stream=None):
     with _print_lock:
-        print(text, file=stream or sys.stdout, flush=True)
+        print(masked(text), file=stream or sys.stdout, flush=True)
 
 
 def emit_json(obj):

@@ -19,13 +19,19 @@ from ..configuration.inventory import check_identity_file, load_inventory
 from ..configuration.settings import load_settings
 from ..connection.session import Session
 from ..deploy.recover import restore_unrecorded
-from ..errors import BAD_INPUT, Failure
-from ..output import Reporter, emit, emit_json
+from ..errors import BAD_INPUT, OK, Failure
+from ..model.lock_owner import identity_soon
+from ..output import Reporter, emit, emit_json, masked
+from .hooks import HOOK_TASKS, RunHooks, config_dir
+from .secrets import AppEnvs
 
 
 # Tasks that take the lock and record their attempt: only their Ctrl-C
 # message speaks of the lock and history.
 CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance")
+# Tasks that upload app.env (or run the app's code with it): APP_ENV_FILE and
+# SECRETS_CMD are read for them, once per run, before any connection.
+APP_ENV_TASKS = ("setup", "release", "exec")
 
 
 def failure_json(exc, task_name, host=None):
@@ -55,7 +61,7 @@ def operator_task(fn):
             if kwargs.get("json") and not exc.printed_json:
                 emit_json(failure_json(exc, fn.__name__.rstrip("_")))
             sys.stdout.flush()
-            raise Exit(str(exc), code=exc.code) from None
+            raise Exit(masked(str(exc)), code=exc.code) from None
         except BrokenPipeError:  # `fab render | head`
             sys.stderr.close()
             raise Exit(code=0) from None
@@ -104,6 +110,29 @@ def targets(c, require_repo=True):
             for e in entries]
 
 
+def before_connecting(task_name, work):
+    """What a run does on this machine before it connects: check the task's
+    hooks (exit 2), read APP_ENV_FILE (its ${VAR}: exit 2), run the pre-
+    hook (exit 1 stops the task), then SECRETS_CMD (exit 1).
+    -> (RunHooks or None, {host: app.env bytes or None})."""
+    hooks = None
+    if task_name in HOOK_TASKS:
+        who = identity_soon()
+        hooks = RunHooks(task_name, work[0][1], [e.name for e, _ in work], who)
+    app_envs = {}
+    if task_name in APP_ENV_TASKS:
+        envs = AppEnvs(config_dir())
+        for _, settings in work:
+            envs.check_file(settings)
+        if hooks is not None:
+            hooks.secrets = envs.secrets
+            hooks.before()
+        app_envs = {entry.name: envs.for_settings(settings) for entry, settings in work}
+    elif hooks is not None:
+        hooks.before()
+    return hooks, app_envs
+
+
 def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, command=None,
                  fabric_config=None):
     return Session(entry, settings, reporter, task_name, command=command,
@@ -122,12 +151,14 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
     work = targets(c, require_repo=require_repo)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
     results, failures, crashes = {}, {}, []
+    hooks, app_envs = before_connecting(task_name, work)
 
     def one(entry, settings, fabric_config=None):
         reporter = Reporter(entry.name, json_mode=json_mode, verbose=verbose)
         session = open_session(c, entry, settings, task_name, reporter,
                                accept_new_host_key, command, fabric_config)
         session.hosts_in_run = len(work)
+        session.app_env = app_envs.get(entry.name)
         try:
             results[entry.name] = body(session)
         except Failure as exc:
@@ -169,12 +200,18 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             one(entry, settings)
             if entry.name in failures and rolling:
                 break
+    objects = []  # what --json prints, one per host; hooks get them too
+    for entry, _ in work:
+        if entry.name in results and isinstance(results[entry.name], dict):
+            objects.append(results[entry.name])
+        elif entry.name in failures:
+            objects.append(failure_json(failures[entry.name], task_name, entry.name))
+    if hooks is not None:
+        first_failed = next((failures[e.name] for e, _ in work if e.name in failures), None)
+        hooks.after(objects, first_failed.code if first_failed else (1 if crashes else OK))
     if json_mode:
-        for entry, _ in work:
-            if entry.name in results and isinstance(results[entry.name], dict):
-                emit_json(results[entry.name])
-            elif entry.name in failures:
-                emit_json(failure_json(failures[entry.name], task_name, entry.name))
+        for obj in objects:
+            emit_json(obj)
     if report is not None:
         report([(e.name, results.get(e.name), failures.get(e.name)) for e, _ in work])
     if len(work) > 1:

@@ -7,13 +7,15 @@ from ..model.compose_file import container_name
 from .base import (BUILD_FAILED, GIT_FAILED, NO_DEPLOY_DIR, START_FAILED, TIMED_OUT, build_timeout,
                    compose, mark, q, write_file)
 from .containers import drain
+from .signatures import verify_lines
 
 
-def checkout(settings, colour, *, branch, ref):
+def checkout(settings, colour, *, branch, ref, signers=None):
     """Bring the colour's checkout to the commit (fetch, detached checkout, clean).
 
     git never waits for input: no terminal prompts, SSH in batch mode, and
-    the whole step is bounded by BUILD_TIMEOUT.
+    the whole step is bounded by BUILD_TIMEOUT. ``signers``: ALLOWED_SIGNERS'
+    text; the commit must verify against it before it is checked out.
     """
     d, path = settings.deploy_dir, f"{settings.deploy_dir}/{colour}"
     if ref is None:
@@ -39,8 +41,9 @@ cd {q(path)} || exit {GIT_FAILED}
 git remote set-url origin {q(settings.git_repo)}
 {git} fetch --quiet --prune --tags --force origin '+refs/heads/*:refs/remotes/origin/*' 2>&1 || {{ {mark('error', 'git fetch from GIT_REPO failed')}; exit {GIT_FAILED}; }}
 commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; exit {GIT_FAILED}; }}
-git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ {mark('error', 'git checkout failed')}; exit {GIT_FAILED}; }}
 {mark('commit', '$commit')}
+{verify_lines(settings, signers, '"$commit"') if signers is not None else ''}
+git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ {mark('error', 'git checkout failed')}; exit {GIT_FAILED}; }}
 {subject}
 """
 

@@ -17,6 +17,11 @@ ENV_PREFIX = "BLUEGREEN_"
 # Where the files come from; these two names are not settings of their own.
 ENV_FILE_VAR = "BLUEGREEN_ENV_FILE"
 HOSTS_FILE_VAR = "BLUEGREEN_HOSTS_FILE"
+# What a hook's environment holds (cli/hooks.py): no key may take these
+# names, so a hook that runs `fab` again is not stopped by an unknown key.
+HOOK_VARS = frozenset(f"{ENV_PREFIX}{name}" for name in (
+    "TASK", "HOSTS", "APP", "PERFORMER", "COMMIT", "BRANCH", "COLOUR", "PREVIOUS_COLOUR",
+    "SECONDS", "EXIT_CODE", "SUMMARY"))
 
 
 @dataclass
@@ -57,6 +62,7 @@ def _parse_env(text):
 def environ_layer(environ):
     values = {}
     for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and name not in (ENV_FILE_VAR, HOSTS_FILE_VAR):
+        if name.startswith(ENV_PREFIX) and name not in (ENV_FILE_VAR, HOSTS_FILE_VAR) \
+                and name not in HOOK_VARS:
             values[name[len(ENV_PREFIX):]] = value
     return Layer("the environment (BLUEGREEN_{key})", values)

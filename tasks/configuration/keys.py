@@ -131,6 +131,15 @@ KEYS = (
         "local HTML file served with 503 while maintenance is on"),
     Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
         "seconds in the Retry-After header of the maintenance answer"),
+    Key("HOOKS_DIR", ".bluegreen/hooks", check_local_path,
+        "local directory (beside .env) of hook executables: pre-TASK, post-TASK, failed"),
+    Key("HOOK_TIMEOUT", "60", check_timeout_seconds,
+        "seconds a hook (and SECRETS_CMD) may run"),
+    Key("SECRETS_CMD", "", check_optional_command,
+        "local command whose output (dotenv lines) is merged over APP_ENV_FILE into app.env; "
+        "never printed or written to a local file"),
+    Key("ALLOWED_SIGNERS", "", check_local_file,
+        "local SSH allowed_signers file: only commits signed by a key in it are released"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}

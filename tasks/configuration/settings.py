@@ -80,6 +80,10 @@ class Settings:
     asset_paths: tuple  # URL path prefixes; () turns bridging off
     maintenance_page_file: str
     maintenance_retry_after: int
+    hooks_dir: str  # as given: relative to the .env's directory (cli/hooks.py)
+    hook_timeout: float  # seconds
+    secrets_cmd: str
+    allowed_signers: str  # a local file, or ""
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)
@@ -87,6 +91,11 @@ class Settings:
     @property
     def ssl(self):
         return bool(self.ssl_cert_file and self.ssl_key_file)
+
+    @property
+    def has_app_env(self):
+        """Whether the colours get DEPLOY_DIR/app.env (APP_ENV_FILE, SECRETS_CMD)."""
+        return bool(self.app_env_file or self.secrets_cmd)
 
     @property
     def host_header(self):

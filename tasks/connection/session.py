@@ -10,6 +10,7 @@ summary is built in one (``session.summary``).
 """
 
 import hashlib
+import os
 import json as jsonlib
 import time
 from contextlib import contextmanager
@@ -17,11 +18,13 @@ from contextlib import contextmanager
 from ..commands import host_files, host_reading
 from ..commands.host_reading import parse_view
 from ..commands.locking import adopt_lock, unlock_lock
+from ..configuration.app_env import read_app_env_text, render_app_env
 from ..errors import FAILED, Failure
 from ..model.lock_owner import identity_soon, lock_held, owner_record
 from ..model.plan import require_setup
 from ..model.state import format_history_line, history_entry
 from ..model.templating import preload
+from ..output import masked
 from .ssh import Host
 
 
@@ -40,6 +43,9 @@ class Session:
         self.hosts_in_run = 1  # how many hosts this run of the task covers
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
+        # app.env's bytes for this run (cli/secrets.py: APP_ENV_FILE and
+        # SECRETS_CMD, read once per run), kept in memory only.
+        self.app_env = None
         # after_takeover(session, view): run once this task took over the lock
         # of a holder that is gone (deploy/recover.py puts back what it left).
         self.after_takeover = after_takeover
@@ -134,7 +140,7 @@ class Session:
         preload("nginx.conf.j2")
         self.lock_pid = shell.pid  # the shell's first answer
         script = host_reading.inspect(self.settings, owner_json=self.owner_json(shell),
-                                 history_lines=20, app_env=bool(self.settings.app_env_file),
+                                 history_lines=20, app_env=self.settings.has_app_env,
                                  listening=ports)
         deadline = time.monotonic() + wait
         removed = None  # the holder whose lock --force-unlock removed
@@ -242,7 +248,7 @@ class Session:
             from_colour=from_colour, to_colour=to_colour, branch=branch,
             commit=commit, phase=phase, error=error, ref=ref)
         entry.update({k: v for k, v in extra.items() if v is not None})
-        return format_history_line(entry)
+        return masked(format_history_line(entry))  # no secret is ever recorded
 
     def record(self, state_text, history_line, unlock=False):
         """Write state.json and the history line (one step); Failure if state.json
@@ -279,14 +285,25 @@ class Session:
     # --- steps shared by the tasks ---
 
     def upload_app_env(self):
-        """APP_ENV_FILE to DEPLOY_DIR/app.env (0600, SFTP): only when it changed."""
-        path = self.settings.app_env_file
-        if not path:
+        """The run's app.env to DEPLOY_DIR/app.env (0600, SFTP, from memory): only
+        when it changed (the host's sha256 of it differs)."""
+        if not self.settings.has_app_env:
             return
-        with open(path, "rb") as f:
-            data = f.read()
+        data = self.app_env
+        if data is None:  # a task run without cli/on_hosts.py (tests, tools)
+            data = app_env_bytes(self.settings)
         if hashlib.sha256(data).hexdigest() == self.view.app_env_hash:
             return
         with self.reporter.phase("secrets") as ph:
             self.host.put_bytes(data, f"{self.settings.deploy_dir}/app.env", mode=0o600)
             ph.detail = "app.env uploaded (mode 0600)"
+
+
+def app_env_bytes(settings, environ=None):
+    """app.env from APP_ENV_FILE alone (SECRETS_CMD runs in cli/secrets.py)."""
+    if not settings.app_env_file:
+        return b""
+    with open(settings.app_env_file, encoding="utf-8") as f:
+        text = f.read()
+    return render_app_env(read_app_env_text(text, settings.app_env_file,
+                                            os.environ if environ is None else environ))

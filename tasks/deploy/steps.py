@@ -26,6 +26,7 @@ from ..model.pending import stops_old, with_promoted
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
 from .health import describe_probe, gate, verify_public
+from .signatures import from_step, signers_text
 
 @dataclass
 class Attempt:
@@ -132,8 +133,12 @@ def checkout(session, attempt, colour, plan):
     """Step 3: the colour's checkout at the requested commit; returns the commit."""
     s, rep = session.settings, session.reporter
     with attempt.step("git") as ph:
-        result = session.run(building.checkout(s, colour, branch=plan.branch, ref=plan.ref),
+        result = session.run(building.checkout(s, colour, branch=plan.branch, ref=plan.ref,
+                                               signers=signers_text(s)),
                              on_line=show_progress(rep), timeout=step_bound(s))
+        if "signature" in result.values:  # ALLOWED_SIGNERS: refused before the checkout
+            attempt.fields["signer"] = from_step(result, result.values.get("commit", "?"),
+                                                 session.name)
         if result.code != 0:
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
                               "the host can reach the repository (`fab check`)")

@@ -49,6 +49,11 @@ def repair(session):
         old = view.state or {}
         if maintenance_of(old):  # the nginx file still serves the page: keep it on
             state["maintenance"] = old["maintenance"]
+        elif view.nginx is not None and view.nginx.maintenance:
+            # state.json is unreadable, but nginx serves the page: it stays on,
+            # with the token the file checks (a new one would lock our probes out).
+            state["maintenance"] = {**view.nginx.maintenance, "by": "unknown (rebuilt by repair)",
+                                    "message": "", "page": "file"}
         found = {}  # colour -> where its branch came from, for the operator
         for colour in COLOURS:
             commit = values.get(f"{colour}_commit") or None
@@ -152,8 +157,11 @@ def history(session, lines, json_mode):
             emit_json({"host": session.name, **entry})
         return None
     rows = [[e.get("time", "-"), e.get("task", "-"), e.get("result", "-"),
-             f"{e.get('from') or '-'} -> {e.get('to') or '-'}", source_of(e) or "-",
-             (e.get("commit") or "-")[:12], f"{e.get('duration', 0):.1f}s",
+             f"{e.get('from') or '-'} -> {e.get('to') or '-'}",
+             source_of(e) or (f"image {e['image']}" if e.get("image") else "-"),
+             (e.get("commit") or "-")[:12]
+             + (f" (signed {e['signer']})" if e.get("signer") else ""),
+             f"{e.get('duration', 0):.1f}s",
              e.get("user", "?") + "@" + e.get("machine", "?"),
              (f"{e.get('phase')}: {e.get('error')}" if e.get("result") not in NOT_FAILED
               else history_note(e))]

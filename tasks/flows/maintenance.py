@@ -133,36 +133,58 @@ def switch_page(session, attempt, view, on, message, before):
     if on:
         with attempt.step("page") as ph:
             data, source = page_bytes(s, message)
-            upload_page(session, data)
+            upload_page(session, data, keep_old=before is not None)
             ph.detail = f"{source}, {len(data)} bytes"
         record = {"token": (before or {}).get("token") or secrets.token_hex(16),
                   "since": (before or {}).get("since") or now_iso(),
                   "by": describe_who(session.who), "message": message,
                   "page": "file" if s.maintenance_page_file else "message"}
 
-    switch_nginx(session, view.live, nginx_version=view.nginx_version,
-                 canary=canary_of(view), maintenance=record or {}, attempt=attempt)
+    try:
+        switch_nginx(session, view.live, nginx_version=view.nginx_version,
+                     canary=canary_of(view), maintenance=record or {}, attempt=attempt)
 
-    with attempt.step("verify") as ph:
-        ph.detail = wait_for_answer(session.host, s, on)
+        with attempt.step("verify") as ph:
+            ph.detail = wait_for_answer(session.host, s, on)
 
-    with attempt.step("record") as ph:
-        session.record(format_state(with_maintenance(view.state, record)),
-                       session.history_line("ok", **attempt.fields))
-        ph.detail = "state.json, history"
+        with attempt.step("record") as ph:
+            session.record(format_state(with_maintenance(view.state, record)),
+                           session.history_line("ok", **attempt.fields))
+            ph.detail = "state.json, history"
+    except BaseException:
+        if on and before is not None:  # a page was served before this `on`: it is again
+            put_back_page(session)
+        raise
+    if on and before is not None:
+        session.run(f"rm -f {shlex.quote(maintenance_root(s) + '/index.html.before')}")
     return record
 
 
-def upload_page(session, data):
-    """DEPLOY_DIR/maintenance/index.html, readable by nginx's workers (0644)."""
+def upload_page(session, data, keep_old=False):
+    """DEPLOY_DIR/maintenance/index.html, readable by nginx's workers (0644).
+    ``keep_old``: the page served now is kept beside it (index.html.before)
+    until the new one is recorded, so a failed `on` puts it back."""
     root = maintenance_root(session.settings)
+    page = shlex.quote(root + "/index.html")
+    keep = f" && {{ [ ! -f {page} ] || cp -p {page} {page}.before; }}" if keep_old else ""
     result = session.run(f"umask 022; mkdir -p {shlex.quote(root)} && "
-                         f"chmod 755 {shlex.quote(root)}")
+                         f"chmod 755 {shlex.quote(root)}{keep}")
     if result.code != 0:
         raise Failure(f"could not create {root} on {session.name}: "
                       f"{(result.stderr or result.stdout).strip()[-200:]}",
                       f"let the deploy user write {session.settings.deploy_dir}", code=FAILED)
     session.host.put_bytes(data, f"{root}/index.html", mode=0o644)
+
+
+def put_back_page(session):
+    """The page served before a failed `maintenance on`, back in place; never raises
+    (the attempt's own failure is what the operator must read)."""
+    page = shlex.quote(maintenance_root(session.settings) + "/index.html")
+    try:
+        session.run(f"[ ! -f {page}.before ] || mv -f {page}.before {page}")
+    except Exception:
+        session.reporter.line("could not put the previous maintenance page back; "
+                              "`fab maintenance on` again sets one")
 
 
 IN_A_ROW = 3

@@ -1,6 +1,7 @@
 """fab promote: everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
 
 from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
+from ..deploy.signatures import verify_kept
 from ..model.pending import pending_source, plan_promote
 from .watched import watch_release
 
@@ -18,6 +19,8 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
             attempt.fields.update(to_colour=p.to, branch=branch, commit=record.get("commit"),
                                   ref=ref, follows=follows if follows != branch else None,
                                   was=p.kind, percent=p.percent)
+            # ALLOWED_SIGNERS may have changed since the build was staged.
+            attempt.fields["signer"] = verify_kept(session, record.get("commit") or "") or None
             healthy_now(session, attempt, p.to)
             if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
                 pre_switch(session, attempt, p.to)

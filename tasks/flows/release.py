@@ -16,7 +16,7 @@ from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
-from ..model.state import with_release
+from ..model.state import with_release, with_signer
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
 from .watched import watch_release
@@ -68,6 +68,10 @@ def release_live(session, request, first=False):
             plan = plan_release(view, s, name, branch=branch, ref=ref)
             target = plan.target
             attempt.fields.update(to_colour=target, **plan.history_fields)
+            from_image = request.artifacts.image.name if request.artifacts is not None \
+                and request.artifacts.image is not None else None
+            if from_image:  # no branch was checked out: the colour keeps following one
+                attempt.fields.update(branch=None, ref=None, follows=plan.record_branch)
             if plan.drift:
                 rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} "
                          "is live")
@@ -79,7 +83,9 @@ def release_live(session, request, first=False):
 
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
-                                 live=True, ref=plan.ref, deployed=plan.branch)
+                                 live=True, ref=plan.ref, deployed=plan.branch,
+                                 from_image=from_image)
+            state = with_signer(state, target, attempt.fields.get("signer"))
             # The kept releases are read while nginx reloads; pruned once recorded.
             kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
@@ -92,11 +98,13 @@ def release_live(session, request, first=False):
                                     seconds=watch_seconds, fields=attempt.fields,
                                     before=view.record(target))
         stopped = stop_old_colour(session, plan.live, request.stop_old, watched)
-    summary = session.summary("ok", live=target, previous=plan.live, branch=plan.branch,
+    summary = session.summary("ok", live=target, previous=plan.live,
+                              branch=None if from_image else plan.branch,
                               ref=plan.ref, commit=commit, image=image,
                               **built_fields(attempt), **({"watch": watched} if watched else {}))
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stopped else "")
-    rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, plan.source)})"
+    source = f"image {from_image}" if from_image else plan.source
+    rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, source)})"
              f" in {summary['seconds']:.1f}s{keep}")
     return summary

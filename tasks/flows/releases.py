@@ -4,13 +4,14 @@ from ..commands.building import restore
 from ..configuration.settings import other
 from ..deploy import health
 from ..deploy.prune import gather, prune_releases
+from ..deploy.signatures import verify_kept
 from ..deploy.steps import Attempt, go_live, step_bound
 from ..errors import FAILED, Failure
 from ..model.kept_releases import human_size, resolve
 from ..model.lock_owner import describe_who
 from ..model.pending import refuse_during_canary
 from ..model.plan import require_setup
-from ..model.state import with_release
+from ..model.state import with_release, with_signer
 from ..output import emit, emit_json, table
 
 
@@ -32,9 +33,10 @@ def releases(session, json_mode):
         return None
     rows = [[r.commit[:12], r.ref and f"ref {r.ref}" or r.branch or "-",
              r.built_at or "-", human_size(r.size),
-             ", ".join(r.colours) + (" (live)" if r.live else "") if r.colours else "-"]
+             ", ".join(r.colours) + (" (live)" if r.live else "") if r.colours else "-",
+             r.signed_by or "-"]
             for r in found]
-    emit(table(rows, ["commit", "branch", "built at", "size", "runs in"]))
+    emit(table(rows, ["commit", "branch", "built at", "size", "runs in", "signed by"]))
     return None
 
 
@@ -56,9 +58,11 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                           code=FAILED)
         target = other(view.live) if view.live else "blue"
         commit = release.commit
+        signer = verify_kept(session, commit)  # ALLOWED_SIGNERS: before anything changes
         with Attempt(session, live=view.live, fields={
             "from_colour": view.live, "to_colour": target, "branch": release.branch,
-            "commit": commit, "ref": release.ref, "kept": True}) as attempt:
+            "commit": commit, "ref": release.ref, "kept": True,
+            "signer": signer or None}) as attempt:
             attempt.rebuilt, attempt.before = target, view.containers[target]
             with attempt.step("start") as ph:
                 result = session.run(restore(s, target, commit),
@@ -78,6 +82,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
             state = with_release(view.state, target, branch=branch, commit=commit,
                                  image=release.image, who=describe_who(session.who),
                                  live=True, ref=release.ref)
+            state = with_signer(state, target, signer)
             go_live(session, attempt, target, state)
         prune_releases(session, state)
     summary = session.summary("ok", live=target, previous=view.live, commit=commit,

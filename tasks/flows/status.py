@@ -63,7 +63,7 @@ def gather_status(session, json_mode=False):
             "branch": build["branch"], "ref": build["ref"], "follows": record.get("branch"),
             "source": source_of(record), "commit": record.get("commit"),
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
-            "deployed_by": record.get("deployed_by"),
+            "deployed_by": record.get("deployed_by"), "signed_by": record.get("signed_by"),
             "container": container.describe(), "healthy": healthy, "health": answer,
             "last_failure": ({"time": attempt.get("time"), "phase": attempt.get("phase"),
                               "commit": attempt.get("commit"), "error": attempt.get("error")}
@@ -105,6 +105,9 @@ def notes(r):
         out.append(f"new host key {key['type']} {key['fingerprint']} trusted on first use "
                    f"and added to {key['added_to']}")
     for colour, c in r["colours"].items():
+        if c.get("signed_by"):
+            out.append(f"{colour}: {(c['commit'] or '?')[:12]} signed by {c['signed_by']} "
+                       "(ALLOWED_SIGNERS)")
         if c["last_failure"]:
             f = c["last_failure"]
             out.append(f"{colour}: last release failed at {f['time']} in {f['phase']}: "

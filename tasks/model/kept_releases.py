@@ -42,6 +42,7 @@ class Release:
     ref: str = None
     colours: list = field(default_factory=list)  # colours running this image now
     live: bool = False
+    signed_by: str = None  # the ALLOWED_SIGNERS principal that signed it, when checked
 
     @property
     def newest(self):
@@ -52,7 +53,8 @@ class Release:
         return {"host": host, "app": app, "commit": self.commit, "branch": self.branch,
                 "ref": self.ref, "built_at": self.built_at or None,
                 "released_at": self.released_at or None, "size": self.size,
-                "image": self.image, "colours": self.colours, "live": self.live}
+                "image": self.image, "colours": self.colours, "live": self.live,
+                "signed_by": self.signed_by}
 
 
 def parse_images(text):
@@ -81,6 +83,9 @@ def releases_of(images, app, state, containers, history):
         if container.image and container.state in ("running", "restarting", "paused"):
             colours_of.setdefault(container.image, []).append(colour)
     known = {}  # commit -> (branch, ref, released_at): history, then state.json
+    signers = {e["commit"]: e["signer"] for e in history if e.get("commit") and e.get("signer")}
+    signers.update({r["commit"]: r["signed_by"] for r in ((state or {}).get("colours") or {})
+                    .values() if r.get("commit") and r.get("signed_by")})
     for entry in history:
         if entry.get("commit") and went_live(entry):
             known[entry["commit"]] = (entry.get("branch"), entry.get("ref"),
@@ -101,7 +106,8 @@ def releases_of(images, app, state, containers, history):
             found.append(Release(commit=commit, image=image.id, built_at=image.created,
                                  released_at=at, size=image.size, branch=branch, ref=ref,
                                  colours=sorted(colours_of.get(image.id, [])),
-                                 live=bool(live_image) and image.id == live_image))
+                                 live=bool(live_image) and image.id == live_image,
+                                 signed_by=signers.get(commit)))
     found.sort(key=lambda r: (r.newest, r.commit), reverse=True)
     return found
 

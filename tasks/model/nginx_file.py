@@ -15,6 +15,9 @@ from .templating import render_template
 KEEPALIVE_MIN_TIMEOUT_SINCE = (1, 27, 4)
 AUTO_KEEPALIVE_MIN_TIMEOUT = "5s"
 
+# What a file rendered with `fab maintenance on` says of it (templates/nginx.conf.j2).
+MAINTENANCE_SINCE_RE = re.compile(r"# Maintenance \(`fab maintenance on`, (?P<since>[^)]*)\)")
+MAINTENANCE_TOKEN_RE = re.compile(r'if \(\$http_x_bluegreen_bypass = "(?P<token>[0-9a-f]+)"\)')
 HEADER_RE = re.compile(r"^# bluegreen app=(?P<app>\S+) live=(?P<live>\S+)"
                        r"(?: canary=(?P<canary>[a-z]+):(?P<percent>\d+))?\s*$", re.M)
 # `upstream bluegreen_<app>` (one colour; also every file of earlier versions)
@@ -198,6 +201,8 @@ class NginxView:
     served: str  # the colour that port belongs to, or None (a foreign port)
     canary: str = None  # the colour a canary share goes to, or None without a canary
     canary_percent: int = None  # that share, 1-99, or None
+    # {"token", "since"} while the file serves the maintenance page, else None
+    maintenance: dict = None
 
     @property
     def drift(self):
@@ -231,4 +236,13 @@ def read_nginx(text, settings):
     if live not in COLOURS:
         live = None
     return NginxView(header_live=live, port=port, served=colour_of.get(port),
-                     canary=canary, canary_percent=percent)
+                     canary=canary, canary_percent=percent, maintenance=maintenance_in(text))
+
+
+def maintenance_in(text):
+    """The maintenance record an nginx file serves ({"token", "since"}), or None:
+    what `repair` keeps when state.json cannot be read."""
+    since, token = MAINTENANCE_SINCE_RE.search(text), MAINTENANCE_TOKEN_RE.search(text)
+    if not (since and token):
+        return None
+    return {"token": token.group("token"), "since": since.group("since")}

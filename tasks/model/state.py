@@ -53,8 +53,11 @@ def build_of(record):
     """
     build = record.get("build")
     if isinstance(build, dict):
-        return {"branch": build.get("branch"), "ref": build.get("ref"),
-                "follows": build.get("follows")}
+        out = {"branch": build.get("branch"), "ref": build.get("ref"),
+               "follows": build.get("follows")}
+        if build.get("image"):  # released from --image: no branch was checked out
+            out["image"] = build["image"]
+        return out
     return {"branch": record.get("branch"), "ref": record.get("ref"),
             "follows": record.get("branch")}
 
@@ -63,6 +66,8 @@ def source_of(record):
     """What a colour runs (or a history entry deployed), in words: `ref v1.2`
     after a --ref release, else its branch."""
     build = build_of(record)
+    if build.get("image"):
+        return f"image {build['image']}"
     if build["ref"]:
         return f"ref {build['ref']}"
     return build["branch"] or None
@@ -108,13 +113,15 @@ def format_state(state):
 
 
 def with_release(state, colour, *, branch, commit, image, who, live, at=None, ref=None,
-                 deployed=None):
+                 deployed=None, from_image=None):
     """A new state after ``colour`` was released (and made live if ``live``).
 
     ``branch`` is the branch the colour follows from now on; ``ref``, for a
     --ref release, is what was deployed (then the commit need not be on
     ``branch``). ``deployed``: the branch checked out, when it was not
-    ``branch`` (a BLUEGREEN_<COLOUR>_BRANCH for this run only).
+    ``branch`` (a BLUEGREEN_<COLOUR>_BRANCH for this run only). ``from_image``:
+    the --image name it was released from (no branch was checked out; the
+    colour still follows ``branch``).
     """
     at = at or now_iso()
     new = json.loads(json.dumps(state))
@@ -122,7 +129,9 @@ def with_release(state, colour, *, branch, commit, image, who, live, at=None, re
                                        "deployed_at": at, "deployed_by": who}
     if ref:
         record["ref"] = ref
-    if deployed and deployed != branch:
+    if from_image:
+        record["build"] = {"branch": None, "ref": None, "image": from_image, "follows": branch}
+    elif deployed and deployed != branch:
         record["build"] = {"branch": deployed, "ref": ref, "follows": branch}
     if live:
         new["live"] = colour
@@ -178,6 +187,13 @@ def maintenance_of(state):
     """
     record = (state or {}).get("maintenance")
     return record if isinstance(record, dict) and record.get("token") else None
+
+
+def with_signer(state, colour, principal):
+    """``state`` with who signed the colour's commit (ALLOWED_SIGNERS), if known."""
+    if principal:
+        state["colours"][colour]["signed_by"] = principal
+    return state
 
 
 def bypass_headers(state):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import BAD_INPUT, FAILED, Failure
 from ..model.compose_file import render_clojure_dockerfile
+from ..model.signatures import Signature, refusal, verdict
 from .gzip_archive import Encodings
 from .image_archive import read_archive
 
@@ -121,17 +122,25 @@ class Artifacts:
         self.image = image  # a LocalImage given by --image, else None (build)
         self._lock = threading.Lock()
         self._built = {}  # commit -> LocalImage
+        self.signers = {}  # commit -> the ALLOWED_SIGNERS principal that signed it
         self._archives = {}  # image id -> archive.Archive
         self._encodings = None
         self._tmp = None
 
     def prepare(self, settings, plan, reporter, on_line):
-        """The image for this plan: --image's, or built here at the plan's commit."""
+        """The image for this plan: --image's, or built here at the plan's commit.
+        With ALLOWED_SIGNERS, its commit must verify here first (``signers``)."""
         if self.image is not None:
+            if settings.allowed_signers:
+                with self._lock, checkout_lock(settings):
+                    self.signers[self.image.commit] = signed_here(
+                        settings, self.image.commit, fetch_first=True)
             return self.image
         with self._lock, checkout_lock(settings):
             with reporter.phase("git") as ph:
                 commit, subject = fetch(settings, plan)
+                if settings.allowed_signers:
+                    self.signers[commit] = signed_here(settings, commit)
                 ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{subject}\" (here)"
             if commit not in self._built:
                 with reporter.phase("build") as ph:
@@ -243,6 +252,14 @@ def git(settings, *args, cwd=None, bound=None):
 
 def fetch(settings, plan):
     """The local checkout at the plan's commit -> (commit, subject)."""
+    path = fetch_repo(settings)
+    wants = ([f"refs/remotes/origin/{plan.branch}"] if plan.ref is None else
+             [f"refs/tags/{plan.ref}", f"refs/remotes/origin/{plan.ref}", plan.ref])
+    return checkout_commit(settings, path, plan, wants)
+
+
+def fetch_repo(settings):
+    """LOCAL_BUILD_DIR's clone of GIT_REPO, fetched -> its path."""
     path = checkout_dir(settings)
     if not os.path.isdir(os.path.join(path, ".git")):
         shutil.rmtree(path, ignore_errors=True)
@@ -254,8 +271,10 @@ def fetch(settings, plan):
             "+refs/heads/*:refs/remotes/origin/*", cwd=path)
     if r.returncode != 0:
         raise git_failed("git fetch from GIT_REPO failed here", r)
-    wants = ([f"refs/remotes/origin/{plan.branch}"] if plan.ref is None else
-             [f"refs/tags/{plan.ref}", f"refs/remotes/origin/{plan.ref}", plan.ref])
+    return path
+
+
+def checkout_commit(settings, path, plan, wants):
     for want in wants:
         r = git(settings, "rev-parse", "--verify", "--quiet", want + "^{commit}", cwd=path)
         if r.returncode == 0:
@@ -272,6 +291,29 @@ def fetch(settings, plan):
             raise git_failed("git checkout failed here", r)
     subject = git(settings, "log", "-1", "--format=%s", cwd=path).stdout.strip()[:72]
     return commit, subject
+
+
+def verify_here(settings, commit):
+    """git verify-commit of ``commit`` in the local checkout -> model Signature."""
+    path = checkout_dir(settings)
+    if not os.path.isdir(os.path.join(path, ".git")):
+        return Signature(reason="there is no local checkout of GIT_REPO to check it in")
+    r = git(settings, "-c", f"gpg.ssh.allowedSignersFile={settings.allowed_signers}",
+            "verify-commit", commit, cwd=path)
+    return verdict(r.returncode, r.stdout + r.stderr)
+
+
+def signed_here(settings, commit, fetch_first=False):
+    """The principal that signed ``commit``; raises the refusal (exit 1)."""
+    if fetch_first:
+        if not settings.git_repo:
+            raise refusal(commit, Signature(reason="GIT_REPO is not set, so the image's "
+                                                   "commit cannot be verified"), "checked here")
+        fetch_repo(settings)
+    found = verify_here(settings, commit)
+    if not found.ok:
+        raise refusal(commit, found, "checked here")
+    return found.principal
 
 
 def git_failed(why, result):

@@ -330,6 +330,8 @@ def deliver(session, attempt, plan, artifacts, on_line):
     attempt.phase = "build"
     image = artifacts.prepare(s, plan, rep, on_line)
     attempt.fields.update(commit=image.commit, build=image.source)
+    if image.commit in artifacts.signers:  # ALLOWED_SIGNERS: verified here
+        attempt.fields["signer"] = artifacts.signers[image.commit]
     if image.source == "image":
         attempt.fields["image"] = image.name
 

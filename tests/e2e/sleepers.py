@@ -22,6 +22,25 @@ def unique_seconds():
     return float(f"{random.randint(900, 999)}.{random.randint(11, 99)}")
 
 
+def own_seconds(whole):
+    """A sleep length that only this test process uses: ``whole`` seconds and
+    decimals made of its pid (two runs at once never share one), e.g.
+    47.001234567. Match it with ``sleeping_word`` (exact argv, as written)."""
+    return f"{int(whole)}.{os.getpid():07d}{random.randint(10, 99)}"
+
+
+def sleeping_word(word):
+    """pids of processes whose argv ends `sleep WORD` (no reformatting): `sleep
+    WORD`, or busybox's `/bin/busybox sleep WORD` of a Dockerfile's RUN."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            argv = _argv(entry)
+            if len(argv) >= 2 and os.path.basename(argv[-2]) == "sleep" and argv[-1] == word:
+                found.append(int(entry))
+    return found
+
+
 def _argv(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

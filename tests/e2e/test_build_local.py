@@ -218,6 +218,12 @@ def test_release_an_image_built_by_someone_else(local_project, local_app):
     assert out["ship"]["layers_skipped"] >= 1, out
     serves(p, "v5")
     assert history(p)[-1]["image"] == name
+    # What runs is the image, not the branch the colour follows (round four's loose end).
+    assert history(p)[-1]["branch"] is None and history(p)[-1]["follows"] == "main"
+    status = json.loads(fab(p, "status", "--json").stdout)
+    colour = status["colours"][status["live"]]
+    assert colour["source"] == f"image {name}" and colour["branch"] is None, colour
+    assert colour["follows"] == "main", colour
 
 
 def test_image_missing_here_is_bad_input(local_project):

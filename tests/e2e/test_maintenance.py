@@ -45,6 +45,9 @@ def test_maintenance_on_release_rollback_off(make_project, any_nginx_host, tmp_p
             assert headers["content-type"].startswith("text/html")
             if method == "GET":  # the message, HTML-escaped
                 assert "Back at 10:00 &lt;b&gt;soon&lt;/b&gt; &amp; fine" in body, body
+    # Let's Encrypt's HTTP-01 challenges pass through to their location, not the page.
+    status, headers, _ = request(port, "/.well-known/acme-challenge/tok3n")
+    assert status != 503 and "x-deploy-maintenance" not in headers, (status, headers)
     # The colours themselves still answer (health probes, preview's tunnel).
     assert request(project.blue_port, "/version")[2].strip() == "v1"
 
@@ -63,6 +66,15 @@ def test_maintenance_on_release_rollback_off(make_project, any_nginx_host, tmp_p
     status, headers, _ = request(port, "/version")
     assert (status, headers["x-deploy-colour"]) == (503, "blue")
     assert status_json(project)["maintenance"]["message"].startswith("Back at")
+    # repair with an unreadable state.json keeps the page on, with the nginx file's token
+    (project.deploy_dir / "state.json").write_text("{not json")
+    project.fab("repair", check=0)
+    assert status_json(project)["maintenance"]["since"] == s["maintenance"]["since"]
+    assert request(port, "/")[0] == 503
+    project.fab("rollback", check=0)  # its verify through nginx needs the file's token
+    status, headers, _ = request(port, "/version")
+    assert (status, headers["x-deploy-colour"]) == (503, "green")
+    project.fab("rollback", check=0)
 
     # A page of one's own: MAINTENANCE_PAGE_FILE, uploaded; `on` again replaces the page.
     page = tmp_path / "down.html"
@@ -71,6 +83,14 @@ def test_maintenance_on_release_rollback_off(make_project, any_nginx_host, tmp_p
     project.fab("maintenance", "on", check=0)
     status, _, body = request(port, "/")
     assert (status, body) == (503, page.read_text())
+    # `on` again that fails after the new page was uploaded: the served page is put back.
+    other = tmp_path / "other.html"
+    other.write_text("<p>a page that never went live</p>\n")
+    project.set(MAINTENANCE_PAGE_FILE=other)
+    project.fab("maintenance", "on", env={"BLUEGREEN_NGINX_TEST_CMD": "false"}, check=1)
+    status, _, body = request(port, "/")
+    assert (status, body) == (503, page.read_text())
+    project.set(MAINTENANCE_PAGE_FILE=page)
 
     out = project.fab("maintenance", "off", check=0)
     assert "maintenance off" in out.stdout
@@ -82,7 +102,7 @@ def test_maintenance_on_release_rollback_off(make_project, any_nginx_host, tmp_p
 
     entries = [e for e in history_json(project) if e["task"] == "maintenance"]
     assert [(e["result"], e["maintenance"]) for e in entries] == \
-        [("ok", "on"), ("ok", "on"), ("ok", "off")]
+        [("ok", "on"), ("ok", "on"), ("failed", "on"), ("ok", "off")]
     assert entries[0]["message"] == "Back at 10:00 <b>soon</b> & fine"
     shown = project.fab("history", check=0).stdout
     assert "maintenance on: Back at 10:00" in shown and "maintenance off" in shown

@@ -119,7 +119,7 @@ def test_app_env_file_reaches_the_container_and_nothing_else(project, tmp_path, 
     for name in ("history.jsonl", "state.json", "compose.yml"):
         text = (project.deploy_dir / name).read_text()
         assert first not in text and second not in text, name
-    assert "env_file: app.env" in (project.deploy_dir / "compose.yml").read_text()
+    assert "- path: app.env\n        format: raw" in (project.deploy_dir / "compose.yml").read_text()
     assert first not in project.nginx_file.read_text()
 
 

@@ -27,10 +27,10 @@ import pytest
 
 import loophost as lh
 from faultkit import (Background, assert_nothing_left_over, assert_status_tells_the_truth,
-                      held_by, history, load_report, owner, phase_line, processes_matching, run_ok,
+                      held_by, history, load_report, owner, phase_line, run_ok,
                       serving, sshd_session_of, start_load, state, wait_until)
 from released import module_project
-from sleepers import let_go, unique_seconds, wait_sleeping
+from sleepers import let_go, own_seconds, sleeping_word, unique_seconds, wait_sleeping
 
 _versions = iter(range(2, 1000))
 
@@ -77,8 +77,10 @@ def released(shared_project, label):
     return target, r
 
 
-def sleepers(seconds):
-    return processes_matching(f"sleep {seconds}")
+def sleepers(word):
+    """This run's own build sleeps (``own_seconds``): a concurrent run's
+    `sleep 47...` or `sleep 601` is never taken for them."""
+    return sleeping_word(word)
 
 
 @pytest.mark.parametrize("fault", ["kill", "cut"])
@@ -87,7 +89,7 @@ def test_a_release_killed_mid_build_leaves_a_lock_the_next_release_takes_over(sh
     live = serving(shared_project)
     # The next release builds this again and waits for it: under a minute,
     # with decimals no other test on the machine sleeps (a concurrent run's).
-    held = f"{random.randint(40, 54)}.{random.randint(11, 99)}"
+    held = own_seconds(random.randint(40, 54))
     label = commit(shared_project, run_line=f'RUN ["/bin/busybox", "sleep", "{held}"]')
     bg = Background(shared_project, "release")
     bg.wait_line(f'sleep", "{held}"')  # BuildKit's line for the RUN step: the build runs
@@ -200,13 +202,14 @@ def test_a_git_repo_that_would_wait_for_a_password_fails_within_bounds(shared_pr
 
 def test_a_build_that_hangs_stops_at_build_timeout(shared_project, load):
     live = serving(shared_project)
-    commit(shared_project, run_line='RUN ["/bin/busybox", "sleep", "601"]')
+    hung = own_seconds(601)
+    commit(shared_project, run_line=f'RUN ["/bin/busybox", "sleep", "{hung}"]')
     before = len(history(shared_project))
     r = shared_project.fab("release", timeout=120, env={"BLUEGREEN_BUILD_TIMEOUT": "5s"})
     text, entry = assert_failed_cleanly(shared_project, r, live, before, "build")
     assert "docker build did not finish within BUILD_TIMEOUT=5s" in r.stderr, text
     assert "BUILD_TIMEOUT=5s" in entry["error"]
-    assert wait_until(lambda: not sleepers(601), timeout=20), "the hung build still runs"
+    assert wait_until(lambda: not sleepers(hung), timeout=20), "the hung build still runs"
     released(shared_project, commit(shared_project))
     assert_nothing_left_over(shared_project)
 

@@ -65,10 +65,13 @@ def test_env_file_only_with_app_env_file(settings, tmp_path):
     secrets = tmp_path / "shop.env"
     secrets.write_text("DATABASE_URL=postgres://x\n")
     with_env = compose(settings(APP_ENV_FILE=str(secrets)))
-    assert all(svc["env_file"] == "app.env" for svc in with_env["services"].values())
+    raw = [{"path": "app.env", "format": "raw"}]  # compose expands nothing in a value
+    assert all(svc["env_file"] == raw for svc in with_env["services"].values())
     # the uploaded copy's name, never the local path
     assert str(tmp_path) not in render_compose(settings(APP_ENV_FILE=str(secrets)))
     assert all("env_file" not in svc for svc in compose(settings())["services"].values())
+    only_cmd = compose(settings(SECRETS_CMD="vault-read"))
+    assert all(svc["env_file"] == raw for svc in only_cmd["services"].values())
 
 
 @pytest.mark.parametrize("cmd,expected", [

@@ -162,3 +162,19 @@ def test_the_nginx_harness_can_fail(tmp_path):
     """A pass proves something only if a broken file fails the same way."""
     with pytest.raises(AssertionError, match="nginx -t refused"):
         nginx_t(tmp_path, {"bad.conf": "server { listen 80 nonsense; }\n"})
+
+
+def test_the_maintenance_record_is_read_back_from_the_nginx_file(settings):
+    """repair with an unreadable state.json keeps maintenance on (round four's loose end)."""
+    s = settings()
+    text = render_nginx(s, "blue", maintenance={"token": "ab12" * 8,
+                                                "since": "2026-12-07T10:00:00Z"})
+    assert read_nginx(text, s).maintenance == {"token": "ab12" * 8,
+                                               "since": "2026-12-07T10:00:00Z"}
+    assert read_nginx(render_nginx(s, "blue"), s).maintenance is None
+
+
+def test_acme_challenges_pass_through_maintenance_without_ssl(settings):
+    text = render_nginx(settings(), "blue", maintenance={"token": "ab12" * 8, "since": "x"})
+    server = text.split("set $bluegreen_", 1)[1]
+    assert "if ($uri ~ ^/\\.well-known/acme-challenge/)" in server
