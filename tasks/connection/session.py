@@ -40,6 +40,9 @@ class Session:
         self.hosts_in_run = 1  # how many hosts this run of the task covers
         self.lock_pid = None  # the host pid of the shell that took the lock
         self.view = None
+        # nginx's worker processes just before this task's last reload
+        # (deploy/handover.py waits for them to stop accepting)
+        self.nginx_workers = None
         # after_takeover(session, view): run once this task took over the lock
         # of a holder that is gone (deploy/recover.py puts back what it left).
         self.after_takeover = after_takeover

@@ -25,6 +25,7 @@ from ..model.nginx_file import render_nginx
 from ..model.pending import stops_old, with_promoted
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
+from .handover import note_workers, settle
 from .health import describe_probe, gate, verify_public
 
 @dataclass
@@ -225,6 +226,7 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
         text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary,
                                     maintenance=maintenance or None)
         result = session.run(switching.switch(s, text))
+        note_workers(session, result)
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == NGINX_WRITE_FAILED:
             # Not nginx's verdict: the file never got there (permissions, sudo).
@@ -261,11 +263,12 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
 
 
 def verify(session, colour, attempt=None):
-    """Step 8: nginx answers from the new colour."""
+    """Step 8: nginx answers from the new colour, and its old workers
+    stopped accepting (handover.py)."""
     with phase(session, attempt, "verify") as ph:
-        ph.detail = verify_public(session.host, session.settings, colour,
-                                         session.reporter,
-                                         headers=bypass_headers(session.view.state))
+        answered = verify_public(session.host, session.settings, colour, session.reporter,
+                                 headers=bypass_headers(session.view.state))
+        ph.detail = f"{answered}; {settle(session)}"
 
 
 def built_fields(attempt):
