@@ -15,7 +15,7 @@ from .values import (check_abs_path, check_app_name, check_bool, check_branch, c
                      check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
                      check_network, check_nginx_duration, check_nginx_size, check_non_negative_int,
                      check_optional_abs_path, check_optional_command, check_port,
-                     check_positive_int, check_positive_number, check_private_key,
+                     check_positive_int, check_positive_number, check_pre_switch_on, check_private_key,
                      check_server_name, check_size_bytes, check_timeout_seconds)
 
 
@@ -131,6 +131,9 @@ KEYS = (
         "local HTML file served with 503 while maintenance is on"),
     Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
         "seconds in the Retry-After header of the maintenance answer"),
+    Key("PRE_SWITCH_ON", "first", check_pre_switch_on,
+        "with several hosts in one run: first runs PRE_SWITCH_CMD on the first host only; "
+        "every on each host"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}

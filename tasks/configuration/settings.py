@@ -80,6 +80,7 @@ class Settings:
     asset_paths: tuple  # URL path prefixes; () turns bridging off
     maintenance_page_file: str
     maintenance_retry_after: int
+    pre_switch_on: str  # "first" or "every": which hosts of a run run PRE_SWITCH_CMD
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)

@@ -25,6 +25,7 @@ from ..model.nginx_file import render_nginx
 from ..model.pending import stops_old, with_promoted
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
+from .fleet_switch import SOLO
 from .handover import note_workers, settle
 from .health import describe_probe, gate, verify_public
 
@@ -71,7 +72,9 @@ class Attempt:
         except Exception as undo:  # already failing: report, keep the first error
             rep.line(f"could not undo everything: "
                      f"{undo.message if isinstance(undo, Failure) else undo}")
-        session.record_failure(exc, phase=self.phase, fields=self.fields)
+        cause = getattr(exc, "cause", None)  # a fleet's: the host that failed
+        session.record_failure(exc, phase=self.phase,
+                               fields={**self.fields, **({"caused_by": cause} if cause else {})})
 
 
 def phase(session, attempt, name):
@@ -108,7 +111,7 @@ def bring_up(session, attempt, plan, made_here=None):
     return commit, image
 
 
-def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
+def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False, fleet=SOLO):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
     Each step names its phase in ``attempt``, so a failure is recorded with
@@ -116,11 +119,15 @@ def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
     ``read_meanwhile``: a step that only reads, run on the host while verify
     waits for nginx's reload (0.1 s or more); its result is returned.
     ``unlock``: the record is the task's last step: it drops the lock too
-    (one round trip instead of two).
+    (one round trip instead of two). ``fleet``: this host's handle in a run
+    over several hosts (fleet_switch.py): all switch at once, and record only
+    once every host verified (else this one switches back as on a failure).
     """
+    fleet.switch_now()
     switch_nginx(session, colour, nginx_version=session.view.nginx_version, attempt=attempt)
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour, attempt=attempt)
+    fleet.verified()
 
     with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields),

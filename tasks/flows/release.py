@@ -12,6 +12,7 @@ the idle colour back as it was, and records the attempt with its phase.
 from dataclasses import dataclass
 
 from ..commands.kept_images import list_script
+from ..deploy.fleet_switch import SOLO
 from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
@@ -55,15 +56,24 @@ def release(session, request):
     return release_live(session, request)
 
 
-def release_live(session, request, first=False):
+def after_switch(session, attempt, new, old):
+    """The one point on each host after its switch (and, over several hosts,
+    after every host verified): what follows the web's switch goes here
+    (worker processes hand over: SPEC "Worker processes")."""
+
+
+def release_live(session, request, first=False, fleet=SOLO):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure.
     ``first``: setup's first release, run inside setup's block (connected,
-    the lock held and released by setup)."""
+    the lock held and released by setup). ``fleet``: this host's handle in
+    a release over several hosts (flows/fleet.py): its flow meets the others
+    at each ``fleet.`` line, and gives up there when any host failed."""
     s, rep, name = session.settings, session.reporter, session.name
     branch, ref, watch_seconds = request.branch, request.ref, request.watch_seconds
     if not first:
         session.connect()
     with session.locked(wait=request.wait_lock, force_unlock=request.force_unlock) as view:
+        fleet.locked()  # every host locked and read before any host changes
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             plan = plan_release(view, s, name, branch=branch, ref=ref)
             target = plan.target
@@ -74,14 +84,21 @@ def release_live(session, request, first=False):
             session.upload_app_env()
 
             commit, image = bring_up(session, attempt, plan, request.made_here(s))
+            fleet.prepared()  # every host's idle colour healthy, else every one put back
 
-            pre_switch(session, attempt, target)
+            if fleet.runs_pre_switch(s):
+                pre_switch(session, attempt, target)
+            elif s.pre_switch_cmd:
+                rep.line(f"PRE_SWITCH_CMD skipped here: PRE_SWITCH_ON=first runs it on "
+                         f"{fleet.first} only")
 
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
                                  live=True, ref=plan.ref, deployed=plan.branch)
             # The kept releases are read while nginx reloads; pruned once recorded.
-            kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
+            kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s),
+                           fleet=fleet)  # every host switches at once, records once all verified
+            after_switch(session, attempt, new=target, old=plan.live)
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
         watched = None
         if watch_seconds and not plan.live:
