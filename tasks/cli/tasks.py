@@ -101,9 +101,9 @@ def promote(c, watch=None, stop_old=False, wait_lock="0", json=False,
 
     seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
     wait = check_flag("--wait-lock", wait_lock, check_seconds)
-    on_hosts(c, "promote", lambda session: flows.promote.promote_staged(
-        session, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait),
-        json_mode=json, accept_new_host_key=accept_new_host_key)
+    on_fleet(c, "promote", lambda session, fleet: flows.promote.promote_staged(
+        session, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait, fleet=fleet),
+        parallel=True, json_mode=json, accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"json": "print a JSON summary per host", "verbose": "show the whole Docker build output",

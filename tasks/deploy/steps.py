@@ -380,10 +380,12 @@ def last_line(text):
     return lines[-1] if lines else "(no output)"
 
 
-def switch_everyone(session, attempt, state, to, nginx_version=None):
-    """Switch, verify and record `promoted`; returns the new state."""
+def switch_everyone(session, attempt, state, to, nginx_version=None, fleet=SOLO):
+    """Switch, verify and record `promoted` (with ``fleet`` as go_live); returns the new state."""
+    fleet.switch_now()
     switch_nginx(session, to, nginx_version=nginx_version, attempt=attempt)
     verify(session, to, attempt=attempt)
+    fleet.verified()
     new = with_promoted(state, to)
     with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))

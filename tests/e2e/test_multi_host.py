@@ -251,3 +251,51 @@ def test_rollback_status_and_a_refused_rollback(fleet):
     assert all(o.get("fleet") == "mixed" for o in objs), objs
     fab(p, "release", "--parallel")  # every host on v6 again
     assert {v for _, v in fleet.versions()} == {"v6"}
+
+
+def test_batches_one_at_a_time_a_late_failure_puts_every_batch_back(fleet):
+    p, app = fleet.project, fleet.project.app
+    for bad in ("0", "x"):
+        assert "--batch" in output(fab(p, "release", "--batch", bad, code=2))
+    assert "--canary" in output(fab(p, "release", "--batch", "1", "--canary", "10", code=2))
+    before = fleet.versions()
+    fleet.write(web3={"NGINX_RELOAD_CMD": "true"})  # the last batch fails its verify
+    app.commit("v7")
+    r = fab(p, "release", "--batch", "1", code=1)
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "put back", "web2": "put back", "web3": "FAILED"}, out
+    # web1 and web2 had switched (one batch each) before web3 failed.
+    assert "web1  switch" in out and "web2  switch" in out, out
+    fleet.write()
+    assert fleet.versions() == before
+    r = fab(p, "release", "--batch", "2")
+    assert {n: t[2] for n, t in table(r).items()} == {n: "ok" for n in HOSTS}, output(r)
+    assert {v for _, v in fleet.versions()} == {"v7"}
+
+
+CUT_AFTER_RELOAD = """#!/bin/sh
+# The reload, then the SSH connection that ran it is cut (its sshd killed).
+{reload} || exit 1
+p=$$
+while [ "$p" -gt 1 ]; do
+  p=$(cut -d' ' -f4 /proc/$p/stat)
+  [ "$(cat /proc/$p/comm)" = sshd ] && kill -9 "$p" && exit 0
+done
+"""
+
+
+def test_a_connection_cut_during_the_switch_is_exit_3_and_the_next_run_sets_it_right(fleet):
+    p, app = fleet.project, fleet.project.app
+    cut = p.base / "cut-after-reload.sh"
+    cut.write_text(CUT_AFTER_RELOAD.format(reload=fleet.hosts["web2"].nginx_reload_cmd))
+    cut.chmod(0o755)
+    fleet.write(web2={"NGINX_RELOAD_CMD": str(cut)})
+    app.commit("v8")
+    r = fab(p, "release", "--parallel", code=3)
+    out = output(r)
+    assert table(r)["web1"][2] == "put back" and table(r)["web3"][2] == "put back", out
+    assert fleet.version("web1")[2] == "v7" and fleet.version("web3")[2] == "v7"
+    fleet.write()
+    r = fab(p, "release", "--parallel")  # takes web2's lock over, sets it right, releases
+    assert {v for _, v in fleet.versions()} == {"v8"}, output(r)
