@@ -36,6 +36,7 @@ def on_fleet(c, task_name, body, *, parallel=False, batch=None, json_mode=False,
         session.hosts_in_run = len(work)
         try:
             results[entry.name] = body(session, fleet.handle(entry.name))
+            fleet.done(entry.name)
         except NotStarted:
             pass
         except Failure as exc:
@@ -92,6 +93,8 @@ def fleet_row(name, result, failure, view):
         what = "not started"
     elif isinstance(failure, FleetAbort):
         what = "put back"
+    elif failure.extra.get("result") == "reverted":
+        live, what = failure.extra.get("live") or live, "reverted"
     else:
         what = "FAILED"
     return name, live or "-", commit, what
@@ -113,6 +116,13 @@ def fleet_failure(task_name, names, failures, json_mode):
     back = [n for n in names if isinstance(failures.get(n), FleetAbort)]
     idle = [n for n in names if n not in failures]
     code = failures[failed[0]].code if failed else 1
+    reverted = [n for n in failed if failures[n].extra.get("result") == "reverted"]
+    if reverted and reverted == failed:
+        exc = Failure(f"{task_name} reverted by the watch on every host: "
+                      f"{', '.join(reverted)} serve their old colour again",
+                      "see each host's watch lines above", code=code)
+        exc.printed_json = json_mode
+        return exc
     parts = [f"{task_name} failed on {', '.join(failed) or '?'}; no host changed its live colour"]
     if back:
         parts.append(f"put back: {', '.join(back)}")

@@ -58,6 +58,7 @@ class Fleet:
         self.failed = {}  # host -> (point, Failure): those that dropped out themselves
         self.aborted = []  # hosts that gave up because another failed
         self.verified_at = {}  # host -> the clock when its verify passed
+        self.watched = {}  # host -> whether its --watch called for a revert
 
     def handle(self, name):
         return HostHandle(self, name)
@@ -69,6 +70,12 @@ class Fleet:
         with self._cond:
             if name not in self.failed and not isinstance(exc, FleetAbort):
                 self.failed[name] = (point or self._point_of(name), exc)
+            self._reached[name] = len(POINTS)
+            self._cond.notify_all()
+
+    def done(self, name):
+        """``name``'s flow ended well: it waits for nobody and nobody for it."""
+        with self._cond:
             self._reached[name] = len(POINTS)
             self._cond.notify_all()
 
@@ -86,6 +93,16 @@ class Fleet:
             if self.failed:
                 self.aborted.append(name)
                 raise self._abort(name)
+
+    def watch_verdicts(self, name, revert):
+        """After each host's --watch: wait for every host's verdict (or its
+        drop); returns the hosts whose watch reverted, in order."""
+        with self._cond:
+            self.watched[name] = revert
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: all(
+                n in self.watched or self._reached[n] >= len(POINTS) for n in self.names))
+            return [n for n in self.names if self.watched.get(n)]
 
     def batch_of(self, name):
         return next(b for b in self.batches if name in b)
@@ -165,6 +182,11 @@ class HostHandle:
             self.fleet.verified_at[self.name] = self.fleet.clock()
         self.fleet.meet(self.name, VERIFIED)
 
+    def reverted_by_watch(self, revert):
+        """``revert``: this host's watch called for one; returns the hosts whose
+        watch did (a revert on one reverts every host)."""
+        return self.fleet.watch_verdicts(self.name, revert)
+
 
 class Solo:
     """One host: every point passes at once."""
@@ -186,6 +208,9 @@ class Solo:
 
     def verified(self):
         pass
+
+    def reverted_by_watch(self, revert):
+        return ["this host"] if revert else []
 
 
 SOLO = Solo()

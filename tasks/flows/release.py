@@ -107,7 +107,7 @@ def release_live(session, request, first=False, fleet=SOLO):
         if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
             watched = watch_release(session, state, new=target, old=plan.live,
                                     seconds=watch_seconds, fields=attempt.fields,
-                                    before=view.record(target))
+                                    before=view.record(target), fleet=fleet)
         stopped = stop_old_colour(session, plan.live, request.stop_old, watched)
     summary = session.summary("ok", live=target, previous=plan.live, branch=plan.branch,
                               ref=plan.ref, commit=commit, image=image,
