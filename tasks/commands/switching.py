@@ -69,8 +69,10 @@ def rotate_access_log(settings, max_bytes=ACCESS_LOG_MAX_BYTES):
 # gone or shutting down. /proc/PID/stat and cmdline are readable by any user.
 
 def nginx_procs(proc="/proc"):
-    """Prints ``PID PPID`` of every nginx process (its comm is `nginx`)."""
-    return f"cat {proc}/[0-9]*/stat 2>/dev/null | awk '$2==\"(nginx)\" {{print $1, $4}}'"
+    """Prints ``PID PPID STARTTIME`` of every nginx process (its comm is `nginx`;
+    its start in clock ticks since boot)."""
+    return (f"cat {proc}/[0-9]*/stat 2>/dev/null | "
+            f"awk '$2==\"(nginx)\" {{print $1, $4, $22}}'")
 
 
 NGINX_PROCS = nginx_procs()
@@ -83,19 +85,27 @@ def parse_workers(text):
     procs = {}
     for line in (text or "").splitlines():
         fields = line.split()
-        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
             procs[int(fields[0])] = int(fields[1])
     return tuple(sorted((pid, ppid) for pid, ppid in procs.items() if ppid in procs))
 
 
 # Bound on the wait: the old workers get QUIT 100 ms after the reload; a
 # master still busy after this long is a matter for verify's own bound.
-HANDOVER_ROUNDS = 500  # x 10 ms
+HANDOVER_ROUNDS = 300  # x (10 ms + a look at /proc)
+
+# A master's generations of workers start at least 100 ms apart (it sleeps
+# that long between starting new workers and stopping the old): a listed
+# worker that started within 50 ms of its master's newest unlisted one is of
+# that new generation (another nginx master on the machine was mid-reload
+# when the list was taken), not an old worker.
+SAME_GENERATION_TICKS = 5  # clock ticks of 10 ms
 
 
 def handover(workers, rounds=HANDOVER_ROUNDS, proc="/proc"):
     """Wait until the old workers (``parse_workers``) of every master that has
-    new workers are gone or shutting down. Prints ``$M handover done N`` (N
+    new workers are gone or shutting down (those listed that are of the new
+    generation: SAME_GENERATION_TICKS). Prints ``$M handover done N`` (N
     rounds of 10 ms) or ``$M handover timeout PIDS``; always exits 0.
     ``proc``: where /proc is (tests give a made-up one)."""
     old = " ".join(f"{pid}:{ppid}" for pid, ppid in workers)
@@ -106,10 +116,14 @@ while :; do
   left=$({{ printf '%s\\n--\\n' "$old"; {nginx_procs(proc)}; }} | awk '
     $1 == "--" {{ now = 1; next }}
     !now {{ master[$1] = $2; is_master[$2] = 1; next }}
-    {{ alive[$1] = 1; if (!($1 in master) && ($2 in is_master)) moved[$2] = 1 }}
-    END {{ n = 0; for (m in moved) n++
+    {{ alive[$1] = 1; start[$1] = $3
+       if (!($1 in master) && ($2 in is_master) && (!($2 in newest) || $3 < newest[$2]))
+         newest[$2] = $3 }}
+    END {{ n = 0; for (m in newest) n++
            if (!n) {{ print "unmoved"; exit }}
-           for (p in master) if ((master[p] in moved) && (p in alive)) printf "%s ", p }}')
+           for (p in master) if ((master[p] in newest) && (p in alive) &&
+                                 start[p] < newest[master[p]] - {SAME_GENERATION_TICKS})
+             printf "%s ", p }}')
   busy=""
   if [ "$left" != unmoved ]; then
     for p in $left; do

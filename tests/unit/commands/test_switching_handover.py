@@ -7,12 +7,15 @@ from tasks.commands import switching
 
 
 def fake_proc(root, procs):
-    """procs: {pid: (ppid, cmdline)} of nginx processes, plus a shell."""
-    for pid, (ppid, cmdline) in {**procs, 999: (1, "sh")}.items():
+    """procs: {pid: (ppid, cmdline[, start ticks])} of nginx processes, plus a
+    shell; a process without a start started at tick 10 x its pid."""
+    for pid, (ppid, cmdline, *start) in {**procs, 999: (1, "sh")}.items():
         d = root / str(pid)
         d.mkdir(exist_ok=True)
         comm = "nginx" if cmdline.startswith("nginx") else "sh"
-        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} 0 0\n")
+        fields = [str(pid), f"({comm})", "S", str(ppid)] + ["0"] * 17 + [
+            str(start[0] if start else 10 * pid), "0"]
+        (d / "stat").write_text(" ".join(fields) + "\n")
         (d / "cmdline").write_bytes(cmdline.encode() + b"\0")
 
 
@@ -63,3 +66,14 @@ def test_waits_while_an_old_worker_still_accepts(tmp_path):
 def test_waits_while_the_master_has_not_started_new_workers(tmp_path):
     fake_proc(tmp_path, {100: (1, "nginx: master process"), 101: (100, "nginx: worker process")})
     assert run(switching.handover(((101, 100),), rounds=3, proc=tmp_path)) == ["timeout unmoved"]
+
+
+def test_a_listed_worker_of_the_new_generation_is_not_waited_for(tmp_path):
+    """Another master was mid-reload when the list was taken: its first new
+    worker is listed, its second is not; the first never shuts down."""
+    fake_proc(tmp_path, {200: (1, "nginx: master process", 10),
+                         201: (200, "nginx: worker process is shutting down", 50),
+                         202: (200, "nginx: worker process", 1000),  # listed, new
+                         203: (200, "nginx: worker process", 1001)})  # not listed
+    workers = ((201, 200), (202, 200))
+    assert run(switching.handover(workers, rounds=3, proc=tmp_path)) == ["done 0"]
