@@ -65,9 +65,10 @@ def after_switch(session, attempt, new, old):
 def release_live(session, request, first=False, fleet=SOLO):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure.
     ``first``: setup's first release, run inside setup's block (connected,
-    the lock held and released by setup). ``fleet``: this host's handle in
-    a release over several hosts (flows/fleet.py): its flow meets the others
-    at each ``fleet.`` line, and gives up there when any host failed."""
+    the lock held and released by setup). ``fleet``: this host's handle in a
+    release over several hosts (cli/on_fleet.py, deploy/fleet_switch.py): it
+    meets the others at each ``fleet.`` line, and gives up there when any
+    host failed."""
     s, rep, name = session.settings, session.reporter, session.name
     branch, ref, watch_seconds = request.branch, request.ref, request.watch_seconds
     if not first:
