@@ -75,7 +75,8 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     with artifacts:
         request = ReleaseRequest(branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
                                  force_unlock=force_unlock, watch_seconds=seconds,
-                                 no_switch=no_switch, percent=percent, artifacts=artifacts)
+                                 no_switch=no_switch, percent=percent, artifacts=artifacts,
+                                 batch=batch)
         if percent or no_switch:  # host by host, or --parallel: nothing switches together
             on_hosts(c, "release", lambda session: flows.release.release(session, request),
                      parallel=parallel, json_mode=json, verbose=verbose,

@@ -27,8 +27,10 @@ from ..errors import FAILED, Failure
 LOCKED = "locked"  # every lock taken and every host read: nothing changed yet
 PREPARED = "prepared"  # every idle colour up and healthy (release), or checked (rollback)
 SWITCH = "switch"  # PRE_SWITCH_CMD done: all switch now
+BATCH_VERIFIED = "batch verified"  # --batch with --watch: the batch switched, now watched
 VERIFIED = "verified"  # every host serves the new colour: all record
-POINTS = (LOCKED, PREPARED, SWITCH, VERIFIED)
+POINTS = (LOCKED, PREPARED, SWITCH, BATCH_VERIFIED, VERIFIED)
+IN_A_BATCH = (PREPARED, SWITCH, BATCH_VERIFIED)  # met by the hosts of one batch
 
 
 class FleetAbort(Failure):
@@ -83,7 +85,7 @@ class Fleet:
         """Wait until every host (of this batch, for "prepared" and "switch")
         met ``point`` or dropped out; raise FleetAbort when any host failed."""
         index = POINTS.index(point)
-        hosts = self.batch_of(name) if point in (PREPARED, SWITCH) else self.names
+        hosts = self.batch_of(name) if point in IN_A_BATCH else self.names
         with self._cond:
             self._reached[name] = max(self._reached[name], index)
             self._cond.notify_all()
@@ -141,7 +143,7 @@ class Fleet:
     def _abort(self, name):
         causes = sorted(self.failed)
         point = self.failed[causes[0]][0]
-        why = "its switch or verify" if point in (SWITCH, VERIFIED) else \
+        why = "its switch, verify or watch" if point in (SWITCH, BATCH_VERIFIED, VERIFIED) else \
             "connecting or locking" if point == LOCKED else "its preparation"
         return FleetAbort(
             f"{name} gives up: {', '.join(causes)} failed ({why}); the hosts switch together "
@@ -154,6 +156,9 @@ class HostHandle:
 
     def __init__(self, fleet, name):
         self.fleet, self.name = fleet, name
+        # --batch with --watch: this host's watch of its batch (raises to
+        # revert), run once its batch verified and before the next batch starts
+        self.watch_batch = None
 
     @property
     def several(self):
@@ -180,6 +185,9 @@ class HostHandle:
     def verified(self):
         with self.fleet._cond:
             self.fleet.verified_at[self.name] = self.fleet.clock()
+        if self.watch_batch is not None:
+            self.fleet.meet(self.name, BATCH_VERIFIED)
+            self.watch_batch()
         self.fleet.meet(self.name, VERIFIED)
 
     def reverted_by_watch(self, revert):
@@ -193,6 +201,7 @@ class Solo:
 
     several = False
     first = None
+    watch_batch = None
 
     def runs_pre_switch(self, settings):
         return True

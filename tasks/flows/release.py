@@ -20,7 +20,7 @@ from ..model.plan import plan_release
 from ..model.state import with_release
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
-from .watched import watch_release
+from .watched import watch_batch, watch_release
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ReleaseRequest:
     no_switch: bool = False  # stage: build and check the idle colour, switch nothing
     percent: int = None  # canary: this share of clients to the new colour
     artifacts: object = None  # the run's shipping.local_build.Artifacts (None: none)
+    batch: int = None  # --batch N: hosts N at a time (cli/on_fleet.py)
 
     def made_here(self, settings):
         """The Artifacts that make this host's image on this machine (--image,
@@ -93,6 +94,11 @@ def release_live(session, request, first=False, fleet=SOLO):
                 rep.line(f"PRE_SWITCH_CMD skipped here: PRE_SWITCH_ON=first runs it on "
                          f"{fleet.first} only")
 
+            if fleet.several and request.batch and watch_seconds and plan.live:
+                # --batch with --watch: each batch watched before the next starts;
+                # a revert switches every host back (none recorded yet).
+                fleet.watch_batch = lambda: watch_batch(session, new=target, old=plan.live,
+                                                        seconds=watch_seconds)
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
                                  live=True, ref=plan.ref, deployed=plan.branch)
@@ -105,7 +111,7 @@ def release_live(session, request, first=False, fleet=SOLO):
         if watch_seconds and not plan.live:
             rep.line("watch: nothing was live before this release, so nothing to go back "
                      "to: not watched")
-        if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
+        if watch_seconds and plan.live and fleet.watch_batch is None:  # revert (raises), or keep
             watched = watch_release(session, state, new=target, old=plan.live,
                                     seconds=watch_seconds, fields=attempt.fields,
                                     before=view.record(target), fleet=fleet)

@@ -35,6 +35,20 @@ def watch_release(session, state, *, new, old, seconds, fields, before, fleet=SO
     return outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
 
 
+def watch_batch(session, *, new, old, seconds):
+    """--batch with --watch: this host's batch switched and is watched before
+    the next starts, unrecorded; a revert verdict raises, so every host of
+    the run switches back as after a failed release."""
+    outcome = watched(session, new=new, old=old, seconds=seconds, canary=False)
+    s = session.settings
+    line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    if outcome.verdict == REVERT:
+        raise Failure(f"the watch of {session.name}'s batch calls for a revert: {line}; "
+                      "every host switches back", f"fab -H {session.name} logs --colour "
+                      f"{new} shows why; fix it and release again", code=FAILED)
+    session.reporter.line(f"watch of this batch ended: {line}")
+
+
 def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, before=None):
     """A canary under watch: revert (raises), promote when clean, or leave it
     for a person when too few requests came to judge."""

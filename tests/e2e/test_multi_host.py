@@ -345,3 +345,19 @@ def test_a_lock_held_on_one_host_stops_the_run_before_any_host_changes(fleet):
     finally:
         (lock / "owner.json").unlink()
         lock.rmdir()
+
+
+def test_batches_under_watch_a_bad_first_batch_stops_the_rest(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    fleet.write(web1={"WATCH_MIN_REQUESTS": "3"})
+    app.commit("v11", kind="pages500")
+    start = fleet.load.now()
+    r = fab(p, "release", "--batch", "1", "--watch", "5", code=1)
+    fleet.bad_windows.append((start, fleet.load.now()))
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "FAILED", "web2": "not started", "web3": "not started"}, out
+    assert "watch of web1's batch calls for a revert" in out, out
+    fleet.write()
+    assert fleet.versions() == before

@@ -124,3 +124,23 @@ def test_the_spread(times, spread):
     fleet = Fleet(list(times))
     fleet.verified_at.update(times)
     assert fleet.spread() == spread
+
+
+def test_batches_under_watch_each_batch_is_watched_before_the_next_starts():
+    def watched(revert):
+        def flow(h, note):
+            def watch():
+                note(f"{h.name} watched")
+                if revert:
+                    raise Failure("5xx: revert")
+            h.watch_batch = watch
+            release()(h, note)
+        return flow
+    fleet = Fleet(["a", "b"], batch=1)
+    out, log = run(fleet, {"a": watched(False), "b": watched(False)})
+    assert set(out.values()) == {"ok"}
+    assert log.index("a watched") < log.index("b prepared")
+    fleet = Fleet(["a", "b"], batch=1)
+    out, log = run(fleet, {"a": watched(True), "b": watched(False)})
+    assert out == {"a": "failed", "b": "not started"}
+    assert "b prepared" not in log
