@@ -10,6 +10,8 @@ under a steady client load through the whole module.
 """
 
 import json
+import os
+import random
 import subprocess
 import time
 
@@ -361,3 +363,31 @@ def test_batches_under_watch_a_bad_first_batch_stops_the_rest(fleet):
     assert "watch of web1's batch calls for a revert" in out, out
     fleet.write()
     assert fleet.versions() == before
+
+
+def test_a_random_sequence_leaves_every_host_on_one_version_after_every_step(fleet):
+    """A seeded random sequence of fleet releases (good, or one host failing its
+    health gate or its verify; --parallel or --batch) and rollbacks: after
+    every step every host serves the same build."""
+    p, app = fleet.project, fleet.project.app
+    rng = random.Random(int(os.environ.get("BLUEGREEN_FLEET_SEED", "33")))
+    fleet.write()
+    fab(p, "release", "--parallel")  # the modules' earlier tests end on one version
+    steps = []
+    for n in range(8):
+        op = rng.choice(["release", "release", "health", "verify", "rollback"])
+        how = rng.choice([[], ["--parallel"], ["--batch", "1"], ["--batch", "2"]])
+        bad = rng.choice(HOSTS)
+        steps.append((op, how, bad))
+        if op == "rollback":
+            fab(p, "rollback")
+        else:
+            app.commit(f"s{n}")
+            if op == "health":
+                fleet.write(**{bad: {"HEALTH_PATH": "/nothing-here", "HEALTH_TIMEOUT": "2"}})
+            if op == "verify":
+                fleet.write(**{bad: {"NGINX_RELOAD_CMD": "true"}})
+            fab(p, "release", *how, code=0 if op == "release" else 1)
+            fleet.write()
+        served = {fleet.version(name)[2] for name in HOSTS}
+        assert len(served) == 1, f"after {steps}: the hosts serve {served}"
