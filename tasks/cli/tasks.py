@@ -19,8 +19,9 @@ from ..model.kept_releases import check_commit_prefix
 from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
-from .flags import (check_colour, check_flag, check_lines, check_percent, check_release_modes,
+from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent, check_release_modes,
                     check_seconds, check_watch)
+from .on_fleet import on_fleet
 from .on_hosts import cli_hosts, on_hosts, open_session, operator_task, targets
 from .parser_patch import parse_errors_are_bad_input
 
@@ -51,11 +52,13 @@ HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_
              "(a clean canary is promoted)",
     "image": "release this image built on this machine (NAME[:TAG]): shipped, only the "
              "layers the host lacks; no git, no build",
+    "batch": "with several hosts: N at a time, each batch switched together; a failure "
+             "switches back the earlier batches too",
 })
 @operator_task
 def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unlock=False,
             parallel=False, json=False, verbose=False, accept_new_host_key=False,
-            no_switch=False, canary=None, watch=None, image=None):
+            no_switch=False, canary=None, watch=None, image=None, batch=None):
     """Release into the idle colour, check its health, switch nginx to it."""
 
     if branch is not None:
@@ -66,14 +69,23 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     percent = None if canary is None else check_flag("--canary", canary, check_percent)
     seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
     check_release_modes(no_switch, percent, seconds, stop_old)
+    if batch is not None:
+        batch = check_flag("--batch", batch, lambda v: check_batch(v, percent, no_switch))
     artifacts = artifacts_for(image, branch, ref)  # --image checked before SSH
     with artifacts:
         request = ReleaseRequest(branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
                                  force_unlock=force_unlock, watch_seconds=seconds,
-                                 no_switch=no_switch, percent=percent, artifacts=artifacts)
-        on_hosts(c, "release", lambda session: flows.release.release(session, request),
-                 parallel=parallel, json_mode=json, verbose=verbose,
-                 accept_new_host_key=accept_new_host_key, require_repo=image is None)
+                                 no_switch=no_switch, percent=percent, artifacts=artifacts,
+                                 batch=batch)
+        if percent or no_switch:  # host by host, or --parallel: nothing switches together
+            on_hosts(c, "release", lambda session: flows.release.release(session, request),
+                     parallel=parallel, json_mode=json, verbose=verbose,
+                     accept_new_host_key=accept_new_host_key, require_repo=image is None)
+            return
+        on_fleet(c, "release", lambda session, fleet: flows.release.release_live(
+            session, request, fleet=fleet), parallel=parallel, batch=batch, json_mode=json,
+            verbose=verbose, accept_new_host_key=accept_new_host_key,
+            require_repo=image is None)
 
 
 @task(help={
@@ -90,9 +102,9 @@ def promote(c, watch=None, stop_old=False, wait_lock="0", json=False,
 
     seconds = 0 if watch is None else check_flag("--watch", watch, check_watch)
     wait = check_flag("--wait-lock", wait_lock, check_seconds)
-    on_hosts(c, "promote", lambda session: flows.promote.promote_staged(
-        session, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait),
-        json_mode=json, accept_new_host_key=accept_new_host_key)
+    on_fleet(c, "promote", lambda session, fleet: flows.promote.promote_staged(
+        session, watch_seconds=seconds, stop_old=stop_old, wait_lock=wait, fleet=fleet),
+        parallel=True, json_mode=json, accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"json": "print a JSON summary per host", "verbose": "show the whole Docker build output",
@@ -121,8 +133,9 @@ def rollback(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
             session, commit, wait_lock=wait),
                  json_mode=json, accept_new_host_key=accept_new_host_key)
         return
-    on_hosts(c, "rollback", lambda session: flows.switch.switch(session, None, wait_lock=wait),
-             json_mode=json, accept_new_host_key=accept_new_host_key)
+    on_fleet(c, "rollback", lambda session, fleet: flows.switch.switch(
+        session, None, wait_lock=wait, fleet=fleet), parallel=True, json_mode=json,
+        accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"json": "one JSON object per kept release (JSON Lines), naming the host",
@@ -149,8 +162,9 @@ def switch_(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
                       "for the other colour, `fab rollback` does the same", code=BAD_INPUT)
     to = check_flag("--to", to, check_colour)
     wait = check_flag("--wait-lock", wait_lock, check_seconds)
-    on_hosts(c, "switch", lambda session: flows.switch.switch(session, to, wait_lock=wait),
-             json_mode=json, accept_new_host_key=accept_new_host_key)
+    on_fleet(c, "switch", lambda session, fleet: flows.switch.switch(
+        session, to, wait_lock=wait, fleet=fleet), parallel=True, json_mode=json,
+        accept_new_host_key=accept_new_host_key)
 
 
 @task(help={"json": "one JSON object per host on stdout (JSON Lines)",
@@ -168,7 +182,7 @@ def status(c, json=False, accept_new_host_key=False):
     on_hosts(c, "status", lambda session: flows.status.gather_status(session, json_mode=json),
              parallel=True,
              rolling=False, json_mode=json, accept_new_host_key=accept_new_host_key,
-             require_repo=False, report=show)
+             require_repo=False, report=show, across=flows.status.note_mixed)
 
 
 @task(help={"local_port": "local port for the tunnel (default: the idle colour's port, "

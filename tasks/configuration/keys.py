@@ -15,7 +15,7 @@ from .values import (check_abs_path, check_app_name, check_bool, check_branch, c
                      check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
                      check_network, check_nginx_duration, check_nginx_size, check_non_negative_int,
                      check_optional_abs_path, check_optional_command, check_port,
-                     check_positive_int, check_positive_number, check_private_key,
+                     check_positive_int, check_positive_number, check_pre_switch_on, check_private_key,
                      check_server_name, check_size_bytes, check_timeout_seconds)
 
 
@@ -140,6 +140,9 @@ KEYS = (
         "never printed or written to a local file"),
     Key("ALLOWED_SIGNERS", "", check_local_file,
         "local SSH allowed_signers file: only commits signed by a key in it are released"),
+    Key("PRE_SWITCH_ON", "first", check_pre_switch_on,
+        "with several hosts in one run: first runs PRE_SWITCH_CMD on the first host only; "
+        "every on each host"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 CHECKS = {key.name: key.check for key in KEYS}

@@ -84,6 +84,7 @@ class Settings:
     hook_timeout: float  # seconds
     secrets_cmd: str
     allowed_signers: str  # a local file, or ""
+    pre_switch_on: str  # "first" or "every": which hosts of a run run PRE_SWITCH_CMD
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
     origins: dict = field(default_factory=dict, compare=False, repr=False)

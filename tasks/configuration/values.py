@@ -200,6 +200,13 @@ def check_build_on(v):
     return v
 
 
+def check_pre_switch_on(v):
+    if v not in ("first", "every"):
+        raise Invalid("allowed: 'first' (PRE_SWITCH_CMD on the run's first host only, so one "
+                      "shared database migrates once) or 'every' (on each host)")
+    return v
+
+
 def check_local_dir(v):
     """A directory on this machine (made when missing): ~ expanded, one line."""
     if not v or not v.strip():

@@ -46,6 +46,9 @@ class Session:
         # app.env's bytes for this run (cli/secrets.py: APP_ENV_FILE and
         # SECRETS_CMD, read once per run), kept in memory only.
         self.app_env = None
+        # nginx's worker processes just before this task's last reload
+        # (deploy/handover.py waits for them to stop accepting)
+        self.nginx_workers = None
         # after_takeover(session, view): run once this task took over the lock
         # of a holder that is gone (deploy/recover.py puts back what it left).
         self.after_takeover = after_takeover

@@ -25,6 +25,8 @@ from ..model.nginx_file import render_nginx
 from ..model.pending import stops_old, with_promoted
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
+from .fleet_switch import SOLO
+from .handover import note_workers, settle
 from .health import describe_probe, gate, verify_public
 from .signatures import from_step, signers_text
 
@@ -71,7 +73,9 @@ class Attempt:
         except Exception as undo:  # already failing: report, keep the first error
             rep.line(f"could not undo everything: "
                      f"{undo.message if isinstance(undo, Failure) else undo}")
-        session.record_failure(exc, phase=self.phase, fields=self.fields)
+        cause = getattr(exc, "cause", None)  # a fleet's: the host that failed
+        session.record_failure(exc, phase=self.phase,
+                               fields={**self.fields, **({"caused_by": cause} if cause else {})})
 
 
 def phase(session, attempt, name):
@@ -108,7 +112,7 @@ def bring_up(session, attempt, plan, made_here=None):
     return commit, image
 
 
-def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
+def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False, fleet=SOLO):
     """Steps 7-9: switch nginx to ``colour``, verify through nginx, record ``state``.
 
     Each step names its phase in ``attempt``, so a failure is recorded with
@@ -116,11 +120,15 @@ def go_live(session, attempt, colour, state, read_meanwhile=None, unlock=False):
     ``read_meanwhile``: a step that only reads, run on the host while verify
     waits for nginx's reload (0.1 s or more); its result is returned.
     ``unlock``: the record is the task's last step: it drops the lock too
-    (one round trip instead of two).
+    (one round trip instead of two). ``fleet``: this host's handle in a run
+    over several hosts (fleet_switch.py): all switch at once, and record only
+    once every host verified (else this one switches back as on a failure).
     """
+    fleet.switch_now()
     switch_nginx(session, colour, nginx_version=session.view.nginx_version, attempt=attempt)
     meanwhile = session.send(read_meanwhile) if read_meanwhile else None
     verify(session, colour, attempt=attempt)
+    fleet.verified()
 
     with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line("ok", **attempt.fields),
@@ -230,6 +238,7 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
         text = text or render_nginx(s, colour, nginx_version=nginx_version, canary=canary,
                                     maintenance=maintenance or None)
         result = session.run(switching.switch(s, text))
+        note_workers(session, result)
         output = last_line(result.blocks.get("output") or result.stderr)
         if result.code == NGINX_WRITE_FAILED:
             # Not nginx's verdict: the file never got there (permissions, sudo).
@@ -266,11 +275,12 @@ def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, ma
 
 
 def verify(session, colour, attempt=None):
-    """Step 8: nginx answers from the new colour."""
+    """Step 8: nginx answers from the new colour, and its old workers
+    stopped accepting (handover.py)."""
     with phase(session, attempt, "verify") as ph:
-        ph.detail = verify_public(session.host, session.settings, colour,
-                                         session.reporter,
-                                         headers=bypass_headers(session.view.state))
+        answered = verify_public(session.host, session.settings, colour, session.reporter,
+                                 headers=bypass_headers(session.view.state))
+        ph.detail = f"{answered}; {settle(session)}"
 
 
 def built_fields(attempt):
@@ -375,10 +385,12 @@ def last_line(text):
     return lines[-1] if lines else "(no output)"
 
 
-def switch_everyone(session, attempt, state, to, nginx_version=None):
-    """Switch, verify and record `promoted`; returns the new state."""
+def switch_everyone(session, attempt, state, to, nginx_version=None, fleet=SOLO):
+    """Switch, verify and record `promoted` (with ``fleet`` as go_live); returns the new state."""
+    fleet.switch_now()
     switch_nginx(session, to, nginx_version=nginx_version, attempt=attempt)
     verify(session, to, attempt=attempt)
+    fleet.verified()
     new = with_promoted(state, to)
     with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))

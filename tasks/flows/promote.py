@@ -1,17 +1,21 @@
 """fab promote: everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
 
+from ..deploy.fleet_switch import SOLO
 from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
 from ..deploy.signatures import verify_kept
 from ..model.pending import pending_source, plan_promote
 from .watched import watch_release
 
 
-def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
+def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0, fleet=SOLO):
     """Send everyone to the staged colour or the canary: health, PRE_SWITCH_CMD
-    (not again for a canary), switch, verify, record."""
+    (not again for a canary), switch, verify, record. ``fleet``: over several
+    hosts, every host is checked before any switches, then all switch together
+    (deploy/fleet_switch.py)."""
     rep, name = session.reporter, session.name
     session.connect()
     with session.locked(wait=wait_lock) as view:
+        fleet.locked()
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             p = plan_promote(view, name)
             record = view.record(p.to)
@@ -22,10 +26,12 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
             # ALLOWED_SIGNERS may have changed since the build was staged.
             attempt.fields["signer"] = verify_kept(session, record.get("commit") or "") or None
             healthy_now(session, attempt, p.to)
-            if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
+            fleet.prepared()  # every host can promote, or none does
+            # A canary's clients met it: its PRE_SWITCH_CMD ran then.
+            if p.kind != "canary" and fleet.runs_pre_switch(session.settings):
                 pre_switch(session, attempt, p.to)
             state = switch_everyone(session, attempt, view.state, p.to,
-                                    nginx_version=view.nginx_version)
+                                    nginx_version=view.nginx_version, fleet=fleet)
         rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
                  "everyone is on it")
         figures = None

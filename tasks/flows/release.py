@@ -12,6 +12,7 @@ the idle colour back as it was, and records the attempt with its phase.
 from dataclasses import dataclass
 
 from ..commands.kept_images import list_script
+from ..deploy.fleet_switch import SOLO
 from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
@@ -19,7 +20,7 @@ from ..model.plan import plan_release
 from ..model.state import with_release, with_signer
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
-from .watched import watch_release
+from .watched import watch_batch, watch_release
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ReleaseRequest:
     no_switch: bool = False  # stage: build and check the idle colour, switch nothing
     percent: int = None  # canary: this share of clients to the new colour
     artifacts: object = None  # the run's shipping.local_build.Artifacts (None: none)
+    batch: int = None  # --batch N: hosts N at a time (cli/on_fleet.py)
 
     def made_here(self, settings):
         """The Artifacts that make this host's image on this machine (--image,
@@ -55,15 +57,25 @@ def release(session, request):
     return release_live(session, request)
 
 
-def release_live(session, request, first=False):
+def after_switch(session, attempt, new, old):
+    """The one point on each host after its switch (and, over several hosts,
+    after every host verified): what follows the web's switch goes here
+    (worker processes hand over: SPEC "Worker processes")."""
+
+
+def release_live(session, request, first=False, fleet=SOLO):
     """Steps 1-9 of a release. Returns the summary dict; raises Failure.
     ``first``: setup's first release, run inside setup's block (connected,
-    the lock held and released by setup)."""
+    the lock held and released by setup). ``fleet``: this host's handle in a
+    release over several hosts (cli/on_fleet.py, deploy/fleet_switch.py): it
+    meets the others at each ``fleet.`` line, and gives up there when any
+    host failed."""
     s, rep, name = session.settings, session.reporter, session.name
     branch, ref, watch_seconds = request.branch, request.ref, request.watch_seconds
     if not first:
         session.connect()
     with session.locked(wait=request.wait_lock, force_unlock=request.force_unlock) as view:
+        fleet.locked()  # every host locked and read before any host changes
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             plan = plan_release(view, s, name, branch=branch, ref=ref)
             target = plan.target
@@ -78,25 +90,37 @@ def release_live(session, request, first=False):
             session.upload_app_env()
 
             commit, image = bring_up(session, attempt, plan, request.made_here(s))
+            fleet.prepared()  # every host's idle colour healthy, else every one put back
 
-            pre_switch(session, attempt, target)
+            if fleet.runs_pre_switch(s):
+                pre_switch(session, attempt, target)
+            elif s.pre_switch_cmd:
+                rep.line(f"PRE_SWITCH_CMD skipped here: PRE_SWITCH_ON=first runs it on "
+                         f"{fleet.first} only")
 
+            if fleet.several and request.batch and watch_seconds and plan.live:
+                # --batch with --watch: each batch watched before the next starts;
+                # a revert switches every host back (none recorded yet).
+                fleet.watch_batch = lambda: watch_batch(session, new=target, old=plan.live,
+                                                        seconds=watch_seconds)
             state = with_release(view.state, target, branch=plan.record_branch,
                                  commit=commit, image=image, who=describe_who(session.who),
                                  live=True, ref=plan.ref, deployed=plan.branch,
                                  from_image=from_image)
             state = with_signer(state, target, attempt.fields.get("signer"))
             # The kept releases are read while nginx reloads; pruned once recorded.
-            kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
+            kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s),
+                           fleet=fleet)  # every host switches at once, records once all verified
+            after_switch(session, attempt, new=target, old=plan.live)
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
         watched = None
         if watch_seconds and not plan.live:
             rep.line("watch: nothing was live before this release, so nothing to go back "
                      "to: not watched")
-        if watch_seconds and plan.live:  # --watch: revert by itself (raises), or keep
+        if watch_seconds and plan.live and fleet.watch_batch is None:  # revert (raises), or keep
             watched = watch_release(session, state, new=target, old=plan.live,
                                     seconds=watch_seconds, fields=attempt.fields,
-                                    before=view.record(target))
+                                    before=view.record(target), fleet=fleet)
         stopped = stop_old_colour(session, plan.live, request.stop_old, watched)
     summary = session.summary("ok", live=target, previous=plan.live,
                               branch=None if from_image else plan.branch,

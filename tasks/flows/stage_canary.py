@@ -5,6 +5,7 @@ and its record (``record_pending``). A failure before the record reaches
 ``Attempt.fail`` as in a release.
 """
 
+from ..deploy.handover import settle
 from ..deploy.health import verify_canary
 from ..deploy.steps import Attempt, bring_up, built_fields, pre_switch, switch_nginx
 from ..model.lock_owner import describe_who
@@ -48,8 +49,9 @@ def release_canary(session, request):
             switch_nginx(session, plan.live, nginx_version=view.nginx_version,
                          canary=(target, percent), attempt=attempt)
             with attempt.step("verify") as ph:
-                ph.detail = verify_canary(session.host, s, plan.live, target, rep,
-                                                 headers=bypass_headers(view.state))
+                answered = verify_canary(session.host, s, plan.live, target, rep,
+                                         headers=bypass_headers(view.state))
+                ph.detail = f"{answered}; {settle(session)}"
 
             state = record_pending(session, attempt, view, plan, "canary", commit, image,
                                    percent=percent)

@@ -148,6 +148,24 @@ def format_status(r):
     return "\n".join(lines)
 
 
+def note_mixed(results):
+    """Hosts that serve different commits: each result gets ``"fleet": "mixed"``."""
+    served = {r.get("live") and (r["colours"].get(r["live"]) or {}).get("commit")
+              for r in results.values() if isinstance(r, dict) and r.get("set_up")}
+    if len(served) > 1:
+        for r in results.values():
+            r["fleet"] = "mixed"
+
+
+def mixed_line(rows):
+    """`mixed: web1 serves 1a2b3c4d5e6f, web2 ...` when the hosts' live commits differ."""
+    if not any(r and r.get("fleet") == "mixed" for _, r, _ in rows):
+        return []
+    served = [f"{name} serves {((r['colours'].get(r['live']) or {}).get('commit') or '-')[:12]}"
+              for name, r, _ in rows if r and r.get("set_up") and r.get("live")]
+    return [f"mixed: the hosts serve different commits: {', '.join(served)}"]
+
+
 def format_statuses(rows):
     """What `fab status` prints for (host, result, failure) in host order.
 
@@ -175,4 +193,4 @@ def format_statuses(rows):
     answered = "" if all(r for _, r, _ in rows) else " that answered"
     locks = [] if any(r and r["lock"] for _, r, _ in rows) else [
         f"locks: free on every host{answered}"]
-    return "\n".join([body] + host_notes + locks)
+    return "\n".join([body] + mixed_line(rows) + host_notes + locks)

@@ -1,17 +1,21 @@
 """fab rollback and fab switch --to: one good health answer, then switch, verify, record."""
 
+from ..deploy.fleet_switch import SOLO
 from ..deploy.steps import Attempt, go_live, healthy_now
 from ..model.pending import after_switch, canary_of
 from ..model.plan import plan_switch
 from ..model.state import build_of, source_of
 
 
-def switch(session, to=None, *, wait_lock=0.0):
+def switch(session, to=None, *, wait_lock=0.0, fleet=SOLO):
     """rollback (to=None: the other colour) and switch --to: steps 7-9 after
-    one good health answer from the colour switched to."""
+    one good health answer from the colour switched to. ``fleet``: this
+    host's handle over several hosts (deploy/fleet_switch.py): every host is
+    locked and checked before any switches, then all switch together."""
     s, rep, name = session.settings, session.reporter, session.name
     session.connect()
     with session.locked(wait=wait_lock, ports=False) as view:
+        fleet.locked()
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             to = plan_switch(view, s, name, to)
             record = view.record(to)
@@ -24,9 +28,10 @@ def switch(session, to=None, *, wait_lock=0.0):
                                   commit=record.get("commit"))
 
             healthy_now(session, attempt, to)
+            fleet.prepared()  # every host can switch, or none does
 
             go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
-                    unlock=True)  # the record step drops the lock too
+                    unlock=True, fleet=fleet)  # the record step drops the lock too
     summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

@@ -6,6 +6,7 @@ records nothing more; either way the task's block releases the lock.
 """
 
 import time
+from ..deploy.fleet_switch import SOLO
 from ..deploy.steps import Attempt, stop_colour, switch_everyone, switch_nginx, verify
 from ..deploy.watch import watch
 from ..errors import FAILED, Failure
@@ -17,17 +18,35 @@ from ..model.state import format_state
 INTERRUPTED = 130  # the shell's code for Ctrl-C, as runner.operator_task uses
 
 
-def watch_release(session, state, *, new, old, seconds, fields, before):
+def watch_release(session, state, *, new, old, seconds, fields, before, fleet=SOLO):
     """A full release (or promotion) under watch: revert (raises) or keep.
-    ``before``: the new colour's record before the task (what a revert puts back)."""
+    ``before``: the new colour's record before the task (what a revert puts back).
+    ``fleet``: over several hosts each watches its own access log, and a
+    revert on any host reverts every host (deploy/fleet_switch.py)."""
     outcome = watched(session, new=new, old=old, seconds=seconds, canary=False)
     s, rep = session.settings, session.reporter
-    if outcome.verdict == REVERT:
-        revert(session, state, outcome, fields, before)
+    reverted = fleet.reverted_by_watch(outcome.verdict == REVERT)
+    if reverted:
+        revert(session, state, outcome, fields, before,
+               cause=None if outcome.verdict == REVERT else reverted[0])
     line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
     rep.line(f"watch ended clean: {line}; {new} stays live" if outcome.verdict == OK
              else f"watch: {line}; {new} stays live")
     return outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
+
+
+def watch_batch(session, *, new, old, seconds):
+    """--batch with --watch: this host's batch switched and is watched before
+    the next starts, unrecorded; a revert verdict raises, so every host of
+    the run switches back as after a failed release."""
+    outcome = watched(session, new=new, old=old, seconds=seconds, canary=False)
+    s = session.settings
+    line = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    if outcome.verdict == REVERT:
+        raise Failure(f"the watch of {session.name}'s batch calls for a revert: {line}; "
+                      "every host switches back", f"fab -H {session.name} logs --colour "
+                      f"{new} shows why; fix it and release again", code=FAILED)
+    session.reporter.line(f"watch of this batch ended: {line}")
 
 
 def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, before=None):
@@ -70,12 +89,15 @@ def watched(session, *, new, old, seconds, canary):
                       code=INTERRUPTED) from None
 
 
-def revert(session, state, outcome, fields, before):
+def revert(session, state, outcome, fields, before, cause=None):
     """Everyone back to the old colour at once; record `reverted` with the figures;
-    exit 1 (the task's block then releases the lock, as it does if this fails)."""
+    exit 1 (the task's block then releases the lock, as it does if this fails).
+    ``cause``: the host whose watch reverted, when it was another (a fleet)."""
     s, rep, name = session.settings, session.reporter, session.name
     new, old = outcome.new, outcome.old
     why = outcome.sentence(s.watch_max_error_rate, s.watch_min_requests)
+    if cause:
+        why = f"{cause}'s watch reverted (here: {why})"
     figures = outcome.as_dict(s.watch_max_error_rate, s.watch_min_requests)
     rep.line(f"watch: {why}: switching everyone back to {old}")
     started = time.monotonic()
@@ -90,7 +112,7 @@ def revert(session, state, outcome, fields, before):
         session.record(format_state(with_withdrawn(state, new, old, "reverted", before)),
                        session.history_line("reverted", **{
                            **fields, "from_colour": new, "to_colour": old,
-                           "watch": figures}))
+                           "watch": figures, **({"caused_by": cause} if cause else {})}))
         ph.detail = "state.json, history (reverted)"
     raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
                   f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "

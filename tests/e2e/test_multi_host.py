@@ -1,39 +1,62 @@
-"""Several hosts: rolling releases stop at the first failing host and say
-which hosts were done, failed and not started; --parallel releases them at
-once; status prints one table across hosts.
+"""Several hosts switch together or not at all (issue 33, SPEC "Several hosts
+in one run").
 
 Three loopback hosts stand in for web1, web2 and web3: the session's
-`loophost` and two more, each with its own sshd, host key, nginx prefix,
+`loophost` and two more, each with its own sshd, host key, nginx master,
 DEPLOY_DIR and ports. They share this machine's Docker daemon, so each host
-gets its own APP_NAME (on real machines the name would be the same).
+gets its own APP_NAME (on real machines the name would be the same). A
+fourth nginx is the load balancer: an upstream over the three public ports,
+under a steady client load through the whole module.
 """
 
 import json
-from datetime import datetime
+import os
+import random
+import subprocess
+import time
 
 import pytest
 import yaml
 
+import loadgen
 import loophost as lh  # `loophost` is the fixture
+from released import fab, module_project, output
 from traffic import settled
 
+pytestmark = pytest.mark.e2e
+
 HOSTS = ("web1", "web2", "web3")
+
+BALANCER = """\
+upstream fleet_{name} {{
+{servers}
+}}
+server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://fleet_{name}; }}
+}}
+"""
 
 
 @pytest.fixture(scope="module")
 def more_hosts(tmp_path_factory, loophost):
-    """Two more LoopHosts for this module: web2 and web3."""
+    """Two more LoopHosts for this module (web2, web3) and the balancer's nginx."""
     started = []
     try:
-        for name in HOSTS[1:]:
+        for name in (*HOSTS[1:], "balancer"):
             started.append(lh.LoopHost(tmp_path_factory.mktemp(f"loophost-{name}")).start())
     except RuntimeError as e:
         for host in started:
             host.stop()
         pytest.fail(f"could not start a second loopback host: {e}", pytrace=False)
-    yield dict(zip(HOSTS[1:], started))
+    yield dict(zip((*HOSTS[1:], "balancer"), started))
     for host in started:
         host.stop()
+
+
+@pytest.fixture(scope="module")
+def proj(request, tmp_path_factory, loophost):
+    yield from module_project(request, tmp_path_factory, loophost)
 
 
 class Fleet:
@@ -41,7 +64,7 @@ class Fleet:
 
     def __init__(self, project, more_hosts):
         self.project = project
-        self.hosts = {"web1": project.host, **more_hosts}
+        self.hosts = {"web1": project.host, **{n: more_hosts[n] for n in HOSTS[1:]}}
         self.apps = {"web1": project.name}
         self.deploy_dirs = {"web1": project.deploy_dir}
         self.env = {"web1": {}}
@@ -55,6 +78,12 @@ class Fleet:
                               **self.hosts[name].env_settings(), "PUBLIC_PORT": public,
                               "BLUE_PORT": blue, "GREEN_PORT": green}
         self.write()
+        balancer = more_hosts["balancer"]
+        self.balancer_port = lh.free_port()
+        servers = "\n".join(f"    server 127.0.0.1:{self.public_port(n)};" for n in HOSTS)
+        (balancer.conf_dir / f"{project.name}-lb.conf").write_text(BALANCER.format(
+            name=project.name.replace("-", "_"), servers=servers, port=self.balancer_port))
+        subprocess.run(balancer.nginx_reload_cmd, shell=True, check=True)
 
     def write(self, **overrides):
         """Rewrite hosts.yml; overrides: {host: {KEY: value}} added to its env."""
@@ -79,6 +108,9 @@ class Fleet:
             lambda s, h, b: colour is None or h.get("x-deploy-colour") == colour)
         return status, headers.get("x-deploy-colour"), body.strip()
 
+    def versions(self):
+        return [self.version(name)[1:] for name in HOSTS]
+
     def history(self, name):
         path = self.deploy_dirs[name] / "history.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -91,92 +123,271 @@ class Fleet:
             lh.release_project(self.apps[name])
 
 
-@pytest.fixture
-def fleet(project, more_hosts):
-    fleet = Fleet(project, more_hosts)
+@pytest.fixture(scope="module")
+def fleet(proj, more_hosts):
+    fleet = Fleet(proj, more_hosts)
+    proj.app.commit("v1")
+    fab(proj, "setup")  # default_hosts: all three
+    load = loadgen.Load(fleet.balancer_port, rate_fresh=40, rate_keepalive=20, threads_fresh=2,
+                        keepalive_connections=2, timeout=5.0, max_seconds=1500,
+                        max_requests=1_000_000).start()
+    fleet.load = load
+    fleet.bad_windows = []  # (from, to): a release of pages that answer 500 was live
     yield fleet
+    records = load.stop()
     fleet.remove()
+    failed = [r for r in records if not r.ok and not (
+        r.error.startswith("http 5") and any(a <= r.t <= b for a, b in fleet.bad_windows))]
+    assert len(records) > 50 and not failed, (
+        f"{len(failed)} of {len(records)} requests through the balancer failed: "
+        f"{[(round(r.t, 2), r.error) for r in failed[:8]]}")
 
 
-def summary_line(result):
-    lines = [line for line in (result.stdout + result.stderr).splitlines()
-             if line.startswith("release: done:")]
-    assert len(lines) == 1, result.stdout + result.stderr
-    return lines[0]
+def table(result):
+    """{host: (colour, commit, result)} from the fleet table."""
+    rows = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in HOSTS and len(parts) >= 4 and len(parts[1]) <= 6:
+            rows[parts[0]] = (parts[1], parts[2], " ".join(parts[3:]))
+    return rows
 
 
-def test_rolling_stops_at_the_first_failure_parallel_goes_at_once_status_is_one_table(fleet):
+def test_a_good_release_switches_every_host_together(fleet):
     p, app = fleet.project, fleet.project.app
-    app.commit("v1")
-    p.fab("setup", check=0)  # default_hosts: all three, one after another
-    for name in HOSTS:
-        assert fleet.version(name, "blue") == (200, "blue", "v1"), name
-
-    # web2 cannot fetch its repository: web1 is released, web3 never started.
-    fleet.write(web2={"GIT_REPO": str(p.base / "missing.git")})
-    web3_before = fleet.history("web3")
+    fleet.write(**{n: {"PRE_SWITCH_CMD": "echo migrated"} for n in HOSTS})
     app.commit("v2")
-    result = p.fab("release", check=1)
-    out = result.stdout + result.stderr
-    assert summary_line(result) == "release: done: web1; failed: web2; not started: web3", out
-    assert "web2  git" in out and "FAILED" in out
-    assert "release failed on web2" in result.stderr
-    assert not any(line.startswith("web3 ") for line in out.splitlines()), out
-    assert fleet.version("web1", "green") == (200, "green", "v2")
-    assert fleet.version("web2", "blue") == (200, "blue", "v1")
-    assert fleet.version("web3", "blue") == (200, "blue", "v1")
-    assert fleet.history("web3") == web3_before
-    assert fleet.history("web2")[-1]["result"] == "failed"
+    t0 = fleet.load.now()
+    r = fab(p, "release", "--parallel")
+    out = output(r)
+    spread = float(out.split("switch spread ")[1].split()[0])
+    assert table(r) == {n: ("green", app.commits["v2"][:12], "ok") for n in HOSTS}, out
+    assert [fleet.version(n, "green") for n in HOSTS] == [(200, "green", "v2")] * 3
+    # PRE_SWITCH_ON=first: once, on web1; the others say it was skipped.
+    assert out.count("PRE_SWITCH_CMD skipped here") == 2, out
+    assert "web1  pre-switch" in out and "web2  pre-switch" not in out, out
+    # Through the balancer, v1 and v2 interleave only within the spread
+    # (plus nginx's hand-over and a request's time on each side).
+    seen = [r for r in fleet.load.snapshot() if r.t >= t0 and r.ok]
+    first_v2 = min(r.t for r in seen if r.version == "v2")
+    last_v1 = max((r.t for r in seen if r.version == "v1"), default=first_v2)
+    assert last_v1 - first_v2 <= spread + 0.5, (last_v1 - first_v2, spread)
 
-    # The same with -H: the order given is the order released.
-    result = p.fab("-H", "web2,web1", "release", check=1)
-    assert summary_line(result) == "release: done: -; failed: web2; not started: web1"
-
-    # --parallel: the failing host does not hold the others back.
-    result = p.fab("release", "--parallel", check=1)
-    assert summary_line(result) == "release: done: web1, web3; failed: web2; not started: -"
-    assert fleet.version("web1", "blue") == (200, "blue", "v2")
-    assert fleet.version("web3", "green") == (200, "green", "v2")
-
-    # Fixed: all three at once, concurrently: their releases overlap in time.
-    fleet.write()
+    # --json: switch_spread_s on every host's object.
+    fleet.write(**{n: {"PRE_SWITCH_CMD": "echo migrated", "PRE_SWITCH_ON": "every"}
+                   for n in HOSTS})
     app.commit("v3")
-    result = p.fab("-H", "web1,web2,web3", "release", "--parallel", "--json", check=0)
-    summaries = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [s["host"] for s in summaries] == list(HOSTS)
-    assert all(s["result"] == "ok" and s["commit"] == app.commits["v3"] for s in summaries)
-    assert summary_line(result) == "release: done: web1, web2, web3; failed: -; not started: -"
-    # Each release ran from (its recorded time - its seconds) to its recorded
-    # time: run concurrently, one instant lies in all three (history's times
-    # are whole seconds, hence the one second of slack).
-    ends = [datetime.fromisoformat(fleet.history(s["host"])[-1]["time"]).timestamp()
-            for s in summaries]
-    starts = [end - s["seconds"] for end, s in zip(ends, summaries)]
-    assert max(starts) <= min(ends) + 1, list(zip(HOSTS, starts, ends))
-    expected = [(200, "green", "v3"), (200, "green", "v3"), (200, "blue", "v3")]
-    assert [fleet.version(n, e[1]) for n, e in zip(HOSTS, expected)] == expected
+    r = fab(p, "release", "--json")
+    objs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [o["host"] for o in objs] == list(HOSTS)
+    assert all(o["result"] == "ok" and o["switch_spread_s"] >= 0 for o in objs), objs
+    assert "PRE_SWITCH_CMD skipped" not in output(r)
+    assert fleet.versions() == [("blue", "v3")] * 3
+    fleet.write()
 
-    # status: one table, a row per host and colour, in host order.
-    text = p.fab("status", check=0).stdout
-    rows = [line.split() for line in text.splitlines()]
-    assert rows[0][:4] == ["host", "app", "colour", "role"], text
-    table = [(r[0], r[1], r[2], r[3]) for r in rows[1:7]]
-    assert table == [
-        ("web1", fleet.apps["web1"], "blue", "idle"), ("web1", fleet.apps["web1"], "green", "live"),
-        ("web2", fleet.apps["web2"], "blue", "idle"), ("web2", fleet.apps["web2"], "green", "live"),
-        ("web3", fleet.apps["web3"], "blue", "live"), ("web3", fleet.apps["web3"], "green", "idle"),
-    ], text
-    assert all(r[5] == app.commits["v3"][:12] for r in rows[1:7] if r[3] == "live"), text
-    assert "locks: free on every host" in text
-    lines = p.fab("status", "--json", check=0).stdout.splitlines()
-    assert [json.loads(line)["host"] for line in lines] == list(HOSTS)
 
-    # A host that does not answer still leaves the others' rows in the table.
-    gone = f"root@127.0.0.1:{lh.free_port()}"
-    result = p.fab("-H", f"web1,{gone}", "status", check=3)
-    rows = [line.split() for line in result.stdout.splitlines()]
-    assert [r[:4] for r in rows[1:4]] == [["web1", fleet.apps["web1"], "blue", "idle"],
-                                          ["web1", fleet.apps["web1"], "green", "live"],
-                                          [gone, "-", "-", "unreachable"]], result.stdout
-    assert f"{gone}: " in result.stdout
-    assert "locks: free on every host that answered" in result.stdout
+def test_a_host_failing_its_health_gate_switches_none(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    fleet.write(web2={"HEALTH_PATH": "/nothing-here", "HEALTH_TIMEOUT": "3"})
+    app.commit("v4")
+    web3_history = fleet.history("web3")
+    # In order: web1 prepared, web2 fails, web3 never started; web1 put back.
+    r = fab(p, "release", code=1)
+    out = output(r)
+    assert table(r)["web1"][2] == "put back" and table(r)["web2"][2] == "FAILED", out
+    assert table(r)["web3"][2] == "not started", out
+    assert "release failed on web2" in out and "put back: web1" in out, out
+    assert fleet.versions() == before
+    assert fleet.history("web3") == web3_history
+    last = fleet.history("web1")[-1]
+    assert last["result"] == "failed" and last.get("caused_by") == "web2", last
+
+    # --parallel: every host prepared; web1 and web3 put back.
+    r = fab(p, "release", "--parallel", code=1)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "put back", "web2": "FAILED", "web3": "put back"}, output(r)
+    assert fleet.versions() == before
+    fleet.write()
+
+
+def test_a_verify_failing_after_the_others_switched_puts_all_back(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    # web3's nginx is never reloaded: its verify fails after web1 and web2 switched.
+    fleet.write(web3={"NGINX_RELOAD_CMD": "true"})
+    app.commit("v5")
+    r = fab(p, "release", "--parallel", code=1)
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "put back", "web2": "put back", "web3": "FAILED"}, out
+    assert "switch spread" not in out
+    fleet.write()
+    assert fleet.versions() == before
+    for name in ("web1", "web2"):
+        assert fleet.history(name)[-1]["result"] == "failed"
+        assert fleet.history(name)[-1].get("caused_by") == "web3"
+
+
+def test_rollback_status_and_a_refused_rollback(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    live = before[0][0]
+    other = "green" if live == "blue" else "blue"
+    r = fab(p, "rollback")
+    assert {n: t[:1] for n, t in table(r).items()} == {n: (other,) for n in HOSTS}, output(r)
+    assert "switch spread" in r.stdout
+    r = fab(p, "rollback")
+    assert fleet.versions() == before
+
+    # One host's other colour stopped: no host rolls back.
+    lh.docker("stop", f"{fleet.apps['web2']}-{other}-1", check=False)
+    r = fab(p, "rollback", code=1)
+    assert "rollback failed on web2" in output(r), output(r)
+    assert fleet.versions() == before
+
+    # A mixed fleet: web1 alone on a new commit.
+    app.commit("v6")
+    fab(p, "-H", "web1", "release")
+    r = fab(p, "status")
+    mixed = [line for line in r.stdout.splitlines() if "mixed" in line]
+    assert mixed and app.commits["v6"][:12] in mixed[0] and "web2" in mixed[0], r.stdout
+    objs = [json.loads(line) for line in fab(p, "status", "--json").stdout.splitlines()]
+    assert all(o.get("fleet") == "mixed" for o in objs), objs
+    fab(p, "release", "--parallel")  # every host on v6 again
+    assert {v for _, v in fleet.versions()} == {"v6"}
+
+
+def test_batches_one_at_a_time_a_late_failure_puts_every_batch_back(fleet):
+    p, app = fleet.project, fleet.project.app
+    for bad in ("0", "x"):
+        assert "--batch" in output(fab(p, "release", "--batch", bad, code=2))
+    assert "--canary" in output(fab(p, "release", "--batch", "1", "--canary", "10", code=2))
+    before = fleet.versions()
+    fleet.write(web3={"NGINX_RELOAD_CMD": "true"})  # the last batch fails its verify
+    app.commit("v7")
+    r = fab(p, "release", "--batch", "1", code=1)
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "put back", "web2": "put back", "web3": "FAILED"}, out
+    # web1 and web2 had switched (one batch each) before web3 failed.
+    assert "web1  switch" in out and "web2  switch" in out, out
+    fleet.write()
+    assert fleet.versions() == before
+    r = fab(p, "release", "--batch", "2")
+    assert {n: t[2] for n, t in table(r).items()} == {n: "ok" for n in HOSTS}, output(r)
+    assert {v for _, v in fleet.versions()} == {"v7"}
+
+
+CUT_AFTER_RELOAD = """#!/bin/sh
+# The reload, then the SSH connection that ran it is cut (its sshd killed).
+{reload} || exit 1
+p=$$
+while [ "$p" -gt 1 ]; do
+  p=$(cut -d' ' -f4 /proc/$p/stat)
+  [ "$(cat /proc/$p/comm)" = sshd ] && kill -9 "$p" && exit 0
+done
+"""
+
+
+def test_a_connection_cut_during_the_switch_is_exit_3_and_the_next_run_sets_it_right(fleet):
+    p, app = fleet.project, fleet.project.app
+    cut = p.base / "cut-after-reload.sh"
+    cut.write_text(CUT_AFTER_RELOAD.format(reload=fleet.hosts["web2"].nginx_reload_cmd))
+    cut.chmod(0o755)
+    fleet.write(web2={"NGINX_RELOAD_CMD": str(cut)})
+    app.commit("v8")
+    r = fab(p, "release", "--parallel", code=3)
+    out = output(r)
+    assert table(r)["web1"][2] == "put back" and table(r)["web3"][2] == "put back", out
+    assert fleet.version("web1")[2] == "v7" and fleet.version("web3")[2] == "v7"
+    fleet.write()
+    r = fab(p, "release", "--parallel")  # takes web2's lock over, sets it right, releases
+    assert {v for _, v in fleet.versions()} == {"v8"}, output(r)
+
+
+def test_a_watch_revert_on_one_host_reverts_every_host(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    # Pages that answer 500; only web2 sees enough requests to judge.
+    judge = {"WATCH_MIN_REQUESTS": "3"}
+    never = {"WATCH_MIN_REQUESTS": "1000000"}
+    fleet.write(web1=never, web2=judge, web3=never)
+    app.commit("v9", kind="pages500")
+    start = fleet.load.now()
+    r = fab(p, "release", "--parallel", "--watch", "6", code=1)
+    fleet.bad_windows.append((start, fleet.load.now()))
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {n: "reverted" for n in HOSTS}, out
+    assert "reverted by the watch on every host" in out, out
+    fleet.write()
+    assert fleet.versions() == before
+    for name in ("web1", "web3"):
+        last = fleet.history(name)[-1]
+        assert (last["result"], last.get("caused_by")) == ("reverted", "web2"), last
+
+
+def test_a_lock_held_on_one_host_stops_the_run_before_any_host_changes(fleet):
+    p, app = fleet.project, fleet.project.app
+    lock = fleet.deploy_dirs["web3"] / ".lock"
+    lock.mkdir()
+    (lock / "owner.json").write_text(json.dumps({
+        "machine": "another-laptop", "pid": 4242, "user": "ana", "command": "fab release",
+        "started_at": int(time.time())}))
+    try:
+        before = {n: fleet.history(n) for n in HOSTS}
+        served = fleet.versions()
+        app.commit("v10")
+        r = fab(p, "release", code=4)
+        out = output(r)
+        assert "release failed on web3" in out, out
+        assert " git " not in out and " build " not in out, out  # nobody began
+        assert {n: fleet.history(n) for n in HOSTS} == before
+        assert fleet.versions() == served
+    finally:
+        (lock / "owner.json").unlink()
+        lock.rmdir()
+
+
+def test_batches_under_watch_a_bad_first_batch_stops_the_rest(fleet):
+    p, app = fleet.project, fleet.project.app
+    before = fleet.versions()
+    fleet.write(web1={"WATCH_MIN_REQUESTS": "3"})
+    app.commit("v11", kind="pages500")
+    start = fleet.load.now()
+    r = fab(p, "release", "--batch", "1", "--watch", "5", code=1)
+    fleet.bad_windows.append((start, fleet.load.now()))
+    out = output(r)
+    assert {n: t[2] for n, t in table(r).items()} == {
+        "web1": "FAILED", "web2": "not started", "web3": "not started"}, out
+    assert "watch of web1's batch calls for a revert" in out, out
+    fleet.write()
+    assert fleet.versions() == before
+
+
+def test_a_random_sequence_leaves_every_host_on_one_version_after_every_step(fleet):
+    """A seeded random sequence of fleet releases (good, or one host failing its
+    health gate or its verify; --parallel or --batch) and rollbacks: after
+    every step every host serves the same build."""
+    p, app = fleet.project, fleet.project.app
+    rng = random.Random(int(os.environ.get("BLUEGREEN_FLEET_SEED", "33")))
+    fleet.write()
+    fab(p, "release", "--parallel")  # the modules' earlier tests end on one version
+    steps = []
+    for n in range(8):
+        op = rng.choice(["release", "release", "health", "verify", "rollback"])
+        how = rng.choice([[], ["--parallel"], ["--batch", "1"], ["--batch", "2"]])
+        bad = rng.choice(HOSTS)
+        steps.append((op, how, bad))
+        if op == "rollback":
+            fab(p, "rollback")
+        else:
+            app.commit(f"s{n}")
+            if op == "health":
+                fleet.write(**{bad: {"HEALTH_PATH": "/nothing-here", "HEALTH_TIMEOUT": "2"}})
+            if op == "verify":
+                fleet.write(**{bad: {"NGINX_RELOAD_CMD": "true"}})
+            fab(p, "release", *how, code=0 if op == "release" else 1)
+            fleet.write()
+        served = {fleet.version(name)[2] for name in HOSTS}
+        assert len(served) == 1, f"after {steps}: the hosts serve {served}"

@@ -108,7 +108,8 @@ def make_box(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "cat", "mkdir", "rm", "rmdir", "tee", "mv", "chmod", "touch", "date",
-                 "tail", "cut", "cmp", "sleep", "tr", "sha256sum", "ls", "sed", "timeout"):
+                 "tail", "cut", "cmp", "sleep", "tr", "sha256sum", "ls", "sed", "timeout", "awk",
+                 "grep"):
         for d in ("/usr/bin", "/bin"):
             if os.path.exists(f"{d}/{tool}"):
                 os.symlink(f"{d}/{tool}", bin_dir / tool)

@@ -121,20 +121,20 @@ class Reached(Exception):
 def no_connection():
     """Every path to a host replaced by Reached (module scope: Hypothesis runs
     each example in the same test call, so a function fixture would not reset)."""
-    saved = cli.on_hosts, cli.targets
+    saved = cli.on_hosts, cli.on_fleet, cli.targets
 
     def reached(*args, **kwargs):
         raise Reached
 
-    cli.on_hosts = cli.targets = reached
+    cli.on_hosts = cli.on_fleet = cli.targets = reached
     yield
-    cli.on_hosts, cli.targets = saved
+    cli.on_hosts, cli.on_fleet, cli.targets = saved
 
 
 FLAGS = [  # (task, its parameter, the flag an operator types)
     (cli.release, "branch", "--branch"), (cli.release, "ref", "--ref"),
     (cli.release, "wait_lock", "--wait-lock"), (cli.release, "canary", "--canary"),
-    (cli.release, "watch", "--watch"),
+    (cli.release, "watch", "--watch"), (cli.release, "batch", "--batch"),
     (cli.promote, "watch", "--watch"), (cli.promote, "wait_lock", "--wait-lock"),
     (cli.rollback, "to", "--to"), (cli.rollback, "wait_lock", "--wait-lock"),
     (cli.switch_, "to", "--to"), (cli.switch_, "wait_lock", "--wait-lock"),
