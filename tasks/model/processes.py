@@ -1,0 +1,109 @@
+"""The app's processes: its Procfile, and which worker containers each colour runs.
+
+Pure. ``web`` is the served process (its command unless APP_CMD is set),
+``release`` runs once per release before the switch (unless PRE_SWITCH_CMD
+is set); every other type is a worker: compose services ``COLOUR-TYPE``,
+SCALE containers each, from that colour's image.
+"""
+
+import re
+from dataclasses import dataclass
+
+from ..errors import BAD_INPUT, Failure
+
+TYPE_RE = re.compile(r"([A-Za-z0-9_-]+):\s*(.*)")
+NOT_WORKERS = ("web", "release")
+# Names that usually mean a scheduler: two at once fire every job twice.
+SCHEDULER_LIKE = ("clock", "scheduler", "beat", "cron", "celerybeat", "timer", "schedule")
+
+
+def parse_procfile(text, origin="Procfile"):
+    """{type: command} in the file's order; a bad line is exit 2 naming it."""
+    processes = {}
+    for number, line in enumerate((text or "").splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = TYPE_RE.fullmatch(stripped)
+        if not match or not match.group(2).strip():
+            raise Failure(f"{origin} line {number} is not `type: command`: {stripped[:120]!r}",
+                          "each line is a process type ([A-Za-z0-9_-]+), a colon and its "
+                          "command; # starts a comment", code=BAD_INPUT)
+        kind, command = match.group(1), match.group(2).strip()
+        if kind in processes:
+            raise Failure(f"{origin} line {number} names type {kind} a second time",
+                          "each process type once", code=BAD_INPUT)
+        processes[kind] = command
+    return processes
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker type of a colour: its compose service and how it hands over."""
+
+    kind: str
+    command: str
+    scale: int
+    stop_first: bool
+
+    def service(self, colour):
+        return f"{colour}-{self.kind}"
+
+
+def workers_of(processes, settings):
+    """The worker types of a Procfile's processes, with SCALE and STOP_FIRST."""
+    scale = dict(settings.scale)
+    return tuple(Worker(kind, command, scale.get(kind, 1), kind in settings.stop_first)
+                 for kind, command in (processes or {}).items() if kind not in NOT_WORKERS)
+
+
+def check_scale_types(processes, settings, origin="Procfile"):
+    """Exit 2 when SCALE names a type the Procfile does not have."""
+    known = set(processes or {})
+    for kind, _ in settings.scale:
+        if kind not in known:
+            raise Failure(f"SCALE names {kind}, which is no process type of {origin} "
+                          f"(types: {', '.join(sorted(known - set(NOT_WORKERS))) or 'none'})",
+                          "fix SCALE, or add the type to the Procfile", code=BAD_INPUT)
+
+
+def web_command(processes, settings):
+    """What the web container runs: APP_CMD, else the Procfile's web, else the image's CMD."""
+    return settings.app_cmd or (processes or {}).get("web", "")
+
+
+def release_command(processes, settings):
+    """What runs before the switch: PRE_SWITCH_CMD, else the Procfile's release."""
+    return settings.pre_switch_cmd or (processes or {}).get("release", "")
+
+
+def unscheduled(processes, settings):
+    """Scheduler-like worker types that are not in STOP_FIRST (check warns)."""
+    return [w.kind for w in workers_of(processes, settings)
+            if w.kind.lower() in SCHEDULER_LIKE and not w.stop_first]
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """What a hand-over from ``old`` to ``new`` does, in order."""
+
+    new: str
+    old: str  # None: no colour had workers (the first release)
+    stop_first: tuple  # Workers of ``new`` whose type stops in ``old`` first
+    start: tuple  # Workers of ``new`` started with the others, before ``old``'s stop
+
+    @property
+    def workers(self):
+        return self.stop_first + self.start
+
+    @property
+    def types(self):
+        return [w.kind for w in self.workers if w.scale]
+
+
+def plan_hand_over(new, old, processes, settings):
+    """Start ``new``'s workers (SCALE 0: none), stop-first types after ``old``'s stop."""
+    workers = [w for w in workers_of(processes, settings) if w.scale > 0]
+    return HandOver(new=new, old=old if old != new else None,
+                    stop_first=tuple(w for w in workers if w.stop_first),
+                    start=tuple(w for w in workers if not w.stop_first))
