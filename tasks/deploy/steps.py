@@ -23,6 +23,8 @@ from ..errors import FAILED, Failure
 from ..model.compose_file import render_clojure_dockerfile, render_compose
 from ..model.nginx_file import render_nginx
 from ..model.pending import stops_old, with_promoted
+from ..model.processes import (compose_processes, processes_of, read_procfile, release_command,
+                               with_workers)
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
 from .health import describe_probe, gate, verify_public
@@ -38,6 +40,7 @@ class Attempt:
     rebuilt: str = None  # the colour this task recreated (the target)
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
+    processes: dict = field(default_factory=dict)  # the new release's Procfile
 
     def step(self, name):
         """Name the phase once: what a failure is recorded with, and the
@@ -138,6 +141,7 @@ def checkout(session, attempt, colour, plan):
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
                               "the host can reach the repository (`fab check`)")
         commit = result.values["commit"]
+        attempt.processes = read_procfile(result.blocks.get("procfile", ""), s, session.name)
         ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{result.values.get('subject', '')}\""
     return commit
 
@@ -147,7 +151,9 @@ def build(session, attempt, colour, commit, previous):
     s, rep = session.settings, session.reporter
     with attempt.step("build") as ph:
         result = session.run(
-            building.build(s, colour, commit=commit, compose_text=render_compose(s),
+            building.build(s, colour, commit=commit, compose_text=render_compose(
+                               s, compose_processes(session.view.state, colour,
+                                                    attempt.processes)),
                           dockerfile_text=render_clojure_dockerfile(s),
                           previous=(previous.get("commit"), previous.get("image"))),
             on_line=show_progress(rep), timeout=step_bound(s))
@@ -185,11 +191,12 @@ def healthy_now(session, attempt, colour):
 def pre_switch(session, attempt, colour):
     """Step 6: PRE_SWITCH_CMD in the new colour's container (none set: nothing)."""
     s, rep = session.settings, session.reporter
-    if not s.pre_switch_cmd:
+    command = release_command(attempt.processes or processes_of(session.view.state, colour), s)
+    if not command:
         return
     with attempt.step("pre-switch") as ph:
         bound, started = pre_switch_timeout(s), time.monotonic()
-        result = session.run(building.pre_switch(s, colour),
+        result = session.run(building.pre_switch(s, colour, command),
                              on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
         # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
         # (the kernel's OOM killer, say) is the command's own failure.
@@ -204,7 +211,8 @@ def pre_switch(session, attempt, colour):
             raise Failure(f"PRE_SWITCH_CMD failed in {colour} (exit {result.code}); "
                           "nothing live changed",
                           "its output is above; fix it and release again", code=FAILED)
-        ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
+        ph.detail = (f"PRE_SWITCH_CMD ran in {colour}" if s.pre_switch_cmd
+                     else f"the Procfile's release ran in {colour}")
 
 
 def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None,
@@ -374,7 +382,7 @@ def switch_everyone(session, attempt, state, to, nginx_version=None):
     """Switch, verify and record `promoted`; returns the new state."""
     switch_nginx(session, to, nginx_version=nginx_version, attempt=attempt)
     verify(session, to, attempt=attempt)
-    new = with_promoted(state, to)
+    new = with_workers(with_promoted(state, to), to)
     with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))
         ph.detail = "state.json, history"

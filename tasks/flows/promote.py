@@ -1,6 +1,7 @@
 """fab promote: everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
 
 from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
+from ..deploy.workers import hand_over
 from ..model.pending import pending_source, plan_promote
 from .watched import watch_release
 
@@ -23,6 +24,8 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
                 pre_switch(session, attempt, p.to)
             state = switch_everyone(session, attempt, view.state, p.to,
                                     nginx_version=view.nginx_version)
+            attempt.fields["workers"] = hand_over(session, state, p.to, p.live,
+                                                  before=view.state) or None
         rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
                  "everyone is on it")
         figures = None

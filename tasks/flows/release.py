@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from ..commands.kept_images import list_script
 from ..deploy.prune import prune_releases
+from ..deploy.workers import hand_over
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
+from ..model.processes import with_processes, worker_types
 from ..model.state import with_release
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
@@ -77,11 +79,15 @@ def release_live(session, request, first=False):
 
             pre_switch(session, attempt, target)
 
-            state = with_release(view.state, target, branch=plan.record_branch,
-                                 commit=commit, image=image, who=describe_who(session.who),
-                                 live=True, ref=plan.ref, deployed=plan.branch)
+            state = with_processes(
+                with_release(view.state, target, branch=plan.record_branch, commit=commit,
+                             image=image, who=describe_who(session.who), live=True,
+                             ref=plan.ref, deployed=plan.branch),
+                target, attempt.processes, commit, workers=target)
+            attempt.fields["workers"] = worker_types(attempt.processes, s) or None
             # The kept releases are read while nginx reloads; pruned once recorded.
             kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s))
+            hand_over(session, state, target, plan.live, before=view.state)
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
         watched = None
         if watch_seconds and not plan.live:

@@ -1,8 +1,10 @@
 """fab rollback and fab switch --to: one good health answer, then switch, verify, record."""
 
+from ..deploy.workers import hand_over
 from ..deploy.steps import Attempt, go_live, healthy_now
 from ..model.pending import after_switch, canary_of
 from ..model.plan import plan_switch
+from ..model.processes import has_workers, with_workers
 from ..model.state import build_of, source_of
 
 
@@ -25,8 +27,13 @@ def switch(session, to=None, *, wait_lock=0.0):
 
             healthy_now(session, attempt, to)
 
-            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
-                    unlock=True)  # the record step drops the lock too
+            state = with_workers(after_switch(view.state, to, canary and canary[0]), to)
+            workers = has_workers(view.state)
+            # Without workers the record step drops the lock too; with them, web
+            # switched just as fast, then the workers follow under the lock.
+            go_live(session, attempt, to, state, unlock=not workers)
+            if workers:
+                hand_over(session, state, to, view.live, before=view.state)
     summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

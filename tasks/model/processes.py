@@ -107,3 +107,77 @@ def plan_hand_over(new, old, processes, settings):
     return HandOver(new=new, old=old if old != new else None,
                     stop_first=tuple(w for w in workers if w.stop_first),
                     start=tuple(w for w in workers if not w.stop_first))
+
+
+# --- what state.json records of processes ----------------------------------------
+# Each colour's record keeps its release's ``processes`` ({type: command}),
+# ``procfiles`` keeps them by commit (rollback --to starts a kept release
+# with its own), and ``workers`` names the colour the workers run in.
+
+KEPT_PROCFILES = 12
+
+
+def with_processes(state, colour, processes, commit=None, workers=None):
+    """``state`` with ``colour``'s processes recorded (and, given, where workers run)."""
+    new = dict(state)
+    new["colours"] = {c: dict(r) for c, r in state.get("colours", {}).items()}
+    record = new["colours"].setdefault(colour, {})
+    record["processes"] = dict(processes or {})
+    if commit:
+        kept = dict(state.get("procfiles") or {})
+        kept.pop(commit, None)
+        kept[commit] = dict(processes or {})
+        new["procfiles"] = dict(list(kept.items())[-KEPT_PROCFILES:])
+    if workers is not None:
+        new["workers"] = workers
+    return new
+
+
+def with_workers(state, colour):
+    new = dict(state)
+    new["workers"] = colour
+    return new
+
+
+def processes_of(state, colour):
+    return ((state or {}).get("colours", {}).get(colour) or {}).get("processes") or {}
+
+
+def procfile_of_commit(state, commit):
+    return ((state or {}).get("procfiles") or {}).get(commit) or {}
+
+
+def processes_by_colour(state):
+    """{colour: processes} for the compose file."""
+    return {c: processes_of(state, c) for c in ("blue", "green")}
+
+
+def worker_types(processes, settings):
+    """The worker types that run (SCALE > 0), for history and summaries."""
+    return [w.kind for w in workers_of(processes, settings) if w.scale > 0]
+
+
+def workers_colour(state):
+    """The colour state.json says the workers run in (None: none recorded)."""
+    return (state or {}).get("workers")
+
+
+def compose_processes(state, colour, processes):
+    """{colour: processes} for the compose file, ``colour`` with its new ones."""
+    found = processes_by_colour(state)
+    found[colour] = dict(processes or {})
+    return found
+
+
+def read_procfile(text, settings, host_name="the host"):
+    """The Procfile's processes, checked: its lines, and SCALE's types (exit 2)."""
+    origin = f"{settings.procfile} (the commit being released, on {host_name})"
+    processes = parse_procfile(text, origin=origin) if settings.procfile else {}
+    check_scale_types(processes, settings, origin=settings.procfile or "the Procfile")
+    return processes
+
+
+def has_workers(state):
+    """Whether either colour's release has worker types, or workers run somewhere."""
+    return bool(workers_colour(state)) or any(
+        kind not in NOT_WORKERS for c in ("blue", "green") for kind in processes_of(state, c))

@@ -31,6 +31,8 @@ from ..commands import building
 from ..commands.base import NO_DEPLOY_DIR, START_FAILED, block, mark, q, write_file
 from ..errors import FAILED, Failure
 from ..model.compose_file import render_compose
+from ..model.processes import compose_processes, read_procfile
+from .procfile_here import procfile_here
 from .gzip_archive import encode
 
 
@@ -330,6 +332,7 @@ def deliver(session, attempt, plan, artifacts, on_line):
     attempt.phase = "build"
     image = artifacts.prepare(s, plan, rep, on_line)
     attempt.fields.update(commit=image.commit, build=image.source)
+    attempt.processes = read_procfile(procfile_here(s, image), s, session.name)
     if image.source == "image":
         attempt.fields["image"] = image.name
 
@@ -345,7 +348,8 @@ def deliver(session, attempt, plan, artifacts, on_line):
     previous = session.view.record(plan.target)
     with rep.phase("place") as ph:
         result = session.run(place_script(
-            s, plan.target, image.commit, render_compose(s),
+            s, plan.target, image.commit, render_compose(s, compose_processes(
+                session.view.state, plan.target, attempt.processes)),
             previous=(previous.get("commit"), previous.get("image"))))
         if result.code != 0:
             raise Failure(f"{result.values.get('error') or 'placing the image failed'} "
