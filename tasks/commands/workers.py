@@ -31,11 +31,10 @@ def stop_ids(settings, id_text):
             f'{int(settings.worker_stop_timeout)} "$@" >/dev/null 2>&1; fi')
 
 
-def list_workers(settings):
+def list_workers_command(settings):
     """Every worker container of the app, one WORKER_FORMAT line each."""
-    return block("workers", f"set -- {ids(settings, running=False)}; "
-                            f"[ $# -eq 0 ] || docker container inspect --format "
-                            f"{q(WORKER_FORMAT)} \"$@\" 2>/dev/null")
+    return (f"set -- {ids(settings, running=False)}; [ $# -eq 0 ] || docker container "
+            f"inspect --format {q(WORKER_FORMAT)} \"$@\" 2>/dev/null")
 
 
 def parse_workers(text):

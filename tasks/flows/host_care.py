@@ -121,7 +121,7 @@ def new_host_key_line(host_name, accepted):
             f"first use and added to {path}")
 
 
-def logs(session, colour, lines, follow, prefix=""):
+def logs(session, colour, lines, follow, prefix="", process=None):
     """Stream a colour's container logs (default: the live colour); ``prefix``
     starts each line (the host's name when the task runs on several)."""
     connect(session)
@@ -138,7 +138,8 @@ def logs(session, colour, lines, follow, prefix=""):
             emit(prefix + text if prefix else text)
 
     try:
-        result = session.run(containers.logs(session.settings, colour, lines, follow),
+        result = session.run(containers.logs(session.settings, colour, lines, follow,
+                                             process),
                                   on_line=show)
     except KeyboardInterrupt:
         if not follow:

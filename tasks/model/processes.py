@@ -181,3 +181,19 @@ def has_workers(state):
     """Whether either colour's release has worker types, or workers run somewhere."""
     return bool(workers_colour(state)) or any(
         kind not in NOT_WORKERS for c in ("blue", "green") for kind in processes_of(state, c))
+
+
+def process_counts(state, colour, found, settings):
+    """{type: {"running", "wanted", "restarts"}} of ``colour``'s workers: wanted
+    is SCALE where the workers belong (state.json's ``workers``), else 0;
+    ``found``: commands/workers.parse_workers of what runs."""
+    here = (found or {}).get(colour, {})
+    wanted = {w.kind: w.scale for w in workers_of(processes_of(state, colour), settings)}
+    if workers_colour(state) != colour:
+        wanted = {kind: 0 for kind in wanted}
+    counts = {}
+    for kind in list(wanted) + [k for k in here if k not in wanted]:
+        seen = here.get(kind) or {}
+        counts[kind] = {"running": seen.get("running", 0), "wanted": wanted.get(kind, 0),
+                        "restarts": seen.get("restarts", 0)}
+    return counts
