@@ -19,8 +19,8 @@ from ..model.kept_releases import check_commit_prefix
 from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
-from .flags import (check_colour, check_process_type, check_flag, check_lines, check_percent, check_release_modes,
-                    check_seconds, check_watch)
+from .flags import (check_colour, check_flag, check_lines, check_percent, check_process_type,
+                    check_release_modes, check_seconds, check_watch)
 from .on_hosts import cli_hosts, on_hosts, open_session, operator_task, targets
 from .parser_patch import parse_errors_are_bad_input
 
