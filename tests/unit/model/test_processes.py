@@ -128,3 +128,12 @@ def test_a_bluegreen_label_in_the_override_file_is_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         settings(tmp_path, f"COMPOSE_OVERRIDE_FILE={override}\n")
     assert "bluegreen.colour" in err.value.message
+
+
+def test_check_rows_fail_a_bad_procfile_and_warn_of_an_unscheduled_clock(tmp_path):
+    from tasks.flows.check_processes import procfile_rows
+    s = settings(tmp_path, "STOP_FIRST=beat\n")
+    rows = procfile_rows("web: a\nclock: b\n", s, "here")
+    assert rows[0][1] == "ok" and rows[1][:2] == ("STOP_FIRST", "warn")
+    assert procfile_rows("web a\n", s, "here")[0][1] == "FAIL"
+    assert procfile_rows(None, s, "here")[0][1] == "ok"
