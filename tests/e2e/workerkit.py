@@ -7,7 +7,6 @@ clocks at once show as two starts in a row in /jobs/clock.log.
 """
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -58,13 +57,14 @@ def commit(app, version, procfile=PROCFILE, kind="ok"):
 
 
 def workers(project):
-    """[(colour, process, state)] of the app's worker containers (web and one-offs left out)."""
-    out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label=bluegreen.app={project.name}", "--format",
-         '{{.Label "bluegreen.colour"}} {{.Label "bluegreen.process"}} {{.State}}'],
-        capture_output=True, text=True, check=True).stdout
-    rows = [tuple(line.split()) for line in out.splitlines() if line.strip()]
-    return [r for r in rows if len(r) == 3 and r[1] not in ("web", "oneoff")]
+    """[(colour, process, state)] of the app's worker containers (compose services
+    COLOUR-TYPE; web and one-offs left out), from the host's own Docker daemon."""
+    rows = []
+    for c in project.containers():
+        colour, _, kind = (c.get("service") or "").partition("-")
+        if kind:
+            rows.append((colour, kind, c["state"]))
+    return rows
 
 
 def assert_promise(project, types=("worker", "clock")):
