@@ -171,8 +171,11 @@ def compose_processes(state, colour, processes):
 
 def read_procfile(text, settings, host_name="the host"):
     """The Procfile's processes, checked: its lines, and SCALE's types (exit 2)."""
-    origin = f"{settings.procfile} (the commit being released, on {host_name})"
-    processes = parse_procfile(text, origin=origin) if settings.procfile else {}
+    try:
+        processes = parse_procfile(text, origin=settings.procfile) if settings.procfile else {}
+    except Failure as exc:
+        exc.message = f"{exc.message} (in the commit being released, read on {host_name})"
+        raise
     check_scale_types(processes, settings, origin=settings.procfile or "the Procfile")
     return processes
 

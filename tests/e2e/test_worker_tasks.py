@@ -1,0 +1,101 @@
+"""Workers through switch, rollback --to, --stop-old and a fab killed mid-hand-over
+(the next task's takeover puts them right); bad worker settings are exit 2."""
+
+import signal
+
+import pytest
+
+import loophost as lh
+from released import fab, fab_background, history_json, output, serves, state_file, wait_until
+from support.project import Project
+from workerkit import assert_one_clock, assert_promise, commit, workers
+
+
+@pytest.fixture(scope="module")
+def proj(request, tmp_path_factory, loophost):
+    base = tmp_path_factory.mktemp("worker-tasks")
+    app = lh.SampleApp(base / "sample-app")
+    commit(app, "v1")
+    project = Project(base / "p", loophost, app)
+    project.jobs = base / "jobs"
+    project.jobs.mkdir()
+    project.set(VOLUMES=f"{project.jobs}:/jobs", WORKER_READY_SECONDS=1, WORKER_STOP_TIMEOUT=5)
+    try:
+        fab(project, "setup")
+        commit(project.app, "v2")
+        fab(project, "release")
+        yield project
+    finally:
+        project.remove()
+
+
+def test_bad_worker_settings_are_exit_2_before_connecting(proj, tmp_path):
+    for key, value in (("SCALE", "worker=x"), ("SCALE", "worker=-1"),
+                       ("WORKER_STOP_TIMEOUT", "ten")):
+        r = fab(proj, "release", env={f"BLUEGREEN_{key}": value}, code=2)
+        assert key in output(r) and value in output(r), output(r)
+    override = tmp_path / "override.yml"
+    override.write_text("ports: ['1:1']\n")
+    r = fab(proj, "release", env={"BLUEGREEN_COMPOSE_OVERRIDE_FILE": str(override)}, code=2)
+    assert "COMPOSE_OVERRIDE_FILE" in output(r) and "'ports'" in output(r)
+
+
+def test_a_bad_procfile_line_or_unknown_scale_type_is_exit_2_naming_it(proj):
+    good = state_file(proj)
+    proj.app.commit("bad", procfile="web: sh /app/start.sh\nworker sh /app/worker.sh\n",
+                    files={})
+    r = fab(proj, "release", code=2)
+    assert "Procfile line 2" in output(r), output(r)
+    commit(proj.app, "v3")
+    r = fab(proj, "release", env={"BLUEGREEN_SCALE": "wroker=2"}, code=2)
+    assert "wroker" in output(r)
+    assert state_file(proj)["live"] == good["live"]
+    assert_promise(proj)
+
+
+def test_switch_and_rollback_to_hand_workers_over(proj):
+    live = state_file(proj)["live"]
+    other = "blue" if live == "green" else "green"
+    fab(proj, "switch", "--to", other)
+    assert_promise(proj)
+    kept = proj.app.commits["v2"]
+    fab(proj, "release")  # v3 into the idle colour
+    assert_promise(proj)
+    fab(proj, "rollback", "--to", kept[:12])
+    serves(proj, "v2")
+    assert_promise(proj)
+    entries = [e for e in history_json(proj) if e.get("task") == "release" and
+               e.get("result") == "ok"]
+    assert entries and entries[-1].get("workers") == ["worker", "clock"], entries[-1]
+    assert_one_clock(proj.jobs)
+
+
+def test_stop_old_stops_the_old_colours_workers_with_its_web(proj):
+    commit(proj.app, "v4")
+    fab(proj, "release", "--stop-old")
+    assert_promise(proj)
+    live = state_file(proj)["live"]
+    assert not [w for w in workers(proj) if w[0] != live and w[2] == "running"]
+
+
+def test_a_fab_killed_mid_hand_over_is_put_right_by_the_next_task(proj, tmp_path):
+    proj.set(WORKER_READY_SECONDS=30)
+    commit(proj.app, "v5")
+    live = state_file(proj)["live"]
+    new = "blue" if live == "green" else "green"
+    log = tmp_path / "release.log"
+    run = fab_background(proj, "release", log=log)
+    try:
+        # The new colour's workers started: both colours run workers now.
+        assert wait_until(lambda: any(w[0] == new and w[2] == "running" for w in workers(proj)),
+                          timeout=180), log.read_text()
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    proj.set(WORKER_READY_SECONDS=1)
+    r = fab(proj, "maintenance", "off")
+    assert "took over the lock" in output(r), output(r)
+    assert_promise(proj)
+    assert_one_clock(proj.jobs)
