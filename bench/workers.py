@@ -15,7 +15,8 @@ tests' tests/e2e/workerkit.py) and VOLUMES, one without. Figures are medians:
   longest time between two jobs done (what "no worker running" costs, by
   the done files' mtimes), and whether the clock ever ran twice at once.
 - `exec --reuse true` and `exec true` (a new container) against the SSH
-  floor (`ssh host true`, bench/overhead.py's floor_ssh).
+  floors of bench/overhead.py: `ssh host true` (OpenSSH) and a fresh Python
+  process that imports paramiko, connects and runs `true`.
 """
 
 import argparse
@@ -28,9 +29,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
 import benchhost  # noqa: E402
-from overhead import floor_ssh  # noqa: E402
+from overhead import floor_paramiko, floor_ssh  # noqa: E402
 from workerkit import FILES, PROCFILE, JobStream, assert_one_clock  # noqa: E402
 
 
@@ -84,9 +86,10 @@ def main(argv=None):
               f"lost, {len(twice)} done twice; longest time between two jobs done "
               f"{gap:.2f}s; clock: {clock}")
 
-        floors, reuse, fresh = [], [], []
+        floors, py_floors, reuse, fresh = [], [], [], []
         for _ in range(args.repeat):
             floors.append(floor_ssh(with_workers))
+            py_floors.append(floor_paramiko(with_workers, extra_commands=0)["wall"])
             r, wall = with_workers.fab("exec", "--reuse", "true")
             with_workers.check(r, "exec --reuse true")
             reuse.append(wall)
@@ -94,9 +97,10 @@ def main(argv=None):
             with_workers.check(r, "exec true")
             fresh.append(wall)
         print(f"exec --reuse true {med(reuse):.2f}s, exec true (new container) "
-              f"{med(fresh):.2f}s; ssh host true {med(floors):.2f}s: "
-              f"{med(reuse) / med(floors):.2f}x the floor, new container floor + "
-              f"{med(fresh) - med(floors):.2f}s")
+              f"{med(fresh):.2f}s; ssh host true {med(floors):.2f}s, python+paramiko "
+              f"{med(py_floors):.2f}s: --reuse {med(reuse) / med(floors):.2f}x ssh's floor, "
+              f"{med(reuse) / med(py_floors):.2f}x paramiko's; a new container is paramiko's "
+              f"floor + {med(fresh) - med(py_floors):.2f}s")
 
 
 if __name__ == "__main__":
