@@ -21,6 +21,16 @@ def live_colour(settings):
             "2>/dev/null | head -n 1)")
 
 
+def reap(settings):
+    """Shell text: remove one-off containers whose SSH session is gone (a
+    leftover the script's own watcher could not remove: the host rebooted, say)."""
+    label = '{{index .Config.Labels "bluegreen.session"}}'
+    return (f"for c in $(docker ps -aq --filter label=bluegreen.app={q(settings.app_name)} "
+            f"--filter label=bluegreen.process={ONEOFF}); do "
+            f"p=$(docker container inspect --format {q(label)} $c 2>/dev/null); "
+            f"[ -n \"$p\" ] && [ -d /proc/$p ] || docker rm -f $c >/dev/null 2>&1; done\n")
+
+
 def one_off(settings, command, *, colour=None, reuse=False, interactive=False, tty=False,
             name, history_head, history_tail):
     """The script: pick the colour, run COMMAND with `sh -c`, remove what is
@@ -49,7 +59,7 @@ def one_off(settings, command, *, colour=None, reuse=False, interactive=False, t
     else:
         run = [f"docker run --rm {flags}--init --name {q(name)}",
                f"--label bluegreen.app={q(app)} --label bluegreen.colour=\"$colour\"",
-               f"--label bluegreen.process={ONEOFF}",
+               f"--label bluegreen.process={ONEOFF} --label bluegreen.session=\"$PPID\"",
                "-e BLUEGREEN_COLOUR=\"$colour\" -e BLUEGREEN_PROCESS=" + ONEOFF]
         if settings.app_env_file:
             run.append(f"--env-file {q(d + '/app.env')}")

@@ -12,6 +12,7 @@ state.json is put back as it was, and the task's Attempt switches web back.
 
 from ..commands import workers as scripts
 from ..commands.base import NO_DEPLOY_DIR, mark, q, write_file
+from ..commands.one_off import reap
 from ..errors import FAILED, Failure
 from ..model.compose_file import render_compose
 from ..model.processes import (has_workers, plan_hand_over, processes_by_colour, processes_of,
@@ -25,8 +26,8 @@ def hand_over(session, state, new, old, before=None):
     not stay up (then raises Failure). Returns the types handed over ([]: none)."""
     s, rep = session.settings, session.reporter
     processes = processes_of(state, new)
-    if workers_colour(before) == new and old != new:
-        old = None  # the workers were there already (a canary's clients went back)
+    if workers_colour(before) == new:
+        return []  # there already (a rollback of a canary: its clients went back)
     if not processes and not any(processes_of(state, c) for c in ("blue", "green")) \
             and not workers_colour(before):
         return []  # no app with workers here: no round trip
@@ -69,7 +70,7 @@ def sync_compose(settings, state):
     """Shell text: write the compose file rendered from ``state`` if it differs."""
     text = render_compose(settings, processes_by_colour(state))
     d = settings.deploy_dir
-    return (f"cd {q(d)} || exit {NO_DEPLOY_DIR}\n"
+    return (f"cd {q(d)} || exit {NO_DEPLOY_DIR}\n{reap(settings)}"
             f"if ! printf '%s' {q(text)} | cmp -s - compose.yml; then "
             f"{write_file(d + '/compose.yml', text)} && {mark('compose', 'updated')}; fi\n")
 

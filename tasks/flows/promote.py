@@ -3,6 +3,7 @@
 from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
 from ..deploy.workers import hand_over
 from ..model.pending import pending_source, plan_promote
+from ..model.processes import processes_of, worker_types
 from .watched import watch_release
 
 
@@ -22,10 +23,11 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0):
             healthy_now(session, attempt, p.to)
             if p.kind != "canary":  # a canary's clients met it: its PRE_SWITCH_CMD ran then
                 pre_switch(session, attempt, p.to)
+            attempt.fields["workers"] = worker_types(
+                processes_of(view.state, p.to), session.settings) or None
             state = switch_everyone(session, attempt, view.state, p.to,
                                     nginx_version=view.nginx_version)
-            attempt.fields["workers"] = hand_over(session, state, p.to, p.live,
-                                                  before=view.state) or None
+            hand_over(session, state, p.to, p.live, before=view.state)
         rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
                  "everyone is on it")
         figures = None

@@ -11,7 +11,8 @@ from ..model.kept_releases import human_size, resolve
 from ..model.lock_owner import describe_who
 from ..model.pending import refuse_during_canary
 from ..model.plan import require_setup
-from ..model.processes import procfile_of_commit, with_processes
+from ..model.processes import (procfile_of_commit, processes_of, with_processes,
+                               worker_types)
 from ..model.state import with_release
 from ..output import emit, emit_json, table
 
@@ -82,6 +83,7 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                              image=release.image, who=describe_who(session.who),
                              live=True, ref=release.ref),
                 target, procfile_of_commit(view.state, commit), commit, workers=target)
+            attempt.fields["workers"] = worker_types(processes_of(state, target), s) or None
             go_live(session, attempt, target, state)
             hand_over(session, state, target, view.live, before=view.state)
         prune_releases(session, state)

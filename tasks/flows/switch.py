@@ -4,7 +4,8 @@ from ..deploy.workers import hand_over
 from ..deploy.steps import Attempt, go_live, healthy_now
 from ..model.pending import after_switch, canary_of
 from ..model.plan import plan_switch
-from ..model.processes import has_workers, with_workers
+from ..model.processes import (has_workers, processes_of, with_workers, worker_types,
+                               workers_colour)
 from ..model.state import build_of, source_of
 
 
@@ -29,6 +30,8 @@ def switch(session, to=None, *, wait_lock=0.0):
 
             state = with_workers(after_switch(view.state, to, canary and canary[0]), to)
             workers = has_workers(view.state)
+            if workers and workers_colour(view.state) != to:
+                attempt.fields["workers"] = worker_types(processes_of(view.state, to), s) or None
             # Without workers the record step drops the lock too; with them, web
             # switched just as fast, then the workers follow under the lock.
             go_live(session, attempt, to, state, unlock=not workers)

@@ -2,6 +2,7 @@
 (the next task's takeover puts them right); bad worker settings are exit 2."""
 
 import signal
+import subprocess
 
 import pytest
 
@@ -99,3 +100,22 @@ def test_a_fab_killed_mid_hand_over_is_put_right_by_the_next_task(proj, tmp_path
     assert "took over the lock" in output(r), output(r)
     assert_promise(proj)
     assert_one_clock(proj.jobs)
+
+
+def worker_starts(project):
+    """{container: when it started} of the running workers."""
+    names = [c["name"] for c in project.containers()
+             if "-" in (c.get("service") or "") and c["state"] == "running"]
+    out = subprocess.run(["docker", "inspect", "--format", "{{.Name}} {{.State.StartedAt}}",
+                          *names], capture_output=True, text=True, check=True).stdout
+    return sorted(out.split("\n"))
+
+
+def test_a_rollback_of_a_canary_leaves_the_serving_workers_alone(proj):
+    commit(proj.app, "v6")
+    before = worker_starts(proj)
+    fab(proj, "release", "--canary", "50")
+    assert_promise(proj)
+    fab(proj, "rollback")
+    assert_promise(proj)
+    assert worker_starts(proj) == before, "the serving colour's workers were restarted"

@@ -52,3 +52,12 @@ def test_a_one_off_has_the_apps_env_volumes_labels_and_is_removed_when_the_sessi
     assert "kill -0 $session" in script and "docker rm -f shop-oneoff-1" in script
     reuse = one_off(s, "true", reuse=True, name="x", history_head="{", history_tail="}")
     assert 'docker exec "shop-$colour-1" sh -c true' in reuse
+
+
+def test_the_hand_over_first_removes_one_offs_whose_session_is_gone(tmp_path):
+    from tasks.deploy.workers import sync_compose
+    s = settings(tmp_path)
+    script = sync_compose(s, {"colours": {"blue": {"processes": {"worker": "w"}}}})
+    assert "label=bluegreen.process=oneoff" in script and "[ -d /proc/$p ]" in script
+    one = one_off(s, "true", name="x", history_head="{", history_tail="}")
+    assert '--label bluegreen.session="$PPID"' in one
