@@ -89,10 +89,14 @@ def hand_over(settings, plan, ready_seconds):
                          f"docker container inspect --format {q(WORKER_FORMAT)} \"$@\""),
         ]
         wanted = sum(w.scale for w in plan.workers)
+        # Only the types handed over count: a stopped container of a type the
+        # Procfile no longer has is no failure.
         lines.append(
-            f"n=0; bad=0; for id in {ids(settings, new, running=False)}; do n=$((n+1)); "
-            f"s=$(docker inspect --format '{{{{.State.Status}}}} {{{{.RestartCount}}}}' $id); "
-            f"[ \"$s\" = 'running 0' ] || bad=1; done; [ $n -ge {wanted} ] || bad=1")
+            f"n=0; bad=0; for id in {ids(settings, new, running=False)}; do "
+            f"set -- $(docker inspect --format '{{{{index .Config.Labels \"bluegreen.process\"}}}} "
+            f"{{{{.State.Status}}}} {{{{.RestartCount}}}}' $id); "
+            f"case \" {keep} \" in *\" $1 \"*) n=$((n+1)); "
+            f"[ \"$2 $3\" = 'running 0' ] || bad=1;; esac; done; [ $n -ge {wanted} ] || bad=1")
         lines.append(
             f"if [ $bad -ne 0 ]; then {stop_ids(settings, ids(settings, new))}; "
             f"[ -z \"$first\" ] || docker start $first >/dev/null 2>&1; "

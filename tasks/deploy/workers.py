@@ -37,7 +37,6 @@ def hand_over(session, state, new, old, before=None):
         bound = s.worker_ready_seconds + 2 * s.worker_stop_timeout + 120
         result = session.run(script, timeout=bound)
         if result.values.get("ready") != "ok":
-            ph.detail = "FAILED"
             found = scripts.parse_workers(result.blocks.get("new", "")).get(new, {})
             bad = [f"{kind} ({describe(found.get(kind), w.scale)})" for kind, w in
                    ((w.kind, w) for w in plan.workers)

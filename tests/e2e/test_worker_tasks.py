@@ -9,7 +9,7 @@ import pytest
 import loophost as lh
 from released import fab, fab_background, history_json, output, serves, state_file, wait_until
 from support.project import Project
-from workerkit import assert_one_clock, assert_promise, commit, workers
+from workerkit import PROCFILE, assert_one_clock, assert_promise, commit, workers
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,30 @@ def test_a_rollback_of_a_canary_leaves_the_serving_workers_alone(proj):
     fab(proj, "rollback")
     assert_promise(proj)
     assert worker_starts(proj) == before, "the serving colour's workers were restarted"
+
+
+def test_the_procfile_of_a_local_build_and_of_an_image(proj):
+    """BUILD_ON=local reads the Procfile from this machine's checkout; --image from
+    the image's working directory (here /, where the Dockerfile copies it)."""
+    proj.set(BUILD_ON="local", WORKER_READY_SECONDS=1)
+    try:
+        commit(proj.app, "v8", procfile=PROCFILE.replace("clock: sh /app/clock.sh\n", ""))
+        fab(proj, "release")
+        assert_promise(proj, types=("worker",))  # the clock went with the Procfile line
+        commit(proj.app, "v9")
+        name = f"{proj.name}-ci:9"
+        dockerfile = proj.app.work / "Dockerfile"
+        text = dockerfile.read_text() + "COPY Procfile /Procfile\n"
+        r = subprocess.run(["docker", "build", "-q", "-t", name, "-f", "-",
+                            str(proj.app.work)], input=text, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        try:
+            fab(proj, "release", "--image", name)
+        finally:
+            subprocess.run(["docker", "rmi", name], capture_output=True)
+        serves(proj, "v9")
+        assert_promise(proj)
+    finally:
+        proj.set(BUILD_ON="host")
+    assert_one_clock(proj.jobs)
