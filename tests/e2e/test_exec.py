@@ -103,3 +103,19 @@ def test_one_host_unless_all_hosts_and_a_bad_colour(proj):
     assert "--colour" in output(r)
     r = fab(proj, "exec", code=2)
     assert "command" in output(r)
+
+
+def test_several_hosts_need_all_hosts(proj):
+    """Two names for the same loopback host stand in for two hosts."""
+    import yaml
+    original = proj.hosts_file.read_text()
+    entry = proj.host.hosts_entry("one")["one"]
+    proj.hosts_file.write_text(yaml.safe_dump({"hosts": {"one": entry, "two": dict(entry)},
+                                               "default_hosts": ["one", "two"]}))
+    try:
+        r = fab(proj, "exec", "echo hi", code=2)
+        assert "--all-hosts" in output(r), output(r)
+        r = fab(proj, "exec", "--all-hosts", "echo hi from $BLUEGREEN_COLOUR")
+        assert r.stdout.count("hi from blue") == 2, r.stdout
+    finally:
+        proj.hosts_file.write_text(original)
