@@ -146,3 +146,17 @@ def test_the_procfile_of_a_local_build_and_of_an_image(proj):
     finally:
         proj.set(BUILD_ON="host")
     assert_one_clock(proj.jobs)
+
+
+def test_the_procfiles_release_runs_before_the_switch_unless_pre_switch_cmd(proj):
+    procfile = PROCFILE + "release: sh -c 'echo $BLUEGREEN_COLOUR >> /jobs/release.log'\n"
+    live = state_file(proj)["live"]
+    target = "blue" if live == "green" else "green"
+    commit(proj.app, "v10", procfile=procfile)
+    r = fab(proj, "release")
+    assert "the Procfile's release ran" in output(r), output(r)
+    assert (proj.jobs / "release.log").read_text().split() == [target]
+    commit(proj.app, "v11", procfile=procfile)
+    fab(proj, "release", env={"BLUEGREEN_PRE_SWITCH_CMD": "true"})
+    assert (proj.jobs / "release.log").read_text().split() == [target]  # not again
+    assert_promise(proj)
