@@ -20,10 +20,12 @@ from ..model.processes import (has_workers, plan_hand_over, processes_by_colour,
 from ..model.state import format_state
 
 
-def hand_over(session, state, new, old, before=None):
+def hand_over(session, state, new, old, before=None, undo=True):
     """Workers from ``old`` to ``new`` (``state``: what was just recorded, with
-    its processes). ``before``: the state to put back if a new worker does
-    not stay up (then raises Failure). Returns the types handed over ([]: none)."""
+    its processes). ``before``: the state before the task (where the workers
+    ran); with ``undo`` it is put back if a new worker does not stay up (then
+    raises Failure; the task's Attempt switches web back). Returns the types
+    handed over ([]: none)."""
     s, rep = session.settings, session.reporter
     processes = processes_of(state, new)
     if workers_colour(before) == new:
@@ -38,11 +40,10 @@ def hand_over(session, state, new, old, before=None):
         result = session.run(script, timeout=bound)
         if result.values.get("ready") != "ok":
             found = scripts.parse_workers(result.blocks.get("new", "")).get(new, {})
-            bad = [f"{kind} ({describe(found.get(kind), w.scale)})" for kind, w in
-                   ((w.kind, w) for w in plan.workers)
-                   if not found.get(kind) or found[kind]["running"] < w.scale
-                   or found[kind]["restarts"]]
-            if before is not None:
+            bad = [f"{w.kind} ({describe(found.get(w.kind), w.scale)})" for w in plan.workers
+                   if not found.get(w.kind) or found[w.kind]["running"] < w.scale
+                   or found[w.kind]["restarts"]]
+            if undo and before is not None:
                 session.run(record_only(s, before))
             raise Failure(
                 f"a new worker did not stay up {s.worker_ready_seconds}s in {new}: "
@@ -75,9 +76,10 @@ def sync_compose(settings, state):
 
 
 def record_only(settings, state):
-    from_text = format_state(state)
+    """state.json put back as it was before the task (no history line: the
+    task's Attempt records the failure)."""
     d = settings.deploy_dir
-    return f"cd {q(d)} && {write_file(d + '/state.json', from_text)}\n"
+    return f"cd {q(d)} && {write_file(d + '/state.json', format_state(state))}\n"
 
 
 def put_right(session, state, live):

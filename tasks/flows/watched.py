@@ -97,7 +97,7 @@ def revert(session, state, outcome, fields, before):
                            **fields, "from_colour": new, "to_colour": old,
                            "watch": figures}))
         ph.detail = "state.json, history (reverted)"
-    hand_over(session, back, old, new, before=state)  # a release's workers go back
+    hand_over(session, back, old, new, before=state, undo=False)  # a release's go back
     raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
                   f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
                   "fix it and release again", code=FAILED,

@@ -160,3 +160,30 @@ def test_the_procfiles_release_runs_before_the_switch_unless_pre_switch_cmd(proj
     fab(proj, "release", env={"BLUEGREEN_PRE_SWITCH_CMD": "true"})
     assert (proj.jobs / "release.log").read_text().split() == [target]  # not again
     assert_promise(proj)
+
+
+def test_a_watchs_revert_hands_the_workers_back(proj):
+    import threading
+    import urllib.request
+    proj.set(WATCH_MIN_REQUESTS=5)
+    commit(proj.app, "v12", kind="pages500")
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{proj.public_port}/x", timeout=2)
+            except Exception:
+                pass
+            stop.wait(0.05)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    try:
+        r = fab(proj, "release", "--watch", "6", code=1)
+    finally:
+        stop.set()
+        t.join()
+    assert "reverted by the watch" in output(r), output(r)
+    assert_promise(proj)
+    assert_one_clock(proj.jobs)
