@@ -181,6 +181,9 @@ MIGRATIONS = {
     "002-add-note.sql": (
         "ALTER TABLE items ADD COLUMN note text;\n"
         "UPDATE items SET note = 'added by 002';\n"),
+    # The worker's queue (sample/worker.clj).
+    "004-jobs.sql": ("CREATE TABLE jobs (id bigserial PRIMARY KEY, done_by text, "
+                     "done_count int NOT NULL DEFAULT 0);\n"),
     "003-broken.sql": "ALTER TABLE items ADD COLUMN broken no_such_type;\n",
     # Waits forever without holding a lock the live app needs.
     "003-hang.sql": "SELECT pg_sleep(3600);\n",
@@ -193,6 +196,9 @@ ITEMS_QUERY = {
 CLASSPATH = f"src:resources:{JDBC_JAR}"
 APP_CMD = f"clojure -cp {CLASSPATH} -m sample.server"
 MIGRATE_CMD = f"clojure -cp {CLASSPATH} -m sample.migrate"
+WORKER_CMD = f"clojure -cp {CLASSPATH} -m sample.worker"
+# The same three as a Procfile: web, its release phase, and the job runner.
+PROCFILE = f"web: {APP_CMD}\nrelease: {MIGRATE_CMD}\nworker: {WORKER_CMD}\n"
 
 
 class ClojureApp(lh.SampleApp):
@@ -201,7 +207,7 @@ class ClojureApp(lh.SampleApp):
     it with the rendered Dockerfile.clojure.j2 (FROM CLOJURE_BASE_IMAGE)."""
 
     def commit(self, version, migrations=("001-create-items.sql",), query="v1",
-               branch="main", http_port=8080, message=None):
+               branch="main", http_port=8080, message=None, procfile=None):
         """Commit `version` with these migrations and items query to `branch`; return the sha."""
         self._checkout(branch)
         for stale in ("src", "resources", "migrations", "app", "Dockerfile", "busybox"):
@@ -222,6 +228,10 @@ class ClojureApp(lh.SampleApp):
             "{:version %s\n :http-port %d\n :items-query %s}\n"
             % (json.dumps(version), http_port, json.dumps(items_query)))
         (self.work / ".dockerignore").write_text(".git\n")
+        if procfile is None:
+            (self.work / "Procfile").unlink(missing_ok=True)
+        else:
+            (self.work / "Procfile").write_text(procfile)
         self._git("add", "-A")
         self._git("commit", "-q", "--allow-empty", "-m",
                   message or f"{version}: migrations {', '.join(migrations)}")

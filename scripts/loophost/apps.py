@@ -190,8 +190,10 @@ class SampleApp:
         self._git("remote", "add", "origin", str(self.repo))
 
     def commit(self, version, kind="ok", branch="main", slow=None, message=None,
-               busy_build=None):
-        """Commit `version` of the app in behaviour `kind` to `branch`, push it; return the sha."""
+               busy_build=None, procfile=None, files=None):
+        """Commit `version` of the app in behaviour `kind` to `branch`, push it; return the sha.
+        ``procfile``: the text of the repository's Procfile (None: none); ``files``:
+        {name: text} written into app/ beside start.sh (worker scripts, say)."""
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
         self._checkout(branch)
@@ -204,6 +206,12 @@ class SampleApp:
         else:
             self._write_busybox_app(app, version, kind, slow, busy_build)
         (app / "VERSION").write_text(f"{version}\n")
+        for name, text in (files or {}).items():
+            (app / name).write_text(text)
+        if procfile is None:
+            (self.work / "Procfile").unlink(missing_ok=True)
+        else:
+            (self.work / "Procfile").write_text(procfile)
         (self.work / ".dockerignore").write_text(".git\n")
         self._git("add", "-A")
         self._git("commit", "-q", "--allow-empty", "-m",

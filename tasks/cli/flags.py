@@ -6,6 +6,7 @@ connection.
 """
 
 from ..configuration import values
+from ..configuration.process_values import PROCESS_TYPE_RE
 from ..configuration.settings import COLOURS, is_utf8
 from ..configuration.values import Invalid, decimal_number, whole_number
 from ..errors import BAD_INPUT, ConfigError, Failure
@@ -85,3 +86,10 @@ def check_flag(flag, value, check):
         return check(value)
     except Invalid as exc:
         raise ConfigError(flag, value, "the command line", str(exc)) from None
+
+
+def check_process_type(value):
+    """--process: a Procfile type ([A-Za-z0-9_-]+)."""
+    if not PROCESS_TYPE_RE.fullmatch(value or ""):
+        raise Invalid("allowed: a process type of the Procfile ([A-Za-z0-9_-]+): web, worker, ...")
+    return value

@@ -143,13 +143,15 @@ def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, c
 
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
              accept_new_host_key=False, require_repo=True, rolling=True, report=None,
-             across=None):
+             across=None, exit_code=None):
     """Run ``body(session)`` on each host; say which were done, failed, not started.
 
     ``report``, when given, gets [(host, result or None, Failure or None)] in
     host order before the summary, failures included (status prints its table).
     ``across``, when given, gets the results {host: result} before they are
     printed, to note what concerns them all (status: a mixed fleet).
+    ``exit_code``, when given, says the run's exit code when no host failed
+    (exec: the command's own), for the post- hook.
     """
     work = targets(c, require_repo=require_repo)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
@@ -213,7 +215,8 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
             objects.append(failure_json(failures[entry.name], task_name, entry.name))
     if hooks is not None:
         first_failed = next((failures[e.name] for e, _ in work if e.name in failures), None)
-        hooks.after(objects, first_failed.code if first_failed else (1 if crashes else OK))
+        code = OK if exit_code is None else exit_code()
+        hooks.after(objects, first_failed.code if first_failed else (1 if crashes else code))
     if json_mode:
         for obj in objects:
             emit_json(obj)

@@ -19,8 +19,8 @@ from ..model.kept_releases import check_commit_prefix
 from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
-from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent, check_release_modes,
-                    check_seconds, check_watch)
+from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent,
+                    check_process_type, check_release_modes, check_seconds, check_watch)
 from .on_fleet import on_fleet
 from .on_hosts import cli_hosts, on_hosts, open_session, operator_task, targets
 from .parser_patch import parse_errors_are_bad_input
@@ -212,18 +212,21 @@ def preview(c, local_port="0", colour=None, accept_new_host_key=False):
 @task(help={"colour": "blue or green (default: the live colour)",
             "lines": "how many lines from the end (default 100)",
             "follow": "keep printing new lines until Ctrl-C",
+            "process": "a worker type of the Procfile (default: web)",
             "accept_new_host_key": HOST_KEY_HELP})
 @operator_task
-def logs(c, colour=None, lines="100", follow=False, accept_new_host_key=False):
-    """Print a colour's container logs."""
+def logs(c, colour=None, lines="100", follow=False, process=None, accept_new_host_key=False):
+    """Print a colour's container logs (--process TYPE: a worker type's)."""
 
     if colour is not None:
         colour = check_flag("--colour", colour, check_colour)
     count = check_flag("--lines", str(lines), check_lines)
+    if process is not None:
+        process = check_flag("--process", process, check_process_type)
     # Several hosts: each line says whose it is.
     on_hosts(c, "logs", lambda session: flows.host_care.logs(
         session, colour, count, follow,
-        prefix=f"{session.name} | " if session.hosts_in_run > 1 else ""),
+        prefix=f"{session.name} | " if session.hosts_in_run > 1 else "", process=process),
              rolling=False,
              require_repo=False, accept_new_host_key=accept_new_host_key)
 

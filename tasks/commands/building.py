@@ -4,7 +4,7 @@ Builders, as in base.py: pure functions that return one step's script.
 """
 
 from ..model.compose_file import container_name
-from .base import (BUILD_FAILED, GIT_FAILED, NO_DEPLOY_DIR, START_FAILED, TIMED_OUT, build_timeout,
+from .base import (BUILD_FAILED, block, GIT_FAILED, NO_DEPLOY_DIR, START_FAILED, TIMED_OUT, build_timeout,
                    compose, mark, q, write_file)
 from .containers import drain
 from .signatures import verify_lines
@@ -28,6 +28,8 @@ def checkout(settings, colour, *, branch, ref, signers=None):
                           for w in wants)
     missing = "branch " + branch if ref is None else "ref " + ref
     git = f"timeout -k 10 {build_timeout(settings)} git"
+    procfile = (block("procfile", f"cat {q(settings.procfile)} 2>/dev/null") + "\n"
+                if settings.procfile else "")
     subject = mark("subject", "$(git log -1 --format=%s | tr -d '\\r' | cut -c1-72)")
     return f"""set -u
 export GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
@@ -45,7 +47,7 @@ commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; 
 {verify_lines(settings, signers, '"$commit"') if signers is not None else ''}
 git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ {mark('error', 'git checkout failed')}; exit {GIT_FAILED}; }}
 {subject}
-"""
+{procfile}"""
 
 
 def image(settings, tag):
@@ -116,10 +118,11 @@ def pre_switch_timeout(settings):
     return max(1, int(settings.pre_switch_timeout))
 
 
-def pre_switch(settings, colour):
-    """PRE_SWITCH_CMD inside the new colour's container (migrations), bounded
-    by PRE_SWITCH_TIMEOUT there (exit 124), and from the host a little later."""
+def pre_switch(settings, colour, command=None):
+    """PRE_SWITCH_CMD (or the Procfile's release: ``command``) inside the new
+    colour's container (migrations), bounded by PRE_SWITCH_TIMEOUT there
+    (exit 124), and from the host a little later."""
     seconds = pre_switch_timeout(settings)
     return (f"cd {q(settings.deploy_dir)} && {compose(settings, limit=seconds + 20)} exec -T "
             f"{q(colour)} sh -c {q(PRE_SWITCH_WRAP)} bluegreen-pre-switch {seconds} "
-            f"{q(settings.pre_switch_cmd)} 2>&1")
+            f"{q(command or settings.pre_switch_cmd)} 2>&1")

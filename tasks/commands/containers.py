@@ -41,7 +41,9 @@ def logs_tail(settings, colour, lines=40):
                          f"{q(colour)} 2>&1")
 
 
-def logs(settings, colour, lines, follow):
+def logs(settings, colour, lines, follow, process=None):
+    """A colour's logs: its web container, or ``process``'s (compose service COLOUR-TYPE)."""
     follow_flag = " --follow" if follow else ""
+    service = colour if process in (None, "web") else f"{colour}-{process}"
     return (f"cd {q(settings.deploy_dir)} && {compose(settings)} logs --no-color "
-            f"--tail {int(lines)}{follow_flag} {q(colour)} 2>&1")
+            f"--tail {int(lines)}{follow_flag} {q(service)} 2>&1")

@@ -12,6 +12,7 @@ from ..model.nginx_file import read_nginx
 from ..model.state import StateError, parse_history, parse_state
 from .base import block, first_command, mark, q, side_by_side, sudo
 from .locking import take_lock
+from .workers import list_workers_command, parse_workers
 import re
 
 
@@ -25,7 +26,8 @@ def inspect_containers(settings, colours=("blue", "green")):
     return f"docker container inspect --format {q(INSPECT_FORMAT)} {names} 2>/dev/null"
 
 
-def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listening=False):
+def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listening=False,
+            workers=False):
     """What is on the host: state, nginx file, lock, containers, nginx version.
 
     With ``owner_json`` the lock is taken first, so what is read cannot change
@@ -36,6 +38,8 @@ def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listen
     """
     d = settings.deploy_dir
     slow = {"containers": inspect_containers(settings)}
+    if workers:  # status, logs: the worker containers of both colours
+        slow["workers"] = list_workers_command(settings)
     if listening:
         slow["listening"] = "ss -Htlnp 2>/dev/null || ss -Htln 2>/dev/null"
     start, finish = side_by_side(slow, values={"nginx_version": nginx_version(settings)})
@@ -111,6 +115,7 @@ def parse_view(result, settings):
         app_env_hash=values.get("app_env", ""),
         listening=parse_listening(blocks.get("listening", "")),
         nginx_version=values.get("nginx_version", ""),
+        workers=parse_workers(blocks.get("workers", "")),
         lock_taken_over=(parse_holder(blocks.get("stale_owner", ""), now)
                          if values.get("lock") == "taken-over" else None),
     )

@@ -8,6 +8,8 @@ row's check.
 
 from dataclasses import dataclass
 
+from .process_values import (check_compose_override_file, check_procfile, check_scale,
+                             check_stop_first, check_volumes)
 from .nginx_values import check_asset_paths, check_maintenance_page_file, check_nginx_snippet_file
 from .values import (check_abs_path, check_app_name, check_bool, check_branch, check_build_on,
                      check_command, check_deploy_dir, check_fraction, check_git_repo,
@@ -131,6 +133,19 @@ KEYS = (
         "local HTML file served with 503 while maintenance is on"),
     Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
         "seconds in the Retry-After header of the maintenance answer"),
+    Key("PROCFILE", "Procfile", check_procfile,
+        "path of the app's Procfile in its repository; none turns it off"),
+    Key("SCALE", "", check_scale, "containers per worker type: worker=2 clock=1"),
+    Key("STOP_FIRST", "clock scheduler beat cron", check_stop_first,
+        "worker types stopped in the old colour before they start in the new one"),
+    Key("WORKER_STOP_TIMEOUT", "30", check_non_negative_int,
+        "seconds an old worker gets after SIGTERM to finish its job"),
+    Key("WORKER_READY_SECONDS", "5", check_non_negative_int,
+        "seconds a new worker must stay up before the old colour's stop"),
+    Key("VOLUMES", "", check_volumes,
+        "compose volumes SOURCE:TARGET[:ro], space-separated, in every colour and process"),
+    Key("COMPOSE_OVERRIDE_FILE", "", check_compose_override_file,
+        "local YAML merged into every service of the app (mem_limit, logging, ...)"),
     Key("HOOKS_DIR", ".bluegreen/hooks", check_local_path,
         "local directory (beside .env) of hook executables: pre-TASK, post-TASK, failed"),
     Key("HOOK_TIMEOUT", "60", check_timeout_seconds,

@@ -18,13 +18,14 @@ from ..errors import BAD_INPUT, ConfigError, Failure
 from .env_layers import ENV_FILE_VAR, environ_layer, read_env_file
 from .keys import CHECKS, KEY_BY_NAME, KEYS, MULTILINE_KEYS, SECRET_KEYS, global_defaults
 from .nginx_values import read_nginx_snippet
+from .process_values import read_compose_override
 from .values import Invalid
 COLOURS = ("blue", "green")
 
 
 # Settings fields that are not keys; every other field is one row of KEYS
 # (tests/unit/test_config.py checks the two agree).
-NOT_KEYS = frozenset({"nginx_snippet", "origins"})
+NOT_KEYS = frozenset({"nginx_snippet", "compose_override", "origins"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ class Settings:
     asset_paths: tuple  # URL path prefixes; () turns bridging off
     maintenance_page_file: str
     maintenance_retry_after: int
+    procfile: str  # path in the repository; "" when off (none)
+    scale: tuple  # ((type, containers), ...)
+    stop_first: tuple  # worker types
+    worker_stop_timeout: int
+    worker_ready_seconds: int
+    volumes: tuple  # compose volume specs
+    compose_override_file: str
     hooks_dir: str  # as given: relative to the .env's directory (cli/hooks.py)
     hook_timeout: float  # seconds
     secrets_cmd: str
@@ -87,6 +95,7 @@ class Settings:
     pre_switch_on: str  # "first" or "every": which hosts of a run run PRE_SWITCH_CMD
     # Not keys: what loading found beside the values.
     nginx_snippet: str = ""  # NGINX_SNIPPET_FILE's text, read when the settings load
+    compose_override: dict = field(default_factory=dict, compare=False)  # its mapping
     origins: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -218,8 +227,12 @@ def check_all(merged, require_repo=True):
         snippet = read_nginx_snippet(typed["NGINX_SNIPPET_FILE"])
     except Invalid as exc:
         fail("NGINX_SNIPPET_FILE", str(exc))
+    try:
+        override = read_compose_override(typed["COMPOSE_OVERRIDE_FILE"])
+    except Invalid as exc:
+        fail("COMPOSE_OVERRIDE_FILE", str(exc))
     return Settings(**{KEY_BY_NAME[k].attribute: v for k, v in typed.items()},
-                    nginx_snippet=snippet, origins=origins)
+                    nginx_snippet=snippet, compose_override=override, origins=origins)
 
 
 def load_settings(env_file=None, host_layer=None, flags=None, environ=None,

@@ -97,11 +97,11 @@ class Session:
 
     # --- reading the host, and the lock ---
 
-    def inspect(self, history_lines=0):
-        """Read the host without the lock (status, logs, unlock)."""
-        self.view = parse_view(self.run(host_reading.inspect(self.settings,
-                                                        history_lines=history_lines)),
-                               self.settings)
+    def inspect(self, history_lines=0, workers=False):
+        """Read the host without the lock (status, logs, unlock); ``workers``:
+        the worker containers too."""
+        self.view = parse_view(self.run(host_reading.inspect(
+            self.settings, history_lines=history_lines, workers=workers)), self.settings)
         return self.view
 
     @contextmanager

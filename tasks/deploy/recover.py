@@ -15,6 +15,7 @@ from ..commands import building, containers
 from ..commands.base import build_timeout
 from ..model.pending import canary_of
 from .health import gate
+from .workers import put_right
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,5 @@ def restore_unrecorded(session, view):
                 ph.detail = "not healthy"
                 rep.line(f"warning: {drift.colour} is not healthy after its restart: "
                          f"{getattr(exc, 'message', exc)}")
+    # A task killed mid-hand-over may have left workers in both colours.
+    put_right(session, view.state, view.live)

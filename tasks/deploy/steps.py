@@ -23,12 +23,15 @@ from ..errors import FAILED, Failure
 from ..model.compose_file import render_clojure_dockerfile, render_compose
 from ..model.nginx_file import render_nginx
 from ..model.pending import stops_old, with_promoted
+from ..model.processes import (compose_processes, processes_of, read_procfile, release_command,
+                               with_workers)
 from ..model.state import bypass_headers, format_state, maintenance_of
 from ..shipping.ship import deliver
 from .fleet_switch import SOLO
 from .handover import note_workers, settle
 from .health import describe_probe, gate, verify_public
 from .signatures import from_step, signers_text
+from .step_results import last_line, show_progress, step_failed
 
 @dataclass
 class Attempt:
@@ -41,6 +44,7 @@ class Attempt:
     rebuilt: str = None  # the colour this task recreated (the target)
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
+    processes: dict = field(default_factory=dict)  # the new release's Procfile
 
     def step(self, name):
         """Name the phase once: what a failure is recorded with, and the
@@ -151,6 +155,7 @@ def checkout(session, attempt, colour, plan):
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
                               "the host can reach the repository (`fab check`)")
         commit = result.values["commit"]
+        attempt.processes = read_procfile(result.blocks.get("procfile", ""), s, session.name)
         ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{result.values.get('subject', '')}\""
     return commit
 
@@ -160,7 +165,9 @@ def build(session, attempt, colour, commit, previous):
     s, rep = session.settings, session.reporter
     with attempt.step("build") as ph:
         result = session.run(
-            building.build(s, colour, commit=commit, compose_text=render_compose(s),
+            building.build(s, colour, commit=commit, compose_text=render_compose(
+                               s, compose_processes(session.view.state, colour,
+                                                    attempt.processes)),
                           dockerfile_text=render_clojure_dockerfile(s),
                           previous=(previous.get("commit"), previous.get("image"))),
             on_line=show_progress(rep), timeout=step_bound(s))
@@ -198,11 +205,12 @@ def healthy_now(session, attempt, colour):
 def pre_switch(session, attempt, colour):
     """Step 6: PRE_SWITCH_CMD in the new colour's container (none set: nothing)."""
     s, rep = session.settings, session.reporter
-    if not s.pre_switch_cmd:
+    command = release_command(attempt.processes or processes_of(session.view.state, colour), s)
+    if not command:
         return
     with attempt.step("pre-switch") as ph:
         bound, started = pre_switch_timeout(s), time.monotonic()
-        result = session.run(building.pre_switch(s, colour),
+        result = session.run(building.pre_switch(s, colour, command),
                              on_line=lambda _, line: rep.progress(line), timeout=bound + 60)
         # timeout(1)'s TERM, or its KILL 10 s later; a KILL before the bound
         # (the kernel's OOM killer, say) is the command's own failure.
@@ -217,7 +225,8 @@ def pre_switch(session, attempt, colour):
             raise Failure(f"PRE_SWITCH_CMD failed in {colour} (exit {result.code}); "
                           "nothing live changed",
                           "its output is above; fix it and release again", code=FAILED)
-        ph.detail = f"PRE_SWITCH_CMD ran in {colour}"
+        ph.detail = (f"PRE_SWITCH_CMD ran in {colour}" if s.pre_switch_cmd
+                     else f"the Procfile's release ran in {colour}")
 
 
 def switch_nginx(session, colour, nginx_version=None, canary=None, text=None, maintenance=None,
@@ -353,45 +362,13 @@ def step_bound(settings):
     return build_timeout(settings) + 30
 
 
-def step_failed(result, phase, hint):
-    why = result.values.get("error") or f"the {phase} step failed (exit {result.code})"
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    return Failure(f"{why}; nothing live changed", hint + (
-        "" if not lines else f"; last output: {lines[-1].strip()[:200]}"), code=FAILED)
-
-
-def show_progress(reporter):
-    """Build and git lines worth showing without --verbose: steps and errors."""
-
-    def on_line(stream, line):
-        if reporter.verbose or is_progress(line):
-            reporter.progress(line.strip())
-
-    return on_line
-
-
-def is_progress(line):
-    text = line.strip()
-    return (text.startswith("#") and " [" in text and "internal]" not in text) or \
-        text.startswith(("ERROR", "error", "Step ", "failed to")) or " Built" in text
-
-
-def last_line(text):
-    """The line of a tool's output that says what went wrong."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    for line in lines:
-        if "[emerg]" in line or "[alert]" in line or "[crit]" in line:
-            return line
-    return lines[-1] if lines else "(no output)"
-
-
 def switch_everyone(session, attempt, state, to, nginx_version=None, fleet=SOLO):
     """Switch, verify and record `promoted` (with ``fleet`` as go_live); returns the new state."""
     fleet.switch_now()
     switch_nginx(session, to, nginx_version=nginx_version, attempt=attempt)
     verify(session, to, attempt=attempt)
     fleet.verified()
-    new = with_promoted(state, to)
+    new = with_workers(with_promoted(state, to), to)
     with attempt.step("record") as ph:
         session.record(format_state(new), session.history_line("promoted", **attempt.fields))
         ph.detail = "state.json, history"

@@ -18,6 +18,7 @@ from ..errors import FAILED, Failure
 from ..model.nginx_file import keepalive_verdict
 from ..output import table
 from ..shipping.local_build import local_facts
+from .check_processes import procfile_rows, procfile_script
 
 q = shlex.quote
 
@@ -92,6 +93,7 @@ def check_script(settings):
             + mark("git_remote", "ok $(printf '%s\\n' \"$out\" | grep -c refs/heads/)") + "; "
             "else " + mark("git_remote", "fail $(printf '%s' \"$out\" | tail -n 1)") + "; fi")
     lines.append(disk_script(s))
+    lines.append(procfile_script(s))
     if s.ssl:
         for key, path in (("cert", s.ssl_cert_file), ("key", s.ssl_key_file)):
             lines.append(f"if {sudo}test -r {q(path)}; then {mark('ssl_' + key, 'ok')}; "
@@ -371,7 +373,8 @@ def check(session):
         if s.build_on == "local":
             values = {**values, **local_facts(s)}
         view = parse_view(result, s)
-        rows = evaluate(values, blocks, view, s)
+        rows = evaluate(values, blocks, view, s) + procfile_rows(
+            blocks.get("procfile"), s, f"the live checkout on {session.name}")
         failed = [r for r in rows if r[1] == "FAIL"]
         ph.detail = f"{len(rows) - len(failed)} ok, {len(failed)} failed"
     for line in table([list(r) for r in rows], ["check", "result", "detail"]).splitlines():

@@ -6,9 +6,11 @@ from ..commands import containers, host_files
 from ..commands.host_reading import repair_facts
 from ..commands.locking import unlock_lock
 from ..configuration.settings import COLOURS
+from ..deploy.workers import put_right
 from ..errors import FAILED, LOCKED, Failure
 from ..model.pending import NOT_FAILED, history_note
 from ..model.plan import require_setup
+from ..model.processes import has_workers, procfile_of_commit
 from ..model.state import (empty_state, format_state, iso_utc, maintenance_of, now_iso,
                            parse_history, recover_branch, source_of)
 from ..output import emit, emit_json, table
@@ -71,6 +73,10 @@ def repair(session):
                 "deployed_by": recorded.get("deployed_by") or "unknown (rebuilt by repair)"}
             if ref:
                 record["ref"] = ref
+            processes = (recorded.get("processes") if recorded.get("commit") == commit
+                         else procfile_of_commit(old, commit))
+            if processes:
+                record["processes"] = processes
             state["colours"][colour] = record
         if view.nginx is not None and view.nginx.served is None:
             raise Failure(f"{s.nginx_file} proxies to port {view.nginx.port}, which is "
@@ -78,6 +84,10 @@ def repair(session):
                           "fix the nginx file or BLUE_PORT/GREEN_PORT, then repair again",
                           code=FAILED)
         state["live"] = view.nginx.served if view.nginx is not None else None
+        if old.get("procfiles"):
+            state["procfiles"] = old["procfiles"]
+        if has_workers(state):  # workers follow the colour nginx serves
+            state["workers"] = state["live"]
         state["updated_at"] = now_iso()
         line = session.history_line("ok", to_colour=state["live"])
         with rep.phase("repair") as ph:
@@ -89,6 +99,7 @@ def repair(session):
                               f"free space or fix {s.deploy_dir}, then repair again",
                               code=FAILED)
             ph.detail = f"state.json rebuilt: live {state['live'] or 'nothing'}"
+        put_right(session, state, state["live"])
         for colour in COLOURS:
             record = state["colours"][colour]
             if not record:
@@ -115,7 +126,7 @@ def new_host_key_line(host_name, accepted):
             f"first use and added to {path}")
 
 
-def logs(session, colour, lines, follow, prefix=""):
+def logs(session, colour, lines, follow, prefix="", process=None):
     """Stream a colour's container logs (default: the live colour); ``prefix``
     starts each line (the host's name when the task runs on several)."""
     connect(session)
@@ -132,7 +143,8 @@ def logs(session, colour, lines, follow, prefix=""):
             emit(prefix + text if prefix else text)
 
     try:
-        result = session.run(containers.logs(session.settings, colour, lines, follow),
+        result = session.run(containers.logs(session.settings, colour, lines, follow,
+                                             process),
                                   on_line=show)
     except KeyboardInterrupt:
         if not follow:

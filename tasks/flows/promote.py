@@ -1,9 +1,11 @@
 """fab promote: everyone to the staged colour or the canary (health, PRE_SWITCH_CMD, switch)."""
 
 from ..deploy.fleet_switch import SOLO
-from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
 from ..deploy.signatures import verify_kept
+from ..deploy.steps import Attempt, healthy_now, pre_switch, stop_old_colour, switch_everyone
+from ..deploy.workers import hand_over
 from ..model.pending import pending_source, plan_promote
+from ..model.processes import processes_of, worker_types
 from .watched import watch_release
 
 
@@ -30,8 +32,11 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0, f
             # A canary's clients met it: its PRE_SWITCH_CMD ran then.
             if p.kind != "canary" and fleet.runs_pre_switch(session.settings):
                 pre_switch(session, attempt, p.to)
+            attempt.fields["workers"] = worker_types(
+                processes_of(view.state, p.to), session.settings) or None
             state = switch_everyone(session, attempt, view.state, p.to,
                                     nginx_version=view.nginx_version, fleet=fleet)
+            hand_over(session, state, p.to, p.live, before=view.state)
         rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
                  "everyone is on it")
         figures = None

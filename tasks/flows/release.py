@@ -15,8 +15,10 @@ from ..commands.kept_images import list_script
 from ..deploy.fleet_switch import SOLO
 from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
+from ..deploy.workers import hand_over
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
+from ..model.processes import with_processes, worker_types
 from ..model.state import with_release, with_signer
 from ..shipping.ship import source_note
 from .stage_canary import release_canary, release_staged
@@ -55,12 +57,6 @@ def release(session, request):
     if request.no_switch:
         return release_staged(session, request)
     return release_live(session, request)
-
-
-def after_switch(session, attempt, new, old):
-    """The one point on each host after its switch (and, over several hosts,
-    after every host verified): what follows the web's switch goes here
-    (worker processes hand over: SPEC "Worker processes")."""
 
 
 def release_live(session, request, first=False, fleet=SOLO):
@@ -103,15 +99,19 @@ def release_live(session, request, first=False, fleet=SOLO):
                 # a revert switches every host back (none recorded yet).
                 fleet.watch_batch = lambda: watch_batch(session, new=target, old=plan.live,
                                                         seconds=watch_seconds)
-            state = with_release(view.state, target, branch=plan.record_branch,
-                                 commit=commit, image=image, who=describe_who(session.who),
-                                 live=True, ref=plan.ref, deployed=plan.branch,
-                                 from_image=from_image)
+            state = with_processes(
+                with_release(view.state, target, branch=plan.record_branch, commit=commit,
+                             image=image, who=describe_who(session.who), live=True,
+                             ref=plan.ref, deployed=plan.branch, from_image=from_image),
+                target, attempt.processes, commit, workers=target)
             state = with_signer(state, target, attempt.fields.get("signer"))
+            attempt.fields["workers"] = worker_types(attempt.processes, s) or None
             # The kept releases are read while nginx reloads; pruned once recorded.
             kept = go_live(session, attempt, target, state, read_meanwhile=list_script(s),
                            fleet=fleet)  # every host switches at once, records once all verified
-            after_switch(session, attempt, new=target, old=plan.live)
+            # After the web's switch (over several hosts: after every host
+            # verified and recorded), the workers follow it on this host.
+            hand_over(session, state, target, plan.live, before=view.state)
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
         watched = None
         if watch_seconds and not plan.live:

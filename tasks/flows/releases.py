@@ -6,11 +6,13 @@ from ..deploy import health
 from ..deploy.prune import gather, prune_releases
 from ..deploy.signatures import verify_kept
 from ..deploy.steps import Attempt, go_live, step_bound
+from ..deploy.workers import hand_over
 from ..errors import FAILED, Failure
 from ..model.kept_releases import human_size, resolve
 from ..model.lock_owner import describe_who
 from ..model.pending import refuse_during_canary
 from ..model.plan import require_setup
+from ..model.processes import processes_of, procfile_of_commit, with_processes, worker_types
 from ..model.state import with_release, with_signer
 from ..output import emit, emit_json, table
 
@@ -79,11 +81,15 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
                 ph.detail = health.gate(session.host, s, target, rep)
 
             branch = release.branch or view.record(target).get("branch") or s.branch_of(target)
-            state = with_release(view.state, target, branch=branch, commit=commit,
-                                 image=release.image, who=describe_who(session.who),
-                                 live=True, ref=release.ref)
+            state = with_processes(
+                with_release(view.state, target, branch=branch, commit=commit,
+                             image=release.image, who=describe_who(session.who),
+                             live=True, ref=release.ref),
+                target, procfile_of_commit(view.state, commit), commit, workers=target)
             state = with_signer(state, target, signer)
+            attempt.fields["workers"] = worker_types(processes_of(state, target), s) or None
             go_live(session, attempt, target, state)
+            hand_over(session, state, target, view.live, before=view.state)
         prune_releases(session, state)
     summary = session.summary("ok", live=target, previous=view.live, commit=commit,
                               branch=branch, image=release.image)

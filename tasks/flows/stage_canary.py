@@ -11,6 +11,7 @@ from ..deploy.steps import Attempt, bring_up, built_fields, pre_switch, switch_n
 from ..model.lock_owner import describe_who
 from ..model.pending import plan_canary, qa_access, with_pending
 from ..model.plan import plan_release
+from ..model.processes import with_processes
 from ..model.state import bypass_headers, format_state, with_signer
 from .watched import watch_canary
 
@@ -89,9 +90,11 @@ def bring_up_idle(session, attempt, view, request):
 def record_pending(session, attempt, view, plan, pending, commit, image, percent=None):
     """Record the new colour as ``pending`` (staged or canary): state.json and
     history, one step. Returns the new state."""
-    state = with_pending(view.state, plan.target, pending, branch=plan.record_branch,
-                         commit=commit, image=image, who=describe_who(session.who),
-                         ref=plan.ref, percent=percent, deployed=plan.branch)
+    state = with_processes(
+        with_pending(view.state, plan.target, pending, branch=plan.record_branch,
+                     commit=commit, image=image, who=describe_who(session.who),
+                     ref=plan.ref, percent=percent, deployed=plan.branch),
+        plan.target, attempt.processes, commit)
     state = with_signer(state, plan.target, attempt.fields.get("signer"))
     with attempt.step("record") as ph:
         session.record(format_state(state), session.history_line(

@@ -5,6 +5,7 @@ from ..deploy.health import describe_probe
 from ..errors import NO_CONNECTION
 from ..model.nginx_file import keepalive_verdict
 from ..model.pending import canary_of
+from ..model.processes import process_counts
 from ..model.state import build_of, last_failure, maintenance_of, source_of
 from ..output import table
 
@@ -14,7 +15,7 @@ def gather_status(session, json_mode=False):
     s, name = session.settings, session.name
     session.reporter.quiet = True
     session.host.connect()
-    view = session.inspect(history_lines=50)
+    view = session.inspect(history_lines=50, workers=True)
     accepted = session.host.accepted_host_key
     result = {"host": name, "app": s.app_name, "deploy_dir": s.deploy_dir,
               "set_up": view.deploy_dir, "live": view.live, "drift": view.drift,
@@ -65,6 +66,7 @@ def gather_status(session, json_mode=False):
             "image": record.get("image"), "deployed_at": record.get("deployed_at"),
             "deployed_by": record.get("deployed_by"), "signed_by": record.get("signed_by"),
             "container": container.describe(), "healthy": healthy, "health": answer,
+            "processes": process_counts(view.state, colour, view.workers, s),
             "last_failure": ({"time": attempt.get("time"), "phase": attempt.get("phase"),
                               "commit": attempt.get("commit"), "error": attempt.get("error")}
                              if failed else None),
@@ -104,6 +106,12 @@ def notes(r):
     if key:
         out.append(f"new host key {key['type']} {key['fingerprint']} trusted on first use "
                    f"and added to {key['added_to']}")
+    for colour, c in r["colours"].items():
+        if c.get("processes"):
+            out.append(f"{colour} processes: " + ", ".join(
+                f"{kind} {p['running']}/{p['wanted']}"
+                + (f" ({p['restarts']} restarts)" if p["restarts"] else "")
+                for kind, p in c["processes"].items()))
     for colour, c in r["colours"].items():
         if c.get("signed_by"):
             out.append(f"{colour}: {(c['commit'] or '?')[:12]} signed by {c['signed_by']} "

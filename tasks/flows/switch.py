@@ -2,8 +2,10 @@
 
 from ..deploy.fleet_switch import SOLO
 from ..deploy.steps import Attempt, go_live, healthy_now
+from ..deploy.workers import hand_over
 from ..model.pending import after_switch, canary_of
 from ..model.plan import plan_switch
+from ..model.processes import has_workers, processes_of, with_workers, worker_types, workers_colour
 from ..model.state import build_of, source_of
 
 
@@ -30,8 +32,16 @@ def switch(session, to=None, *, wait_lock=0.0, fleet=SOLO):
             healthy_now(session, attempt, to)
             fleet.prepared()  # every host can switch, or none does
 
-            go_live(session, attempt, to, after_switch(view.state, to, canary and canary[0]),
-                    unlock=True, fleet=fleet)  # the record step drops the lock too
+            state = with_workers(after_switch(view.state, to, canary and canary[0]), to)
+            workers = has_workers(view.state)
+            if workers and workers_colour(view.state) != to:
+                attempt.fields["workers"] = worker_types(processes_of(view.state, to), s) or None
+            # Without workers the record step drops the lock too; with them, web
+            # switched just as fast (over several hosts: every host verified and
+            # recorded), then the workers follow under the lock.
+            go_live(session, attempt, to, state, unlock=not workers, fleet=fleet)
+            if workers:
+                hand_over(session, state, to, view.live, before=view.state)
     summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

@@ -9,9 +9,11 @@ import time
 from ..deploy.fleet_switch import SOLO
 from ..deploy.steps import Attempt, stop_colour, switch_everyone, switch_nginx, verify
 from ..deploy.watch import watch
+from ..deploy.workers import hand_over
 from ..errors import FAILED, Failure
 from ..model.access_log import OK, REVERT, TOO_FEW
 from ..model.pending import with_withdrawn
+from ..model.processes import with_workers
 from ..model.state import format_state
 
 
@@ -66,7 +68,9 @@ def watch_canary(session, state, *, new, old, seconds, fields, stop_old=False, b
     rep.line(f"watch ended clean: {line}; promoting {new}")
     with Attempt(session, live=old, fields={**fields, "from_colour": old, "to_colour": new,
                                             "was": "canary", "watch": figures}) as attempt:
-        switch_everyone(session, attempt, state, new, nginx_version=session.view.nginx_version)
+        promoted = switch_everyone(session, attempt, state, new,
+                                   nginx_version=session.view.nginx_version)
+        hand_over(session, promoted, new, old, before=state)
     figures["promoted"] = True
     if stop_old:
         stop_colour(session, old)
@@ -108,12 +112,14 @@ def revert(session, state, outcome, fields, before, cause=None):
         # the host's clock, the switch and its verification on ours.
         figures["reverted_after_first_5xx"] = round(
             outcome.detected_after_first_5xx + time.monotonic() - started, 2)
+    back = with_workers(with_withdrawn(state, new, old, "reverted", before), old)
     with rep.phase("record") as ph:
-        session.record(format_state(with_withdrawn(state, new, old, "reverted", before)),
+        session.record(format_state(back),
                        session.history_line("reverted", **{
                            **fields, "from_colour": new, "to_colour": old,
                            "watch": figures, **({"caused_by": cause} if cause else {})}))
         ph.detail = "state.json, history (reverted)"
+    hand_over(session, back, old, new, before=state, undo=False)  # a release's go back
     raise Failure(f"reverted by the watch: {why}; {old} serves everyone again",
                   f"{new} keeps the release for a look: fab -H {name} logs --colour {new}; "
                   "fix it and release again", code=FAILED,

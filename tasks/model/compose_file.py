@@ -3,19 +3,48 @@
 import json
 from dataclasses import dataclass
 
+import yaml
+
 from ..configuration.settings import COLOURS
+from .processes import web_command, workers_of
 from .templating import render_template, yaml_string
 
 
-def render_compose(settings):
-    """The whole compose file: services blue and green, project APP_NAME."""
+def render_compose(settings, processes=None):
+    """The whole compose file: per colour its web service and one service per
+    worker type (``processes``: {colour: {type: command}}, the Procfile each
+    colour's release has; None: no workers), project APP_NAME."""
+    processes = processes or {}
     bind = settings.bind_address
     if ":" in bind:
         bind = f"[{bind}]"
-    # Compose interpolates $VAR in the file; the command is the app's own.
-    app_cmd = yaml_string(settings.app_cmd.replace("$", "$$")) if settings.app_cmd else ""
-    return render_template("compose.yml.j2", s=settings, colours=COLOURS,
-                           bind=bind, app_cmd=app_cmd)
+    web_cmd = {c: compose_command(web_command(processes.get(c), settings)) for c in COLOURS}
+    workers = {c: workers_of(processes.get(c), settings) for c in COLOURS}
+    override = dict(settings.compose_override)
+    labels = override.pop("labels", None) or {}
+    if not isinstance(labels, dict):
+        labels = dict(str(x).partition("=")[::2] for x in labels)
+    override_text = ""
+    if override:
+        dumped = yaml.safe_dump(override, default_flow_style=False, sort_keys=False)
+        override_text = "".join(f"    {line}\n" for line in dumped.splitlines())
+    return render_template("compose.yml.j2", s=settings, colours=COLOURS, bind=bind,
+                           web_cmd=web_cmd, workers=workers, quoted=compose_command,
+                           volumes=settings.volumes, named_volumes=named_volumes(settings),
+                           override=override_text,
+                           extra_labels=[(yaml_string(str(k)), yaml_string(str(v)))
+                                         for k, v in labels.items()])
+
+
+def compose_command(command):
+    """A command line as compose's `command:` (Compose interpolates $VAR in the
+    file; the command is the app's own)."""
+    return yaml_string(command.replace("$", "$$")) if command else ""
+
+
+def named_volumes(settings):
+    """The volume names of VOLUMES (not host paths): compose makes APP_NAME_NAME."""
+    return [spec.split(":")[0] for spec in settings.volumes if not spec.startswith("/")]
 
 
 def render_clojure_dockerfile(settings):

@@ -18,6 +18,7 @@ class HostView:
     app_env_hash: str = ""
     listening: dict = field(default_factory=dict)  # port -> process name ('' if unknown)
     nginx_version: str = ""  # of the nginx NGINX_TEST_CMD runs; '' when unknown
+    workers: dict = field(default_factory=dict)  # colour -> type -> counts (status)
     lock_taken_over: object = None  # lock.Holder of a stale lock this task took over
 
     @property

@@ -31,7 +31,9 @@ from ..commands import building
 from ..commands.base import NO_DEPLOY_DIR, START_FAILED, block, mark, q, write_file
 from ..errors import FAILED, Failure
 from ..model.compose_file import render_compose
+from ..model.processes import compose_processes, read_procfile
 from .gzip_archive import encode
+from .procfile_here import procfile_here
 
 
 # --- pure: layers and what the host has ------------------------------------------------
@@ -332,6 +334,7 @@ def deliver(session, attempt, plan, artifacts, on_line):
     attempt.fields.update(commit=image.commit, build=image.source)
     if image.commit in artifacts.signers:  # ALLOWED_SIGNERS: verified here
         attempt.fields["signer"] = artifacts.signers[image.commit]
+    attempt.processes = read_procfile(procfile_here(s, image), s, session.name)
     if image.source == "image":
         attempt.fields["image"] = image.name
 
@@ -347,7 +350,8 @@ def deliver(session, attempt, plan, artifacts, on_line):
     previous = session.view.record(plan.target)
     with rep.phase("place") as ph:
         result = session.run(place_script(
-            s, plan.target, image.commit, render_compose(s),
+            s, plan.target, image.commit, render_compose(s, compose_processes(
+                session.view.state, plan.target, attempt.processes)),
             previous=(previous.get("commit"), previous.get("image"))))
         if result.code != 0:
             raise Failure(f"{result.values.get('error') or 'placing the image failed'} "

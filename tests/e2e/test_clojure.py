@@ -207,3 +207,44 @@ def test_health_answers_only_while_the_database_does(clj):
     finally:
         clj.db.pg_ctl("start")
     assert wait_until(lambda: clj.get("/health", port=port)[0] == 200, timeout=20)
+
+
+def test_a_worker_from_the_procfile_takes_jobs_released_with_its_migration(clj):
+    """The Procfile instead of APP_CMD and PRE_SWITCH_CMD: `release` migrates
+    (the jobs table), `worker` takes jobs with FOR UPDATE SKIP LOCKED; across a
+    release and a rollback every job is done exactly once, and workers run only
+    in the serving colour."""
+    clj.set(APP_CMD=None, PRE_SWITCH_CMD=None, WORKER_READY_SECONDS=5,
+            WORKER_STOP_TIMEOUT=20)
+    try:
+        migrations = ("001-create-items.sql", "002-add-note.sql", "004-jobs.sql")
+        clj.app.commit("w1", migrations=migrations, query="v2", procfile=jvmapp.PROCFILE)
+        r = fab(clj, "release", timeout=FAB_TIMEOUT)
+        assert "the Procfile's release ran" in output(r), output(r)
+
+        def add_jobs(n):
+            clj.db.psql(f"INSERT INTO jobs (done_by) SELECT NULL FROM generate_series(1, {n})",
+                        db=clj.db_name)
+
+        def pending():
+            return int(clj.db.psql("SELECT count(*) FROM jobs WHERE done_by IS NULL",
+                                   db=clj.db_name))
+
+        add_jobs(50)
+        assert wait_until(lambda: pending() == 0, timeout=120), pending()
+        clj.app.commit("w2", migrations=migrations, query="v2", procfile=jvmapp.PROCFILE)
+        add_jobs(50)
+        fab(clj, "release", timeout=FAB_TIMEOUT)
+        add_jobs(50)
+        fab(clj, "rollback", timeout=FAB_TIMEOUT)
+        add_jobs(50)
+        assert wait_until(lambda: pending() == 0, timeout=120), pending()
+        counts = clj.db.psql("SELECT count(*), max(done_count), min(done_count) FROM jobs",
+                             db=clj.db_name)
+        assert counts.split("|") == ["200", "1", "1"], counts
+        live = status_json(clj)["live"]
+        running = {c["service"] for c in clj.containers() if c["state"] == "running"}
+        assert f"{live}-worker" in running and not {s for s in running if s.endswith(
+            "-worker") and not s.startswith(live)}, running
+    finally:
+        clj.set(APP_CMD=jvmapp.APP_CMD, PRE_SWITCH_CMD=jvmapp.MIGRATE_CMD)

@@ -13,7 +13,11 @@ host must match a model of what the docs promise:
   (with no watch, or after a clean one) stopped it;
 - each colour's recorded branch is that of its last release that went live;
 - history names exactly what each step deployed;
-- `status` shows each colour's role.
+- `status` shows each colour's role;
+- workers (a queue worker and a stop-first `clock`, from the sample's
+  Procfile) run in exactly one colour, the one serving everyone; no job of a
+  steady stream is done twice, the clock never runs twice at once, and at
+  the end of a sequence every job was done exactly once (a job ledger).
 
 CI runs the sequences that broke before (fixed) and one derandomized random
 sequence. A long run:
@@ -39,6 +43,7 @@ import loadgen
 import loophost as lh
 from released import FAB_TIMEOUT, fab_background, no_traceback, wait_until
 from support.project import Project
+from workerkit import FILES, PROCFILE, JobStream, assert_one_clock, assert_promise
 
 LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
 VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
@@ -81,9 +86,12 @@ class Deploys(RuleBasedStateMachine):
         base = factory.mktemp("seq")
         self.app = lh.SampleApp(base / "app")
         self.n = 0
-        first = self.app.commit("b0")
+        first = self.app.commit("b0", procfile=PROCFILE, files=FILES)
         self.project = Project(base / "p", host, self.app)
-        self.project.set(**FAST)
+        self.jobs = base / "jobs"
+        self.project.set(**FAST, VOLUMES=f"{self.jobs}:/jobs", WORKER_READY_SECONDS="1",
+                         WORKER_STOP_TIMEOUT="3")
+        self.stream = JobStream(self.jobs, rate=5)
         self.base = base
         self.history_seen = 0
         self.c = {colour: Colour() for colour in COLOURS}
@@ -99,9 +107,15 @@ class Deploys(RuleBasedStateMachine):
         self.commits[blue.commit] = ("b0", False, "main")
         self.live = "blue"
         self.history_seen = len(self.history())
+        self.stream.__enter__()
 
     def teardown(self):
-        self.project.remove()
+        self.stream.__exit__(None, None, None)
+        try:
+            if not getattr(self, "broken", False):
+                self.stream.assert_exactly_once()
+        finally:
+            self.project.remove()
         shutil.rmtree(self.base, ignore_errors=True)
 
     # --- running fab -------------------------------------------------------------------
@@ -134,7 +148,7 @@ class Deploys(RuleBasedStateMachine):
         self.n += 1
         label = f"b{self.n}"
         commit = self.app.commit(label, kind="pages500" if bad else "ok", branch=branch,
-                                 slow=slow)
+                                 slow=slow, procfile=PROCFILE, files=FILES)
         return label, commit
 
     # --- the model's moves ------------------------------------------------------------
@@ -367,6 +381,18 @@ class Deploys(RuleBasedStateMachine):
         self.check_state()
         self.check_history()
         self.check_status()
+        self.check_workers()
+
+    def check_workers(self):
+        try:
+            assert_promise(self.project)
+            assert_one_clock(self.jobs)
+            twice = {n: lines for n, lines in self.stream.ledger(timeout=0).items()
+                     if len(lines) > 1}
+            assert not twice, f"jobs done twice: {twice}"
+        except AssertionError:
+            self.broken = True
+            raise
 
     def check_public(self):
         live = self.c[self.live]

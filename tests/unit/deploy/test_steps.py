@@ -21,8 +21,7 @@ from tasks.commands.building import restore
 from tasks.commands.containers import logs_tail, stop
 from tasks.connection.http_channel import Response, describe_request
 from tasks.deploy import steps
-from tasks.deploy.steps import (is_progress, last_line, restore_idle, step_bound, step_failed,
-                                switch_nginx)
+from tasks.deploy.steps import restore_idle, step_bound, switch_nginx
 from tasks.errors import Failure
 from tasks.model.compose_file import Container
 from tasks.model.nginx_file import render_nginx
@@ -245,32 +244,6 @@ def test_each_step_names_its_phase_once_in_the_attempt(s, monkeypatch):
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def test_step_failed_names_the_error_or_the_exit_and_the_last_output():
-    r = read_step("Cloning...\n\n  fatal: could not read from remote  \n"
-                  f"{M} error git fetch from GIT_REPO failed", code=42)
-    f = step_failed(r, "git", "check GIT_REPO")
-    assert f.message == "git fetch from GIT_REPO failed; nothing live changed"
-    assert f.hint == "check GIT_REPO; last output: fatal: could not read from remote"
-    f = step_failed(read_step("", code=43), "build", "see above")
-    assert (f.message, f.hint) == ("the build step failed (exit 43); nothing live changed",
-                                   "see above")
-
-
-def test_last_line_prefers_what_nginx_calls_an_emergency():
-    assert last_line("a\n[emerg] x\nb\n") == "[emerg] x"
-    assert last_line("a\n  b  \n\n") == "b"
-    assert last_line("") == last_line(None) == "(no output)"
-
-
-@pytest.mark.parametrize("line, shown", [
-    ("#5 [2/3] RUN make", True), ("#1 [internal] load build definition", False),
-    ("ERROR: failed to solve", True), ("Step 2/7 : COPY . .", True),
-    (" Container shop-green-1  Built", True), ("#5 0.312 compiling", False),
-])
-def test_is_progress(line, shown):
-    assert is_progress(line) is shown
 
 
 def test_step_bound_is_the_hosts_bound_and_some():

@@ -29,12 +29,14 @@ def test_bridge_compose_publishes_on_bind_address(settings):
         svc = data["services"][colour]
         assert svc["ports"] == [f"127.0.0.1:{port}:3000"]
         assert "network_mode" not in svc
-        assert svc["environment"] == {"PORT": "3000", "BLUEGREEN_COLOUR": colour}
+        assert svc["environment"] == {"PORT": "3000", "BLUEGREEN_COLOUR": colour,
+                                      "BLUEGREEN_PROCESS": "web"}
         assert svc["build"] == {"context": f"./{colour}"}
         assert svc["image"] == f"bluegreen-shop:{colour}"
         assert svc["init"] is True and svc["restart"] == "unless-stopped"
         assert svc["stop_grace_period"] == "10s"
-        assert svc["labels"] == {"bluegreen.app": "shop", "bluegreen.colour": colour}
+        assert svc["labels"] == {"bluegreen.app": "shop", "bluegreen.colour": colour,
+                                 "bluegreen.process": "web"}
         assert "env_file" not in svc and "command" not in svc
 
 
