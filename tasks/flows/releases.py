@@ -6,7 +6,7 @@ from ..deploy import health
 from ..deploy.prune import gather, prune_releases
 from ..deploy.steps import Attempt, go_live, step_bound
 from ..errors import FAILED, Failure
-from ..model.kept_releases import human_size, resolve
+from ..model.kept_releases import human_size, not_releases, resolve
 from ..model.lock_owner import describe_who
 from ..model.pending import refuse_during_canary
 from ..model.plan import require_setup
@@ -25,16 +25,17 @@ def releases(session, json_mode):
         for release in found:
             emit_json(release.to_json(name, s.app_name))
         return None
-    emit(f"{name}  kept releases of {s.app_name} (newest first; KEEP_RELEASES="
-         f"{s.keep_releases})")
+    emit(f"{name}  kept releases of {s.app_name} (most recently released first; "
+         f"KEEP_RELEASES={s.keep_releases}; failed and reverted builds are not kept)")
     if not found:
         emit("  none yet")
         return None
     rows = [[r.commit[:12], r.ref and f"ref {r.ref}" or r.branch or "-",
              r.built_at or "-", human_size(r.size),
-             ", ".join(r.colours) + (" (live)" if r.live else "") if r.colours else "-"]
+             ", ".join(r.colours) + (" (live)" if r.live else "") if r.colours else "-",
+             "yes" if r.ever_live else "never"]
             for r in found]
-    emit(table(rows, ["commit", "branch", "built at", "size", "runs in"]))
+    emit(table(rows, ["commit", "branch", "built at", "size", "runs in", "was live"]))
     return None
 
 
@@ -47,9 +48,11 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         require_setup(view, name)
         # The idle colour it starts the release in serves a canary's clients.
         refuse_during_canary(view, name)
-        _, kept, _, _ = gather(session)
-        release = resolve(prefix, kept, name)
-        live_commit = view.record(view.live).get("commit") if view.live else None
+        images, kept, _, history = gather(session)
+        release = resolve(prefix, kept, name,
+                          not_kept=not_releases(images, s.app_name, view.state, history))
+        live_commit = ((view.runs(view.live) or view.record(view.live).get("commit"))
+                       if view.live else None)
         if release.commit == live_commit:
             raise Failure(f"{release.commit[:12]} is already live on {name} ({view.live}); "
                           "nothing changed", "`fab releases` lists the other kept ones",

@@ -296,7 +296,8 @@ class Deploys(RuleBasedStateMachine):
     @precondition(lambda self: self.c[other(self.live)].commit)
     @rule()
     def rollback_to_idle_build(self):
-        """rollback --to the commit the idle colour was built with (always kept)."""
+        """rollback --to the commit the idle colour was built with: kept unless
+        its watch reverted it."""
         idle = other(self.live)
         c = self.c[idle]
         if self.canary:
@@ -308,11 +309,18 @@ class Deploys(RuleBasedStateMachine):
             self.fab_ok("rollback", "--to", c.commit[:12], code=1)
             self.expected = []
             return
-        self.fab_ok("rollback", "--to", c.commit[:12])
         label, _, deployed = self.commits[c.commit]
+        if label in self.reverted:
+            # A build its watch reverted is no kept release (SPEC, "What the tool
+            # reports is what runs"): refused before anything changes, and the
+            # colour never follows its branch.
+            self.fab_ok("rollback", "--to", c.commit[:12], code=1)
+            assert f"release --ref {c.commit}" in self.last.stderr, self.last.stderr
+            self.expected = []
+            return
+        self.fab_ok("rollback", "--to", c.commit[:12])
         c.running, c.pending, c.records, c.follows = True, None, None, deployed
         self.live = idle
-        self.reverted.discard(label)
         self.expected = [("rollback", "ok", idle, deployed, c.commit)]
 
     @rule()
