@@ -16,8 +16,10 @@ from ..deploy.prune import prune_releases
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
-from ..model.state import with_release
+from ..model.dry_run import follow_note
+from ..model.state import maintenance_of, with_release
 from ..shipping.ship import source_note
+from .plan import look_ahead, unchanged
 from .stage_canary import release_canary, release_staged
 from .watched import watch_release
 
@@ -35,6 +37,7 @@ class ReleaseRequest:
     no_switch: bool = False  # stage: build and check the idle colour, switch nothing
     percent: int = None  # canary: this share of clients to the new colour
     artifacts: object = None  # the run's shipping.local_build.Artifacts (None: none)
+    force: bool = False  # release even when the live colour runs the same commit and files
 
     def made_here(self, settings):
         """The Artifacts that make this host's image on this machine (--image,
@@ -71,6 +74,13 @@ def release_live(session, request, first=False):
             if plan.drift:
                 rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} "
                          "is live")
+            note = follow_note(view, plan, branch is not None or ref is not None)
+            if note:
+                rep.line(note)
+            if plan.live and not request.force and not first:
+                ahead, _ = look_ahead(session, view, plan, request)
+                if ahead.unchanged:  # keeps the other colour as the rollback target
+                    return unchanged(session, plan, ahead)
             session.upload_app_env()
 
             commit, image = bring_up(session, attempt, plan, request.made_here(s))
@@ -99,4 +109,12 @@ def release_live(session, request, first=False):
             if plan.live and not stopped else "")
     rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, plan.source)})"
              f" in {summary['seconds']:.1f}s{keep}")
+    if maintenance_of(state):
+        rep.line(maintenance_reminder(name))
     return summary
+
+
+def maintenance_reminder(host_name):
+    """What a release, promote or rollback says while the maintenance page is on."""
+    return (f"maintenance is still on: the public still gets the 503 page; "
+            f"`fab -H {host_name} maintenance off` ends it")

@@ -355,3 +355,17 @@ def run_bounded(cmd, seconds, on_line):
     finally:
         timer.cancel()
     return ("timeout" if timed_out.is_set() else proc.returncode), last
+
+
+def remote_commit(settings, plan):
+    """The commit GIT_REPO names for the plan, asked from here (`git ls-remote`,
+    no checkout): '' when only a checkout can tell (a short sha, no access)."""
+    want = plan.ref or plan.branch
+    result = git(settings, "ls-remote", settings.git_repo, f"refs/heads/{want}",
+                 f"refs/tags/{want}", f"refs/tags/{want}^{{}}")
+    rows = dict(reversed(line.split("\t", 1)) for line in result.stdout.splitlines()
+                if "\t" in line) if result.returncode == 0 else {}
+    for name in (f"refs/tags/{want}^{{}}", f"refs/tags/{want}", f"refs/heads/{want}"):
+        if rows.get(name):
+            return rows[name]
+    return want if plan.ref and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", want) else ""
