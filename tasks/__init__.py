@@ -5,9 +5,10 @@ import gc
 
 from invoke import Collection
 
+from .cli.host_tasks import HOST_TASKS
 from .cli.tasks import TASKS
 
-ns = Collection(*TASKS)
+ns = Collection(*TASKS, *HOST_TASKS)
 
 # Once a task is done, Python's last garbage collection walks every object
 # paramiko, cryptography and Fabric made: 30-40 ms of each `fab` here, to

@@ -25,7 +25,8 @@ from ..output import Reporter, emit, emit_json
 
 # Tasks that take the lock and record their attempt: only their Ctrl-C
 # message speaks of the lock and history.
-CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance")
+CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance",
+                  "remove")
 
 
 def failure_json(exc, task_name, host=None):

@@ -9,6 +9,11 @@ from .base import (BUILD_FAILED, GIT_FAILED, NO_DEPLOY_DIR, START_FAILED, TIMED_
 from .containers import drain
 
 
+# The branches of GIT_REPO a checkout knows, on one line (for "did you mean").
+ORIGIN_BRANCHES = ("$(git for-each-ref --format='%(refname:lstrip=3)' refs/remotes/origin "
+                   "| head -n 200 | tr '\\n' ' ')")
+
+
 def checkout(settings, colour, *, branch, ref):
     """Bring the colour's checkout to the commit (fetch, detached checkout, clean).
 
@@ -38,7 +43,7 @@ fi
 cd {q(path)} || exit {GIT_FAILED}
 git remote set-url origin {q(settings.git_repo)}
 {git} fetch --quiet --prune --tags --force origin '+refs/heads/*:refs/remotes/origin/*' 2>&1 || {{ {mark('error', 'git fetch from GIT_REPO failed')}; exit {GIT_FAILED}; }}
-commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; exit {GIT_FAILED}; }}
+commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; {mark('branches', ORIGIN_BRANCHES)}; exit {GIT_FAILED}; }}
 git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ {mark('error', 'git checkout failed')}; exit {GIT_FAILED}; }}
 {mark('commit', '$commit')}
 {subject}

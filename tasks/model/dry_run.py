@@ -6,14 +6,9 @@ and keeps the other colour as the rollback target; `release --plan` says
 all of it without acting.
 """
 
-import difflib
 from dataclasses import dataclass
 
-
-def did_you_mean(name, names):
-    """' (did you mean main?)' when ``name`` is close to some of ``names``, else ''."""
-    close = difflib.get_close_matches(name or "", sorted(set(names or ())), n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
+from ..configuration.values import did_you_mean  # noqa: F401 (the plan's words)
 
 
 @dataclass(frozen=True)
