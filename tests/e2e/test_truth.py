@@ -135,7 +135,7 @@ def test_did_you_mean_a_branch_or_a_host(p):
 def test_one_meaning_per_short_flag(p):
     out = output(fab(p, "--help", "release"))
     assert "-c, --canary" not in out and "--canary" in out
-    assert "-t, --watch" not in out and "-w, --wait-lock" in out
+    assert "-t, --watch" not in out and "-w STRING, --wait-lock" in out
 
 
 def test_remove_takes_the_app_off_and_leaves_other_apps(p):
