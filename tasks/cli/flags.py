@@ -9,7 +9,8 @@ import invoke
 
 from ..configuration import values
 from ..configuration.settings import COLOURS, is_utf8
-from ..configuration.values import SECONDS_SYNTAX, Invalid, seconds_of, whole_number
+from ..configuration.durations import SECONDS_SYNTAX, seconds_of
+from ..configuration.values import Invalid, whole_number
 from ..errors import BAD_INPUT, ConfigError, Failure
 
 

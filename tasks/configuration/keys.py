@@ -8,6 +8,8 @@ row's check.
 
 from dataclasses import dataclass
 
+from .durations import (check_non_negative_seconds, check_positive_seconds,
+                        check_positive_whole_seconds)
 from .nginx_values import check_asset_paths, check_maintenance_page_file, check_nginx_snippet_file
 from .values import (check_abs_path, check_app_name, check_bool, check_branch, check_build_on,
                      check_command, check_deploy_dir, check_fraction, check_git_repo,
@@ -16,9 +18,7 @@ from .values import (check_abs_path, check_app_name, check_bool, check_branch, c
                      check_network, check_nginx_duration, check_nginx_size,
                      check_optional_abs_path, check_optional_command, check_port,
                      check_positive_int, check_private_key,
-                     check_server_name, check_size_bytes, check_timeout_seconds,
-                     check_non_negative_seconds, check_positive_seconds,
-                     check_positive_whole_seconds)
+                     check_server_name, check_size_bytes, check_timeout_seconds)
 
 
 # Values that must never appear in output, errors or history.

@@ -52,7 +52,9 @@ def repair(session):
             recorded = (old.get("colours") or {}).get(colour) or {}
             # What the container runs (its image's tag or label), never the
             # colour's checkout: after a failed release that holds the failed build.
-            commit = view.runs(colour) or None
+            # A stopped one runs nothing: its record stands, else its image's.
+            commit = (view.runs(colour) or recorded.get("commit")
+                      or container.runs_commit() or None)
             if not commit and container.state == "missing":
                 continue
             same = recorded.get("commit") == commit  # the record still tells of it

@@ -52,9 +52,14 @@ class HostView:
 
     def runs(self, colour):
         """The commit ``colour``'s container runs, told by its image ('' when
-        it has no container or the image names no commit); never the
-        colour's checkout, which may hold a failed build."""
-        return self.containers[colour].runs_commit(self.record(colour).get("commit"))
+        no container runs there, or its image names no commit); never the
+        colour's checkout, which may hold a failed build. A stopped
+        container runs nothing (after a failed release into a stopped
+        colour it holds the failed build)."""
+        container = self.containers[colour]
+        if container.state not in ("running", "restarting", "paused"):
+            return ""
+        return container.runs_commit(self.record(colour).get("commit"))
 
     def colour_drift(self, colour):
         """A sentence when ``colour``'s container runs another commit than
