@@ -323,7 +323,8 @@ class Deploys(RuleBasedStateMachine):
             # reports is what runs"): refused before anything changes, and the
             # colour never follows its branch.
             self.fab_ok("rollback", "--to", c.commit[:12], code=1)
-            assert f"release --ref {c.commit}" in self.last.stderr, self.last.stderr
+            said = self.last.stdout + self.last.stderr
+            assert f"release --ref {c.commit}" in said, said
             self.expected = []
             return
         self.fab_ok("rollback", "--to", c.commit[:12])
@@ -362,8 +363,9 @@ class Deploys(RuleBasedStateMachine):
             return
         self.fab_ok(*args)
         if not force:
+            said = self.last.stdout + self.last.stderr
             assert f"nothing to release: {self.live} already runs {live.commit[:12]}" in \
-                self.last.stderr, self.last.stderr
+                said, said
             self.expected = []
             return
         target = other(self.live)

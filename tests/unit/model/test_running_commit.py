@@ -3,6 +3,11 @@
 import json
 from types import SimpleNamespace
 
+import pytest
+
+from tasks.errors import Failure
+from tasks.model.pending import refuse_pending
+
 from tasks.model.compose_file import parse_inspect
 from tasks.model.host_view import HostView
 
@@ -51,3 +56,22 @@ def test_a_colour_that_runs_another_commit_than_recorded_drifts():
     assert view.runs("green") == B and view.colour_drift("blue") is None
     assert view.colour_drift("green") == (
         f"green runs {B[:12]} but state.json records {A[:12]} for it")
+
+
+def test_a_refused_rollback_after_a_revert_names_rollback_to_the_release_before():
+    C = "c" * 40
+    out = lines(container("blue", "sha256:1"), container("green", "sha256:2"),
+                {"id": "sha256:1", "tags": [f"bluegreen-shop:{A}"], "labels": {}},
+                {"id": "sha256:2", "tags": [f"bluegreen-shop:{B}"], "labels": {}})
+    state = {"live": "blue", "colours": {"blue": {"commit": A},
+                                         "green": {"commit": B, "pending": "reverted"}}}
+    history = [{"task": "release", "result": "ok", "to": "green", "commit": C},
+               {"task": "release", "result": "ok", "to": "blue", "commit": A},
+               {"task": "release", "result": "ok", "to": "green", "commit": B},
+               {"task": "release", "result": "reverted", "to": "blue", "commit": B}]
+    view = HostView(now=0, deploy_dir=True, lock="", holder=None, state=state,
+                    state_error=None, nginx_text="", nginx=None,
+                    containers=parse_inspect(out, S), history=history)
+    with pytest.raises(Failure) as exc:
+        refuse_pending(view, "green", "prod")
+    assert f"fab -H prod rollback --to {C[:12]}" in exc.value.hint
