@@ -136,10 +136,17 @@ def releases_of(images, app, state, containers, history):
     released first."""
     rejected = not_releases(images, app, state, history)
     was_live = ever_live(history, state)
-    colours_of = {}
+    records = (state or {}).get("colours") or {}
+    colours_of = {}  # commit -> the colours whose container runs it
     for colour, container in (containers or {}).items():
         if container.image and container.state in ("running", "restarting", "paused"):
-            colours_of.setdefault(container.image, []).append(colour)
+            # Told by the image; a colour's image that names no commit (its tag
+            # moved to a rebuild of the same commit in the other colour) runs
+            # what the colour records.
+            recorded = (records.get(colour) or {}).get("commit")
+            commit = container.runs_commit(recorded) or recorded
+            if commit:
+                colours_of.setdefault(commit, []).append(colour)
     known = {}  # commit -> (branch, ref, released_at): history, then state.json
     for entry in history:
         if entry.get("commit") and went_live(entry):
@@ -152,21 +159,15 @@ def releases_of(images, app, state, containers, history):
             known[record["commit"]] = (build["branch"] or branch, build["ref"] or ref,
                                        max(at, iso_utc(record.get("deployed_at", "")) or ""))
     live = (state or {}).get("live")
-    live_container = (containers or {}).get(live)
-    live_image = live_container.image if live_container else None
     found = []
     for commit, image in builds_of(images, app):
         if commit in rejected:
             continue
         branch, ref, at = known.get(commit, (None, None, ""))
-        # One image can carry two commit tags: the colours run the one they record.
-        runs = [c for c in colours_of.get(image.id, [])
-                if containers[c].runs_commit(
-                    ((state or {}).get("colours") or {}).get(c, {}).get("commit")) in (commit, "")]
+        runs = colours_of.get(commit, [])
         found.append(Release(commit=commit, image=image.id, built_at=image.created,
                              released_at=at, size=image.size, branch=branch, ref=ref,
-                             colours=sorted(runs),
-                             live=bool(live_image) and image.id == live_image and live in runs,
+                             colours=sorted(runs), live=live in runs,
                              ever_live=commit in was_live))
     found.sort(key=lambda r: (r.newest, r.commit), reverse=True)
     return found

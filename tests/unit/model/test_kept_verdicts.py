@@ -54,3 +54,15 @@ def test_rollback_to_a_reverted_build_names_release_ref():
     assert exc.value.code == FAILED
     assert "watch reverted it" in exc.value.message
     assert f"fab -H prod release --ref {C['d']}" in exc.value.hint
+
+
+def test_a_commit_both_colours_run_lists_both():
+    """--force of the live commit: the rebuild takes the commit tag; the live
+    colour's image keeps only its colour tag, and still runs the commit."""
+    images = parse_images(f"{IMG['a']}|2025-01-01T10:00:00Z|1000|bluegreen-{APP}:blue \n"
+                          f"{IMG['b']}|2025-01-02T10:00:00Z|1000|bluegreen-{APP}:{C['a']} ")
+    state = {"live": "blue", "colours": {"blue": {"commit": C["a"]}, "green": {"commit": C["a"]}}}
+    containers = {"blue": Container("blue", "running", image=IMG["a"]),
+                  "green": Container("green", "running", image=IMG["b"], commits=(C["a"],))}
+    [release] = releases_of(images, APP, state, containers, [])
+    assert release.colours == ["blue", "green"] and release.live
