@@ -132,10 +132,15 @@ def test_did_you_mean_a_branch_or_a_host(p):
     assert "did you mean testhost?" in output(r), output(r)
 
 
-def test_one_meaning_per_short_flag(p):
+def test_one_meaning_per_short_flag_and_one_seconds_syntax(p):
     out = output(fab(p, "--help", "release"))
-    assert "-c, --canary" not in out and "--canary" in out
-    assert "-t, --watch" not in out and "-w STRING, --wait-lock" in out
+    assert "-c STRING, --canary" not in out and "--canary=STRING" in out  # -c: --colour
+    assert "-t STRING, --watch" not in out and "-w STRING, --wait-lock" in out
+    out = output(fab(p, "--help", "promote"))
+    assert "-a STRING, --wait-lock" not in out and "-w STRING, --wait-lock" in out
+    # --watch 2m as BUILD_TIMEOUT=2m: accepted (then nothing is staged: exit 1).
+    r = fab(p, "promote", "--watch", "2m", code=1)
+    assert "nothing is staged" in output(r), output(r)
 
 
 def test_remove_takes_the_app_off_and_leaves_other_apps(p):
