@@ -12,6 +12,7 @@ Each run's save and ship phases and wall time, medians printed.
 """
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def main():
             summary, _, r = b.fab_json("release", "--image", image, "--json")
             b.check(r, "release --image (first)")
             help_text = b.fab("--help", "release")[0].stdout
-            force = ["--force"] if "--force" in help_text else []
+            # An older fab has no --force (nor its guard): a plain release again.
+            force = ["--force"] if re.search(r"--force(?![-\w])", help_text) else []
             saves, ships, walls = [], [], []
             for _ in range(args.runs):
                 summary, wall, r = b.fab_json("release", "--image", image, *force, "--json")
