@@ -6,9 +6,10 @@ import gc
 from invoke import Collection
 
 from .cli.exec_task import exec_
+from .cli.host_tasks import HOST_TASKS
 from .cli.tasks import TASKS
 
-ns = Collection(*TASKS, exec_)
+ns = Collection(*TASKS, *HOST_TASKS, exec_)
 
 # Once a task is done, Python's last garbage collection walks every object
 # paramiko, cryptography and Fabric made: 30-40 ms of each `fab` here, to

@@ -2,11 +2,11 @@
 
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
 
 from ..errors import BAD_INPUT, Failure
 from ..flows.one_off import exec_command
-from .flags import check_colour, check_flag
+from .flags import check_colour, check_flag, task
 from .on_hosts import on_hosts, operator_task
 from .tasks import HOST_KEY_HELP
 

@@ -5,11 +5,41 @@ check_flag turns into one line naming the flag: exit 2, before any
 connection.
 """
 
+import invoke
+
 from ..configuration import values
 from ..configuration.process_values import PROCESS_TYPE_RE
 from ..configuration.settings import COLOURS, is_utf8
-from ..configuration.values import Invalid, decimal_number, whole_number
+from ..configuration.durations import SECONDS_SYNTAX, seconds_of
+from ..configuration.values import Invalid, whole_number
 from ..errors import BAD_INPUT, ConfigError, Failure
+
+
+# One meaning per short flag across every task; a flag not named here has
+# only its long name (Invoke would otherwise take a letter of its name, so
+# `-c` was --colour, --canary or --accept-new-host-key depending on the task).
+SHORT_FLAGS = {
+    "accept_new_host_key": "a", "branch": "b", "colour": "c", "follow": "f",
+    "interactive": "i", "json": "j", "lines": "l", "message": "m", "no_switch": "n",
+    "parallel": "p", "ref": "r", "stop_old": "s", "to": "t", "verbose": "v",
+    "wait_lock": "w",
+}
+
+
+class OneMeaningTask(invoke.Task):
+    """A task whose short flags come from SHORT_FLAGS only."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names:
+            opts["names"].append(short)
+        return opts
+
+
+def task(*args, **kwargs):
+    """invoke's @task(...) with one meaning per short flag (SHORT_FLAGS)."""
+    return invoke.task(*args, klass=OneMeaningTask, auto_shortflags=False, **kwargs)
 
 
 def check_colour(value):
@@ -19,10 +49,10 @@ def check_colour(value):
 
 
 def check_seconds(value):
-    seconds = decimal_number(str(value))
+    seconds = seconds_of(str(value))
     if seconds is None or not 0 <= seconds <= 86400:
-        raise values.Invalid("allowed: a number of seconds from 0 to 86400")
-    return seconds
+        raise values.Invalid(f"allowed: {SECONDS_SYNTAX}, from 0 to 24h")
+    return float(seconds)
 
 
 def check_percent(value):
@@ -49,10 +79,10 @@ def check_batch(value, percent, no_switch):
 
 def check_watch(value):
     """--watch: seconds of watching, at least one."""
-    seconds = decimal_number(str(value))
+    seconds = seconds_of(str(value))
     if seconds is None or not 1 <= seconds <= 86400:
-        raise values.Invalid("allowed: a number of seconds from 1 to 86400")
-    return seconds
+        raise values.Invalid(f"allowed: {SECONDS_SYNTAX}, from 1s to 24h")
+    return float(seconds)
 
 
 def check_lines(value):

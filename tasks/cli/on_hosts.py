@@ -28,7 +28,8 @@ from .secrets import AppEnvs
 
 # Tasks that take the lock and record their attempt: only their Ctrl-C
 # message speaks of the lock and history.
-CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance")
+CHANGING_TASKS = ("setup", "release", "rollback", "switch_", "repair", "promote", "maintenance",
+                  "remove")
 # Tasks that upload app.env (or run the app's code with it): APP_ENV_FILE and
 # SECRETS_CMD are read for them, once per run, before any connection.
 APP_ENV_TASKS = ("setup", "release", "exec")

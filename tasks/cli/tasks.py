@@ -4,8 +4,6 @@ Flags are checked here (flags.py: check_flag) before any connection;
 on_hosts.py runs each task's flow (flows/) on its hosts, one Session each.
 """
 
-from invoke import task
-
 from .. import flows
 from ..configuration.inventory import load_inventory
 from ..configuration.settings import load_settings
@@ -20,7 +18,7 @@ from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
 from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent,
-                    check_process_type, check_release_modes, check_seconds, check_watch)
+                    check_process_type, check_release_modes, check_seconds, check_watch, task)
 from .on_fleet import on_fleet
 from .on_hosts import cli_hosts, on_hosts, open_session, operator_task, targets
 from .parser_patch import parse_errors_are_bad_input
@@ -54,11 +52,16 @@ HOST_KEY_HELP = "trust an unknown host key on first contact and add it to KNOWN_
              "layers the host lacks; no git, no build",
     "batch": "with several hosts: N at a time, each batch switched together; a failure "
              "switches back the earlier batches too",
+    "plan": "a dry run: say which commit goes into which colour, built where, what "
+            "would ship; reads the host, changes nothing, takes no lock",
+    "force": "release even when the live colour already runs this commit with the same "
+             "app env and files (the rollback target is replaced)",
 })
 @operator_task
 def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unlock=False,
             parallel=False, json=False, verbose=False, accept_new_host_key=False,
-            no_switch=False, canary=None, watch=None, image=None, batch=None):
+            no_switch=False, canary=None, watch=None, image=None, batch=None, plan=False,
+            force=False):
     """Release into the idle colour, check its health, switch nginx to it."""
 
     if branch is not None:
@@ -76,7 +79,12 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
         request = ReleaseRequest(branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
                                  force_unlock=force_unlock, watch_seconds=seconds,
                                  no_switch=no_switch, percent=percent, artifacts=artifacts,
-                                 batch=batch)
+                                 batch=batch, force=force)
+        if plan:  # reads every host (side by side), changes nothing: exit 0
+            on_hosts(c, "release", lambda session: flows.plan.show_plan(session, request),
+                     parallel=True, rolling=False, json_mode=json,
+                     accept_new_host_key=accept_new_host_key, require_repo=image is None)
+            return
         if percent or no_switch:  # host by host, or --parallel: nothing switches together
             on_hosts(c, "release", lambda session: flows.release.release(session, request),
                      parallel=parallel, json_mode=json, verbose=verbose,

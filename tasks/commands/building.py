@@ -10,6 +10,11 @@ from .containers import drain
 from .signatures import verify_lines
 
 
+# The branches of GIT_REPO a checkout knows, on one line (for "did you mean").
+ORIGIN_BRANCHES = ("$(git for-each-ref --format='%(refname:lstrip=3)' refs/remotes/origin "
+                   "| head -n 200 | tr '\\n' ' ')")
+
+
 def checkout(settings, colour, *, branch, ref, signers=None):
     """Bring the colour's checkout to the commit (fetch, detached checkout, clean).
 
@@ -42,7 +47,7 @@ fi
 cd {q(path)} || exit {GIT_FAILED}
 git remote set-url origin {q(settings.git_repo)}
 {git} fetch --quiet --prune --tags --force origin '+refs/heads/*:refs/remotes/origin/*' 2>&1 || {{ {mark('error', 'git fetch from GIT_REPO failed')}; exit {GIT_FAILED}; }}
-commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; exit {GIT_FAILED}; }}
+commit=$({resolve}) || {{ echo "$M error "{q(missing + ' is not in GIT_REPO')}; {mark('branches', ORIGIN_BRANCHES)}; exit {GIT_FAILED}; }}
 {mark('commit', '$commit')}
 {verify_lines(settings, signers, '"$commit"') if signers is not None else ''}
 git checkout --quiet --force --detach "$commit" 2>&1 && git clean -qfdx 2>&1 || {{ {mark('error', 'git checkout failed')}; exit {GIT_FAILED}; }}
@@ -126,3 +131,42 @@ def pre_switch(settings, colour, command=None):
     return (f"cd {q(settings.deploy_dir)} && {compose(settings, limit=seconds + 20)} exec -T "
             f"{q(colour)} sh -c {q(PRE_SWITCH_WRAP)} bluegreen-pre-switch {seconds} "
             f"{q(command or settings.pre_switch_cmd)} 2>&1")
+
+
+# The branches GIT_REPO has, on one line (for "did you mean").
+BRANCH_LIST = r"""$(sed -n 's|^[0-9a-f]*[[:space:]]refs/heads/||p' "$bg_ls" | head -n 200 | tr '\n' ' ')"""
+
+
+def resolve(settings, *, branch, ref, remote=True):
+    """Which commit a release would deploy, asked of GIT_REPO from the host
+    (`git ls-remote`): no checkout moves, nothing is built. Also the hash of
+    the host's compose.yml, to tell whether a release would change anything.
+    A ref git cannot name remotely (a short sha) resolves to nothing: the
+    release then goes on and its checkout finds it. ``remote`` False: the
+    commit is known here (BUILD_ON=local, --image): only the hash."""
+    d = settings.deploy_dir
+    hashed = mark('compose', f"$(sha256sum {q(d + '/compose.yml')} 2>/dev/null | cut -d' ' -f1)")
+    if not remote:
+        return hashed + "\n"
+    if ref is None:
+        wants = [f"refs/heads/{branch}"]
+    else:
+        wants = [f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    pick = " || ".join(f"awk -v w={q(w)} '$2 == w {{ print $1; exit }}' \"$bg_ls\" | grep ."
+                       for w in wants)
+    full = (f"case {q(ref)} in *[!0-9a-f]*) ;; *) [ ${{#bg_ref}} -ge 40 ] && "
+            f"echo {q(ref)};; esac" if ref else "false")
+    return f"""set -u
+export GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
+export GIT_SSH_COMMAND="${{GIT_SSH_COMMAND:-ssh}} -o BatchMode=yes"
+bg_ref={q(ref or '')}
+bg_ls=$(mktemp 2>/dev/null || echo /tmp/bluegreen-ls.$$)
+if timeout -k 5 {build_timeout(settings)} git ls-remote {q(settings.git_repo)} > "$bg_ls" 2>/dev/null; then
+  {mark('commit', f'$({{ {pick}; }} 2>/dev/null || {{ {full}; }} 2>/dev/null)')}
+  {mark('branches', BRANCH_LIST)}
+else
+  {mark('error', 'git ls-remote of GIT_REPO failed')}
+fi
+rm -f "$bg_ls"
+{hashed}
+"""

@@ -5,7 +5,7 @@ the lock, the containers, nginx's version, history, listening ports),
 ``parse_view`` its process.
 """
 
-from ..model.compose_file import INSPECT_FORMAT, container_name, parse_inspect
+from ..model.compose_file import IMAGE_FORMAT, INSPECT_FORMAT, container_name, parse_inspect
 from ..model.host_view import HostView
 from ..model.lock_owner import parse_holder
 from ..model.nginx_file import read_nginx
@@ -17,13 +17,19 @@ import re
 
 
 def inspect_containers(settings, colours=("blue", "green")):
-    """The colours' containers, one INSPECT_FORMAT line each. `docker container
-    inspect`, not `docker inspect`: for a name with no container (a colour
-    never started) the latter goes on to look for an image, network, volume
-    and plugin of that name, with a `docker info` on the way (6 API calls
-    instead of 1)."""
+    """The colours' containers, one INSPECT_FORMAT line each, then one
+    IMAGE_FORMAT line per image they run: what runs is told by the image
+    (its commit tag or revision label), never by a colour's checkout.
+    `docker container inspect`, not `docker inspect`: for a name with no
+    container (a colour never started) the latter goes on to look for an
+    image, network, volume and plugin of that name, with a `docker info` on
+    the way (6 API calls instead of 1)."""
     names = " ".join(q(container_name(settings, c)) for c in colours)
-    return f"docker container inspect --format {q(INSPECT_FORMAT)} {names} 2>/dev/null"
+    pick_images = r"""sed -n 's/.*"image":"\(sha256:[0-9a-f]*\)".*/\1/p' | sort -u"""
+    return (f"bg_cs=$(docker container inspect --format {q(INSPECT_FORMAT)} {names} "
+            f"2>/dev/null); [ -z \"$bg_cs\" ] || {{ echo \"$bg_cs\"; "
+            f"bg_ims=$(echo \"$bg_cs\" | {pick_images}); [ -z \"$bg_ims\" ] || "
+            f"docker image inspect --format {q(IMAGE_FORMAT)} $bg_ims 2>/dev/null; }}")
 
 
 def inspect(settings, *, owner_json=None, history_lines=0, app_env=False, listening=False,
@@ -70,21 +76,6 @@ def nginx_version(settings):
     binary = first_command(settings.nginx_test_cmd) or "nginx"
     return (f"PATH=\"$PATH:/usr/sbin:/sbin\" {sudo(settings)}{q(binary)} -v 2>&1 "
             "| sed -n 's|.*nginx/\\([0-9.]*\\).*|\\1|p' | head -n 1")
-
-
-def repair_facts(settings):
-    """What repair rebuilds state.json from: checkouts, images, containers, nginx."""
-    d = settings.deploy_dir
-    parts = [inspect(settings)]
-    label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
-    for colour in ("blue", "green"):
-        # A colour built off the host (BUILD_ON=local) has no checkout: its
-        # container's image carries the commit as a label.
-        parts.append(mark(f"{colour}_commit",
-                          f"$(git -C {q(d + '/' + colour)} rev-parse HEAD 2>/dev/null || "
-                          f"docker container inspect --format {q(label)} "
-                          f"{q(container_name(settings, colour))} 2>/dev/null)"))
-    return "\n".join(parts) + "\n"
 
 
 def parse_view(result, settings):

@@ -12,6 +12,7 @@ import yaml
 
 from ..errors import BAD_INPUT, Failure, shown_value
 from .env_layers import HOSTS_FILE_VAR, Layer
+from .values import did_you_mean
 
 HOST_FIELDS = {"host", "user", "port", "identity_file", "known_hosts", "env"}
 DESTINATION_RE = re.compile(
@@ -37,6 +38,7 @@ class HostEntry:
     known_hosts: str = None
     env: Layer = field(default=None, compare=False)
     listed: bool = field(default=False, compare=False)  # named in hosts.yml
+    near: str = field(default="", compare=False)  # ' (did you mean prod?)': hosts.yml's
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Inventory:
                           "use a port from 1 to 65535", code=BAD_INPUT)
         return HostEntry(name=name, host=match.group("host").strip("[]"),
                          user=match.group("user"),
-                         port=int(port) if port else None)
+                         port=int(port) if port else None,
+                         near=did_you_mean(name, self.hosts))
 
     def select(self, cli_hosts):
         """The hosts a task runs on: -H names, else default_hosts."""

@@ -8,6 +8,8 @@ row's check.
 
 from dataclasses import dataclass
 
+from .durations import (check_non_negative_seconds, check_positive_seconds,
+                        check_positive_whole_seconds)
 from .process_values import (check_compose_override_file, check_procfile, check_scale,
                              check_stop_first, check_volumes)
 from .nginx_values import check_asset_paths, check_maintenance_page_file, check_nginx_snippet_file
@@ -15,9 +17,9 @@ from .values import (check_abs_path, check_app_name, check_bool, check_branch, c
                      check_command, check_deploy_dir, check_fraction, check_git_repo,
                      check_health_path, check_image_ref, check_ip, check_keepalive_min_timeout,
                      check_known_hosts_text, check_local_dir, check_local_file, check_local_path,
-                     check_network, check_nginx_duration, check_nginx_size, check_non_negative_int,
+                     check_network, check_nginx_duration, check_nginx_size,
                      check_optional_abs_path, check_optional_command, check_port,
-                     check_positive_int, check_positive_number, check_pre_switch_on, check_private_key,
+                     check_positive_int, check_pre_switch_on, check_private_key,
                      check_server_name, check_size_bytes, check_timeout_seconds)
 
 
@@ -79,9 +81,9 @@ KEYS = (
         "everything the tool keeps on the host for this app",
         shown="`/srv/<APP_NAME>`"),
     Key("HEALTH_PATH", "/", check_health_path, "path probed on the new colour"),
-    Key("HEALTH_TIMEOUT", "60", check_positive_number,
+    Key("HEALTH_TIMEOUT", "60", check_positive_seconds,
         "seconds before a release is abandoned"),
-    Key("HEALTH_INTERVAL", "1", check_positive_number, "seconds between probes"),
+    Key("HEALTH_INTERVAL", "1", check_positive_seconds, "seconds between probes"),
     Key("HEALTH_PASSES", "2", check_positive_int, "good answers needed in a row"),
     Key("NGINX_CONF_DIR", "/etc/nginx/conf.d", check_abs_path,
         "where <APP_NAME>.conf goes"),
@@ -97,10 +99,10 @@ KEYS = (
     Key("DEPLOY_KNOWN_HOSTS", "", check_known_hosts_text, "known_hosts lines, for CI jobs"),
     Key("PRE_SWITCH_CMD", "", check_optional_command,
         "run in the new colour's container before the switch"),
-    Key("STOP_TIMEOUT", "10", check_non_negative_int, "seconds a container gets to stop"),
-    Key("CONNECT_TIMEOUT", "10", check_positive_number,
+    Key("STOP_TIMEOUT", "10", check_non_negative_seconds, "seconds a container gets to stop"),
+    Key("CONNECT_TIMEOUT", "10", check_positive_seconds,
         "seconds to wait for the SSH connection"),
-    Key("DRAIN_TIMEOUT", "30", check_non_negative_int,
+    Key("DRAIN_TIMEOUT", "30", check_non_negative_seconds,
         "seconds old nginx workers get before a colour is stopped"),
     Key("KEEPALIVE_MIN_TIMEOUT", "auto", check_keepalive_min_timeout,
         "nginx keepalive_min_timeout: auto (5s on nginx 1.27.4+), a duration, or off"),
@@ -131,16 +133,16 @@ KEYS = (
         "path prefixes whose 404 on the live colour is asked of the other colour"),
     Key("MAINTENANCE_PAGE_FILE", "", check_maintenance_page_file,
         "local HTML file served with 503 while maintenance is on"),
-    Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_int,
+    Key("MAINTENANCE_RETRY_AFTER", "60", check_positive_whole_seconds,
         "seconds in the Retry-After header of the maintenance answer"),
     Key("PROCFILE", "Procfile", check_procfile,
         "path of the app's Procfile in its repository; none turns it off"),
     Key("SCALE", "", check_scale, "containers per worker type: worker=2 clock=1"),
     Key("STOP_FIRST", "clock scheduler beat cron", check_stop_first,
         "worker types stopped in the old colour before they start in the new one"),
-    Key("WORKER_STOP_TIMEOUT", "30", check_non_negative_int,
+    Key("WORKER_STOP_TIMEOUT", "30", check_non_negative_seconds,
         "seconds an old worker gets after SIGTERM to finish its job"),
-    Key("WORKER_READY_SECONDS", "5", check_non_negative_int,
+    Key("WORKER_READY_SECONDS", "5", check_non_negative_seconds,
         "seconds a new worker must stay up before the old colour's stop"),
     Key("VOLUMES", "", check_volumes,
         "compose volumes SOURCE:TARGET[:ro], space-separated, in every colour and process"),

@@ -4,6 +4,7 @@ typed value, or raises Invalid with the sentence that says what is allowed.
 Pure functions; tasks/configuration/settings.py names which check each key gets.
 """
 
+import difflib
 import ipaddress
 import os
 import re
@@ -178,6 +179,12 @@ def check_positive_int(v):
     if n is None or not 1 <= n <= MAX_COUNT:
         raise Invalid(f"allowed: a whole number of 1 or more, at most {MAX_COUNT}")
     return n
+
+
+def did_you_mean(name, names):
+    """' (did you mean main?)' when ``name`` is close to some of ``names``, else ''."""
+    close = difflib.get_close_matches(name or "", sorted(set(names or ())), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def check_non_negative_int(v):

@@ -26,6 +26,7 @@ class ConnectContext:
     key_sources: Tuple[str, ...] = ()
     known: Tuple[KnownHost, ...] = ()
     unlock_hint: str = "fab unlock"
+    near: str = ""  # ' (did you mean prod?)': a name of hosts.yml close to the -H name
 
     @property
     def key_name(self) -> str:
@@ -103,7 +104,8 @@ def describe_connect_error(exc: BaseException, ctx: ConnectContext) -> Failure:
         )
     if isinstance(exc, socket.gaierror):
         return fail(
-            f"cannot resolve the host name {ctx.host!r} ({ctx.label}): {exc.strerror or exc}",
+            f"cannot resolve the host name {ctx.host!r} ({ctx.label}): "
+            f"{exc.strerror or exc}{ctx.near}",
             "check the host in hosts.yml (or HostName in ~/.ssh/config) and your DNS",
         )
     if isinstance(exc, (socket.timeout, TimeoutError)):

@@ -14,6 +14,7 @@ import os
 import json as jsonlib
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from ..commands import host_files, host_reading
 from ..commands.host_reading import parse_view
@@ -180,6 +181,10 @@ class Session:
         # The dead holder may have left an idle colour half-released.
         if self.after_takeover is not None:
             self.after_takeover(self, view)
+            # What the colours run now (the recovery may have restarted one):
+            # the task decides and reports on what runs, not on what ran.
+            fresh = parse_view(self.run(host_reading.inspect(self.settings)), self.settings)
+            view = self.view = replace(view, containers=fresh.containers)
         return view
 
     def owner_json(self, shell):

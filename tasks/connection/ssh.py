@@ -181,7 +181,7 @@ class Host:
             known_hosts=self.known_hosts,
             deploy_known_hosts=bool(_setting(self.settings, "deploy_known_hosts", "")),
             key_sources=tuple(sources),
-            unlock_hint=f"fab -H {self.name} unlock",
+            unlock_hint=f"fab -H {self.name} unlock", near=getattr(entry, "near", ""),
         )
         return conn, ctx
 

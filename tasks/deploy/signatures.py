@@ -8,7 +8,7 @@ principal that signed is recorded (state.json `signed_by`, history
 
 from ..commands import signatures as host_check
 from ..model.signatures import Signature, refusal, verdict
-from ..shipping.local_build import verify_here
+from ..shipping.local_checkout import verify_here
 
 
 def signers_text(settings):

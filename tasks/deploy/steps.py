@@ -19,6 +19,7 @@ from ..commands import building, containers, switching
 from ..commands.base import NGINX_TEST_FAILED, NGINX_WRITE_FAILED, TIMED_OUT, build_timeout
 from ..commands.building import pre_switch_timeout
 from ..commands.containers import logs_tail
+from ..configuration.values import did_you_mean
 from ..errors import FAILED, Failure
 from ..model.compose_file import render_clojure_dockerfile, render_compose
 from ..model.nginx_file import render_nginx
@@ -151,6 +152,9 @@ def checkout(session, attempt, colour, plan):
         if "signature" in result.values:  # ALLOWED_SIGNERS: refused before the checkout
             attempt.fields["signer"] = from_step(result, result.values.get("commit", "?"),
                                                  session.name)
+        if result.code != 0 and result.values.get("branches"):  # a branch not there
+            result.values["error"] += did_you_mean(
+                plan.ref or plan.branch, result.values["branches"].split())
         if result.code != 0:
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
                               "the host can reach the repository (`fab check`)")
@@ -174,7 +178,9 @@ def build(session, attempt, colour, commit, previous):
         if result.code != 0:
             raise step_failed(result, "build", "the Docker build failed: its output is "
                               "above (--verbose shows all)")
-        ph.detail = building.image(s, commit[:12])
+        ph.detail = building.image(s, commit[:12]) + (
+            "; no Dockerfile in the repository: rendered the Clojure template "
+            f"(FROM {s.clojure_base_image})" if "dockerfile" in result.values else "")
 
 
 def start(session, attempt, colour):

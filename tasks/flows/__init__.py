@@ -12,5 +12,5 @@ errors, output; one flow may use another's (setup runs the first release).
 
 # The cli reaches every flow as flows.MODULE.FUNCTION (its task functions
 # bear the flows' module names).
-from . import (check, host_care, maintenance, preview, promote, release,  # noqa: F401
-               releases, setup, status, switch)
+from . import (check, host_care, maintenance, plan, preview, promote, release,  # noqa: F401
+               releases, remove, setup, status, switch)

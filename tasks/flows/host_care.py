@@ -3,7 +3,6 @@
 import sys
 
 from ..commands import containers, host_files
-from ..commands.host_reading import repair_facts
 from ..commands.locking import unlock_lock
 from ..configuration.settings import COLOURS
 from ..deploy.workers import put_right
@@ -45,8 +44,6 @@ def repair(session):
     with session.locked() as view:
         if not view.deploy_dir:
             require_setup(view, name)
-        result = session.run(repair_facts(s))
-        values = result.values
         state = empty_state(s.app_name)
         old = view.state or {}
         if maintenance_of(old):  # the nginx file still serves the page: keep it on
@@ -58,19 +55,25 @@ def repair(session):
                                     "message": "", "page": "file"}
         found = {}  # colour -> where its branch came from, for the operator
         for colour in COLOURS:
-            commit = values.get(f"{colour}_commit") or None
             container = view.containers[colour]
             recorded = (old.get("colours") or {}).get(colour) or {}
+            # What the container runs (its image's tag or label), never the
+            # colour's checkout: after a failed release that holds the failed build.
+            # A stopped one runs nothing: its record stands, else its image's.
+            commit = (view.runs(colour) or recorded.get("commit")
+                      or container.runs_commit() or None)
             if not commit and container.state == "missing":
                 continue
+            same = recorded.get("commit") == commit  # the record still tells of it
             branch, ref, found[colour] = recover_branch(
                 colour, recorded, view.history, commit, s.branch_of(colour))
             record = {
                 "branch": branch, "commit": commit, "image": container.image or None,
                 # One time format in state.json: Docker's StartedAt has nanoseconds and Z.
                 "deployed_at": (iso_utc(recorded.get("deployed_at") or "")
-                                or iso_utc(container.started_at)),
-                "deployed_by": recorded.get("deployed_by") or "unknown (rebuilt by repair)"}
+                                if same else None) or iso_utc(container.started_at),
+                "deployed_by": (recorded.get("deployed_by") if same else None)
+                or "unknown (rebuilt by repair)"}
             if ref:
                 record["ref"] = ref
             processes = (recorded.get("processes") if recorded.get("commit") == commit

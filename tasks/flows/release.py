@@ -18,9 +18,11 @@ from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch,
 from ..deploy.workers import hand_over
 from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
+from ..model.dry_run import follow_note
 from ..model.processes import with_processes, worker_types
-from ..model.state import with_release, with_signer
+from ..model.state import maintenance_of, with_release, with_signer
 from ..shipping.ship import source_note
+from .plan import look_ahead, unchanged
 from .stage_canary import release_canary, release_staged
 from .watched import watch_batch, watch_release
 
@@ -39,6 +41,7 @@ class ReleaseRequest:
     percent: int = None  # canary: this share of clients to the new colour
     artifacts: object = None  # the run's shipping.local_build.Artifacts (None: none)
     batch: int = None  # --batch N: hosts N at a time (cli/on_fleet.py)
+    force: bool = False  # release even when the live colour runs the same commit and files
 
     def made_here(self, settings):
         """The Artifacts that make this host's image on this machine (--image,
@@ -83,6 +86,13 @@ def release_live(session, request, first=False, fleet=SOLO):
             if plan.drift:
                 rep.line(f"warning: {plan.drift}; trusting nginx: {plan.live or 'nothing'} "
                          "is live")
+            note = follow_note(view, plan, branch is not None or ref is not None)
+            if note:
+                rep.line(note)
+            if plan.live and not request.force and not first:
+                ahead, _ = look_ahead(session, view, plan, request)
+                if ahead.unchanged:  # keeps the other colour as the rollback target
+                    return unchanged(session, plan, ahead)
             session.upload_app_env()
 
             commit, image = bring_up(session, attempt, plan, request.made_here(s))
@@ -131,4 +141,12 @@ def release_live(session, request, first=False, fleet=SOLO):
     source = f"image {from_image}" if from_image else plan.source
     rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, source)})"
              f" in {summary['seconds']:.1f}s{keep}")
+    if maintenance_of(state):
+        rep.line(maintenance_reminder(name))
     return summary
+
+
+def maintenance_reminder(host_name):
+    """What a release, promote or rollback says while the maintenance page is on."""
+    return (f"maintenance is still on: the public still gets the 503 page; "
+            f"`fab -H {host_name} maintenance off` ends it")

@@ -8,7 +8,7 @@ from ..deploy.signatures import verify_kept
 from ..deploy.steps import Attempt, go_live, step_bound
 from ..deploy.workers import hand_over
 from ..errors import FAILED, Failure
-from ..model.kept_releases import human_size, resolve
+from ..model.kept_releases import human_size, not_releases, resolve
 from ..model.lock_owner import describe_who
 from ..model.pending import refuse_during_canary
 from ..model.plan import require_setup
@@ -28,17 +28,18 @@ def releases(session, json_mode):
         for release in found:
             emit_json(release.to_json(name, s.app_name))
         return None
-    emit(f"{name}  kept releases of {s.app_name} (newest first; KEEP_RELEASES="
-         f"{s.keep_releases})")
+    emit(f"{name}  kept releases of {s.app_name} (most recently released first; "
+         f"KEEP_RELEASES={s.keep_releases}; failed and reverted builds are not kept)")
     if not found:
         emit("  none yet")
         return None
     rows = [[r.commit[:12], r.ref and f"ref {r.ref}" or r.branch or "-",
              r.built_at or "-", human_size(r.size),
              ", ".join(r.colours) + (" (live)" if r.live else "") if r.colours else "-",
-             r.signed_by or "-"]
+             "yes" if r.ever_live else "never", r.signed_by or "-"]
             for r in found]
-    emit(table(rows, ["commit", "branch", "built at", "size", "runs in", "signed by"]))
+    emit(table(rows, ["commit", "branch", "built at", "size", "runs in", "was live",
+                      "signed by"]))
     return None
 
 
@@ -51,9 +52,11 @@ def rollback_to(session, prefix, *, wait_lock=0.0):
         require_setup(view, name)
         # The idle colour it starts the release in serves a canary's clients.
         refuse_during_canary(view, name)
-        _, kept, _, _ = gather(session)
-        release = resolve(prefix, kept, name)
-        live_commit = view.record(view.live).get("commit") if view.live else None
+        images, kept, _, history = gather(session)
+        release = resolve(prefix, kept, name,
+                          not_kept=not_releases(images, s.app_name, view.state, history))
+        live_commit = ((view.runs(view.live) or view.record(view.live).get("commit"))
+                       if view.live else None)
         if release.commit == live_commit:
             raise Failure(f"{release.commit[:12]} is already live on {name} ({view.live}); "
                           "nothing changed", "`fab releases` lists the other kept ones",

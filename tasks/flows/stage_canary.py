@@ -8,6 +8,7 @@ and its record (``record_pending``). A failure before the record reaches
 from ..deploy.handover import settle
 from ..deploy.health import verify_canary
 from ..deploy.steps import Attempt, bring_up, built_fields, pre_switch, switch_nginx
+from ..model.dry_run import follow_note
 from ..model.lock_owner import describe_who
 from ..model.pending import plan_canary, qa_access, with_pending
 from ..model.plan import plan_release
@@ -67,10 +68,16 @@ def release_canary(session, request):
             rep.line(f"then: fab -H {name} promote (everyone to {target}) or fab -H {name} "
                      f"rollback (everyone back to {plan.live})")
     promoted = bool(figures and figures["promoted"])
-    return session.summary("promoted" if promoted else "canary",
-                           **idle_fields(session, attempt, plan, commit, image,
-                                         live=target if promoted else plan.live),
-                           percent=percent, **({"watch": figures} if figures else {}))
+    summary = session.summary("promoted" if promoted else "canary",
+                              **idle_fields(session, attempt, plan, commit, image,
+                                            live=target if promoted else plan.live),
+                              percent=percent, **({"watch": figures} if figures else {}))
+    if promoted:  # a clean watch ends with its summary line, as a release does
+        keep = ("" if request.stop_old
+                else f"; {plan.live} keeps running for `fab -H {name} rollback`")
+        rep.line(f"released {target}: {commit[:12]} ({plan.source}), promoted after a clean "
+                 f"watch, in {summary['seconds']:.1f}s{keep}")
+    return summary
 
 
 def bring_up_idle(session, attempt, view, request):
@@ -80,6 +87,9 @@ def bring_up_idle(session, attempt, view, request):
     s, name = session.settings, session.name
     plan = plan_release(view, s, name, branch=request.branch, ref=request.ref)
     plan_canary(view, name, request.percent)
+    note = follow_note(view, plan, request.branch is not None or request.ref is not None)
+    if note:
+        session.reporter.line(note)
     attempt.fields.update(to_colour=plan.target, **plan.history_fields)
     session.upload_app_env()
 

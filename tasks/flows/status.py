@@ -17,8 +17,12 @@ def gather_status(session, json_mode=False):
     session.host.connect()
     view = session.inspect(history_lines=50, workers=True)
     accepted = session.host.accepted_host_key
+    # What runs is what is reported: each colour's drift (its container runs
+    # another commit than recorded) joins nginx's in one sentence.
+    drifts = [d for d in [view.drift] + [view.colour_drift(c) for c in COLOURS] if d]
     result = {"host": name, "app": s.app_name, "deploy_dir": s.deploy_dir,
-              "set_up": view.deploy_dir, "live": view.live, "drift": view.drift,
+              "set_up": view.deploy_dir, "live": view.live,
+              "drift": "; ".join(drifts) or None,
               "state_error": view.state_error.message if view.state_error else None,
               "nginx": None, "lock": None, "colours": {},
               # --accept-new-host-key trusted this key just now: show what was trusted.
@@ -62,8 +66,13 @@ def gather_status(session, json_mode=False):
             "percent": canary[1] if canary and colour == canary[0] else None,
             # What runs there, and the branch a plain release into it follows.
             "branch": build["branch"], "ref": build["ref"], "follows": record.get("branch"),
-            "source": source_of(record), "commit": record.get("commit"),
-            "image": record.get("image"), "deployed_at": record.get("deployed_at"),
+            "source": source_of(record),
+            # The commit its container runs (told by its image); state.json's when
+            # no container runs: a stopped colour still has its recorded release.
+            "commit": view.runs(colour) or record.get("commit"),
+            "recorded_commit": record.get("commit"), "drift": view.colour_drift(colour),
+            "image": container.image or record.get("image"),
+            "deployed_at": record.get("deployed_at"),
             "deployed_by": record.get("deployed_by"), "signed_by": record.get("signed_by"),
             "container": container.describe(), "healthy": healthy, "health": answer,
             "processes": process_counts(view.state, colour, view.workers, s),
@@ -123,7 +132,8 @@ def notes(r):
     if r["state_error"]:
         out.append(f"problem: {r['state_error']}; run `fab -H {name} repair`")
     if r["drift"]:
-        out.append(f"drift: {r['drift']}; releases trust nginx")
+        out.append(f"drift: {r['drift']}; releases trust nginx and the containers "
+                   f"(`fab -H {name} repair` records what runs)")
     keepalive = r.get("keepalive")
     if keepalive and not keepalive["protected"]:
         out.append(f"keep-alive clients: {keepalive['detail']}")

@@ -26,8 +26,10 @@ def switch(session, to=None, *, wait_lock=0.0, fleet=SOLO):
                 # Everyone back from the canary: history says from which colour.
                 attempt.fields.update(from_colour=canary[0], was="canary", percent=canary[1])
             build = build_of(record)
+            # What its container runs (its image says), as history and the summary tell it.
+            commit = view.runs(to) or record.get("commit")
             attempt.fields.update(to_colour=to, branch=build["branch"], ref=build["ref"],
-                                  commit=record.get("commit"))
+                                  commit=commit)
 
             healthy_now(session, attempt, to)
             fleet.prepared()  # every host can switch, or none does
@@ -42,10 +44,10 @@ def switch(session, to=None, *, wait_lock=0.0, fleet=SOLO):
             go_live(session, attempt, to, state, unlock=not workers, fleet=fleet)
             if workers:
                 hand_over(session, state, to, view.live, before=view.state)
-    summary = session.summary("ok", live=to, previous=view.live, commit=record.get("commit"),
+    summary = session.summary("ok", live=to, previous=view.live, commit=commit,
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "
             "promote` still can)" if to == view.live else f"{view.live} keeps running")
-    rep.line(f"{session.task}: {to} is live ({(record.get('commit') or '?')[:12]} "
+    rep.line(f"{session.task}: {to} is live ({(commit or '?')[:12]} "
              f"{source_of(record) or ''}) in {summary['seconds']:.1f}s; {rest}")
     return summary

@@ -1,6 +1,7 @@
 """The compose file, and what `docker inspect` says of each colour's container."""
 
 import json
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -66,6 +67,22 @@ class Container:
     restart_count: int = 0
     image: str = ""
     started_at: str = ""
+    # What its image says it is: the commits of its bluegreen-APP:<commit>
+    # tags, and its org.opencontainers.image.revision label ('' when none).
+    commits: tuple = ()
+    revision: str = ""
+
+    def runs_commit(self, recorded=None):
+        """The commit this container's image was built from ('' when it has no
+        container or its image names none). ``recorded`` (state.json's) wins
+        when the image carries it among its tags: one image can carry several."""
+        if self.state == "missing":
+            return ""
+        if recorded and recorded in self.commits:
+            return recorded
+        if self.revision:
+            return self.revision
+        return sorted(self.commits)[0] if self.commits else ""
 
     @property
     def running(self):
@@ -106,9 +123,26 @@ INSPECT_FORMAT = (
 )
 
 
+# One line per image a colour's container runs: what it says it was built from.
+IMAGE_FORMAT = '{"id":{{json .Id}},"tags":{{json .RepoTags}},"labels":{{json .Config.Labels}}}'
+
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+COMMIT_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repos
+
+
+def image_commits(tags, app):
+    """The commits an image's tags name (bluegreen-APP:<commit>)."""
+    repo = f"bluegreen-{app}:"
+    return tuple(t[len(repo):] for t in tags or ()
+                 if t.startswith(repo) and COMMIT_RE.fullmatch(t[len(repo):]))
+
+
 def parse_inspect(output, settings):
-    """Containers by colour from `docker inspect --format INSPECT_FORMAT` lines."""
-    found = {}
+    """Containers by colour from `docker container inspect --format
+    INSPECT_FORMAT` lines, each with what its image (an IMAGE_FORMAT line)
+    says it was built from."""
+    found, images = {}, {}
     names = {f"/{container_name(settings, c)}": c for c in COLOURS}
     for line in output.splitlines():
         line = line.strip()
@@ -118,11 +152,28 @@ def parse_inspect(output, settings):
             data = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(data, dict):
+            continue
+        if "tags" in data:
+            labels = data.get("labels") or {}
+            images[data.get("id")] = (image_commits(data.get("tags"), settings.app_name),
+                                      str(labels.get(REVISION_LABEL) or "").strip())
+            continue
         colour = names.get(data.get("name"))
         if colour:
-            found[colour] = Container(
-                colour=colour, state=data.get("state") or "unknown",
-                exit_code=int(data.get("exit") or 0),
-                restart_count=int(data.get("restarts") or 0),
-                image=data.get("image") or "", started_at=data.get("started") or "")
-    return {c: found.get(c, Container(colour=c, state="missing")) for c in COLOURS}
+            found[colour] = data
+    containers = {}
+    for colour in COLOURS:
+        data = found.get(colour)
+        if data is None:
+            containers[colour] = Container(colour=colour, state="missing")
+            continue
+        image = data.get("image") or ""
+        commits, revision = images.get(image, ((), ""))
+        containers[colour] = Container(
+            colour=colour, state=data.get("state") or "unknown",
+            exit_code=int(data.get("exit") or 0),
+            restart_count=int(data.get("restarts") or 0),
+            image=image, started_at=data.get("started") or "",
+            commits=commits, revision=revision)
+    return containers

@@ -51,6 +51,26 @@ class HostView:
             return f"state.json says {recorded or 'nothing'} is live but nginx serves {self.nginx.served}"
         return None
 
+    def runs(self, colour):
+        """The commit ``colour``'s container runs, told by its image ('' when
+        no container runs there, or its image names no commit); never the
+        colour's checkout, which may hold a failed build. A stopped
+        container runs nothing (after a failed release into a stopped
+        colour it holds the failed build)."""
+        container = self.containers[colour]
+        if container.state not in ("running", "restarting", "paused"):
+            return ""
+        return container.runs_commit(self.record(colour).get("commit"))
+
+    def colour_drift(self, colour):
+        """A sentence when ``colour``'s container runs another commit than
+        state.json records for it (a killed task, a hand-made change), else None."""
+        recorded, running = self.record(colour).get("commit"), self.runs(colour)
+        if not running or running == recorded:
+            return None
+        return (f"{colour} runs {running[:12]} but state.json records "
+                f"{(recorded or 'nothing')[:12]} for it")
+
     def record(self, colour):
         if not self.state:
             return {}

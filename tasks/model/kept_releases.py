@@ -43,6 +43,7 @@ class Release:
     colours: list = field(default_factory=list)  # colours running this image now
     live: bool = False
     signed_by: str = None  # the ALLOWED_SIGNERS principal that signed it, when checked
+    ever_live: bool = False  # it served everyone at some time (history, state.json)
 
     @property
     def newest(self):
@@ -54,7 +55,8 @@ class Release:
                 "ref": self.ref, "built_at": self.built_at or None,
                 "released_at": self.released_at or None, "size": self.size,
                 "image": self.image, "colours": self.colours, "live": self.live,
-                "signed_by": self.signed_by}
+                "signed_by": self.signed_by,
+                "ever_live": self.ever_live}
 
 
 def parse_images(text):
@@ -76,12 +78,77 @@ def commit_tags(image, app):
             if t.startswith(repo) and COMMIT_TAG_RE.fullmatch(t[len(repo):])]
 
 
+# History results of a build that passed the health gate; a watch's revert
+# and a failed start or health gate say it is no release.
+PASSED = ("ok", "promoted", "staged", "canary")
+GATE_PHASES = ("start", "health")
+
+
+def verdicts(history, state):
+    """{commit: "passed" | "failed" | "reverted"}: what the newest word on each
+    build says. A release (or setup) that failed to start or its health gate,
+    and a release a watch reverted, are no releases; a commit that later
+    passed again is. state.json's records speak last: what a colour records
+    passed its gate, unless it is marked reverted."""
+    found = {}
+    for entry in history:
+        commit, result = entry.get("commit"), entry.get("result")
+        if not commit:
+            continue
+        if result in PASSED:
+            found[commit] = "passed"
+        elif result == "reverted":
+            found[commit] = "reverted"
+        elif (result == "failed" and entry.get("task") in ("release", "setup")
+              and entry.get("phase") in GATE_PHASES):
+            found[commit] = "failed"
+    for record in ((state or {}).get("colours") or {}).values():
+        if record.get("commit"):
+            found[record["commit"]] = ("reverted" if record.get("pending") == "reverted"
+                                       else "passed")
+    return found
+
+
+def ever_live(history, state):
+    """The commits that served everyone at some time."""
+    commits = {e["commit"] for e in history if e.get("commit") and went_live(e)}
+    for colour, record in ((state or {}).get("colours") or {}).items():
+        if record.get("commit") and not record.get("pending") and (
+                (state or {}).get("live") == colour or record.get("deployed_at")):
+            commits.add(record["commit"])
+    return commits
+
+
+def builds_of(images, app):
+    """(commit, image) of every commit-tagged image of the app."""
+    return [(commit, image) for image in images for commit in commit_tags(image, app)]
+
+
+def not_releases(images, app, state, history):
+    """{commit: "failed" | "reverted"}: commit-tagged builds that are no
+    release (their gate failed, or a watch reverted them)."""
+    said = verdicts(history, state)
+    return {commit: said[commit] for commit, _ in builds_of(images, app)
+            if said.get(commit) in ("failed", "reverted")}
+
+
 def releases_of(images, app, state, containers, history):
-    """Every commit-tagged image as a Release, newest first."""
-    colours_of = {}
+    """Every commit-tagged image that is a release (not a build whose start or
+    health gate failed, nor one a watch reverted) as a Release, most recently
+    released first."""
+    rejected = not_releases(images, app, state, history)
+    was_live = ever_live(history, state)
+    records = (state or {}).get("colours") or {}
+    colours_of = {}  # commit -> the colours whose container runs it
     for colour, container in (containers or {}).items():
         if container.image and container.state in ("running", "restarting", "paused"):
-            colours_of.setdefault(container.image, []).append(colour)
+            # Told by the image; a colour's image that names no commit (its tag
+            # moved to a rebuild of the same commit in the other colour) runs
+            # what the colour records.
+            recorded = (records.get(colour) or {}).get("commit")
+            commit = container.runs_commit(recorded) or recorded
+            if commit:
+                colours_of.setdefault(commit, []).append(colour)
     known = {}  # commit -> (branch, ref, released_at): history, then state.json
     signers = {e["commit"]: e["signer"] for e in history if e.get("commit") and e.get("signer")}
     signers.update({r["commit"]: r["signed_by"] for r in ((state or {}).get("colours") or {})
@@ -97,17 +164,17 @@ def releases_of(images, app, state, containers, history):
             known[record["commit"]] = (build["branch"] or branch, build["ref"] or ref,
                                        max(at, iso_utc(record.get("deployed_at", "")) or ""))
     live = (state or {}).get("live")
-    live_container = (containers or {}).get(live)
-    live_image = live_container.image if live_container else None
     found = []
-    for image in images:
-        for commit in commit_tags(image, app):
-            branch, ref, at = known.get(commit, (None, None, ""))
-            found.append(Release(commit=commit, image=image.id, built_at=image.created,
-                                 released_at=at, size=image.size, branch=branch, ref=ref,
-                                 colours=sorted(colours_of.get(image.id, [])),
-                                 live=bool(live_image) and image.id == live_image,
-                                 signed_by=signers.get(commit)))
+    for commit, image in builds_of(images, app):
+        if commit in rejected:
+            continue
+        branch, ref, at = known.get(commit, (None, None, ""))
+        runs = colours_of.get(commit, [])
+        found.append(Release(commit=commit, image=image.id, built_at=image.created,
+                             released_at=at, size=image.size, branch=branch, ref=ref,
+                             colours=sorted(runs), live=live in runs,
+                             ever_live=commit in was_live,
+                             signed_by=signers.get(commit)))
     found.sort(key=lambda r: (r.newest, r.commit), reverse=True)
     return found
 
@@ -148,6 +215,12 @@ def prune_plan(images, app, keep_releases, state, containers, history, now):
     releases = releases_of(images, app, state, containers, history)
     ids, commits = protected(state, containers)
     keep, remove_tags = [], []
+    # A failed or reverted build never takes a KEEP_RELEASES slot: its tag goes
+    # as soon as no colour runs or records it.
+    for commit, image in builds_of(images, app):
+        if (commit in not_releases(images, app, state, history)
+                and image.id not in ids and commit not in commits):
+            remove_tags.append(f"bluegreen-{app}:{commit}")
     for rank, release in enumerate(releases):
         if rank < keep_releases or release.image in ids or release.commit in commits:
             keep.append(release)
@@ -171,8 +244,9 @@ def check_commit_prefix(value):
     return value.lower()
 
 
-def resolve(prefix, releases, host_name):
-    """The one kept release whose commit starts with ``prefix``."""
+def resolve(prefix, releases, host_name, not_kept=None):
+    """The one kept release whose commit starts with ``prefix``. ``not_kept``
+    ({commit: why}, not_releases): builds on the host that are no release."""
     matches = {r.commit: r for r in releases if r.commit.startswith(prefix)}
     if len(matches) > 1:
         names = ", ".join(sorted(c[:12] for c in matches))
@@ -181,6 +255,15 @@ def resolve(prefix, releases, host_name):
                       "give more digits of the commit (`fab releases` lists them)",
                       code=BAD_INPUT)
     if not matches:
+        rejected = {c: why for c, why in (not_kept or {}).items() if c.startswith(prefix)}
+        if len(rejected) == 1:
+            commit, why = next(iter(rejected.items()))
+            what = ("its watch reverted it" if why == "reverted"
+                    else "it failed to start or its health gate")
+            raise Failure(f"{commit[:12]} on {host_name} is a build that is no release "
+                          f"({what}); nothing changed",
+                          f"to try it again on purpose: fab -H {host_name} release --ref "
+                          f"{commit}", code=FAILED)
         raise Failure(f"{prefix} is not a kept release on {host_name}; nothing changed",
                       f"`fab -H {host_name} releases` lists the kept ones; "
                       f"`fab -H {host_name} release --ref {prefix}` rebuilds it from git",

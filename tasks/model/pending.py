@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from ..configuration.settings import other
 from ..errors import FAILED, Failure
 from .access_log import OK
-from .state import build_of, with_build_recorded, with_build_unrecorded, with_live, with_release
+from .state import (build_of, recorded_release, with_build_recorded, with_build_unrecorded,
+                    with_live, with_release)
 
 # History results that record what was done, not a failed attempt.
 NOT_FAILED = ("ok", "staged", "canary", "promoted", "reverted")
@@ -163,14 +164,28 @@ def refuse_pending(view, to, host_name):
     if pending:
         commit = (record.get("commit") or "?")[:12]
         if pending == "reverted":
+            before = previous_release(view, record.get("commit"))
+            back = (f"to go back to the release before it: fab -H {host_name} rollback "
+                    f"--to {before[:12]}; or fix it and release again" if before
+                    else f"fix it and release again: fab -H {host_name} release")
             raise Failure(
                 f"{to} on {host_name} holds {commit}, which its watch reverted: rollback "
-                "and switch only go back to a release that stayed live",
-                f"fix it and release again: fab -H {host_name} release", code=FAILED)
+                "and switch only go back to a release that stayed live", back, code=FAILED)
         raise Failure(
             f"{to} on {host_name} holds {commit}, {pending} and never live: rollback and "
             "switch only go back to a release that was live",
             f"to make it live: fab -H {host_name} promote", code=FAILED)
+
+
+def previous_release(view, reverted):
+    """The newest release in the history read that went live, other than
+    what is live now and the reverted build; None when none is known."""
+    live = view.live and (view.runs(view.live) or view.record(view.live).get("commit"))
+    for entry in reversed(view.history):
+        commit = entry.get("commit")
+        if commit and commit not in (live, reverted) and recorded_release(entry):
+            return commit
+    return None
 
 
 def pending_source(record):

@@ -200,3 +200,25 @@ def process_counts(state, colour, found, settings):
         counts[kind] = {"running": seen.get("running", 0), "wanted": wanted.get(kind, 0),
                         "restarts": seen.get("restarts", 0)}
     return counts
+
+
+def planned_workers(state, live, target, settings, commit=None, switches=True):
+    """What a release's workers would do, in words, for `release --plan`: the
+    Procfile's types are known before a checkout only when the planned commit
+    was released before (state.json keeps its Procfile)."""
+    if not settings.procfile:
+        return "none (PROCFILE=none)"
+    running = worker_types(processes_of(state, workers_colour(state) or live), settings)
+    where = workers_colour(state) or live
+    now = f"{', '.join(running)} run in {where}" if running and where else "none run now"
+    if not switches:
+        return f"{now}; they stay there until promote (a staged build or canary serves few)"
+    known = procfile_of_commit(state, commit) if commit else {}
+    types = worker_types(known, settings) if known else []
+    new = (f"{', '.join(types)} start in {target}" if types
+           else f"{target} starts the types its Procfile ({settings.procfile}) names")
+    first = [t for t in running if t in settings.stop_first]
+    return (f"{now}; after the switch {new}"
+            + (f" ({', '.join(first)} stopped in {where} first)" if first else "")
+            + (f", then {where}'s stop after WORKER_READY_SECONDS={settings.worker_ready_seconds}"
+               if running else ""))

@@ -7,7 +7,8 @@ import posixpath
 import subprocess
 import tarfile
 
-from .local_build import checkout_dir, docker, inspect_image
+from .local_build import docker, inspect_image
+from .local_checkout import checkout_dir
 
 
 def procfile_here(settings, image):

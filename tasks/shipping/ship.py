@@ -227,7 +227,8 @@ def ship(session, archive, image_tag, diff_ids, expected_id, encodings=None):
 
     ``encodings`` (archive.Encodings), when several hosts of the run are
     shipped to: the bytes sent are encoded once for all hosts that lack the
-    same layers."""
+    same layers. ``archive`` may be a callable that makes it (`docker save`):
+    the host is asked first, and an image it has already is never saved."""
     started = time.monotonic()
     host = parse_host_layers(session.run(host_facts_script(image_tag)), image_tag)
     shipped = Shipped(store=host.store, whole=host.containerd)
@@ -235,6 +236,8 @@ def ship(session, archive, image_tag, diff_ids, expected_id, encodings=None):
         shipped.already = True
         shipped.seconds = time.monotonic() - started
         return shipped
+    if callable(archive):
+        archive = archive()
     drop, shipped.layers_sent, shipped.layers_skipped = layers_to_send(
         archive.layer_paths, diff_ids, host)
     try:
@@ -339,11 +342,13 @@ def deliver(session, attempt, plan, artifacts, on_line):
         attempt.fields["image"] = image.name
 
     attempt.phase = "ship"
-    archive = artifacts.archive(image, rep)
     tag = building.image(s, image.commit)
     with rep.phase("ship") as ph:
         shared = artifacts.encodings if session.hosts_in_run > 1 else None
-        shipped = ship(session, archive, tag, image.diff_ids, archive.config_digest, shared)
+        # Saved (docker save) only once the host is known to lack the image;
+        # its ID on a layer store is the config digest the archive would name.
+        shipped = ship(session, lambda: artifacts.archive(image, rep), tag, image.diff_ids,
+                       image.image_id, shared)
         ph.detail = shipped.describe()
     attempt.fields["ship"] = shipped.to_json()
 

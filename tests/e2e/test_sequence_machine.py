@@ -3,7 +3,9 @@
 A Hypothesis RuleBasedStateMachine drives `fab release` (plain, --branch,
 --ref, --no-switch, --canary P, --watch S with a good or a 5xx build, with
 or without --stop-old and traffic), `promote`, `rollback`, `rollback --to`,
-`switch --to` and a `fab release` killed mid-task. After every step the
+`switch --to`, a `fab release` killed mid-task, a build that crashes at
+start, `release --ref` of the live commit (with and without --force),
+`repair`, and `remove --yes` followed by `setup`. After every step the
 host must match a model of what the docs promise:
 
 - the public port serves the build the model says (a canary: each client
@@ -13,7 +15,8 @@ host must match a model of what the docs promise:
   (with no watch, or after a clean one) stopped it;
 - each colour's recorded branch is that of its last release that went live;
 - history names exactly what each step deployed;
-- `status` shows each colour's role;
+- `status` shows each colour's role, and the commit its container runs;
+  `releases` lists what the colours run, never a crashed or reverted build;
 - workers (a queue worker and a stop-first `clock`, from the sample's
   Procfile) run in exactly one colour, the one serving everyone; no job of a
   steady stream is done twice, the clock never runs twice at once, and at
@@ -98,6 +101,8 @@ class Deploys(RuleBasedStateMachine):
         self.live = None
         self.canary = None  # (colour, percent)
         self.reverted = set()  # labels a watch reverted, not released anew
+        self.failed = set()  # colours whose last release failed (status: role failed)
+        self.crashed = set()  # commits of builds that exited at start: never kept
         self.commits = {}  # commit -> (label, bad, deployed branch)
         self.expected = []  # history entries the step must add: (task, result, to, branch, commit)
         self.fab_ok("setup")
@@ -144,11 +149,11 @@ class Deploys(RuleBasedStateMachine):
                                       f"wanted {code}\n{r.stdout}\n{r.stderr}")
         return r
 
-    def build(self, branch, bad, slow=None):
+    def build(self, branch, bad, slow=None, kind=None):
         self.n += 1
         label = f"b{self.n}"
-        commit = self.app.commit(label, kind="pages500" if bad else "ok", branch=branch,
-                                 slow=slow, procfile=PROCFILE, files=FILES)
+        commit = self.app.commit(label, kind=kind or ("pages500" if bad else "ok"),
+                                 branch=branch, slow=slow, procfile=PROCFILE, files=FILES)
         return label, commit
 
     # --- the model's moves ------------------------------------------------------------
@@ -160,6 +165,7 @@ class Deploys(RuleBasedStateMachine):
         c.pending, c.records = None, None
         self.live = colour
         self.reverted.discard(c.label)
+        self.failed.discard(colour)
 
     def put_build(self, colour, label, commit, deployed, records, pending):
         c = self.c[colour]
@@ -169,6 +175,7 @@ class Deploys(RuleBasedStateMachine):
         else:
             c.pending, c.records, c.follows = None, None, records
         self.reverted.discard(label)
+        self.failed.discard(colour)
 
     def revert(self, new, old, before):
         """The watch sent everyone back to ``old``; ``before``: new's record before."""
@@ -305,12 +312,14 @@ class Deploys(RuleBasedStateMachine):
             return
         self.fab_ok(*args)
         self.live = dest
+        self.failed.discard(dest)
         self.expected = [(task, "ok", dest, c.deployed, c.commit)]
 
     @precondition(lambda self: self.c[other(self.live)].commit)
     @rule()
     def rollback_to_idle_build(self):
-        """rollback --to the commit the idle colour was built with (always kept)."""
+        """rollback --to the commit the idle colour was built with: kept unless
+        its watch reverted it."""
         idle = other(self.live)
         c = self.c[idle]
         if self.canary:
@@ -322,12 +331,89 @@ class Deploys(RuleBasedStateMachine):
             self.fab_ok("rollback", "--to", c.commit[:12], code=1)
             self.expected = []
             return
-        self.fab_ok("rollback", "--to", c.commit[:12])
         label, _, deployed = self.commits[c.commit]
+        if label in self.reverted:
+            # A build its watch reverted is no kept release (SPEC, "What the tool
+            # reports is what runs"): refused before anything changes, and the
+            # colour never follows its branch.
+            self.fab_ok("rollback", "--to", c.commit[:12], code=1)
+            said = self.last.stdout + self.last.stderr
+            assert f"release --ref {c.commit}" in said, said
+            self.expected = []
+            return
+        self.fab_ok("rollback", "--to", c.commit[:12])
         c.running, c.pending, c.records, c.follows = True, None, None, deployed
         self.live = idle
-        self.reverted.discard(label)
+        self.failed.discard(idle)
         self.expected = [("rollback", "ok", idle, deployed, c.commit)]
+
+    @rule()
+    def crash_release(self):
+        """A plain release of a build that exits at start: exit 1, nothing live
+        changes, the idle colour runs its previous release again (or stays
+        stopped); its failed build is no kept release."""
+        target = other(self.live)
+        label, commit = self.build(self.c[target].follows or "main", False, kind="crash")
+        self.commits[commit] = (label, False, self.c[target].follows or "main")
+        self.crashed.add(commit)
+        self.fab_ok("release", code=1)
+        if self.canary:
+            assert "canary" in self.last.stderr
+            self.expected = [("release", "failed", None, None, None)]
+            return
+        self.failed.add(target)
+        self.expected = [("release", "failed", target, None, commit)]
+
+    @rule(force=st.booleans())
+    def release_the_live_commit(self, force):
+        """`release --ref` of what is live: nothing to release (the other colour
+        stays the rollback target), or with --force a release into the idle colour."""
+        live = self.c[self.live]
+        args = ["release", "--ref", live.commit] + (["--force"] if force else [])
+        if self.canary:
+            self.fab_ok(*args, code=1)
+            assert "canary" in self.last.stderr
+            self.expected = [("release", "failed", None, None, None)]
+            return
+        self.fab_ok(*args)
+        if not force:
+            said = self.last.stdout + self.last.stderr
+            assert f"nothing to release: {self.live} already runs {live.commit[:12]}" in \
+                said, said
+            self.expected = []
+            return
+        target = other(self.live)
+        followed = self.c[target].follows or "main"
+        self.put_build(target, live.label, live.commit, followed, followed, None)
+        self.live = target
+        self.expected = [("release", "ok", target, followed, live.commit)]
+
+    @precondition(lambda self: not self.canary
+                  and not any(c.pending for c in self.c.values()))
+    @rule()
+    def repair(self):
+        """repair rebuilds state.json from the containers: the same records."""
+        self.fab_ok("repair")
+        self.expected = [("repair", "ok", self.live, None, None)]
+
+    @precondition(lambda self: not self.canary)
+    @rule()
+    def remove_and_setup(self):
+        """remove --yes takes the app off; setup brings it back as new, main's
+        newest commit in blue."""
+        self.fab_ok("remove", code=2)  # without --yes: only says what it would remove
+        self.fab_ok("remove", "--yes")
+        assert not self.project.deploy_dir.exists()
+        label, commit = self.build("main", False)  # what setup deploys: main's newest
+        self.commits[commit] = (label, False, "main")
+        self.fab_ok("setup")
+        self.history_seen = 0
+        self.c = {colour: Colour() for colour in COLOURS}
+        blue = self.c["blue"]
+        blue.label, blue.commit, blue.deployed, blue.follows = label, commit, "main", "main"
+        blue.running, self.live = True, "blue"
+        self.reverted, self.failed = set(), set()
+        self.expected = [("setup", "ok", "blue", "main", commit)]
 
     @rule()
     def killed_release(self):
@@ -375,6 +461,7 @@ class Deploys(RuleBasedStateMachine):
     @invariant()
     def host_matches_the_model(self):
         killed, self.killed = getattr(self, "killed", False), False
+        self.killed_last = killed
         self.check_public()
         if not killed:  # until the next task takes the dead holder's lock over
             self.check_colours()
@@ -453,7 +540,31 @@ class Deploys(RuleBasedStateMachine):
                     c.pending or "idle")
             if c.commit is None:
                 continue
-            assert status["colours"][colour]["role"] == want, (colour, status["colours"], c)
+            shown = status["colours"][colour]
+            if colour in self.failed and not c.pending and colour != self.live and not (
+                    self.canary and colour == self.canary[0]):
+                want = "failed"
+            assert shown["role"] == want, (colour, status["colours"], c)
+            # What the colour's container serves is what status names.
+            if c.running and not getattr(self, "killed_last", False):
+                assert shown["commit"] == c.commit, (colour, shown, c)
+        assert status["drift"] is None or getattr(self, "killed_last", False), status
+        self.check_releases(status)
+
+    def check_releases(self, status):
+        """`releases` lists what the colours run (reverted builds aside), never a
+        crashed or reverted build."""
+        r = self.fab_ok("releases", "--json")
+        rows = {row["commit"]: row for row in map(json.loads, r.stdout.splitlines())}
+        for commit in self.crashed:
+            assert commit not in rows, (commit, rows)
+        for colour, c in self.c.items():
+            if not c.commit:
+                continue
+            if c.label in self.reverted and c.pending == "reverted":
+                assert c.commit not in rows, (colour, c, rows)
+            elif c.running and not getattr(self, "killed_last", False):
+                assert colour in rows[c.commit]["colours"], (colour, c, rows[c.commit])
 
 
 def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_factory, loophost):
@@ -485,6 +596,14 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
         ("release --canary 50", lambda: m.release(bad=False, mode="canary", source="followed",
                                                   stop_old=False, traffic=False, watch=False)),
         ("promote", lambda: m.promote(stop_old=False, traffic=False, watch=False)),
+        # Issue 34: a build that exits at start is no release, repair records what
+        # runs, a release of the live commit keeps the rollback target (unless
+        # --force), and remove + setup start the app anew.
+        ("release of a build that crashes at start", m.crash_release),
+        ("repair", m.repair),
+        ("release --ref LIVE (nothing to release)", lambda: m.release_the_live_commit(False)),
+        ("release --ref LIVE --force", lambda: m.release_the_live_commit(True)),
+        ("remove, remove --yes, setup", m.remove_and_setup),
     ]
     try:
         for n, (name, step) in enumerate(steps, 1):

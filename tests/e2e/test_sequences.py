@@ -119,6 +119,7 @@ def test_promote_stop_old_after_an_unjudged_watch_keeps_the_old_colour(project):
     assert "too few" in text and "blue keeps running" in text, text
     assert "stopped blue" not in text, text
     assert container_states(project)["blue"] == "running"
+    project.app.commit("v3")  # main's newest is live in green: a new one to release
     r = fab(project, "release", "--watch", "2", "--stop-old")  # the same on a release
     assert "green keeps running" in output(r) and "stopped green" not in output(r), output(r)
     assert container_states(project)["green"] == "running"

@@ -76,7 +76,6 @@ def every_script(s):
         ("setup", host_files.setup(s, state)),
         ("logs", containers.logs(s, "blue", 100, True)),
         ("history", host_files.history(s, 20)),
-        ("repair_facts", host_reading.repair_facts(s)),
     ]
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tasks.configuration.env_layers import ENV_FILE_VAR, ENV_PREFIX, HOSTS_FILE_VAR
-from tasks.configuration.settings import load_settings, other
+from tasks.configuration.settings import load_settings
 from tasks.errors import BAD_INPUT, Failure
 
 

@@ -8,6 +8,7 @@ from support.config_errors import assert_names_everything
 from support.plain_settings import make_settings
 from tasks.configuration.env_layers import Layer
 from tasks.configuration.inventory import parse_inventory
+from tasks.configuration.keys import CHECKS
 from tasks.configuration.settings import check_all, load_settings, merge_layers, other
 from tasks.errors import BAD_INPUT, ConfigError, Failure
 
@@ -150,16 +151,16 @@ BAD_VALUES = [
     ("pre-switch-cr", {}, "PRE_SWITCH_CMD", "migrate\rrm -rf /", "single line"),
     ("health-path-relative", {}, "HEALTH_PATH", "healthz", "starting with '/'"),
     ("health-path-space", {}, "HEALTH_PATH", "/health check", "without spaces"),
-    ("health-timeout-negative", {}, "HEALTH_TIMEOUT", "-5", "greater than 0"),
-    ("health-timeout-zero", {}, "HEALTH_TIMEOUT", "0", "greater than 0"),
-    ("health-timeout-nan", {}, "HEALTH_TIMEOUT", "nan", "greater than 0"),
-    ("health-interval-inf", {}, "HEALTH_INTERVAL", "inf", "greater than 0"),
-    ("health-interval-word", {}, "HEALTH_INTERVAL", "soon", "greater than 0"),
+    ("health-timeout-negative", {}, "HEALTH_TIMEOUT", "-5", "more than 0"),
+    ("health-timeout-zero", {}, "HEALTH_TIMEOUT", "0", "more than 0"),
+    ("health-timeout-nan", {}, "HEALTH_TIMEOUT", "nan", "more than 0"),
+    ("health-interval-inf", {}, "HEALTH_INTERVAL", "inf", "more than 0"),
+    ("health-interval-word", {}, "HEALTH_INTERVAL", "soon", "more than 0"),
     ("health-passes-zero", {}, "HEALTH_PASSES", "0", "whole number of 1 or more"),
     ("health-passes-fraction", {}, "HEALTH_PASSES", "1.5", "whole number of 1 or more"),
-    ("stop-timeout-negative", {}, "STOP_TIMEOUT", "-1", "whole number of 0 or more"),
-    ("drain-timeout-word", {}, "DRAIN_TIMEOUT", "long", "whole number of 0 or more"),
-    ("connect-timeout-zero", {}, "CONNECT_TIMEOUT", "0", "greater than 0"),
+    ("stop-timeout-negative", {}, "STOP_TIMEOUT", "-1", "whole seconds, 0 or more"),
+    ("drain-timeout-word", {}, "DRAIN_TIMEOUT", "long", "whole seconds, 0 or more"),
+    ("connect-timeout-zero", {}, "CONNECT_TIMEOUT", "0", "more than 0"),
     ("docker-network-overlay", {}, "DOCKER_NETWORK", "overlay", "'bridge' or 'host'"),
     ("bind-address-name", {}, "BIND_ADDRESS", "localhost", "IP address"),
     ("use-sudo-maybe", {}, "USE_SUDO", "maybe", "true or false"),
@@ -335,3 +336,13 @@ def test_new_release_keys_have_their_defaults():
     s = make_settings()
     assert s.pre_switch_timeout == 600.0
     assert s.clojure_base_image == "clojure:temurin-21-tools-deps"
+
+
+@pytest.mark.parametrize("key, value, seconds", [
+    ("HEALTH_TIMEOUT", "2m", 120.0), ("HEALTH_INTERVAL", "0.5", 0.5),
+    ("STOP_TIMEOUT", "90s", 90), ("DRAIN_TIMEOUT", "1m", 60),
+    ("CONNECT_TIMEOUT", "15s", 15.0), ("MAINTENANCE_RETRY_AFTER", "2m", 120),
+    ("WORKER_STOP_TIMEOUT", "2m", 120), ("WORKER_READY_SECONDS", "10s", 10),
+    ("HOOK_TIMEOUT", "90s", 90.0)])
+def test_every_seconds_key_takes_the_duration_syntax(key, value, seconds):
+    assert CHECKS[key](value) == seconds

@@ -57,11 +57,12 @@ def test_the_table_lists_the_newest_first_and_names_the_live_colour(s, capsys):
                           BLUE_RUNS, state=released_state(s, "blue"))
     assert releases(session, json_mode=False) is None
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "prod  kept releases of shop (newest first; KEEP_RELEASES=3)"
-    assert out[1].split() == ["commit", "branch", "built", "at", "size", "runs", "in", "signed",
-                              "by"]
+    assert out[0] == ("prod  kept releases of shop (most recently released first; "
+                      "KEEP_RELEASES=3; failed and reverted builds are not kept)")
+    assert out[1].split() == ["commit", "branch", "built", "at", "size", "runs", "in", "was",
+                              "live", "signed", "by"]
     assert out[2].startswith(SHA_BLUE[:12]) and "blue (live)" in out[2]
-    assert out[3].startswith(OLD[:12]) and out[3].split()[-2:] == ["-", "-"]
+    assert out[3].startswith(OLD[:12]) and out[3].split()[-2:] == ["never", "-"]
     assert session.steps == ["connect", "inspect", "list"]
 
 

@@ -3,11 +3,13 @@
 import pytest
 import yaml
 
+from support.plain_settings import make_settings
 from tasks.configuration.settings import load_settings
 from tasks.errors import BAD_INPUT, ConfigError, Failure
 from tasks.model.compose_file import render_compose
 from tasks.model.processes import (check_scale_types, parse_procfile, plan_hand_over,
-                                   release_command, unscheduled, web_command, workers_of)
+                                   planned_workers, release_command, unscheduled, web_command,
+                                   workers_of)
 
 
 def settings(tmp_path, text=""):
@@ -137,3 +139,23 @@ def test_check_rows_fail_a_bad_procfile_and_warn_of_an_unscheduled_clock(tmp_pat
     assert rows[0][1] == "ok" and rows[1][:2] == ("STOP_FIRST", "warn")
     assert procfile_rows("web a\n", s, "here")[0][1] == "FAIL"
     assert procfile_rows(None, s, "here")[0][1] == "ok"
+
+
+def test_the_plan_says_what_the_workers_would_do():
+    s = make_settings(SCALE="worker=2")
+    state = {"workers": "blue", "colours": {
+        "blue": {"processes": {"web": "httpd", "worker": "q", "clock": "c"}}},
+        "procfiles": {"c" * 40: {"web": "httpd", "worker": "q2"}}}
+    said = planned_workers(state, "blue", "green", s, "c" * 40)
+    assert said == ("worker, clock run in blue; after the switch worker start in green "
+                    "(clock stopped in blue first), then blue's stop after "
+                    "WORKER_READY_SECONDS=5")
+    # A commit never released: its Procfile is read at its checkout.
+    said = planned_workers(state, "blue", "green", s, "d" * 40)
+    assert "green starts the types its Procfile (Procfile) names" in said
+    assert planned_workers(state, "blue", "green", s, switches=False).endswith(
+        "they stay there until promote (a staged build or canary serves few)")
+    assert planned_workers({}, None, "blue", s) == \
+        "none run now; after the switch blue starts the types its Procfile (Procfile) names"
+    assert planned_workers(state, "blue", "green", make_settings(PROCFILE="none")) == \
+        "none (PROCFILE=none)"
