@@ -9,12 +9,12 @@ as ever.
 """
 
 import sys
-import threading
 
 from ..deploy.fleet_switch import SOLO, Fleet, FleetAbort, NotStarted
 from ..errors import OK, Failure
 from ..output import Reporter, emit, emit_json
-from .on_hosts import before_connecting, failure_json, on_hosts, open_session, targets
+from .on_hosts import (before_connecting, each_in_a_thread, failure_json, on_hosts,
+                       open_session, targets)
 
 
 def on_fleet(c, task_name, body, *, parallel=False, batch=None, json_mode=False,
@@ -57,12 +57,7 @@ def on_fleet(c, task_name, body, *, parallel=False, batch=None, json_mode=False,
             views[entry.name] = session.view
             session.close()
 
-    threads = [threading.Thread(target=one, args=(entry, settings, c.config.clone()),
-                                daemon=True) for entry, settings in work]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    each_in_a_thread(c, work, one)
 
     names = [e.name for e, _ in work]
     spread = fleet.spread() if not failures else None

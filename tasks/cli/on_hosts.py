@@ -142,6 +142,17 @@ def open_session(c, entry, settings, task_name, reporter, accept_new_host_key, c
                    after_takeover=restore_unrecorded)
 
 
+def each_in_a_thread(c, work, one):
+    """``one(entry, settings, fabric_config)`` for every host at once, each
+    with its own clone of Fabric's config; returns when all are done."""
+    threads = [threading.Thread(target=one, args=(entry, settings, c.config.clone()),
+                                daemon=True) for entry, settings in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
              accept_new_host_key=False, require_repo=True, rolling=True, report=None,
              across=None, exit_code=None):
@@ -195,12 +206,7 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
         # starts: fabric.Connection() writes into the config it is given, and
         # each write makes Invoke rebuild that config from empty, so threads
         # sharing one saw "No attribute or config key found for 'gateway'".
-        threads = [threading.Thread(target=one, args=(entry, settings, c.config.clone()),
-                                    daemon=True) for entry, settings in work]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        each_in_a_thread(c, work, one)
     else:
         for entry, settings in work:
             one(entry, settings)
