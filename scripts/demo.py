@@ -165,12 +165,13 @@ class Demo:
 
         heading(6, total, f"fab -H {HOST_NAME} release, under load",
                 f"{rate} requests/s to :{public}, each on a fresh connection, while the "
-                f"release rebuilds blue and switches to it.")
+                f"release rebuilds blue and switches to it (--force: green runs this very "
+                f"commit already, which alone is nothing to release).")
         load = loadgen.Load(public, rate_fresh=rate, threads_fresh=4, rate_keepalive=0,
                             timeout=5.0, max_seconds=LOAD_MAX_SECONDS, name="load").start()
         try:
             time.sleep(LOAD_QUIET_SECONDS)  # some traffic before the release
-            self.fab("release")
+            self.fab("release", "--force")
             time.sleep(LOAD_QUIET_SECONDS)  # and after: the old workers' last requests
         finally:
             load.stop()

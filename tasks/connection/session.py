@@ -183,8 +183,12 @@ class Session:
             self.after_takeover(self, view)
             # What the colours run now (the recovery may have restarted one):
             # the task decides and reports on what runs, not on what ran.
-            fresh = parse_view(self.run(host_reading.inspect(self.settings)), self.settings)
-            view = self.view = replace(view, containers=fresh.containers)
+            # Its ports too: a colour the recovery stopped no longer holds one.
+            fresh = parse_view(self.run(host_reading.inspect(self.settings, listening=ports)),
+                               self.settings)
+            view = self.view = replace(view, containers=fresh.containers,
+                                       listening=fresh.listening if ports else view.listening,
+                                       workers=fresh.workers)
         return view
 
     def owner_json(self, shell):

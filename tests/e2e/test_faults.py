@@ -183,7 +183,7 @@ def test_state_json_damaged(shared_project, damage):
             why = "is missing"
 
         r = fab(shared_project, "status")
-        assert f"live: {colour} (nginx -> port {getattr(proj, colour + '_port')})" in r.stdout
+        assert f"live: {colour} (nginx -> port {getattr(shared_project, colour + '_port')})" in r.stdout
         assert f"state.json {why}" in r.stdout and "repair" in r.stdout, r.stdout
         data = json.loads(fab(shared_project, "status", "--json").stdout)
         assert data["live"] == colour and data["nginx"]["colour"] == colour
@@ -224,7 +224,7 @@ def test_nginx_file_edited_by_hand(shared_project, loophost):
         idle_version = shared_project.get("/version", port=idle_port)[2].strip()
 
         text = shared_project.nginx_file.read_text()
-        old, new = (f":{getattr(proj, c + '_port')};" for c in (recorded, idle))
+        old, new = (f":{getattr(shared_project, c + '_port')};" for c in (recorded, idle))
         assert text.count(old) == 1
         shared_project.nginx_file.write_text(text.replace(old, new))
         subprocess.run(f"{loophost.nginx_test_cmd} && {loophost.nginx_reload_cmd}",
