@@ -9,12 +9,13 @@ import hashlib
 
 from ..commands import building
 from ..commands.host_reading import inspect, parse_view
+from ..connection.session import app_env_bytes
 from ..errors import Failure
 from ..model.compose_file import render_compose
 from ..model.dry_run import follow_note, nothing_to_release, outlook
 from ..model.nginx_file import render_nginx
 from ..model.plan import plan_release
-from ..model.processes import planned_workers
+from ..model.processes import planned_workers, processes_by_colour
 from ..model.state import maintenance_of
 from ..shipping.local_checkout import remote_commit
 
@@ -37,15 +38,17 @@ def look_ahead(session, view, plan, request):
     else:
         commit = remote_commit(s, plan)
     app_env_same = True
-    if s.app_env_file:
-        with open(s.app_env_file, "rb") as f:
-            app_env_same = sha256(f.read()) == view.app_env_hash
+    if s.has_app_env:  # the run's app.env: APP_ENV_FILE and SECRETS_CMD (cli/secrets.py)
+        data = session.app_env if session.app_env is not None else app_env_bytes(s)
+        app_env_same = sha256(data) == view.app_env_hash
     nginx_same = bool(view.live) and view.nginx_text == render_nginx(
         s, view.live, nginx_version=view.nginx_version or None,
         maintenance=maintenance_of(view.state))
     ahead = outlook(view, commit, app_env_same=app_env_same,
+                    # As the host's compose file is now, with each colour's
+                    # recorded processes: a changed setting renders another.
                     compose_same=result.values.get("compose", "") == sha256(
-                        render_compose(s).encode()),
+                        render_compose(s, processes_by_colour(view.state)).encode()),
                     nginx_same=nginx_same)
     return ahead, result.values.get("branches", "").split()
 
@@ -100,7 +103,7 @@ def show_plan(session, request):
         f"{plan.target} deploys it)",
         f"  build:      {build_place(s, request)}",
         f"  ships:      {', '.join(ahead.changes) or 'nothing new'}",
-        f"  pre-switch: "
+        "  pre-switch: "
         + (f"PRE_SWITCH_CMD `{s.pre_switch_cmd}` in {plan.target} before the switch"
            if s.pre_switch_cmd else "none (PRE_SWITCH_CMD is empty)"),
         "  workers:    " + planned_workers(view.state, plan.live, plan.target, s,

@@ -137,7 +137,16 @@ def assert_status_tells_the_truth(project):
     served = served_colour(project)
     recorded = state(project).get("live")
     assert data["live"] == served, (data, served)
-    assert bool(data.get("drift")) == (recorded != served), (data, recorded, served)
+    # A colour drifts when its container runs another commit than state.json
+    # records for it (a killed release's build, before the next task's
+    # takeover puts the recorded release back): status says so per colour.
+    runs_other = {colour for colour, c in data["colours"].items()
+                  if c["container"].startswith(("running", "restarting")) and c["commit"]
+                  and c["commit"] != c.get("recorded_commit")}
+    assert {colour for colour, c in data["colours"].items() if c.get("drift")} == runs_other, \
+        (data, runs_other)
+    assert bool(data.get("drift")) == (recorded != served or bool(runs_other)), \
+        (data, recorded, served)
     return data
 
 
