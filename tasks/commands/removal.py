@@ -67,6 +67,12 @@ if ! out=$({s}{settings.nginx_reload_cmd} 2>&1); then
   exit {NGINX_RELOAD_FAILED}
 fi
 rm -f "$bk"; {mark('removed', 'nginx')}""")
+    if found["containers"]:
+        # Stopped first, as a release stops them: a worker finishes its job and a
+        # scheduler says it stopped (SIGTERM, then WORKER_STOP_TIMEOUT).
+        grace = max(settings.stop_timeout, settings.worker_stop_timeout)
+        ids = " ".join(q(cid) for cid, _ in found["containers"])
+        lines.append(f"docker stop -t {int(grace)} {ids} >/dev/null 2>&1")
     for cid, name in found["containers"]:
         lines.append(f"docker rm -f {q(cid)} >/dev/null 2>&1 && {mark('removed', q('container ' + name))}")
     for image in found["images"]:

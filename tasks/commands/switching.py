@@ -8,7 +8,11 @@ from .base import (NGINX_RELOAD_FAILED, NGINX_TEST_FAILED, NGINX_WRITE_FAILED, b
 def switch(settings, nginx_text):
     """Put the nginx file in place, test it, reload; put the old one back on failure.
 
-    The old file is kept as DEPLOY_DIR/nginx.previous.conf.
+    The old file is kept as DEPLOY_DIR/nginx.previous.conf. A lost
+    connection (a killed fab, a cut network: SIGHUP, SIGPIPE, the next
+    task's SIGTERM to a dead holder's session) never stops the step between
+    the file and the reload, where nginx would serve one colour while its
+    file names the other.
     """
     s = sudo(settings)
     f, backup = settings.nginx_file, f"{settings.deploy_dir}/nginx.previous.conf"
@@ -16,6 +20,7 @@ def switch(settings, nginx_text):
     restore = (f"if [ \"$had\" = 1 ]; then cat {q(backup)} | {s}tee {q(tmp)} >/dev/null "
                f"&& {s}mv -f {q(tmp)} {q(f)}; else {s}rm -f {q(f)}; fi")
     return f"""set -u
+trap '' HUP TERM PIPE
 [ -d {q(settings.deploy_dir + '/logs')} ] || mkdir -p {q(settings.deploy_dir + '/logs')}
 had=0
 if [ -f {q(f)} ]; then cat {q(f)} > {q(backup)} && had=1; fi

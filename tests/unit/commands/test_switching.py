@@ -61,3 +61,17 @@ def test_switch_that_cannot_write_the_file_is_not_an_nginx_verdict(box):
     # when the output block is empty).
     assert "shop.conf.tmp" in r.blocks["output"] + r.stderr
     assert "tested" not in r.stderr and current is None
+
+
+def test_a_lost_connection_never_stops_a_switch_half_way(box):
+    """Between the file and the reload a hang-up, a broken pipe or the next
+    task's SIGTERM would leave nginx serving one colour under a file that
+    names the other: the step ignores them (its own subshell only)."""
+    s = settings_for("normal")
+    script = switching.switch(s, NGINX_TEXT)
+    assert script.splitlines()[:2] == ["set -u", "trap '' HUP TERM PIPE"]
+    # In a real shell: a TERM or HUP sent to the step's own (sub)shell while it
+    # runs is ignored; $PPID of a child is that subshell.
+    r = box("trap '' HUP TERM PIPE\nme=$(sh -c 'echo $PPID')\nkill -TERM \"$me\"\n"
+            "kill -HUP \"$me\"\necho \"$M survived\"")
+    assert r.values.get("survived") == "" and r.code == 0, r
