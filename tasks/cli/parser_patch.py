@@ -43,4 +43,3 @@ def parse_errors_are_bad_input(program_class=invoke.Program):
 
     parse_tasks.bluegreen = True
     program_class.parse_tasks = parse_tasks
-

@@ -181,7 +181,6 @@ def switch_(c, to=None, wait_lock="0", json=False, accept_new_host_key=False):
 def status(c, json=False, accept_new_host_key=False):
     """Show what is live where: colours, commits, containers, health, lock."""
 
-
     def show(rows):
         text = "" if json else format_statuses(rows)
         if text:

@@ -76,7 +76,7 @@ def one_off(settings, command, *, colour=None, reuse=False, interactive=False, t
             f"gone() {{ docker rm -f {q(name)} >/dev/null 2>&1; }}",
             "trap 'gone; exit 129' HUP",
             "trap 'gone; exit 143' TERM",
-            f"( while kill -0 $session 2>/dev/null; do sleep 1; done; gone ) "
+            "( while kill -0 $session 2>/dev/null; do sleep 1; done; gone ) "
             "</dev/null >/dev/null 2>&1 &",
             "watcher=$!",
             " ".join(run),

@@ -12,6 +12,7 @@ import paramiko
 from ..errors import BAD_INPUT, NO_CONNECTION, Failure
 from .host_keys import KnownHost, UnknownHostKey, host_matches, key_fingerprint, known_hosts_name
 
+
 @dataclass
 class ConnectContext:
     """What an error message needs to know about one connection attempt."""
@@ -162,5 +163,3 @@ def describe_connect_error(exc: BaseException, ctx: ConnectContext) -> Failure:
             "check the address, your network and that the host is up",
         )
     return fail(f"SSH connection to {ctx.label} failed: {exc!r}", "run with ssh -v to the same host to see more")
-
-

@@ -163,4 +163,3 @@ def append_known_host(path: str, name: str, key: paramiko.PKey) -> None:
             "make the file writable, or add the key yourself (ssh-keyscan) and connect without --accept-new-host-key",
             code=BAD_INPUT,
         ) from exc
-

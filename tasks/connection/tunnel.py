@@ -9,6 +9,7 @@ import paramiko
 
 from ..errors import BAD_INPUT, Failure
 
+
 class Tunnel:
     """A local listening port whose connections are forwarded over the SSH connection."""
 
@@ -101,5 +102,3 @@ def _close_quietly(thing) -> None:
         thing.close()
     except Exception:
         pass
-
-

@@ -34,6 +34,7 @@ from .health import describe_probe, gate, verify_public
 from .signatures import from_step, signers_text
 from .step_results import last_line, show_progress, step_failed
 
+
 @dataclass
 class Attempt:
     """What a changing task has done so far: enough to undo it and record it."""

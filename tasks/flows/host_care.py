@@ -188,4 +188,3 @@ def history(session, lines, json_mode):
     else:
         emit("  no entries yet")
     return None
-

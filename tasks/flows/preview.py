@@ -46,4 +46,3 @@ def open_preview(session, colour, local_port, stop=None):
     finally:
         tunnel.close()
     return {"host": name, "colour": colour, "port": tunnel.local_port, "healthy": ok}
-

@@ -278,7 +278,6 @@ def recorded_release(entry):
             or (task == "rollback" and result == "ok" and bool(entry.get("kept"))))
 
 
-
 def recover_branch(colour, old_record, entries, commit, default):
     """(branch, ref, where from) for repair: what a colour followed before.
 

@@ -287,5 +287,3 @@ def run_bounded(cmd, seconds, on_line):
     finally:
         timer.cancel()
     return ("timeout" if timed_out.is_set() else proc.returncode), last
-
-
