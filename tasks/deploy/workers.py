@@ -6,10 +6,11 @@ what state.json records (each colour's Procfile), STOP_FIRST types stop in
 the old colour, the new colour's workers start and must stay up
 WORKER_READY_SECONDS (or turn Docker-healthy within it, when their image
 has a HEALTHCHECK), then the old colour's stop (SIGTERM,
-WORKER_STOP_TIMEOUT). Over several hosts the old colour's stop waits for
-every host's new workers, and one host's failure puts every host back. A new worker that does not stay up fails the task:
+WORKER_STOP_TIMEOUT). A new worker that does not stay up fails the task:
 the old colour's workers never stopped (stop-first ones start again),
 state.json is put back as it was, and the task's Attempt switches web back.
+Over several hosts the old colour's stop waits for every host's new
+workers, and one host's failure puts every host back.
 """
 
 from ..commands import workers as scripts

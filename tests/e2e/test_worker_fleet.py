@@ -27,11 +27,14 @@ CRASH_FILES = {**FILES, "worker.sh": WORKER.replace(
 
 @pytest.fixture(scope="module")
 def two(request, tmp_path_factory, loophost):
-    """The module's project on hosts one and two; yields {host: (deploy_dir, app, jobs)}."""
-    for p in module_project(request, tmp_path_factory, loophost, WORKER_READY_SECONDS=1,
-                            WORKER_STOP_TIMEOUT=2):
-        app2 = f"{p.name}-two"
-        lh.claim_project(app2)
+    """The module's project on hosts one and two (its .hosts: {host: (deploy_dir,
+    app, jobs)}), v1 set up on both."""
+    made = module_project(request, tmp_path_factory, loophost, WORKER_READY_SECONDS=1,
+                          WORKER_STOP_TIMEOUT=2)
+    p = next(made)
+    app2 = f"{p.name}-two"
+    lh.claim_project(app2)
+    try:
         public, blue, green = lh.free_ports(3)
         hosts = {"one": (p.deploy_dir, p.name, p.base / "jobs-one"),
                  "two": (p.base / "srv" / app2, app2, p.base / "jobs-two")}
@@ -45,14 +48,14 @@ def two(request, tmp_path_factory, loophost):
                              "env": {**env[name], "VOLUMES": f"{jobs}:/jobs"}}
         p.hosts_file.write_text(yaml.safe_dump({"hosts": entries, "default_hosts": ["one", "two"]}))
         p.hosts = hosts
-        try:
-            p.app.commit("v1", procfile=PROCFILE, files=CRASH_FILES)
-            fab(p, "setup")
-            yield p
-        finally:
-            lh.remove_compose_projects(name=app2)
-            (p.host.conf_dir / f"{app2}.conf").unlink(missing_ok=True)
-            lh.release_project(app2)
+        p.app.commit("v1", procfile=PROCFILE, files=CRASH_FILES)
+        fab(p, "setup")
+        yield p
+    finally:
+        lh.remove_compose_projects(name=app2)
+        (p.host.conf_dir / f"{app2}.conf").unlink(missing_ok=True)
+        lh.release_project(app2)
+        made.close()  # the module project's own clean-up
 
 
 def running_workers(app):
