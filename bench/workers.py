@@ -16,12 +16,16 @@ tests' tests/e2e/workerkit.py) and VOLUMES, one without. Figures are medians:
   the done files' mtimes), and whether the clock ever ran twice at once.
 - `exec --reuse true` and `exec true` (a new container) against the SSH
   floors of bench/overhead.py: `ssh host true` (OpenSSH) and a fresh Python
-  process that imports paramiko, connects and runs `true`.
+  process that imports paramiko, connects and runs `true`; and against
+  `ssh host docker exec WEB true`, --reuse's remote work without fab.
+  `--exec-only`: only these (one host).
 """
 
 import argparse
 import contextlib
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,9 +109,10 @@ def exec_figures(args, with_workers):
                 "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="bluegreen-bench-pyc-")}
     with_workers.check(with_workers.fab("exec", "--reuse", "true", env=bytecode)[0],
                        "exec --reuse true")  # fills the bytecode cache
-    floors, py_floors, reuse, fresh = [], [], [], []
+    floors, py_floors, reuse, fresh, bare = [], [], [], [], []
     for _ in range(args.repeat):
         floors.append(floor_ssh(with_workers))
+        bare.append(ssh_docker_exec(with_workers))
         py_floors.append(floor_paramiko(with_workers, extra_commands=0)["wall"])
         r, wall = with_workers.fab("exec", "--reuse", "true", env=bytecode)
         with_workers.check(r, "exec --reuse true")
@@ -119,7 +124,22 @@ def exec_figures(args, with_workers):
           f"{med(fresh):.2f}s; ssh host true {med(floors):.2f}s, python+paramiko "
           f"{med(py_floors):.2f}s: --reuse {med(reuse) / med(floors):.2f}x ssh's floor, "
           f"{med(reuse) / med(py_floors):.2f}x paramiko's; a new container is paramiko's "
-          f"floor + {med(fresh) - med(py_floors):.2f}s")
+          f"floor + {med(fresh) - med(py_floors):.2f}s; `ssh host docker exec WEB true` "
+          f"{med(bare):.2f}s: --reuse {med(reuse) / med(bare):.2f}x it")
+
+
+def ssh_docker_exec(bh):
+    """What --reuse's remote work costs without fab: OpenSSH running `docker
+    exec` in the live web container."""
+    h = bh.host
+    live = json.loads((bh.deploy_dir / "state.json").read_text())["live"]
+    cmd = ["ssh", "-i", str(h.client_key), "-p", str(h.ssh_port),
+           "-o", f"UserKnownHostsFile={h.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+           "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
+           f"{h.user}@127.0.0.1", f"docker exec {bh.name}-{live}-1 true"]
+    started = time.monotonic()
+    subprocess.run(cmd, capture_output=True, timeout=60, check=True)
+    return time.monotonic() - started
 
 
 if __name__ == "__main__":
