@@ -69,8 +69,8 @@ READY_FORMAT = WORKER_FORMAT + ' {{if .State.Health}}{{.State.Health.Status}}{{e
 # them to each other): "bad" once a worker of the types handed over is not
 # running, restarted or is unhealthy, or fewer than wanted run; "ok" once
 # every one with a health check is healthy and those without stayed up
-# READY seconds; "bad" when one with a health check is not healthy by then;
-# else "wait". Variables: keep (" type type "), wanted, t (seconds), ready.
+# READY seconds; "bad" when one with a health check is not healthy by then
+# (READY 0: no wait at all, health not awaited); else "wait". Variables: keep (" type type "), wanted, t (seconds), ready.
 READY_AWK = (
     'index(keep, " " $2 " ") == 0 { next } '
     '{ n++ } '
@@ -78,7 +78,7 @@ READY_AWK = (
     '$6 == "starting" { starting = 1 } '
     '$6 == "none" || $6 == "" { plain = 1 } '
     'END { if (bad || n < wanted) print "bad"; '
-    'else if (starting) print (t >= ready ? "bad" : "wait"); '
+    'else if (starting && ready > 0) print (t >= ready ? "bad" : "wait"); '
     'else if (plain && t < ready) print "wait"; else print "ok" }')
 
 
@@ -96,7 +96,7 @@ def ready_verdict(lines, keep, wanted, elapsed, ready):
         plain = plain or health in ("none", "")
     if bad or n < wanted:
         return "bad"
-    if starting:
+    if starting and ready > 0:
         return "bad" if elapsed >= ready else "wait"
     return "wait" if plain and elapsed < ready else "ok"
 

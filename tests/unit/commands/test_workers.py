@@ -90,13 +90,20 @@ READY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("lines,elapsed,verdict", READY_CASES)
-def test_the_readiness_verdict_in_python_and_on_the_host_agree(lines, elapsed, verdict):
-    assert ready_verdict(lines, {"worker", "clock"}, 2, elapsed, 5) == verdict
+ZERO_CASES = [  # WORKER_READY_SECONDS=0: no wait, health not awaited, a dead one fails
+    (["green worker running 0 /w1 starting", "green clock running 0 /c1 none"], 0, "ok"),
+    (["green worker exited 1 /w1 starting", "green clock running 0 /c1 none"], 0, "bad"),
+]
+
+
+@pytest.mark.parametrize("lines,elapsed,verdict,ready",
+                         [c + (5,) for c in READY_CASES] + [c + (0,) for c in ZERO_CASES])
+def test_the_readiness_verdict_in_python_and_on_the_host_agree(lines, elapsed, verdict, ready):
+    assert ready_verdict(lines, {"worker", "clock"}, 2, elapsed, ready) == verdict
     awk = subprocess.run(
         ["awk", "-v", "keep= worker clock ", "-v", "wanted=2", "-v", f"t={elapsed}",
-         "-v", "ready=5", READY_AWK], input="\n".join(lines) + "\n", capture_output=True,
-        text=True, check=True)
+         "-v", f"ready={ready}", READY_AWK], input="\n".join(lines) + "\n",
+        capture_output=True, text=True, check=True)
     assert awk.stdout.strip() == verdict
 
 
