@@ -172,9 +172,11 @@ class BenchHost:
         (self.dir / "hosts.yml").write_text(self.host.hosts_yaml(HOST_NAME))
         return self
 
-    def fab(self, *args, timeout=300):
-        """Run the real `fab` in the project dir -> (CompletedProcess, wall seconds)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+    def fab(self, *args, timeout=300, env=None):
+        """Run the real `fab` in the project dir -> (CompletedProcess, wall seconds).
+        ``env``: variables added (a value of None removes one)."""
+        env = {k: v for k, v in {**os.environ, **(env or {})}.items()
+               if not k.startswith("BLUEGREEN_") and v is not None}
         started = time.monotonic()
         r = subprocess.run([str(FAB), "-r", str(ROOT), *args], cwd=self.dir, env=env,
                            capture_output=True, text=True, timeout=timeout,

@@ -31,11 +31,21 @@ def reap(settings):
             f"[ -n \"$p\" ] && [ -d /proc/$p ] || docker rm -f $c >/dev/null 2>&1; done\n")
 
 
+def app_env_from_stdin(size):
+    """Shell text: this run's app.env, ``size`` bytes on the script's stdin
+    (never in a command line: it holds secrets), put in place only if it
+    differs from the host's (then atomically, 0600)."""
+    return (f"t=$(umask 077; mktemp .app.env.XXXXXX) && head -c {int(size)} > \"$t\" && "
+            "{ if cmp -s \"$t\" app.env; then rm -f \"$t\"; else mv -f \"$t\" app.env; fi; } "
+            "|| { rm -f \"$t\"; echo 'bluegreen: could not write app.env' >&2; exit 125; }")
+
+
 def one_off(settings, command, *, colour=None, reuse=False, interactive=False, tty=False,
-            name, history_head, history_tail):
+            name, history_head, history_tail, app_env_size=None):
     """The script: pick the colour, run COMMAND with `sh -c`, remove what is
     left if the session goes, append the history line, exit with its code.
-    ``history_head``/``history_tail``: the JSON line around its exit code."""
+    ``history_head``/``history_tail``: the JSON line around its exit code.
+    ``app_env_size``: this run's app.env comes first on stdin (app_env_from_stdin)."""
     d, app = settings.deploy_dir, settings.app_name
     flags = ("-i " if interactive else "") + ("-t " if tty else "")
     pick = (f"colour={q(colour)}" if colour else f"colour={live_colour(settings)}")
@@ -43,18 +53,24 @@ def one_off(settings, command, *, colour=None, reuse=False, interactive=False, t
         "set -u",
         f"cd {q(d)} 2>/dev/null || {{ echo 'bluegreen: {d} is missing: run setup first' >&2; "
         "exit 125; }",
+    ]
+    if app_env_size is not None:
+        lines.append(app_env_from_stdin(app_env_size))
+    lines += [
         pick,
         '[ -n "$colour" ] || { echo "bluegreen: no colour is live yet: run setup or release '
         'first" >&2; exit 125; }',
     ]
     if reuse:
         web = f"{app}-$colour-1"
+        # No look before: a docker CLI call less. Only when it failed, is the
+        # container there and running (else the failure was the command's)?
         lines += [
-            f'[ "$(docker container inspect --format "{{{{.State.Running}}}}" "{web}" '
-            f'2>/dev/null)" = true ] || {{ echo "bluegreen: the $colour web container {web} '
-            'is not running: nothing to --reuse" >&2; exit 125; }',
             f'docker exec {flags}"{web}" sh -c {q(command)}',
             "code=$?",
+            f'[ $code -eq 0 ] || [ "$(docker container inspect --format "{{{{.State.Running}}}}" '
+            f'"{web}" 2>/dev/null)" = true ] || {{ echo "bluegreen: the $colour web container '
+            f'{web} is not running: nothing to --reuse" >&2; exit 125; }}',
         ]
     else:
         run = [f"docker run --rm {flags}--init --name {q(name)}",

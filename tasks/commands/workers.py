@@ -38,7 +38,8 @@ def list_workers_command(settings):
 
 
 def parse_workers(text):
-    """{colour: {type: {"running": n, "restarts": n, "containers": n}}}."""
+    """{colour: {type: {"running": n, "restarts": n, "containers": n, ...}}};
+    READY_FORMAT lines also count "unhealthy" and "starting" (not yet healthy)."""
     found = {}
     for line in (text or "").splitlines():
         parts = line.split()
@@ -47,6 +48,9 @@ def parse_workers(text):
         colour, kind, status, restarts = parts[:4]
         entry = found.setdefault(colour, {}).setdefault(
             kind, {"running": 0, "restarts": 0, "containers": 0, "restarting": 0})
+        health = parts[5] if len(parts) > 5 else ""
+        if health in ("unhealthy", "starting"):
+            entry[health] = entry.get(health, 0) + 1
         entry["containers"] += 1
         entry["restarts"] += int(restarts)
         if status == "running":
@@ -56,13 +60,58 @@ def parse_workers(text):
     return found
 
 
-def hand_over(settings, plan, ready_seconds):
-    """Stop-first types stop in the old colour, the new colour's workers start,
-    stay up ``ready_seconds``, then the old colour's stop; one step.
+# What the hand-over reads of each new worker: WORKER_FORMAT and its Docker
+# health ("none": its image has no HEALTHCHECK).
+READY_FORMAT = WORKER_FORMAT + ' {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}'
 
-    A new worker that exits or restarts meanwhile: the new ones stop, the old
-    stop-first ones start again, and the step says `ready failed`; the old
-    colour's other workers were never touched.
+# The hand-over's verdict over READY_FORMAT lines, run on the host each
+# second (``ready_verdict`` is the same rule in Python, and the tests hold
+# them to each other): "bad" once a worker of the types handed over is not
+# running, restarted or is unhealthy, or fewer than wanted run; "ok" once
+# every one with a health check is healthy and those without stayed up
+# READY seconds; "bad" when one with a health check is not healthy by then
+# (READY 0: no wait at all, health not awaited); else "wait". Variables: keep (" type type "), wanted, t (seconds), ready.
+READY_AWK = (
+    'index(keep, " " $2 " ") == 0 { next } '
+    '{ n++ } '
+    '$3 != "running" || $4 != "0" || $6 == "unhealthy" { bad = 1 } '
+    '$6 == "starting" { starting = 1 } '
+    '$6 == "none" || $6 == "" { plain = 1 } '
+    'END { if (bad || n < wanted) print "bad"; '
+    'else if (starting && ready > 0) print (t >= ready ? "bad" : "wait"); '
+    'else if (plain && t < ready) print "wait"; else print "ok" }')
+
+
+def ready_verdict(lines, keep, wanted, elapsed, ready):
+    """READY_AWK's rule: "ok", "bad" or "wait" for READY_FORMAT ``lines``."""
+    n, bad, starting, plain = 0, False, False, False
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or parts[1] not in keep:
+            continue
+        health = parts[5] if len(parts) > 5 else ""
+        n += 1
+        bad = bad or parts[2] != "running" or parts[3] != "0" or health == "unhealthy"
+        starting = starting or health == "starting"
+        plain = plain or health in ("none", "")
+    if bad or n < wanted:
+        return "bad"
+    if starting and ready > 0:
+        return "bad" if elapsed >= ready else "wait"
+    return "wait" if plain and elapsed < ready else "ok"
+
+
+def hand_over(settings, plan, ready_seconds, stop_old=True):
+    """Stop-first types stop in the old colour, the new colour's workers start
+    and must be ready (stay up ``ready_seconds``, or report Docker-healthy
+    within it when their image has a HEALTHCHECK), then the old colour's stop;
+    one step. ``stop_old`` False (several hosts): the old ones keep running,
+    and the step prints the stop-first ones it stopped (``first``) for
+    ``put_back`` or ``stop_old_colour``.
+
+    A new worker that exits, restarts or turns unhealthy meanwhile: the new
+    ones stop, the old stop-first ones start again, and the step says `ready
+    failed`; the old colour's other workers were never touched.
     """
     new, old = plan.new, plan.old
     services = " ".join(q(w.service(new)) for w in plan.workers)
@@ -81,31 +130,41 @@ def hand_over(settings, plan, ready_seconds):
         f"$id); case \" {keep} \" in *\" $k \"*) ;; *) docker stop -t "
         f"{int(settings.worker_stop_timeout)} $id >/dev/null 2>&1;; esac; done")
     if services:
+        wanted = sum(w.scale for w in plan.workers)
+        ready = int(ready_seconds)
+        # Only the types handed over count: a stopped container of a type the
+        # Procfile no longer has is no failure. Read each second, so a worker
+        # that dies (or turns healthy) is known at once.
+        read = (f"set -- {ids(settings, new, running=False)}; [ $# -eq 0 ] || "
+                f"docker container inspect --format {q(READY_FORMAT)} \"$@\" 2>/dev/null")
         lines += [
             f"{compose(settings)} up -d --no-deps --no-build --force-recreate {services} 2>&1 "
             f"|| {mark('start', 'failed')}",
-            f"sleep {int(ready_seconds)}",
-            block("new", f"set -- {ids(settings, new, running=False)}; [ $# -eq 0 ] || "
-                         f"docker container inspect --format {q(WORKER_FORMAT)} \"$@\""),
-        ]
-        wanted = sum(w.scale for w in plan.workers)
-        # Only the types handed over count: a stopped container of a type the
-        # Procfile no longer has is no failure.
-        lines.append(
-            f"n=0; bad=0; for id in {ids(settings, new, running=False)}; do "
-            f"set -- $(docker inspect --format '{{{{index .Config.Labels \"bluegreen.process\"}}}} "
-            f"{{{{.State.Status}}}} {{{{.RestartCount}}}}' $id); "
-            f"case \" {keep} \" in *\" $1 \"*) n=$((n+1)); "
-            f"[ \"$2 $3\" = 'running 0' ] || bad=1;; esac; done; [ $n -ge {wanted} ] || bad=1")
-        lines.append(
-            f"if [ $bad -ne 0 ]; then {stop_ids(settings, ids(settings, new))}; "
+            f"t=0; while :; do seen=$({read}); verdict=$(printf '%s\\n' \"$seen\" | awk "
+            f"-v keep=\" {keep} \" -v wanted={wanted} -v t=$t -v ready={ready} "
+            f"{q(READY_AWK)}); [ \"$verdict\" = wait ] || break; sleep 1; t=$((t+1)); done",
+            block("new", "printf '%s\\n' \"$seen\""),
+            f"if [ \"$verdict\" != ok ]; then {stop_ids(settings, ids(settings, new))}; "
             f"[ -z \"$first\" ] || docker start $first >/dev/null 2>&1; "
-            f"{mark('ready', 'failed')}; exit 1; fi")
+            f"{mark('waited', '$t')}; {mark('ready', 'failed')}; exit 1; fi",
+            mark("waited", "$t"),
+        ]
     lines.append(mark("ready", "ok"))
-    if old:
+    if old and stop_old:
         lines.append(stop_ids(settings, ids(settings, old)))
         lines.append(mark("stopped", old))
+    elif old:
+        lines.append(mark("first", "$(echo $first)"))
     return "\n".join(lines) + "\n"
+
+
+def put_back(settings, new, first):
+    """Several hosts, another failed: this host's new workers stop and the
+    old stop-first ones (``first``: their ids) start again; the old colour's
+    other workers never stopped."""
+    return (f"{stop_ids(settings, ids(settings, new))}\n"
+            + (f"docker start {first} >/dev/null 2>&1\n" if first.strip() else "")
+            + f"{mark('ready', 'undone')}\n")
 
 
 def stop_workers(settings, colour=None):

@@ -143,7 +143,7 @@ KEYS = (
     Key("WORKER_STOP_TIMEOUT", "30", check_non_negative_seconds,
         "seconds an old worker gets after SIGTERM to finish its job"),
     Key("WORKER_READY_SECONDS", "5", check_non_negative_seconds,
-        "seconds a new worker must stay up before the old colour's stop"),
+        "seconds a new worker must stay up (or turn healthy) before the old colour's stop"),
     Key("VOLUMES", "", check_volumes,
         "compose volumes SOURCE:TARGET[:ro], space-separated, in every colour and process"),
     Key("COMPOSE_OVERRIDE_FILE", "", check_compose_override_file,

@@ -18,8 +18,9 @@ import tty as ttymod
 import paramiko
 
 
-def run_attached(host, command, *, stdin=False, tty=False):
-    """Run ``command`` on ``host`` (a connected ssh.Host); its exit status."""
+def run_attached(host, command, *, stdin=False, tty=False, feed=None):
+    """Run ``command`` on ``host`` (a connected ssh.Host); its exit status.
+    ``feed``: bytes for its stdin, then EOF (not with ``stdin`` or ``tty``)."""
     transport = host.connection.transport
     try:
         chan = transport.open_session(timeout=host.connect_timeout)
@@ -36,7 +37,12 @@ def run_attached(host, command, *, stdin=False, tty=False):
     if stdin:
         threading.Thread(target=_forward_stdin, args=(chan,), daemon=True).start()
     else:
-        chan.shutdown_write()
+        try:
+            if feed:
+                chan.sendall(feed)
+            chan.shutdown_write()
+        except (OSError, EOFError) as exc:
+            raise host.lost("while starting the command") from exc
     return _pump(chan)
 
 

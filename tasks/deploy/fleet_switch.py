@@ -29,7 +29,8 @@ PREPARED = "prepared"  # every idle colour up and healthy (release), or checked 
 SWITCH = "switch"  # PRE_SWITCH_CMD done: all switch now
 BATCH_VERIFIED = "batch verified"  # --batch with --watch: the batch switched, now watched
 VERIFIED = "verified"  # every host serves the new colour: all record
-POINTS = (LOCKED, PREPARED, SWITCH, BATCH_VERIFIED, VERIFIED)
+WORKERS = "workers ready"  # every host's new workers up: the old ones stop
+POINTS = (LOCKED, PREPARED, SWITCH, BATCH_VERIFIED, VERIFIED, WORKERS)
 IN_A_BATCH = (PREPARED, SWITCH, BATCH_VERIFIED)  # met by the hosts of one batch
 
 
@@ -143,7 +144,8 @@ class Fleet:
     def _abort(self, name):
         causes = sorted(self.failed)
         point = self.failed[causes[0]][0]
-        why = "its switch, verify or watch" if point in (SWITCH, BATCH_VERIFIED, VERIFIED) else \
+        why = "its workers' hand-over" if point == WORKERS else \
+            "its switch, verify or watch" if point in (SWITCH, BATCH_VERIFIED, VERIFIED) else \
             "connecting or locking" if point == LOCKED else "its preparation"
         return FleetAbort(
             f"{name} gives up: {', '.join(causes)} failed ({why}); the hosts switch together "
@@ -190,6 +192,11 @@ class HostHandle:
             self.watch_batch()
         self.fleet.meet(self.name, VERIFIED)
 
+    def workers_ready(self):
+        """This host's new workers are ready (or it has none to hand over):
+        the old colour's stop only once every host's are."""
+        self.fleet.meet(self.name, WORKERS)
+
     def reverted_by_watch(self, revert):
         """``revert``: this host's watch called for one; returns the hosts whose
         watch did (a revert on one reverts every host)."""
@@ -216,6 +223,9 @@ class Solo:
         pass
 
     def verified(self):
+        pass
+
+    def workers_ready(self):
         pass
 
     def reverted_by_watch(self, revert):

@@ -22,17 +22,22 @@ def exec_command(session, command, *, reuse=False, interactive=False, tty=False,
     """Run ``command`` on the session's host; returns its exit code."""
     s = session.settings
     session.host.connect()
-    if s.has_app_env and session.app_env is not None:
-        # This run's app.env (APP_ENV_FILE and SECRETS_CMD, read before
-        # connecting): the one-off command sees today's secrets, not the last
-        # release's. Written in place atomically; running containers keep theirs.
-        session.host.put_bytes(session.app_env, f"{s.deploy_dir}/app.env", mode=0o600)
+    # This run's app.env (APP_ENV_FILE and SECRETS_CMD, read before
+    # connecting): the one-off command sees today's secrets, not the last
+    # release's; running containers keep theirs. Without -i it goes first on
+    # the command's stdin and is written only if it differs (no upload, no
+    # round trip); with -i stdin is the operator's, so it is uploaded.
+    app_env = session.app_env if s.has_app_env else None
+    if app_env is not None and interactive:
+        session.host.put_bytes(app_env, f"{s.deploy_dir}/app.env", mode=0o600)
+        app_env = None
     name = f"{s.app_name}-oneoff-{secrets.token_hex(4)}"
     entry = history_entry(host=session.name, app=s.app_name, task="exec", who=session.who,
                           result="exec", duration=0.0, to_colour=colour)
     entry.update(command=command[:200], reuse=reuse, exit_code=CODE)
     head, tail = format_history_line(entry).rstrip("\n").split(f'"{CODE}"')
     script = one_off(s, command, colour=colour, reuse=reuse, interactive=interactive,
-                     tty=tty, name=name, history_head=head, history_tail=tail)
+                     tty=tty, name=name, history_head=head, history_tail=tail,
+                     app_env_size=None if app_env is None else len(app_env))
     return run_attached(session.host, f"sh -c {q(script)}", stdin=interactive and not tty,
-                        tty=tty)
+                        tty=tty, feed=app_env)

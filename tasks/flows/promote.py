@@ -36,7 +36,7 @@ def promote_staged(session, *, watch_seconds=0, stop_old=False, wait_lock=0.0, f
                 processes_of(view.state, p.to), session.settings) or None
             state = switch_everyone(session, attempt, view.state, p.to,
                                     nginx_version=view.nginx_version, fleet=fleet)
-            hand_over(session, state, p.to, p.live, before=view.state)
+            hand_over(session, state, p.to, p.live, before=view.state, fleet=fleet)
         rep.line(f"promoted {p.to} ({(record.get('commit') or '?')[:12]}, {p.kind}): "
                  "everyone is on it")
         figures = None

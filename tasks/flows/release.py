@@ -121,7 +121,7 @@ def release_live(session, request, first=False, fleet=SOLO):
                            fleet=fleet)  # every host switches at once, records once all verified
             # After the web's switch (over several hosts: after every host
             # verified and recorded), the workers follow it on this host.
-            hand_over(session, state, target, plan.live, before=view.state)
+            hand_over(session, state, target, plan.live, before=view.state, fleet=fleet)
         prune_releases(session, state, kept)  # KEEP_RELEASES; a warning at worst
         watched = None
         if watch_seconds and not plan.live:

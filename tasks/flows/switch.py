@@ -41,9 +41,12 @@ def switch(session, to=None, *, wait_lock=0.0, fleet=SOLO):
             # Without workers the record step drops the lock too; with them, web
             # switched just as fast (over several hosts: every host verified and
             # recorded), then the workers follow under the lock.
-            go_live(session, attempt, to, state, unlock=not workers, fleet=fleet)
-            if workers:
-                hand_over(session, state, to, view.live, before=view.state)
+            # Over several hosts every host waits for the others' hand-over
+            # under its lock (one that fails puts every host back).
+            together = workers or fleet.several
+            go_live(session, attempt, to, state, unlock=not together, fleet=fleet)
+            if together:
+                hand_over(session, state, to, view.live, before=view.state, fleet=fleet)
     summary = session.summary("ok", live=to, previous=view.live, commit=commit,
                               branch=build["branch"])
     rest = (f"the {canary_of(view)[0]} canary serves nobody now (staged: `fab -H {name} "

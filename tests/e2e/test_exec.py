@@ -119,3 +119,23 @@ def test_several_hosts_need_all_hosts(proj):
         assert r.stdout.count("hi from blue") == 2, r.stdout
     finally:
         proj.hosts_file.write_text(original)
+
+
+def test_this_runs_app_env_is_written_only_when_it_changed(proj, tmp_path):
+    """exec sends the run's app.env on the command's stdin (no upload); the
+    host's file is replaced only when it differs."""
+    env_file = tmp_path / "exec-app.env"
+    env_file.write_text("EXEC_SECRET=one\n")
+    proj.set(APP_ENV_FILE=env_file)
+    app_env = proj.deploy_dir / "app.env"
+    try:
+        assert fab(proj, "exec", "echo $EXEC_SECRET").stdout.strip() == "one"
+        inode = app_env.stat().st_ino
+        assert fab(proj, "exec", "--reuse", "true").returncode == 0
+        assert app_env.stat().st_ino == inode  # unchanged: not written again
+        env_file.write_text("EXEC_SECRET=two\n")
+        assert fab(proj, "exec", "echo $EXEC_SECRET").stdout.strip() == "two"
+        assert app_env.stat().st_mode & 0o777 == 0o600 and app_env.read_text() == \
+            "EXEC_SECRET=two\n"
+    finally:
+        proj.set(APP_ENV_FILE=None)

@@ -2,7 +2,8 @@
 
 One project for the module: v1 with a worker and a scheduler (`clock`), then
 release, rollback, canary + promote, staged + promote, a failed release, a
-worker that crashes at start, a SCALE change. After every step: workers run
+worker that crashes at start, a SCALE change, a worker image whose
+HEALTHCHECK never passes. After every step: workers run
 in the serving colour only, the scheduler never ran twice at once, and in
 the end every job was done exactly once.
 """
@@ -13,7 +14,7 @@ import loophost as lh
 from released import fab, output, serves, state_file, status_json
 from support.project import Project
 from workerkit import (CRASHING_PROCFILE, JobStream, assert_one_clock, assert_promise, commit,
-                       workers)
+                       commit_with_healthcheck, workers)
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,17 @@ def test_workers_follow_the_serving_colour_and_every_job_runs_once(proj):
             "running": 2, "wanted": 2, "restarts": 0}
     stream.assert_exactly_once()
     assert_one_clock(proj.jobs)
+
+
+def test_a_worker_that_never_turns_docker_healthy_fails_the_release(proj):
+    """WORKER_READY_SECONDS with a HEALTHCHECK: healthy within it, else the
+    release fails, web switches back and the old workers keep running."""
+    before = state_file(proj)
+    commit_with_healthcheck(proj.app, "v8")
+    r = fab(proj, "release", code=1)
+    assert "did not turn healthy" in output(r) and "healthy" in output(r), output(r)
+    after = state_file(proj)
+    live = before["live"]
+    assert after["live"] == live and after["workers"] == before["workers"]
+    assert after["colours"][live]["commit"] == before["colours"][live]["commit"]
+    assert_promise(proj)

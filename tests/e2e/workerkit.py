@@ -135,3 +135,20 @@ class JobStream:
 
 def status_processes(status):
     return {c: json.dumps(v.get("processes")) for c, v in status.get("colours", {}).items()}
+
+
+# Docker health for the worker types only: web is healthy at once, a worker
+# never is (commit_with_healthcheck).
+NEVER_HEALTHY = ('["/bin/busybox", "sh", "-c", "[ \\"$BLUEGREEN_PROCESS\\" = web ]"]')
+
+
+def commit_with_healthcheck(app, version, check=NEVER_HEALTHY):
+    """``commit`` with a HEALTHCHECK (exec form ``check``) in the image."""
+    commit(app, version)
+    dockerfile = app.work / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "HEALTHCHECK --interval=1s --timeout=2s "
+                          f"--retries=1 CMD {check}\n")
+    app._git("commit", "-qa", "--amend", "--no-edit")
+    app._git("push", "-qf", "origin", "HEAD:refs/heads/main")
+    app.commits[version] = app._git("rev-parse", "HEAD")
+    return app.commits[version]
