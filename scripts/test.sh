@@ -66,7 +66,8 @@ status=0
 say "unit tests"
 t_unit=$(now)
 unit_rc=0
-.venv/bin/python -m pytest tests/unit -q || unit_rc=$?
+# Two workers: the unit tests are pure and independent, one per core.
+.venv/bin/python -m pytest tests/unit -q -n 2 || unit_rc=$?
 unit_secs=$(seconds "$t_unit" "$(now)")
 if [ "$unit_rc" -eq 5 ]; then
     # Nothing collected: tests/unit may legitimately be empty.
