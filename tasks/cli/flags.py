@@ -48,10 +48,12 @@ def check_colour(value):
     return value
 
 
-def check_seconds(value):
+def check_seconds(value, least=0):
+    """--wait-lock (from 0) and --watch (from 1s): seconds up to 24h, in the one syntax."""
     seconds = seconds_of(str(value))
-    if seconds is None or not 0 <= seconds <= 86400:
-        raise values.Invalid(f"allowed: {SECONDS_SYNTAX}, from 0 to 24h")
+    if seconds is None or not least <= seconds <= 86400:
+        raise values.Invalid(f"allowed: {SECONDS_SYNTAX}, from {least or 0}"
+                             f"{'s' if least else ''} to 24h")
     return float(seconds)
 
 
@@ -79,10 +81,7 @@ def check_batch(value, percent, no_switch):
 
 def check_watch(value):
     """--watch: seconds of watching, at least one."""
-    seconds = seconds_of(str(value))
-    if seconds is None or not 1 <= seconds <= 86400:
-        raise values.Invalid(f"allowed: {SECONDS_SYNTAX}, from 1s to 24h")
-    return float(seconds)
+    return check_seconds(value, least=1)
 
 
 def check_lines(value):
