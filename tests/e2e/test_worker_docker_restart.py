@@ -10,10 +10,9 @@ import pytest
 
 from faultkit import run_ok
 from ownhostkit import own_daemon, own_host, own_project  # noqa: F401  (fixtures)
-from released import fab, serves, state_file, wait_until
-from workerkit import JobStream, assert_one_clock, assert_promise, commit, workers
+from released import serves, state_file, wait_until
+from workerkit import JobStream, assert_one_clock, assert_promise, commit, worker_project, workers
 
-import loophost as lh
 
 pytestmark = pytest.mark.docker_restart
 
@@ -21,20 +20,14 @@ pytestmark = pytest.mark.docker_restart
 @pytest.fixture(scope="module")
 def proj(request, tmp_path_factory, own_host):
     base = tmp_path_factory.mktemp("worker-restart")
-    app = lh.SampleApp(base / "sample-app")
-    commit(app, "v1")
-    project = own_project(request, base / "p", own_host, app)
-    project.jobs = base / "jobs"
-    project.jobs.mkdir()
-    project.set(HEALTH_TIMEOUT=30, VOLUMES=f"{project.jobs}:/jobs", WORKER_READY_SECONDS=2,
-                WORKER_STOP_TIMEOUT=5)
-    try:
-        fab(project, "setup")
-        commit(project.app, "v2")
-        run_ok(project, "release")
-        yield project
-    finally:
-        project.remove()
+    yield from worker_project(base, lambda app: own_project(request, base / "p", own_host, app),
+                              then=release_v2, HEALTH_TIMEOUT=30, WORKER_READY_SECONDS=2,
+                              WORKER_STOP_TIMEOUT=5)
+
+
+def release_v2(project):
+    commit(project.app, "v2")
+    run_ok(project, "release")
 
 
 def test_a_docker_restart_brings_back_only_the_serving_colours_workers(proj):

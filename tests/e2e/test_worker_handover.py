@@ -10,28 +10,17 @@ the end every job was done exactly once.
 
 import pytest
 
-import loophost as lh
 from released import fab, output, serves, state_file, status_json
 from support.project import Project
 from workerkit import (CRASHING_PROCFILE, JobStream, assert_one_clock, assert_promise, commit,
-                       commit_with_healthcheck, workers)
+                      commit_with_healthcheck, worker_project, workers)
 
 
 @pytest.fixture(scope="module")
 def proj(request, tmp_path_factory, loophost):
     base = tmp_path_factory.mktemp("workers")
-    app = lh.SampleApp(base / "sample-app")
-    commit(app, "v1")
-    project = Project(base / "p", loophost, app)
-    jobs = base / "jobs"
-    jobs.mkdir()
-    project.jobs = jobs
-    project.set(VOLUMES=f"{jobs}:/jobs", WORKER_READY_SECONDS=2, WORKER_STOP_TIMEOUT=5)
-    try:
-        fab(project, "setup")
-        yield project
-    finally:
-        project.remove()
+    yield from worker_project(base, lambda app: Project(base / "p", loophost, app),
+                              WORKER_READY_SECONDS=2, WORKER_STOP_TIMEOUT=5)
 
 
 def test_workers_follow_the_serving_colour_and_every_job_runs_once(proj):

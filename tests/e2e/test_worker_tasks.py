@@ -6,28 +6,21 @@ import subprocess
 
 import pytest
 
-import loophost as lh
 from released import fab, fab_background, history_json, output, serves, state_file, wait_until
 from support.project import Project
-from workerkit import PROCFILE, assert_one_clock, assert_promise, commit, workers
+from workerkit import PROCFILE, assert_one_clock, assert_promise, commit, worker_project, workers
 
 
 @pytest.fixture(scope="module")
 def proj(request, tmp_path_factory, loophost):
     base = tmp_path_factory.mktemp("worker-tasks")
-    app = lh.SampleApp(base / "sample-app")
-    commit(app, "v1")
-    project = Project(base / "p", loophost, app)
-    project.jobs = base / "jobs"
-    project.jobs.mkdir()
-    project.set(VOLUMES=f"{project.jobs}:/jobs", WORKER_READY_SECONDS=1, WORKER_STOP_TIMEOUT=5)
-    try:
-        fab(project, "setup")
-        commit(project.app, "v2")
-        fab(project, "release")
-        yield project
-    finally:
-        project.remove()
+    yield from worker_project(base, lambda app: Project(base / "p", loophost, app),
+                              then=release_v2, WORKER_READY_SECONDS=1, WORKER_STOP_TIMEOUT=5)
+
+
+def release_v2(project):
+    commit(project.app, "v2")
+    fab(project, "release")
 
 
 def test_bad_worker_settings_are_exit_2_before_connecting(proj, tmp_path):

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from released import state_file, wait_until
+import loophost as lh
+from released import fab, state_file, wait_until
 
 WORKER = """\
 /bin/busybox --install -s /bin 2>/dev/null
@@ -54,6 +55,26 @@ FILES = {"worker.sh": WORKER, "clock.sh": CLOCK}
 
 def commit(app, version, procfile=PROCFILE, kind="ok"):
     return app.commit(version, kind=kind, procfile=procfile, files=FILES)
+
+
+def worker_project(base, make, then=None, **settings):
+    """A generator for a module fixture: this sample's "v1" in the project
+    ``make(app)`` returns, its jobs directory (``project.jobs``) mounted as
+    /jobs, ``settings`` set, `fab setup` run, then ``then(project)`` if given;
+    the project is removed afterwards."""
+    app = lh.SampleApp(base / "sample-app")
+    commit(app, "v1")
+    project = make(app)
+    project.jobs = base / "jobs"
+    project.jobs.mkdir()
+    project.set(VOLUMES=f"{project.jobs}:/jobs", **settings)
+    try:
+        fab(project, "setup")
+        if then:
+            then(project)
+        yield project
+    finally:
+        project.remove()
 
 
 def workers(project):
