@@ -3,10 +3,18 @@
 A Hypothesis RuleBasedStateMachine drives `fab release` (plain, --branch,
 --ref, --no-switch, --canary P, --watch S with a good or a 5xx build, with
 or without --stop-old and traffic), `promote`, `rollback`, `rollback --to`,
-`switch --to`, a `fab release` killed mid-task, a build that crashes at
-start, `release --ref` of the live commit (with and without --force),
-`repair`, and `remove --yes` followed by `setup`. After every step the
-host must match a model of what the docs promise:
+`switch --to`, a `fab release`, `rollback` or `promote` killed (SIGKILL)
+right after a random one of its phase lines under a light load, a build
+that crashes at start, `release --ref` of the live commit (with and without
+--force), `repair`, `remove --yes` followed by `setup`, and `exec`. After
+every step the host must match a model of what the docs promise:
+
+- a killed task: the public port served every request and serves one of the
+  two legal outcomes (what was live, or the task's colour with its build;
+  the nginx file decides which); the next task takes the dead holder's lock
+  over, and from then on every promise below holds again;
+- exec: the live colour's build answers, with the command's exit code, no
+  one-off container is left, and history records it;
 
 - the public port serves the build the model says (a canary: each client
   gets one of the two colours' builds);
@@ -37,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
@@ -449,6 +458,24 @@ class Deploys(RuleBasedStateMachine):
         self.reverted, self.failed = set(), set()
         self.expected = [("setup", "ok", "blue", "main", commit)]
 
+    @precondition(lambda self: not self.unrecovered)  # exec takes no lock: no takeover
+    @rule(code=st.sampled_from([0, 3]))
+    def exec_one_off(self, code):
+        """exec: a one-off container from the live colour's image, the command's own
+        exit code, no container left behind, history records it."""
+        live = self.c[self.live]
+        r = self.fab_ok("exec", f"cat /app/VERSION; echo $BLUEGREEN_COLOUR; exit {code}",
+                        code=code)
+        assert r.stdout.split()[-2:] == [live.label, self.live], (r.stdout, live)
+        left = subprocess.run(["docker", "ps", "-aq", "--filter",
+                               f"label=bluegreen.app={self.project.name}", "--filter",
+                               "label=bluegreen.process=oneoff"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert not left, f"one-off containers left behind: {left}"
+        entry = [e for e in self.history() if e.get("task") == "exec"][-1]
+        assert entry["exit_code"] == code, entry
+        self.expected = [("exec", "exec", None, None, None)]
+
     @precondition(lambda self: not self.canary)
     @rule(task=st.sampled_from(sorted(KILL_AFTER)), at=st.integers(0, 7))
     def killed_task(self, task, at):
@@ -690,6 +717,8 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
         ("release --canary 50", lambda: m.release(bad=False, mode="canary", source="followed",
                                                   stop_old=False, traffic=False, watch=False)),
         ("promote", lambda: m.promote(stop_old=False, traffic=False, watch=False)),
+        # exec: the live build's one-off container, its own exit code, none left over.
+        ("exec 'cat /app/VERSION; exit 3'", lambda: m.exec_one_off(3)),
         # fab killed right after its switch line (nginx serves the new build, state.json
         # does not say so yet), then a rollback killed in the workers' hand-over: each
         # next task takes the lock over and records what serves.
