@@ -54,7 +54,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 import loadgen
 import loophost as lh
 from hostile import Background
-from released import FAB_TIMEOUT, fab_background, no_traceback, wait_until
+from released import FAB_TIMEOUT, no_traceback, wait_until
 from support.project import Project
 from workerkit import FILES, PROCFILE, JobStream, assert_one_clock, assert_promise
 
@@ -498,7 +498,7 @@ class Deploys(RuleBasedStateMachine):
             new = (label, commit, followed)
         else:
             new = (c.label, c.commit, c.deployed)
-        old_live, before = self.live, (c.label, c.running)
+        old_live = self.live
         load = loadgen.Load(self.project.public_port, distinct_clients=True, rate_fresh=20,
                             rate_keepalive=0, threads_fresh=2, timeout=5.0, max_seconds=300,
                             max_requests=20000).start()
@@ -534,10 +534,8 @@ class Deploys(RuleBasedStateMachine):
                 self.go_live(idle)
             self.live = idle
             self.failed.discard(idle)
-        elif task == "release" and c.commit:
-            # The next task puts the idle colour's recorded release back (when the
-            # kill left it another build, or none); stopped or running: the host says.
-            c.running = None
+        elif task == "release":
+            c.running = self.runs_after_takeover(idle)
         self.killed = run.killed_at is not None
         self.unrecovered = self.unrecovered or self.killed
         self.expected = None  # killed part-way: history has what the task got to record
@@ -567,7 +565,6 @@ class Deploys(RuleBasedStateMachine):
             # A task ran since the kill: it took the dead holder's lock over and
             # put the host right; every promise holds again from here.
             self.unrecovered = False
-            self.resolve_running()
         self.check_public()
         if not self.unrecovered:
             self.check_colours()
@@ -576,13 +573,23 @@ class Deploys(RuleBasedStateMachine):
         self.check_status()
         self.check_workers()
 
-    def resolve_running(self):
-        """After a killed release the next task restarted the idle colour's recorded
-        release, or left it stopped (a kill before the start): the host says which."""
-        states = {c["service"]: c["state"] for c in self.project.containers()}
-        for colour, c in self.c.items():
-            if c.running is None:
-                c.running = states.get(colour) == "running"
+    def runs_after_takeover(self, colour):
+        """Whether the idle ``colour`` runs once the next task took a killed
+        release's lock over: that task starts its recorded release again where
+        the container is not that release's (another build, or none), stops
+        what runs in a colour never released, and leaves the rest as it is."""
+        record = json.loads((self.project.deploy_dir / "state.json").read_text())[
+            "colours"][colour]
+        found = [c["name"] for c in self.project.containers() if c["service"] == colour]
+        image, status = "", "missing"
+        if found:
+            image, status = lh.docker("container", "inspect", "--format",
+                                      "{{.Image}} {{.State.Status}}", found[0]).stdout.split()
+        if not record.get("commit"):
+            return False
+        if record.get("image") and (status == "missing" or image != record["image"]):
+            return True
+        return status == "running"
 
     def check_workers(self):
         try:
