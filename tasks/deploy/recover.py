@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..commands import building, containers
 from ..commands.base import build_timeout
+from ..errors import Failure
 from ..model.pending import canary_of
 from ..model.processes import read_procfile
 from ..model.state import format_history_line, format_state, history_entry
@@ -90,23 +91,33 @@ def record_served(session, view):
     served = served_unrecorded(view)
     if served is None:
         return view.state
-    s, rep = session.settings, session.reporter
+    s, rep, colour = session.settings, session.reporter, served.colour
     processes = None
     if served.unrecorded and s.procfile:
-        result = session.run(building.procfile_at(s, served.colour, served.commit))
-        if "procfile" in result.blocks and result.blocks["procfile"].strip():
-            processes = read_procfile(result.blocks["procfile"], s, session.name)
-    container = view.containers[served.colour]
+        result = session.run(building.procfile_at(s, colour, served.commit))
+        try:
+            if result.blocks.get("procfile", "").strip():
+                processes = read_procfile(result.blocks["procfile"], s, session.name)
+        except Failure:  # not one the release could have run: as recorded before
+            processes = None
+    container = view.containers[colour]
     state = with_served(view.state, served, image=container.image or None,
                         started_at=container.started_at, history=view.history,
-                        default_branch=s.branch_of(served.colour), processes=processes)
-    said = (f"nginx serves {served.colour} ({served.commit[:12]}) but state.json said "
-            f"{view.state.get('live') or 'nothing'} (the task that held the lock died "
-            "between its switch and its record): recorded what serves")
-    rep.line(said)
+                        default_branch=s.branch_of(colour), processes=processes)
+    live, record = view.state.get("live"), view.record(colour)
+    was = (f"{live or 'nothing'} live" if live != colour else
+           f"{(record.get('commit') or 'nothing')[:12]}"
+           + (f" {record['pending']}" if record.get("pending") else "") + f" in {colour}")
+    said = (f"nginx serves {colour}, which runs {served.commit[:12]}, but state.json said "
+            f"{was} (the task that held the lock died between its switch and its record): "
+            "recorded what serves")
     line = format_history_line(history_entry(
         host=session.name, app=s.app_name, task="lock", who=session.who, result="recorded",
-        duration=0.0, from_colour=view.state.get("live"), to_colour=served.colour,
-        commit=served.commit, error=said))
-    session.record(format_state(state), line)
+        duration=0.0, from_colour=live, to_colour=colour, commit=served.commit, error=said))
+    try:
+        session.record(format_state(state), line)
+    except Failure as exc:  # the task goes on; status shows the drift
+        rep.line(f"warning: {exc.message}")
+        return view.state
+    rep.line(said)
     return state
