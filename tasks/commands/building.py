@@ -170,3 +170,13 @@ fi
 rm -f "$bg_ls"
 {hashed}
 """
+
+
+def procfile_at(settings, colour, commit):
+    """The Procfile of ``commit`` from the colour's checkout (block ``procfile``;
+    nothing when the checkout does not hold that commit: built elsewhere)."""
+    if not settings.procfile:
+        return ""
+    path = f"{settings.deploy_dir}/{colour}"
+    return block("procfile", f"git -C {q(path)} show {q(commit + ':' + settings.procfile)} "
+                 "2>/dev/null") + "\n"

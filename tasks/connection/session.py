@@ -183,10 +183,12 @@ class Session:
             self.after_takeover(self, view)
             # What the colours run now (the recovery may have restarted one):
             # the task decides and reports on what runs, not on what ran.
-            # Its ports too: a colour the recovery stopped no longer holds one.
+            # Its ports too: a colour the recovery stopped no longer holds one;
+            # and state.json, which it may have brought to what nginx serves.
             fresh = parse_view(self.run(host_reading.inspect(self.settings, listening=ports)),
                                self.settings)
             view = self.view = replace(view, containers=fresh.containers,
+                                       state=fresh.state or view.state,
                                        listening=fresh.listening if ports else view.listening,
                                        workers=fresh.workers)
         return view

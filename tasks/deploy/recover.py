@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from ..commands import building, containers
 from ..commands.base import build_timeout
+from ..errors import Failure
 from ..model.pending import canary_of
+from ..model.processes import read_procfile
+from ..model.state import format_history_line, format_state, history_entry
+from ..model.takeover import served_unrecorded, with_served
 from .health import gate
 from .workers import put_right
 
@@ -52,6 +56,7 @@ def restore_unrecorded(session, view):
     a takeover of the lock (cli/on_hosts.py hands it over)."""
     s, rep = session.settings, session.reporter
     bound = build_timeout(s) + 30
+    state = record_served(session, view)
     for drift in unrecorded_idle(view):
         if drift.commit is None:
             rep.line(f"{drift.colour} runs a build that was never recorded (the task that "
@@ -75,4 +80,44 @@ def restore_unrecorded(session, view):
                 rep.line(f"warning: {drift.colour} is not healthy after its restart: "
                          f"{getattr(exc, 'message', exc)}")
     # A task killed mid-hand-over may have left workers in both colours.
-    put_right(session, view.state, view.live)
+    put_right(session, state, view.live)
+
+
+def record_served(session, view):
+    """state.json as nginx serves: a task killed between its switch and its
+    record left nginx serving a colour state.json does not record so. Records
+    what that colour's container runs (said, and a history line); returns the
+    state (``view.state`` when nothing was to record)."""
+    served = served_unrecorded(view)
+    if served is None:
+        return view.state
+    s, rep, colour = session.settings, session.reporter, served.colour
+    processes = None
+    if served.unrecorded and s.procfile:
+        result = session.run(building.procfile_at(s, colour, served.commit))
+        try:
+            if result.blocks.get("procfile", "").strip():
+                processes = read_procfile(result.blocks["procfile"], s, session.name)
+        except Failure:  # not one the release could have run: as recorded before
+            processes = None
+    container = view.containers[colour]
+    state = with_served(view.state, served, image=container.image or None,
+                        started_at=container.started_at, history=view.history,
+                        default_branch=s.branch_of(colour), processes=processes)
+    live, record = view.state.get("live"), view.record(colour)
+    was = (f"{live or 'nothing'} live" if live != colour else
+           f"{(record.get('commit') or 'nothing')[:12]}"
+           + (f" {record['pending']}" if record.get("pending") else "") + f" in {colour}")
+    said = (f"nginx serves {colour}, which runs {served.commit[:12]}, but state.json said "
+            f"{was} (the task that held the lock died between its switch and its record): "
+            "recorded what serves")
+    line = format_history_line(history_entry(
+        host=session.name, app=s.app_name, task="lock", who=session.who, result="recorded",
+        duration=0.0, from_colour=live, to_colour=colour, commit=served.commit, error=said))
+    try:
+        session.record(format_state(state), line)
+    except Failure as exc:  # the task goes on; status shows the drift
+        rep.line(f"warning: {exc.message}")
+        return view.state
+    rep.line(said)
+    return state

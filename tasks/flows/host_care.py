@@ -51,8 +51,9 @@ def repair(session):
         elif view.nginx is not None and view.nginx.maintenance:
             # state.json is unreadable, but nginx serves the page: it stays on,
             # with the token the file checks (a new one would lock our probes out).
-            state["maintenance"] = {**view.nginx.maintenance, "by": "unknown (rebuilt by repair)",
-                                    "message": "", "page": "file"}
+            # Its message and page kind too, as the file says them (older files: none).
+            state["maintenance"] = {"message": "", "page": "file", **view.nginx.maintenance,
+                                    "by": "unknown (rebuilt by repair)"}
         found = {}  # colour -> where its branch came from, for the operator
         for colour in COLOURS:
             container = view.containers[colour]

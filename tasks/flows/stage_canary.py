@@ -28,8 +28,9 @@ def release_staged(session, request):
 
             record_pending(session, attempt, view, plan, "staged", commit, image)
         qa = qa_access(s, name, plan.target)
-        rep.line(f"staged {plan.target}: {commit[:12]} ({plan.source}); {qa}; nothing "
-                 f"switched: {plan.live or 'nothing'} stays live; then: fab -H {name} promote")
+        rep.line(f"staged {plan.target}: {commit[:12]} ({source_of_run(plan, attempt)}); "
+                 f"{qa}; nothing switched: {plan.live or 'nothing'} stays live; "
+                 f"then: fab -H {name} promote")
     return session.summary("staged", **idle_fields(session, attempt, plan, commit, image),
                            qa=qa)
 
@@ -57,8 +58,8 @@ def release_canary(session, request):
 
             state = record_pending(session, attempt, view, plan, "canary", commit, image,
                                    percent=percent)
-        rep.line(f"canary {target}: {commit[:12]} ({plan.source}) serves {percent}% of "
-                 f"clients (sticky per client); {plan.live} serves the rest")
+        rep.line(f"canary {target}: {commit[:12]} ({source_of_run(plan, attempt)}) serves "
+                 f"{percent}% of clients (sticky per client); {plan.live} serves the rest")
         figures = None
         if watch_seconds:  # revert (raises), promote when clean, or leave it running
             figures = watch_canary(session, state, new=target, old=plan.live,
@@ -75,8 +76,8 @@ def release_canary(session, request):
     if promoted:  # a clean watch ends with its summary line, as a release does
         keep = ("" if request.stop_old
                 else f"; {plan.live} keeps running for `fab -H {name} rollback`")
-        rep.line(f"released {target}: {commit[:12]} ({plan.source}), promoted after a clean "
-                 f"watch, in {summary['seconds']:.1f}s{keep}")
+        rep.line(f"released {target}: {commit[:12]} ({source_of_run(plan, attempt)}), "
+                 f"promoted after a clean watch, in {summary['seconds']:.1f}s{keep}")
     return summary
 
 
@@ -91,6 +92,9 @@ def bring_up_idle(session, attempt, view, request):
     if note:
         session.reporter.line(note)
     attempt.fields.update(to_colour=plan.target, **plan.history_fields)
+    attempt.from_image = from_image_of(request)
+    if attempt.from_image:  # no branch was checked out, as a plain --image release says
+        attempt.fields.update(branch=None, ref=None, follows=plan.record_branch)
     session.upload_app_env()
 
     commit, image = bring_up(session, attempt, plan, request.made_here(s))
@@ -103,7 +107,8 @@ def record_pending(session, attempt, view, plan, pending, commit, image, percent
     state = with_processes(
         with_pending(view.state, plan.target, pending, branch=plan.record_branch,
                      commit=commit, image=image, who=describe_who(session.who),
-                     ref=plan.ref, percent=percent, deployed=plan.branch),
+                     ref=plan.ref, percent=percent, deployed=plan.branch,
+                     from_image=attempt.from_image),
         plan.target, attempt.processes, commit)
     state = with_signer(state, plan.target, attempt.fields.get("signer"))
     with attempt.step("record") as ph:
@@ -115,6 +120,20 @@ def record_pending(session, attempt, view, plan, pending, commit, image, percent
 
 def idle_fields(session, attempt, plan, commit, image, live=None):
     """The summary's fields of a release into the idle colour (staged or canary)."""
-    return {"live": live or plan.live, "target": plan.target, "branch": plan.branch,
-            "ref": plan.ref, "commit": commit, "image": image,
+    from_image = attempt.from_image
+    return {"live": live or plan.live, "target": plan.target,
+            "branch": None if from_image else plan.branch,
+            "ref": None if from_image else plan.ref, "commit": commit, "image": image,
             "port": session.settings.port_of(plan.target), **built_fields(attempt)}
+
+
+def from_image_of(request):
+    """The --image name of the run (None: a build from git, here or on the host)."""
+    artifacts = request.artifacts
+    return artifacts.image.name if artifacts is not None and artifacts.image is not None \
+        else None
+
+
+def source_of_run(plan, attempt):
+    """What the summary line names as the source: the image, or the plan's branch/ref."""
+    return f"image {attempt.from_image}" if attempt.from_image else plan.source

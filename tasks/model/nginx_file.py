@@ -1,5 +1,6 @@
 """The nginx file: render it for a live colour (and a canary), and read it back."""
 
+import json
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -18,6 +19,8 @@ AUTO_KEEPALIVE_MIN_TIMEOUT = "5s"
 # What a file rendered with `fab maintenance on` says of it (templates/nginx.conf.j2).
 MAINTENANCE_SINCE_RE = re.compile(r"# Maintenance \(`fab maintenance on`, (?P<since>[^)]*)\)")
 MAINTENANCE_TOKEN_RE = re.compile(r'if \(\$http_x_bluegreen_bypass = "(?P<token>[0-9a-f]+)"\)')
+# Its message and page kind (JSON on one comment line): repair keeps them.
+MAINTENANCE_NOTE_RE = re.compile(r"^\s*# Its page: (?P<note>\{.*\})\s*$", re.M)
 HEADER_RE = re.compile(r"^# bluegreen app=(?P<app>\S+) live=(?P<live>\S+)"
                        r"(?: canary=(?P<canary>[a-z]+):(?P<percent>\d+))?\s*$", re.M)
 # `upstream bluegreen_<app>` (one colour; also every file of earlier versions)
@@ -186,7 +189,15 @@ def render_nginx(settings, live, *, nginx_version=None, canary=None, maintenance
         snippet=snippet_lines(settings.nginx_snippet),
         bridge=asset_bridge(settings, live, canary_colour),
         maintenance=maintenance and {**maintenance, "root": maintenance_root(settings),
-                                     "uri": MAINTENANCE_URI})
+                                     "uri": MAINTENANCE_URI,
+                                     "note": maintenance_note(maintenance)})
+
+
+def maintenance_note(record):
+    """The message and page kind of a maintenance record, as one line of JSON
+    (ASCII only: the message is one line, json escapes the rest)."""
+    return json.dumps({"message": record.get("message") or "",
+                       "page": record.get("page") or "message"}, sort_keys=True)
 
 
 # --- reading ------------------------------------------------------------------------
@@ -240,9 +251,19 @@ def read_nginx(text, settings):
 
 
 def maintenance_in(text):
-    """The maintenance record an nginx file serves ({"token", "since"}), or None:
-    what `repair` keeps when state.json cannot be read."""
+    """The maintenance record an nginx file serves ({"token", "since"}, and its
+    "message" and "page" when the file says them), or None: what `repair`
+    keeps when state.json cannot be read."""
     since, token = MAINTENANCE_SINCE_RE.search(text), MAINTENANCE_TOKEN_RE.search(text)
     if not (since and token):
         return None
-    return {"token": token.group("token"), "since": since.group("since")}
+    record = {"token": token.group("token"), "since": since.group("since")}
+    note = MAINTENANCE_NOTE_RE.search(text)
+    try:
+        said = json.loads(note.group("note")) if note else {}
+    except ValueError:  # edited by hand: the page stays on, its text unknown
+        said = {}
+    if isinstance(said, dict):
+        record.update({k: said[k] for k in ("message", "page")
+                       if isinstance(said.get(k), str)})
+    return record

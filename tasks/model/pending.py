@@ -45,16 +45,19 @@ def canary_of(view):
 
 
 def with_pending(state, colour, pending, *, branch, commit, image, who, ref=None,
-                 percent=None, deployed=None):
+                 percent=None, deployed=None, from_image=None):
     """The state after ``colour`` was built for staging or a canary: it runs
     the new build (``branch``: what it records once promoted; ``deployed``:
     the branch checked out), its recorded branch and ref stay as they were,
-    the live colour does not change."""
+    the live colour does not change. ``from_image``: the --image name it was
+    released from (no branch checked out), as a plain release records it."""
     before = state["colours"].get(colour) or {}
     new = with_release(state, colour, branch=branch, commit=commit, image=image, who=who,
                        live=False, ref=ref)
     record = new["colours"][colour]
-    record["build"] = {"branch": deployed or branch, "ref": ref, "follows": branch}
+    record["build"] = ({"branch": None, "ref": None, "image": from_image, "follows": branch}
+                       if from_image else
+                       {"branch": deployed or branch, "ref": ref, "follows": branch})
     new = with_build_unrecorded(new, colour, before)
     new["colours"][colour]["pending"] = pending
     if percent is not None:

@@ -165,7 +165,10 @@ def with_build_recorded(state, colour):
     record["branch"] = build["follows"] or build["branch"]
     if build["ref"]:
         record["ref"] = build["ref"]
-    if build["branch"] and build["branch"] != record["branch"]:
+    if build.get("image"):  # from --image: as a plain release of it records
+        record["build"] = {"branch": None, "ref": None, "image": build["image"],
+                           "follows": record["branch"]}
+    elif build["branch"] and build["branch"] != record["branch"]:
         record["build"] = {"branch": build["branch"], "ref": build["ref"],
                            "follows": record["branch"]}
     return new

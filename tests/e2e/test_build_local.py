@@ -224,6 +224,25 @@ def test_release_an_image_built_by_someone_else(local_project, local_app):
     colour = status["colours"][status["live"]]
     assert colour["source"] == f"image {name}" and colour["branch"] is None, colour
     assert colour["follows"] == "main", colour
+    # Staged (and then promoted), an unlabelled image records as the plain path
+    # does: the image, no branch (issue 34), not the colour's followed branch.
+    bare = f"{p.name}-bare:1"
+    r = subprocess.run(["docker", "build", "-q", "--label", "bare=1", "-t", bare,
+                        str(local_app.work)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    try:
+        staged = summary(fab(p, "release", "--image", bare, "--no-switch", "--json"))
+        entry = history(p)[-1]
+        fab(p, "promote")
+    finally:
+        lh.docker("rmi", bare)
+    assert staged["branch"] is None and staged["commit"] == r.stdout.split(":")[-1].strip()
+    assert (entry["result"], entry["branch"], entry["follows"], entry["image"]) == (
+        "staged", None, "main", bare), entry
+    status = json.loads(fab(p, "status", "--json").stdout)
+    colour = status["colours"][status["live"]]
+    assert colour["source"] == f"image {bare}" and colour["branch"] is None, colour
+    assert colour["follows"] == "main" and colour["commit"] == staged["commit"], colour
 
 
 def test_image_missing_here_is_bad_input(local_project):

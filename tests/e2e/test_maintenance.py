@@ -69,7 +69,10 @@ def test_maintenance_on_release_rollback_off(make_project, any_nginx_host, tmp_p
     # repair with an unreadable state.json keeps the page on, with the nginx file's token
     (project.deploy_dir / "state.json").write_text("{not json")
     project.fab("repair", check=0)
-    assert status_json(project)["maintenance"]["since"] == s["maintenance"]["since"]
+    repaired = status_json(project)["maintenance"]
+    assert repaired["since"] == s["maintenance"]["since"]
+    # ... and its --message, which the nginx file says too
+    assert repaired["message"] == "Back at 10:00 <b>soon</b> & fine", repaired
     assert request(port, "/")[0] == 503
     project.fab("rollback", check=0)  # its verify through nginx needs the file's token
     status, headers, _ = request(port, "/version")

@@ -3,10 +3,18 @@
 A Hypothesis RuleBasedStateMachine drives `fab release` (plain, --branch,
 --ref, --no-switch, --canary P, --watch S with a good or a 5xx build, with
 or without --stop-old and traffic), `promote`, `rollback`, `rollback --to`,
-`switch --to`, a `fab release` killed mid-task, a build that crashes at
-start, `release --ref` of the live commit (with and without --force),
-`repair`, and `remove --yes` followed by `setup`. After every step the
-host must match a model of what the docs promise:
+`switch --to`, a `fab release`, `rollback` or `promote` killed (SIGKILL)
+right after a random one of its phase lines under a light load, a build
+that crashes at start, `release --ref` of the live commit (with and without
+--force), `repair`, `remove --yes` followed by `setup`, and `exec`. After
+every step the host must match a model of what the docs promise:
+
+- a killed task: the public port served every request and serves one of the
+  two legal outcomes (what was live, or the task's colour with its build;
+  the nginx file decides which); the next task takes the dead holder's lock
+  over, and from then on every promise below holds again;
+- exec: the live colour's build answers, with the command's exit code, no
+  one-off container is left, and history records it;
 
 - the public port serves the build the model says (a canary: each client
   gets one of the two colours' builds);
@@ -37,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
@@ -44,7 +53,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
 
 import loadgen
 import loophost as lh
-from released import FAB_TIMEOUT, fab_background, no_traceback, wait_until
+from hostile import Background
+from released import FAB_TIMEOUT, no_traceback, wait_until
 from support.project import Project
 from workerkit import FILES, PROCFILE, JobStream, assert_one_clock, assert_promise
 
@@ -55,6 +65,38 @@ WATCH_SECONDS = 3
 FAST = {"WATCH_MIN_REQUESTS": "5", "HEALTH_INTERVAL": "0.1", "HEALTH_PASSES": "1",
         "KEEP_RELEASES": "3"}
 LABEL_500 = re.compile(r"internal error \((\S+)\)")
+# The phase line after which a task's `fab` is killed (SIGKILL): the blow lands
+# in the step that follows it. release: "lock" during git and the build's start,
+# "git" during the build, "start" in the health gate, "health" where PRE_SWITCH_CMD
+# would end (in the switch step), "switch" during verify, "verify" during the
+# record, "record" during the workers' hand-over, "workers" after it.
+KILL_AFTER = {
+    "release": ("lock", "git", "start", "health", "switch", "verify", "record", "workers"),
+    "rollback": ("lock", "health", "switch", "verify", "record"),
+    "promote": ("lock", "health", "switch", "verify", "record"),
+}
+
+
+class KilledAt(Background):
+    """`fab` in the background, SIGKILLed by the thread that reads its output
+    the moment it prints the line of phase ``after`` (no hand-over first)."""
+
+    def __init__(self, project, *args, after):
+        self.pattern = re.compile(rf"^\S+\s+{re.escape(after)}\s+\d+\.\d\ds")
+        self.killed_at = None
+        super().__init__(project, *args)
+
+    def _read(self, stream):
+        for line in stream:
+            if self.killed_at is None and self.pattern.match(line):
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.killed_at = line.rstrip("\n")
+                except ProcessLookupError:
+                    pass
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
 
 
 def other(colour):
@@ -96,6 +138,7 @@ class Deploys(RuleBasedStateMachine):
                          WORKER_STOP_TIMEOUT="3")
         self.stream = JobStream(self.jobs, rate=5)
         self.base = base
+        self.killed = self.unrecovered = False  # a fab killed; not yet put right
         self.history_seen = 0
         self.c = {colour: Colour() for colour in COLOURS}
         self.live = None
@@ -415,30 +458,87 @@ class Deploys(RuleBasedStateMachine):
         self.reverted, self.failed = set(), set()
         self.expected = [("setup", "ok", "blue", "main", commit)]
 
-    @rule()
-    def killed_release(self):
-        """A plain release whose fab dies (SIGKILL) in its health gate: nothing
-        live changes; the next task that takes the lock puts the idle colour
-        back on its recorded release."""
-        if self.canary:
-            return
-        target = other(self.live)
-        # A slow start keeps the release in its health gate long enough to kill it there.
-        self.build(self.c[target].follows or "main", False, slow=60)
-        log = self.base / f"kill-{self.n}.log"
-        run = fab_background(self.project, "release", log=log)
-        if VERBOSE:
-            print("  fab release: killed in its health gate", flush=True)
+    @precondition(lambda self: not self.unrecovered)  # exec takes no lock: no takeover
+    @rule(code=st.sampled_from([0, 3]))
+    def exec_one_off(self, code):
+        """exec: a one-off container from the live colour's image, the command's own
+        exit code, no container left behind, history records it."""
+        live = self.c[self.live]
+        r = self.fab_ok("exec", f"cat /app/VERSION; echo $BLUEGREEN_COLOUR; exit {code}",
+                        code=code)
+        assert r.stdout.split()[-2:] == [live.label, self.live], (r.stdout, live)
+        left = subprocess.run(["docker", "ps", "-aq", "--filter",
+                               f"label=bluegreen.app={self.project.name}", "--filter",
+                               "label=bluegreen.process=oneoff"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert not left, f"one-off containers left behind: {left}"
+        entry = [e for e in self.history() if e.get("task") == "exec"][-1]
+        assert entry["exit_code"] == code, entry
+        self.expected = [("exec", "exec", None, None, None)]
+
+    @precondition(lambda self: not self.canary)
+    @rule(task=st.sampled_from(sorted(KILL_AFTER)), at=st.integers(0, 7))
+    def killed_task(self, task, at):
+        """A release, rollback or promote whose `fab` is SIGKILLed right after one
+        of its phase lines, under a light load. The public port serves one of the
+        two legal outcomes (what was live, or the task's colour with its build)
+        and never fails a request; state.json may lag behind until the next task
+        takes the dead holder's lock over and puts the host right."""
+        idle = other(self.live)
+        c = self.c[idle]
+        if task == "promote" and c.pending != "staged":
+            task = "release"
+        if task == "rollback" and (not c.running or c.pending or not c.commit):
+            task = "release"
+        after = KILL_AFTER[task][at % len(KILL_AFTER[task])]
+        if task == "release":
+            followed = c.follows or "main"
+            label, commit = self.build(followed, False)
+            self.commits[commit] = (label, False, followed)
+            new = (label, commit, followed)
+        else:
+            new = (c.label, c.commit, c.deployed)
+        old_live = self.live
+        load = loadgen.Load(self.project.public_port, distinct_clients=True, rate_fresh=20,
+                            rate_keepalive=0, threads_fresh=2, timeout=5.0, max_seconds=300,
+                            max_requests=20000).start()
         try:
-            assert wait_until(lambda: "health attempt" in log.read_text()
-                              or run.poll() is not None, timeout=120), log.read_text()
-            assert run.poll() is None, log.read_text()
+            run = KilledAt(self.project, task, after=after)
+            code = run.wait()
         finally:
-            if run.poll() is None:
-                run.send_signal(signal.SIGKILL)
-            run.wait(timeout=30)
-        self.killed = True
-        self.expected = []  # SIGKILL: nothing recorded
+            records = load.stop()
+        if VERBOSE:
+            print(f"  fab {task}: killed after its {after!r} line (exit {code})", flush=True)
+        failed = [r for r in records if not r.ok and r.error != "timeout"]
+        assert not failed, (f"{task} killed after {after!r}: {len(failed)} failed requests, "
+                            f"{failed[:5]}\n{run.text()}")
+        if run.killed_at is None:  # it ended first: a task that ran to its end
+            assert code == 0, f"fab {task}: exit {code}\n{run.text()}"
+        else:
+            assert code == -signal.SIGKILL, f"fab {task}: exit {code}\n{run.text()}"
+        # What the host reports live (its nginx file) decides the model, once nginx's
+        # old workers are gone; only one of the two outcomes is legal.
+        header = re.search(r"^# bluegreen app=\S+ live=(\S+)",
+                           self.project.nginx_file.read_text(), re.M)
+        wait_until(lambda: all(self.answer(self.project.public_port)[0] == header.group(1)
+                               for _ in range(3)), timeout=15)
+        colour, label = self.answer(self.project.public_port)
+        assert colour == header.group(1), (colour, header.group(0))
+        assert (colour, label) in ((old_live, self.c[old_live].label), (idle, new[0])), (
+            f"{task} killed after {after!r}: the public port serves {colour} {label}; "
+            f"legal: {old_live} {self.c[old_live].label} or {idle} {new[0]}\n{run.text()}")
+        if colour == idle:
+            if task == "release":
+                self.put_build(idle, *new, new[2], None)
+            elif task == "promote":
+                self.go_live(idle)
+            self.live = idle
+            self.failed.discard(idle)
+        elif task == "release":
+            c.running = self.runs_after_takeover(idle)
+        self.killed = run.killed_at is not None
+        self.unrecovered = self.unrecovered or self.killed
+        self.expected = None  # killed part-way: history has what the task got to record
 
     # --- what must hold after every step ---------------------------------------------------
 
@@ -460,19 +560,41 @@ class Deploys(RuleBasedStateMachine):
 
     @invariant()
     def host_matches_the_model(self):
-        killed, self.killed = getattr(self, "killed", False), False
-        self.killed_last = killed
+        killed, self.killed = self.killed, False
+        if self.unrecovered and not killed:
+            # A task ran since the kill: it took the dead holder's lock over and
+            # put the host right; every promise holds again from here.
+            self.unrecovered = False
         self.check_public()
-        if not killed:  # until the next task takes the dead holder's lock over
+        if not self.unrecovered:
             self.check_colours()
-        self.check_state()
+            self.check_state()
         self.check_history()
         self.check_status()
         self.check_workers()
 
+    def runs_after_takeover(self, colour):
+        """Whether the idle ``colour`` runs once the next task took a killed
+        release's lock over: that task starts its recorded release again where
+        the container is not that release's (another build, or none), stops
+        what runs in a colour never released, and leaves the rest as it is."""
+        record = json.loads((self.project.deploy_dir / "state.json").read_text())[
+            "colours"][colour]
+        found = [c["name"] for c in self.project.containers() if c["service"] == colour]
+        image, status = "", "missing"
+        if found:
+            image, status = lh.docker("container", "inspect", "--format",
+                                      "{{.Image}} {{.State.Status}}", found[0]).stdout.split()
+        if not record.get("commit"):
+            return False
+        if record.get("image") and (status == "missing" or image != record["image"]):
+            return True
+        return status == "running"
+
     def check_workers(self):
         try:
-            assert_promise(self.project)
+            if not self.unrecovered:  # a kill in the hand-over: both, until the next task
+                assert_promise(self.project)
             assert_one_clock(self.jobs)
             twice = {n: lines for n, lines in self.stream.ledger(timeout=0).items()
                      if len(lines) > 1}
@@ -544,11 +666,17 @@ class Deploys(RuleBasedStateMachine):
             if colour in self.failed and not c.pending and colour != self.live and not (
                     self.canary and colour == self.canary[0]):
                 want = "failed"
-            assert shown["role"] == want, (colour, status["colours"], c)
+            if not self.unrecovered or colour == self.live:
+                assert shown["role"] == want, (colour, status["colours"], c)
             # What the colour's container serves is what status names.
-            if c.running and not getattr(self, "killed_last", False):
+            if c.running and not self.unrecovered:
                 assert shown["commit"] == c.commit, (colour, shown, c)
-        assert status["drift"] is None or getattr(self, "killed_last", False), status
+        if self.unrecovered:
+            # status names what nginx serves, and says when state.json says otherwise.
+            state = json.loads((self.project.deploy_dir / "state.json").read_text())
+            assert state["live"] == self.live or status["drift"], status
+        else:
+            assert status["drift"] is None, status
         self.check_releases(status)
 
     def check_releases(self, status):
@@ -563,7 +691,7 @@ class Deploys(RuleBasedStateMachine):
                 continue
             if c.label in self.reverted and c.pending == "reverted":
                 assert c.commit not in rows, (colour, c, rows)
-            elif c.running and not getattr(self, "killed_last", False):
+            elif c.running and not self.unrecovered:
                 assert colour in rows[c.commit]["colours"], (colour, c, rows[c.commit])
 
 
@@ -587,7 +715,7 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
          lambda: m.release("no-switch", "branch side", False, False, False, False)),
         ("promote --watch --stop-old (no traffic)", lambda: m.promote(True, True, False)),
         # A fab killed mid-release, then rollback to the idle colour it left behind.
-        ("release killed in its health gate", m.killed_release),
+        ("release killed in its health gate", lambda: m.killed_task("release", 2)),
         ("rollback", lambda: m.rollback_or_switch(None)),
         ("rollback --to the idle colour's build", m.rollback_to_idle_build),
         # A canary promoted: verify took an old worker's answer (the canary's file,
@@ -596,6 +724,13 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
         ("release --canary 50", lambda: m.release(bad=False, mode="canary", source="followed",
                                                   stop_old=False, traffic=False, watch=False)),
         ("promote", lambda: m.promote(stop_old=False, traffic=False, watch=False)),
+        # exec: the live build's one-off container, its own exit code, none left over.
+        ("exec 'cat /app/VERSION; exit 3'", lambda: m.exec_one_off(3)),
+        # fab killed right after its switch line (nginx serves the new build, state.json
+        # does not say so yet), then a rollback killed in the workers' hand-over: each
+        # next task takes the lock over and records what serves.
+        ("release killed right after its switch line", lambda: m.killed_task("release", 4)),
+        ("rollback killed in the workers' hand-over", lambda: m.killed_task("rollback", 4)),
         # Issue 34: a build that exits at start is no release, repair records what
         # runs, a release of the live commit keeps the rollback target (unless
         # --force), and remove + setup start the app anew.

@@ -170,8 +170,29 @@ def test_the_maintenance_record_is_read_back_from_the_nginx_file(settings):
     text = render_nginx(s, "blue", maintenance={"token": "ab12" * 8,
                                                 "since": "2026-12-07T10:00:00Z"})
     assert read_nginx(text, s).maintenance == {"token": "ab12" * 8,
-                                               "since": "2026-12-07T10:00:00Z"}
+                                               "since": "2026-12-07T10:00:00Z",
+                                               "message": "", "page": "message"}
     assert read_nginx(render_nginx(s, "blue"), s).maintenance is None
+
+
+def test_repair_reads_the_maintenance_message_back_from_the_nginx_file(settings, tmp_path):
+    """`maintenance on --message TEXT` survives a repair with no state.json: the
+    file says its message (any text of one line) and page kind; nginx takes it."""
+    s = on_host(settings, tmp_path)
+    message = 'Back at 10:00 <b>soon</b> & "fine" \u00e9 # {not} ; }'
+    record = {"token": "ab12" * 8, "since": "2026-12-07T10:00:00Z", "message": message,
+              "page": "message", "by": "ann@laptop"}
+    text = render_nginx(s, "blue", maintenance=record)
+    assert read_nginx(text, s).maintenance == {k: record[k] for k in
+                                               ("token", "since", "message", "page")}
+    nginx_t(tmp_path, {"app.conf": text})
+    # A file written before the note (or a note edited into nonsense): token and since.
+    old = "\n".join(line for line in text.splitlines() if "# Its page:" not in line)
+    assert read_nginx(old, s).maintenance == {"token": "ab12" * 8,
+                                              "since": "2026-12-07T10:00:00Z"}
+    broken = text.replace('{"message"', '{"message" oops')
+    assert read_nginx(broken, s).maintenance == {"token": "ab12" * 8,
+                                                 "since": "2026-12-07T10:00:00Z"}
 
 
 def test_acme_challenges_pass_through_maintenance_without_ssl(settings):
