@@ -30,8 +30,8 @@ every step the host must match a model of what the docs promise:
   steady stream is done twice, the clock never runs twice at once, and at
   the end of a sequence every job was done exactly once (a job ledger).
 
-CI runs the sequences that broke before (fixed) and one derandomized random
-sequence. A long run:
+CI runs the sequences that broke before (fixed) and one seeded random walk of
+six steps over the same rules. A long run:
 
     BLUEGREEN_SEQUENCES=50 .venv/bin/python -m pytest tests/e2e/test_sequence_machine.py -m e2e -s
 
@@ -39,9 +39,11 @@ sequence. A long run:
 @reproduce_failure blob). docs/sequences.md says more.
 """
 
+import functools
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,6 +61,8 @@ from support.project import Project
 from workerkit import FILES, PROCFILE, JobStream, assert_one_clock, assert_promise
 
 LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
+# The seed of CI's random sequence (a walk over the rules below, see `walked`).
+SEED = int(os.environ.get("BLUEGREEN_SEQUENCE_SEED") or 23)
 VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
 COLOURS = ("blue", "green")
 WATCH_SECONDS = 3
@@ -75,6 +79,23 @@ KILL_AFTER = {
     "rollback": ("lock", "health", "switch", "verify", "record"),
     "promote": ("lock", "health", "switch", "verify", "record"),
 }
+
+
+# Each rule's argument choices and precondition, for the seeded walk CI runs:
+# Hypothesis's first example, all that a run of one example gets, is its
+# simplest (the same first rule at every step).
+STEPS = {}
+BOOL = (False, True)
+
+
+def step(when=None, **choices):
+    """@rule drawing each argument from its tuple of ``choices``, with ``when``
+    (self -> bool) as its precondition; listed in STEPS for the walk too."""
+    def register(method):
+        STEPS[method.__name__] = (choices, when)
+        made = rule(**{name: st.sampled_from(values) for name, values in choices.items()})(method)
+        return precondition(when)(made) if when else made
+    return register
 
 
 class KilledAt(Background):
@@ -234,10 +255,9 @@ class Deploys(RuleBasedStateMachine):
 
     # --- rules ---------------------------------------------------------------------------
 
-    @rule(mode=st.sampled_from(["plain", "plain", "no-switch", "canary"]),
-          source=st.sampled_from(["followed", "branch main", "branch side", "ref"]),
-          bad=st.booleans(), watch=st.booleans(), stop_old=st.booleans(),
-          traffic=st.booleans())
+    @step(mode=("plain", "plain", "no-switch", "canary"),
+          source=("followed", "branch main", "branch side", "ref"),
+          bad=BOOL, watch=BOOL, stop_old=BOOL, traffic=BOOL)
     def release(self, mode, source, bad, watch, stop_old, traffic):
         if mode == "no-switch":
             watch = stop_old = False
@@ -309,7 +329,7 @@ class Deploys(RuleBasedStateMachine):
         if stop_old and (not watch or judged):
             self.stop(old)
 
-    @rule(watch=st.booleans(), stop_old=st.booleans(), traffic=st.booleans())
+    @step(watch=BOOL, stop_old=BOOL, traffic=BOOL)
     def promote(self, watch, stop_old, traffic):
         args = ["promote"] + (["--watch", str(WATCH_SECONDS)] if watch else []) + (
             ["--stop-old"] if stop_old else [])
@@ -335,7 +355,7 @@ class Deploys(RuleBasedStateMachine):
         if stop_old and (not watch or judged):
             self.stop(old)
 
-    @rule(to=st.sampled_from([None, "blue", "green"]))
+    @step(to=(None, "blue", "green"))
     def rollback_or_switch(self, to):
         args = ["rollback"] if to is None else ["switch", "--to", to]
         task = args[0]
@@ -358,8 +378,7 @@ class Deploys(RuleBasedStateMachine):
         self.failed.discard(dest)
         self.expected = [(task, "ok", dest, c.deployed, c.commit)]
 
-    @precondition(lambda self: self.c[other(self.live)].commit)
-    @rule()
+    @step(when=lambda self: self.c[other(self.live)].commit)
     def rollback_to_idle_build(self):
         """rollback --to the commit the idle colour was built with: kept unless
         its watch reverted it."""
@@ -390,7 +409,7 @@ class Deploys(RuleBasedStateMachine):
         self.failed.discard(idle)
         self.expected = [("rollback", "ok", idle, deployed, c.commit)]
 
-    @rule()
+    @step()
     def crash_release(self):
         """A plain release of a build that exits at start: exit 1, nothing live
         changes, the idle colour runs its previous release again (or stays
@@ -407,7 +426,7 @@ class Deploys(RuleBasedStateMachine):
         self.failed.add(target)
         self.expected = [("release", "failed", target, None, commit)]
 
-    @rule(force=st.booleans())
+    @step(force=BOOL)
     def release_the_live_commit(self, force):
         """`release --ref` of what is live: nothing to release (the other colour
         stays the rollback target), or with --force a release into the idle colour."""
@@ -431,16 +450,13 @@ class Deploys(RuleBasedStateMachine):
         self.live = target
         self.expected = [("release", "ok", target, followed, live.commit)]
 
-    @precondition(lambda self: not self.canary
-                  and not any(c.pending for c in self.c.values()))
-    @rule()
+    @step(when=lambda self: not self.canary and not any(c.pending for c in self.c.values()))
     def repair(self):
         """repair rebuilds state.json from the containers: the same records."""
         self.fab_ok("repair")
         self.expected = [("repair", "ok", self.live, None, None)]
 
-    @precondition(lambda self: not self.canary)
-    @rule()
+    @step(when=lambda self: not self.canary)
     def remove_and_setup(self):
         """remove --yes takes the app off; setup brings it back as new, main's
         newest commit in blue."""
@@ -458,8 +474,7 @@ class Deploys(RuleBasedStateMachine):
         self.reverted, self.failed = set(), set()
         self.expected = [("setup", "ok", "blue", "main", commit)]
 
-    @precondition(lambda self: not self.unrecovered)  # exec takes no lock: no takeover
-    @rule(code=st.sampled_from([0, 3]))
+    @step(when=lambda self: not self.unrecovered, code=(0, 3))  # exec takes no lock: no takeover
     def exec_one_off(self, code):
         """exec: a one-off container from the live colour's image, the command's own
         exit code, no container left behind, history records it."""
@@ -476,8 +491,7 @@ class Deploys(RuleBasedStateMachine):
         assert entry["exit_code"] == code, entry
         self.expected = [("exec", "exec", None, None, None)]
 
-    @precondition(lambda self: not self.canary)
-    @rule(task=st.sampled_from(sorted(KILL_AFTER)), at=st.integers(0, 7))
+    @step(when=lambda self: not self.canary, task=tuple(sorted(KILL_AFTER)), at=tuple(range(8)))
     def killed_task(self, task, at):
         """A release, rollback or promote whose `fab` is SIGKILLed right after one
         of its phase lines, under a light load. The public port serves one of the
@@ -740,23 +754,51 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
         ("release --ref LIVE --force", lambda: m.release_the_live_commit(True)),
         ("remove, remove --yes, setup", m.remove_and_setup),
     ]
+    run_steps(m, steps)
+
+
+def run_steps(m, steps, what="step"):
+    """Each (name, step) of ``steps`` (an iterable: a walk draws the next one
+    after the last ran), the promises checked after each; the teardown's ledger
+    check at the end."""
+    done = []
     try:
-        for n, (name, step) in enumerate(steps, 1):
+        for n, (name, run) in enumerate(steps, 1):
+            done.append(name)
             try:
-                step()
+                run()
                 m.host_matches_the_model()
             except AssertionError as exc:
-                done = "\n".join(f"  {i}. {s}" for i, (s, _) in enumerate(steps[:n], 1))
-                raise AssertionError(f"step {n} ({name}) broke a promise:\n{done}\n{exc}") from None
+                listed = "\n".join(f"  {i}. {s}" for i, s in enumerate(done, 1))
+                raise AssertionError(f"{what} {n} ({name}) broke a promise:\n{listed}\n"
+                                     f"{exc}") from None
     finally:
         m.teardown()
 
 
+def walked(m, seed, count):
+    """``count`` steps of a seeded random walk over the rules (STEPS): each a
+    rule whose precondition holds now, with arguments drawn from its choices."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        name = rng.choice(sorted(r for r, (_, when) in STEPS.items() if when is None or when(m)))
+        args = {k: rng.choice(v) for k, v in sorted(STEPS[name][0].items())}
+        yield (f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})",
+               functools.partial(getattr(m, name), **args))
+
+
 def test_random_sequences_of_tasks_keep_the_promises(request, tmp_path_factory, loophost):
+    """CI: one seeded random walk of six steps (BLUEGREEN_SEQUENCE_SEED picks
+    another). A long run (BLUEGREEN_SEQUENCES=N): N Hypothesis sequences of ten
+    steps, shrunk when one fails."""
     Deploys.world = (request, tmp_path_factory, loophost)
+    if not LONG:
+        m = Deploys()
+        run_steps(m, walked(m, SEED, 6), what=f"seed {SEED}, step")
+        return
     run_state_machine_as_test(Deploys, settings=settings(
-        max_examples=LONG or 1, stateful_step_count=10 if LONG else 6, deadline=None,
-        derandomize=not LONG, database=None, print_blob=True,
+        max_examples=LONG, stateful_step_count=10, deadline=None,
+        derandomize=False, database=None, print_blob=True,
         # Each sequence and fab step as it runs (pytest -s shows them).
         verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
         suppress_health_check=list(HealthCheck),
