@@ -20,8 +20,10 @@ from ..model.lock_owner import describe_who
 from ..model.plan import plan_release
 from ..model.dry_run import follow_note
 from ..model.processes import with_processes, worker_types
+from ..model.rebuilt_state import serves_unrecorded
 from ..model.state import maintenance_of, with_release, with_signer
 from ..shipping.ship import source_note
+from .host_care import record_what_serves
 from .plan import look_ahead, unchanged
 from .stage_canary import release_canary, release_staged
 from .watched import watch_batch, watch_release
@@ -92,6 +94,8 @@ def release_live(session, request, first=False, fleet=SOLO):
             if plan.live and not request.force and not first:
                 ahead, _ = look_ahead(session, view, plan, request)
                 if ahead.unchanged:  # keeps the other colour as the rollback target
+                    if serves_unrecorded(view):  # a dead task's switch (a cut connection)
+                        record_what_serves(session, view)
                     return unchanged(session, plan, ahead)
             session.upload_app_env()
 

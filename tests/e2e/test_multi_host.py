@@ -373,6 +373,10 @@ def test_a_connection_cut_during_the_switch_is_exit_3_and_the_next_run_sets_it_r
     fleet.write()
     r = fab(p, "release", "--parallel")  # takes web2's lock over, sets it right, releases
     assert {v for _, v in fleet.versions()} == {"v8"}, output(r)
+    # web2 served v8 already: its state.json, which named the old colour, is rebuilt.
+    states = [fleet.state(n) for n in HOSTS]
+    assert {(one["live"], one["colours"][one["live"]]["commit"]) for one in states} == {
+        (fleet.versions()[0][0], app.commits["v8"])}, (output(r), states)
 
 
 def test_a_watch_revert_on_one_host_reverts_every_host(fleet):
@@ -501,9 +505,11 @@ class FleetSteps(RuleBasedStateMachine):
     @precondition(lambda self: self.commit.get(other(self.live)))
     @rule(idle=st.booleans())
     def switch_to(self, idle):
-        to = other(self.live) if idle else self.live
-        self.fab("switch", "--to", to)
-        self.live = to
+        if not idle:  # already live on every host: refused, nothing changes
+            self.fab("switch", "--to", self.live, code=1)
+            return
+        self.fab("switch", "--to", other(self.live))
+        self.live = other(self.live)
 
     @rule()
     def stage_then_promote(self):
@@ -570,3 +576,4 @@ def test_random_fleet_sequences_serve_one_commit_after_every_step(fleet):
         verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.generate, Phase.shrink]))
+
