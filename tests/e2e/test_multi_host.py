@@ -566,14 +566,36 @@ def other(colour):
     return "green" if colour == "blue" else "blue"
 
 
-def test_random_fleet_sequences_serve_one_commit_after_every_step(fleet):
-    """One derandomized sequence in CI; BLUEGREEN_SEQUENCES=N for N random ones
-    (docs/sequences.md)."""
+def test_fleet_sequences_serve_one_commit_after_every_step(fleet):
+    """Every fleet operation once, in a fixed order, through FleetSteps (a
+    derandomized Hypothesis run repeats its first rule); with
+    BLUEGREEN_SEQUENCES=N, N random sequences instead (docs/sequences.md)."""
     FleetSteps.fleet = fleet
-    run_state_machine_as_test(FleetSteps, settings=settings(
-        max_examples=LONG or 1, stateful_step_count=10 if LONG else 6, deadline=None,
-        derandomize=not LONG, database=None, print_blob=True,
-        verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate, Phase.shrink]))
-
+    if LONG:
+        run_state_machine_as_test(FleetSteps, settings=settings(
+            max_examples=LONG, stateful_step_count=10, deadline=None, database=None,
+            print_blob=True, verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate, Phase.shrink]))
+        return
+    m = FleetSteps()
+    steps = [
+        ("release --batch 1", lambda: m.release(("--batch", "1"))),
+        ("release, web2 failing its health gate", lambda: m.release_failing_on_one_host(
+            (), "health", "web2")),
+        ("release --parallel, web3 failing its verify", lambda: m.release_failing_on_one_host(
+            ("--parallel",), "verify", "web3")),
+        ("release --no-switch, promote", m.stage_then_promote),
+        ("rollback", m.rollback),
+        ("switch --to the live colour (refused), then the idle one",
+         lambda: (m.switch_to(False), m.switch_to(True))),
+        ("a connection cut during the switch, then the next run",
+         m.connection_cut_then_the_next_run),
+    ]
+    for n, (name, step) in enumerate(steps, 1):
+        try:
+            step()
+            m.check()
+        except AssertionError as exc:
+            done = "\n".join(f"  {i}. {s}" for i, (s, _) in enumerate(steps[:n], 1))
+            raise AssertionError(f"step {n} ({name}) broke a promise:\n{done}\n{exc}") from None
