@@ -12,7 +12,7 @@ is the load balancer: an upstream over the three public ports, under a
 steady client load through the whole module.
 
 Own daemons cost little: the three start in parallel in the module's
-setup (15 s with `fab setup`, as with aliases of one host before), and the
+setup (11-15 s with `fab setup`; 8-15 s with aliases of one host), and the
 busybox sample builds in about a second on a daemon with no cache.
 `FleetSteps` at the end drives the fleet operations in sequences (a
 Hypothesis state machine) over the same hosts.
