@@ -257,22 +257,38 @@ class SmallDisk:
 
 
 class OwnHost(lh.LoopHost):
-    """A LoopHost whose commands reach only `daemon`, and cannot read `hide`."""
+    """A LoopHost whose commands reach only `daemon`, and cannot read `hide`.
 
-    def __init__(self, workdir, daemon, hide=(), **kwargs):
+    ``binds`` [(source, target), ...]: directories of this host's own mounted
+    over paths every host names alike (a fleet's DEPLOY_DIR and nginx prefix,
+    tests/e2e/test_multi_host.py); with binds, the nginx master runs in a
+    namespace with the same mounts, so it opens the files its sshd wrote.
+    """
+
+    def __init__(self, workdir, daemon, hide=(), binds=(), **kwargs):
         super().__init__(workdir, **kwargs)
         self.daemon = daemon
         self.hide = [Path(p).resolve() for p in hide]
+        self.binds = [(Path(s), Path(t)) for s, t in binds]
         self.empty = self.workdir / "empty"
 
-    def _sshd_command(self, cmd):
+    def _in_namespace(self, cmd):
+        """``cmd`` run in a mount namespace of this host's own."""
         self.empty.mkdir(parents=True, exist_ok=True)
         mounts = [f"mount --bind {shlex.quote(str(self.daemon.run_dir))} /run"]
         mounts += [f"mount --bind {shlex.quote(str(self.empty))} {shlex.quote(str(p))}"
                    for p in self.hide]
+        mounts += [f"mount --bind {shlex.quote(str(s))} {shlex.quote(str(t))}"
+                   for s, t in self.binds]
         script = " && ".join(mounts) + ' && exec "$@"'
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
                 "sh", *map(str, cmd)]
+
+    def _sshd_command(self, cmd):
+        return self._in_namespace(cmd)
+
+    def _nginx_command(self, cmd):
+        return self._in_namespace(cmd) if self.binds else cmd
 
     def ssh(self, command, timeout=60):
         """Run ``command`` on this host over SSH, as fab would -> CompletedProcess."""

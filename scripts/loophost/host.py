@@ -318,6 +318,11 @@ class LoopHost:
         keytype, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
         self.known_hosts.write_text(f"[{LOOPBACK}]:{self.ssh_port} {keytype} {key}\n")
 
+    def _nginx_command(self, cmd):
+        """The command line that starts the nginx master: a hook, like
+        `_sshd_command`, for a host whose nginx sees its own file system."""
+        return cmd
+
     def _start_nginx(self):
         for sub in ("conf.d", "logs", "temp"):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -329,7 +334,7 @@ class LoopHost:
         # `daemon off`: the master stays our child, so we can reap it.
         with open(self.nginx_log, "ab") as log:
             proc = subprocess.Popen(
-                self._nginx_cmd,
+                self._nginx_command(self._nginx_cmd),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
         self._nginx, self.nginx_pid = proc, proc.pid

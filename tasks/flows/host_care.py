@@ -9,9 +9,8 @@ from ..deploy.workers import put_right
 from ..errors import FAILED, LOCKED, Failure
 from ..model.pending import NOT_FAILED, history_note
 from ..model.plan import require_setup
-from ..model.processes import has_workers, procfile_of_commit
-from ..model.state import (empty_state, format_state, iso_utc, maintenance_of, now_iso,
-                           parse_history, recover_branch, source_of)
+from ..model.rebuilt_state import rebuilt_state
+from ..model.state import format_state, parse_history, source_of
 from ..output import emit, emit_json, table
 
 
@@ -44,55 +43,7 @@ def repair(session):
     with session.locked() as view:
         if not view.deploy_dir:
             require_setup(view, name)
-        state = empty_state(s.app_name)
-        old = view.state or {}
-        if maintenance_of(old):  # the nginx file still serves the page: keep it on
-            state["maintenance"] = old["maintenance"]
-        elif view.nginx is not None and view.nginx.maintenance:
-            # state.json is unreadable, but nginx serves the page: it stays on,
-            # with the token the file checks (a new one would lock our probes out).
-            # Its message and page kind too, as the file says them (older files: none).
-            state["maintenance"] = {"message": "", "page": "file", **view.nginx.maintenance,
-                                    "by": "unknown (rebuilt by repair)"}
-        found = {}  # colour -> where its branch came from, for the operator
-        for colour in COLOURS:
-            container = view.containers[colour]
-            recorded = (old.get("colours") or {}).get(colour) or {}
-            # What the container runs (its image's tag or label), never the
-            # colour's checkout: after a failed release that holds the failed build.
-            # A stopped one runs nothing: its record stands, else its image's.
-            commit = (view.runs(colour) or recorded.get("commit")
-                      or container.runs_commit() or None)
-            if not commit and container.state == "missing":
-                continue
-            same = recorded.get("commit") == commit  # the record still tells of it
-            branch, ref, found[colour] = recover_branch(
-                colour, recorded, view.history, commit, s.branch_of(colour))
-            record = {
-                "branch": branch, "commit": commit, "image": container.image or None,
-                # One time format in state.json: Docker's StartedAt has nanoseconds and Z.
-                "deployed_at": (iso_utc(recorded.get("deployed_at") or "")
-                                if same else None) or iso_utc(container.started_at),
-                "deployed_by": (recorded.get("deployed_by") if same else None)
-                or "unknown (rebuilt by repair)"}
-            if ref:
-                record["ref"] = ref
-            processes = (recorded.get("processes") if recorded.get("commit") == commit
-                         else procfile_of_commit(old, commit))
-            if processes:
-                record["processes"] = processes
-            state["colours"][colour] = record
-        if view.nginx is not None and view.nginx.served is None:
-            raise Failure(f"{s.nginx_file} proxies to port {view.nginx.port}, which is "
-                          "neither colour's port: cannot tell which colour is live",
-                          "fix the nginx file or BLUE_PORT/GREEN_PORT, then repair again",
-                          code=FAILED)
-        state["live"] = view.nginx.served if view.nginx is not None else None
-        if old.get("procfiles"):
-            state["procfiles"] = old["procfiles"]
-        if has_workers(state):  # workers follow the colour nginx serves
-            state["workers"] = state["live"]
-        state["updated_at"] = now_iso()
+        state, found = rebuilt_state(view, s)
         line = session.history_line("ok", to_colour=state["live"])
         with rep.phase("repair") as ph:
             out = session.run(host_files.record(s, state_text=format_state(state),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..commands.kept_images import list_script
 from ..deploy.fleet_switch import SOLO
 from ..deploy.prune import prune_releases
+from ..deploy.recover import record_served
 from ..deploy.steps import Attempt, bring_up, built_fields, go_live, pre_switch, stop_old_colour
 from ..deploy.workers import hand_over
 from ..model.lock_owner import describe_who
@@ -92,6 +93,9 @@ def release_live(session, request, first=False, fleet=SOLO):
             if plan.live and not request.force and not first:
                 ahead, _ = look_ahead(session, view, plan, request)
                 if ahead.unchanged:  # keeps the other colour as the rollback target
+                    # A dead task's switch (its connection cut after the reload)
+                    # left nginx serving this: state.json is brought to it.
+                    record_served(session, view)
                     return unchanged(session, plan, ahead)
             session.upload_app_env()
 

@@ -1,31 +1,54 @@
 """Several hosts switch together or not at all (issue 33, SPEC "Several hosts
 in one run").
 
-Three loopback hosts stand in for web1, web2 and web3: the session's
-`loophost` and two more, each with its own sshd, host key, nginx master,
-DEPLOY_DIR and ports. They share this machine's Docker daemon, so each host
-gets its own APP_NAME (on real machines the name would be the same). A
-fourth nginx is the load balancer: an upstream over the three public ports,
-under a steady client load through the whole module.
+Three hosts stand in for web1, web2 and web3, sharing nothing but this
+machine (scripts/ownhost.py): each has its own Docker daemon (SecondDaemon),
+and its own sshd and nginx master in a mount namespace of its own, where
+the host's own directories are mounted over the paths every host names
+alike. So the three share one .env, as real machines would: the same
+APP_NAME, DEPLOY_DIR, NGINX_CONF_DIR and nginx commands; only their ports
+differ (one network: hosts.yml gives web2 and web3 theirs). A fourth nginx
+is the load balancer: an upstream over the three public ports, under a
+steady client load through the whole module.
+
+Own daemons cost little: the three start in parallel in the module's
+setup (11-15 s with `fab setup`; 8-15 s with aliases of one host), and the
+busybox sample builds in about a second on a daemon with no cache.
+`FleetSteps` at the end drives the fleet operations in sequences (a
+Hypothesis state machine) over the same hosts.
 """
 
+import itertools
 import json
 import os
-import random
+import shlex
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, Phase, Verbosity, settings, strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
 import loadgen
-import loophost as lh  # `loophost` is the fixture
-from released import fab, module_project, output
+import loophost as lh
+import ownhost as oh
+from released import fab, output
+from support.project import Project
 from traffic import settled
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = ("web1", "web2", "web3")
+COLOURS = ("blue", "green")
+# The fleet sequences (FleetSteps): how many, and each fab step printed.
+LONG = int(os.environ.get("BLUEGREEN_SEQUENCES") or 0)
+VERBOSE = bool(os.environ.get("BLUEGREEN_SEQUENCES_VERBOSE"))
+HOW = ((), ("--parallel",), ("--batch", "1"))
+FAULTS = {"health": {"HEALTH_PATH": "/nothing-here", "HEALTH_TIMEOUT": "2"},
+          "verify": {"NGINX_RELOAD_CMD": "true"}}  # nginx never reloaded
 
 BALANCER = """\
 upstream fleet_{name} {{
@@ -38,47 +61,97 @@ server {{
 """
 
 
-@pytest.fixture(scope="module")
-def more_hosts(tmp_path_factory, loophost):
-    """Two more LoopHosts for this module (web2, web3) and the balancer's nginx."""
-    started = []
+def start_hosts(root):
+    """{name: OwnHost} for HOSTS, each on a daemon of its own, and the paths
+    they name alike ({"srv": ..., "nginx": ...}); every started thing is in
+    the returned list, for `stop_hosts`, even when a start fails."""
+    alike = {"srv": root / "srv", "nginx": root / "nginx"}
+    for path in alike.values():
+        path.mkdir()
+    daemons = {name: oh.SecondDaemon() for name in HOSTS}
+    hosts = {}
+    for name in HOSTS:
+        own = root / name
+        for sub in ("srv", "nginx"):
+            (own / sub).mkdir(parents=True)
+        hosts[name] = oh.OwnHost(own, daemons[name], binds=[
+            (own / "srv", alike["srv"]), (own / "nginx", alike["nginx"])])
+    with ThreadPoolExecutor(len(HOSTS)) as pool:
+        errors = [e for e in pool.map(_start, HOSTS, daemons.values(), hosts.values()) if e]
+    return hosts, alike, errors
+
+
+def _start(name, daemon, host):
     try:
-        for name in (*HOSTS[1:], "balancer"):
-            started.append(lh.LoopHost(tmp_path_factory.mktemp(f"loophost-{name}")).start())
+        daemon.start()
+        host.start()
     except RuntimeError as e:
-        for host in started:
-            host.stop()
-        pytest.fail(f"could not start a second loopback host: {e}", pytrace=False)
-    yield dict(zip((*HOSTS[1:], "balancer"), started))
-    for host in started:
+        return f"{name}: {e}"
+    return None
+
+
+def stop_hosts(hosts):
+    def stop(host):
         host.stop()
+        host.daemon.stop()
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        list(pool.map(stop, hosts.values()))
 
 
 @pytest.fixture(scope="module")
-def proj(request, tmp_path_factory, loophost):
-    yield from module_project(request, tmp_path_factory, loophost)
+def fleet_hosts(tmp_path_factory):
+    """web1..web3 (OwnHosts, see the module's docstring) and the balancer's nginx."""
+    oh.SecondDaemon.stop_abandoned()
+    root = tmp_path_factory.mktemp("fleet")
+    hosts, alike, errors = start_hosts(root)
+    balancer = lh.LoopHost(root / "balancer")
+    try:
+        if errors:
+            pytest.fail(f"could not start the fleet's hosts: {errors}", pytrace=False)
+        balancer.start()
+        yield hosts, alike, balancer
+    finally:
+        balancer.stop()
+        stop_hosts(hosts)
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory, fleet_hosts):
+    hosts, alike, _ = fleet_hosts
+    base = tmp_path_factory.mktemp("multi_host")
+    app = lh.SampleApp(base / "sample-app")
+    app.commit("v1")
+    project = Project(base / "p", hosts["web1"], app)
+    nginx = [hosts["web1"].nginx.path, "-p", str(alike["nginx"]),
+             "-c", str(alike["nginx"] / "nginx.conf")]
+    project.set(DEPLOY_DIR=alike["srv"] / project.name,
+                NGINX_CONF_DIR=alike["nginx"] / "conf.d",
+                NGINX_TEST_CMD=shlex.join([*nginx, "-t"]),
+                NGINX_RELOAD_CMD=shlex.join([*nginx, "-s", "reload"]))
+    try:
+        yield project
+    finally:
+        project.remove()
 
 
 class Fleet:
-    """The project's app on web1..web3, named in one hosts.yml (default_hosts: all)."""
+    """The project's app on web1..web3, named in one hosts.yml (default_hosts: all).
 
-    def __init__(self, project, more_hosts):
+    One .env for all: the same APP_NAME, DEPLOY_DIR and nginx settings on
+    every host; hosts.yml gives web2 and web3 their ports.
+    """
+
+    def __init__(self, project, hosts, balancer):
         self.project = project
-        self.hosts = {"web1": project.host, **{n: more_hosts[n] for n in HOSTS[1:]}}
-        self.apps = {"web1": project.name}
-        self.deploy_dirs = {"web1": project.deploy_dir}
+        self.app_name = project.name
+        self.hosts = hosts
+        # Where each host's DEPLOY_DIR is, seen from here.
+        self.deploy_dirs = {n: h.workdir / "srv" / project.name for n, h in hosts.items()}
         self.env = {"web1": {}}
         for name in HOSTS[1:]:
-            app = f"{project.name}-{name}"
-            lh.claim_project(app)
             public, blue, green = lh.free_ports(3)
-            self.apps[name] = app
-            self.deploy_dirs[name] = project.base / "srv" / app
-            self.env[name] = {"APP_NAME": app, "DEPLOY_DIR": str(self.deploy_dirs[name]),
-                              **self.hosts[name].env_settings(), "PUBLIC_PORT": public,
-                              "BLUE_PORT": blue, "GREEN_PORT": green}
+            self.env[name] = {"PUBLIC_PORT": public, "BLUE_PORT": blue, "GREEN_PORT": green}
         self.write()
-        balancer = more_hosts["balancer"]
         self.balancer_port = lh.free_port()
         servers = "\n".join(f"    server 127.0.0.1:{self.public_port(n)};" for n in HOSTS)
         (balancer.conf_dir / f"{project.name}-lb.conf").write_text(BALANCER.format(
@@ -115,18 +188,18 @@ class Fleet:
         path = self.deploy_dirs[name] / "history.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def remove(self):
-        for name in HOSTS[1:]:
-            lh.remove_compose_projects(name=self.apps[name])
-            host = self.hosts[name]
-            (host.conf_dir / f"{self.apps[name]}.conf").unlink(missing_ok=True)
-            lh.release_project(self.apps[name])
+    def state(self, name):
+        return json.loads((self.deploy_dirs[name] / "state.json").read_text())
+
+    def docker(self, name, *args):
+        """`docker ARGS` against ``name``'s own daemon."""
+        return self.hosts[name].daemon.docker(*args)
 
 
 @pytest.fixture(scope="module")
-def fleet(proj, more_hosts):
-    fleet = Fleet(proj, more_hosts)
-    proj.app.commit("v1")
+def fleet(proj, fleet_hosts):
+    hosts, _, balancer = fleet_hosts
+    fleet = Fleet(proj, hosts, balancer)
     fab(proj, "setup")  # default_hosts: all three
     load = loadgen.Load(fleet.balancer_port, rate_fresh=40, rate_keepalive=20, threads_fresh=2,
                         keepalive_connections=2, timeout=5.0, max_seconds=1500,
@@ -135,7 +208,6 @@ def fleet(proj, more_hosts):
     fleet.bad_windows = []  # (from, to): a release of pages that answer 500 was live
     yield fleet
     records = load.stop()
-    fleet.remove()
     failed = [r for r in records if not r.ok and not (
         r.error.startswith("http 5") and any(a <= r.t <= b for a, b in fleet.bad_windows))]
     assert len(records) > 50 and not failed, (
@@ -241,7 +313,7 @@ def test_rollback_status_and_a_refused_rollback(fleet):
     assert fleet.versions() == before
 
     # One host's other colour stopped: no host rolls back.
-    lh.docker("stop", f"{fleet.apps['web2']}-{other}-1", check=False)
+    fleet.docker("web2", "stop", f"{fleet.app_name}-{other}-1")
     r = fab(p, "rollback", code=1)
     assert "rollback failed on web2" in output(r), output(r)
     assert fleet.versions() == before
@@ -304,6 +376,10 @@ def test_a_connection_cut_during_the_switch_is_exit_3_and_the_next_run_sets_it_r
     fleet.write()
     r = fab(p, "release", "--parallel")  # takes web2's lock over, sets it right, releases
     assert {v for _, v in fleet.versions()} == {"v8"}, output(r)
+    # web2 served v8 already: its state.json, which named the old colour, is rebuilt.
+    states = [fleet.state(n) for n in HOSTS]
+    assert {(one["live"], one["colours"][one["live"]]["commit"]) for one in states} == {
+        (fleet.versions()[0][0], app.commits["v8"])}, (output(r), states)
 
 
 def test_a_watch_revert_on_one_host_reverts_every_host(fleet):
@@ -365,32 +441,164 @@ def test_batches_under_watch_a_bad_first_batch_stops_the_rest(fleet):
     assert fleet.versions() == before
 
 
-def test_a_random_sequence_leaves_every_host_on_one_version_after_every_step(fleet):
-    """A seeded random sequence of fleet releases (good, or one host failing its
-    health gate or its verify; --parallel or --batch) and rollbacks: after
-    every step every host serves the same build."""
-    p, app = fleet.project, fleet.project.app
-    rng = random.Random(int(os.environ.get("BLUEGREEN_FLEET_SEED", "33")))
-    fleet.write()
-    # The module's earlier tests end on one version, with a commit of pages that
-    # answer 500 on top (the batch watch's): start from a good build.
-    app.commit("s-start")
-    fab(p, "release", "--parallel")
-    steps = []
-    for n in range(8):
-        op = rng.choice(["release", "release", "health", "verify", "rollback"])
-        how = rng.choice([[], ["--parallel"], ["--batch", "1"], ["--batch", "2"]])
-        bad = rng.choice(HOSTS)
-        steps.append((op, how, bad))
-        if op == "rollback":
-            fab(p, "rollback")
-        else:
-            app.commit(f"s{n}")
-            if op == "health":
-                fleet.write(**{bad: {"HEALTH_PATH": "/nothing-here", "HEALTH_TIMEOUT": "2"}})
-            if op == "verify":
-                fleet.write(**{bad: {"NGINX_RELOAD_CMD": "true"}})
-            fab(p, "release", *how, code=0 if op == "release" else 1)
-            fleet.write()
-        served = {fleet.version(name)[2] for name in HOSTS}
-        assert len(served) == 1, f"after {steps}: the hosts serve {served}"
+class FleetSteps(RuleBasedStateMachine):
+    """Random sequences of fleet tasks over web1..web3 (issue 33): releases
+    (good; one host failing its health gate or its verify; --parallel or
+    --batch 1), rollback, switch --to, release --no-switch then promote, a
+    connection cut during the switch then the run that sets it right. After
+    every step every host serves the same commit through its public port,
+    every host's state.json names the same live colour and commits, and
+    `status` over the fleet reports no mixed commits. ``FleetSteps.fleet``
+    is the module's fleet, set by the test."""
+
+    fleet = None
+    labels = itertools.count()
+
+    def __init__(self):
+        super().__init__()
+        f = self.fleet
+        f.write()
+        # Earlier tests (and sequences) end anywhere, each host's idle colour
+        # on a build of its own (`-H web1 release`): two good builds, every host.
+        self.commit = {}  # colour -> the commit every host's colour runs
+        self.live = None
+        self.label = {}  # commit -> version label
+        self.release_good(["--parallel"])
+        self.release_good(["--parallel"])
+
+    def fab(self, *args, code=0):
+        if VERBOSE:
+            print("fab", *args, flush=True)
+        return fab(self.fleet.project, *args, code=code)
+
+    def new_commit(self, kind="ok"):
+        label = f"m{next(self.labels)}"
+        sha = self.fleet.project.app.commit(label, kind=kind)
+        self.label[sha] = label
+        return sha
+
+    def release_good(self, how):
+        sha = self.new_commit()
+        self.fab("release", *how)
+        self.live = self.fleet.state("web1")["live"] if self.live is None else other(self.live)
+        self.commit[self.live] = sha
+
+    # --- steps -----------------------------------------------------------------------
+
+    @rule(how=st.sampled_from(HOW))
+    def release(self, how):
+        self.release_good(how)
+
+    @rule(how=st.sampled_from(HOW), fault=st.sampled_from(("health", "verify")),
+          bad=st.sampled_from(HOSTS))
+    def release_failing_on_one_host(self, how, fault, bad):
+        self.new_commit()
+        self.fleet.write(**{bad: FAULTS[fault]})
+        try:
+            self.fab("release", *how, code=1)
+        finally:
+            self.fleet.write()
+
+    @precondition(lambda self: self.commit.get(other(self.live)))
+    @rule()
+    def rollback(self):
+        self.fab("rollback")
+        self.live = other(self.live)
+
+    @precondition(lambda self: self.commit.get(other(self.live)))
+    @rule(idle=st.booleans())
+    def switch_to(self, idle):
+        if not idle:  # already live on every host: refused, nothing changes
+            self.fab("switch", "--to", self.live, code=1)
+            return
+        self.fab("switch", "--to", other(self.live))
+        self.live = other(self.live)
+
+    @rule()
+    def stage_then_promote(self):
+        sha = self.new_commit()
+        self.fab("release", "--no-switch")
+        self.commit[other(self.live)] = sha
+        self.check()  # staged everywhere, switched nowhere
+        self.fab("promote")
+        self.live = other(self.live)
+
+    @rule()
+    def connection_cut_then_the_next_run(self):
+        f = self.fleet
+        cut = f.project.base / "cut-after-reload.sh"
+        cut.write_text(CUT_AFTER_RELOAD.format(reload=f.hosts["web2"].nginx_reload_cmd))
+        cut.chmod(0o755)
+        sha = self.new_commit()
+        f.write(web2={"NGINX_RELOAD_CMD": str(cut)})
+        try:
+            self.fab("release", "--parallel", code=3)
+        finally:
+            f.write()
+        self.fab("release", "--parallel")  # takes web2's lock over, sets it right
+        state = f.state("web1")
+        self.live = state["live"]
+        self.commit = {c: state["colours"][c].get("commit") for c in COLOURS}
+        assert self.commit[self.live] == sha, (self.label.get(self.commit[self.live]), state)
+
+    # --- the promise -----------------------------------------------------------------
+
+    @invariant()
+    def every_host_serves_the_same_commit(self):
+        self.check()
+
+    def check(self):
+        f = self.fleet
+        want = self.label[self.commit[self.live]]
+        served = {n: f.version(n, self.live)[1:] for n in HOSTS}
+        assert set(served.values()) == {(self.live, want)}, served
+        for name in HOSTS:
+            state = f.state(name)
+            assert state["live"] == self.live, (name, state)
+            for colour in COLOURS:
+                assert state["colours"][colour].get("commit") == self.commit[colour], (
+                    name, colour, state, self.commit)
+        rows = [json.loads(line) for line in self.fab("status", "--json").stdout.splitlines()]
+        assert [r["host"] for r in rows] == list(HOSTS), rows
+        for r in rows:
+            assert "fleet" not in r and r["live"] == self.live, r
+            assert r["colours"][self.live]["commit"] == self.commit[self.live], r
+
+
+def other(colour):
+    return "green" if colour == "blue" else "blue"
+
+
+def test_fleet_sequences_serve_one_commit_after_every_step(fleet):
+    """Every fleet operation once, in a fixed order, through FleetSteps (a
+    derandomized Hypothesis run repeats its first rule); with
+    BLUEGREEN_SEQUENCES=N, N random sequences instead (docs/sequences.md)."""
+    FleetSteps.fleet = fleet
+    if LONG:
+        run_state_machine_as_test(FleetSteps, settings=settings(
+            max_examples=LONG, stateful_step_count=10, deadline=None, database=None,
+            print_blob=True, verbosity=Verbosity.verbose if VERBOSE else Verbosity.normal,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate, Phase.shrink]))
+        return
+    m = FleetSteps()
+    steps = [
+        ("release --batch 1", lambda: m.release(("--batch", "1"))),
+        ("release, web2 failing its health gate", lambda: m.release_failing_on_one_host(
+            (), "health", "web2")),
+        ("release --parallel, web3 failing its verify", lambda: m.release_failing_on_one_host(
+            ("--parallel",), "verify", "web3")),
+        ("release --no-switch, promote", m.stage_then_promote),
+        ("rollback", m.rollback),
+        ("switch --to the live colour (refused), then the idle one",
+         lambda: (m.switch_to(False), m.switch_to(True))),
+        ("a connection cut during the switch, then the next run",
+         m.connection_cut_then_the_next_run),
+    ]
+    for n, (name, step) in enumerate(steps, 1):
+        try:
+            step()
+            m.check()
+        except AssertionError as exc:
+            done = "\n".join(f"  {i}. {s}" for i, (s, _) in enumerate(steps[:n], 1))
+            raise AssertionError(f"step {n} ({name}) broke a promise:\n{done}\n{exc}") from None

@@ -1,0 +1,60 @@
+"""model/rebuilt_state.py (repair's state), and model/takeover.py's sight of a dead
+task's switch, from the inspect script's output (hand-built samples)."""
+
+import json
+
+import pytest
+
+from support.host_output import SHA_BLUE, SHA_GREEN, container_line, host_output, view_of
+from support.plain_settings import make_settings
+from tasks.model.nginx_file import render_nginx
+from tasks.model.rebuilt_state import rebuilt_state
+from tasks.model.state import empty_state, with_release
+from tasks.model.takeover import served_unrecorded
+
+NEW = "d" * 40
+IMAGE = {"blue": "sha256:" + "1" * 64, "green": "sha256:" + "2" * 64}
+
+
+@pytest.fixture
+def s():
+    return make_settings(APP_NAME="shop", GIT_REPO="/srv/repo.git")
+
+
+def state_of(s, live, green=SHA_GREEN):
+    """blue on SHA_BLUE, green on ``green``, ``live`` live."""
+    state = empty_state(s.app_name)
+    for colour, commit in (("blue", SHA_BLUE), ("green", green)):
+        state = with_release(state, colour, branch="main", commit=commit, image=IMAGE[colour],
+                             who={"user": "ana"}, live=colour == live,
+                             at="2024-05-01T10:00:00+00:00")
+    return state
+
+
+def view(s, state, served, green_runs):
+    images = {"blue": SHA_BLUE, "green": green_runs}
+    lines = {c: container_line(s, c, image=IMAGE[c]) for c in IMAGE}
+    lines.update({f"{c}-image": json.dumps({"id": IMAGE[c], "tags": [f"bluegreen-shop:{images[c]}"],
+                                            "labels": {}}) for c in IMAGE})
+    nginx = render_nginx(s, served) if served else None
+    return view_of(host_output(s, state=state, nginx=nginx, containers=lines), s)
+
+
+def test_a_switch_its_task_never_recorded_is_seen_and_rebuilt(s):
+    # The task's connection was cut after its reload: nginx serves green, which
+    # runs the new build; state.json still names blue live and green's old build.
+    v = view(s, state_of(s, "blue"), "green", NEW)
+    assert served_unrecorded(v).colour == "green"
+    state, _ = rebuilt_state(v, s)
+    assert state["live"] == "green"
+    assert state["colours"]["green"]["commit"] == NEW
+    assert state["colours"]["blue"]["commit"] == SHA_BLUE
+
+
+def test_the_live_colour_running_another_build_than_recorded_is_seen(s):
+    assert served_unrecorded(view(s, state_of(s, "green"), "green", NEW)).unrecorded
+
+
+def test_a_host_as_recorded_or_without_an_nginx_file_needs_nothing(s):
+    assert served_unrecorded(view(s, state_of(s, "green"), "green", SHA_GREEN)) is None
+    assert served_unrecorded(view(s, state_of(s, "green"), None, NEW)) is None
