@@ -5,39 +5,27 @@ import threading
 
 import pytest
 
-from tasks.deploy.fleet_switch import Fleet, FleetAbort, NotStarted
+from support.fleet_threads import each_host
+from tasks.deploy.fleet_switch import Fleet
 from tasks.errors import Failure
 
 
 def run(fleet, flows):
     """flows: {host: fn(handle, log)}; every host in its thread, as on_fleet does.
     Returns {host: "ok" | "abort:CAUSE" | "failed" | "not started"} and the log."""
-    out, log, lock = {}, [], threading.Lock()
+    log, lock = [], threading.Lock()
 
     def note(what):
         with lock:
             log.append(what)
 
-    def one(name):
-        try:
-            flows[name](fleet.handle(name), note)
-            out[name] = "ok"
-        except NotStarted:
-            out[name] = "not started"
-        except FleetAbort as exc:
-            out[name] = f"abort:{exc.cause}"
-            fleet.drop(name, exc)
-        except Failure as exc:
-            out[name] = "failed"
-            fleet.drop(name, exc)
+    def body(flow):
+        def ran(handle):
+            flow(handle, note)
+            return "ok"
+        return ran
 
-    threads = [threading.Thread(target=one, args=(n,)) for n in flows]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads), "a host never got past a point"
-    return out, log
+    return each_host(fleet, {name: body(flow) for name, flow in flows.items()}), log
 
 
 def release(fail_at=None):

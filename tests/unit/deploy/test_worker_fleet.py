@@ -4,6 +4,7 @@ hand-over step as the host would; threads stand in for the hosts."""
 
 import threading
 
+from support.fleet_threads import each_host
 from support.local_step import M, read_step
 from support.plain_settings import make_settings
 from tasks.deploy.fleet_switch import SOLO, Fleet, FleetAbort
@@ -36,25 +37,10 @@ class Session:
 
 def run(sessions):
     """Every session's hand_over in its thread, as on_fleet runs the flows."""
-    fleet, out = Fleet(list(sessions)), {}
-
-    def one(name):
-        try:
-            out[name] = hand_over(sessions[name], AFTER, "green", "blue", before=BEFORE,
-                                  fleet=fleet.handle(name))
-        except FleetAbort as exc:
-            out[name] = f"abort:{exc.cause}"
-            fleet.drop(name, exc)
-        except Failure as exc:
-            out[name] = "failed"
-            fleet.drop(name, exc)
-    threads = [threading.Thread(target=one, args=(n,)) for n in sessions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads)
-    return out
+    return each_host(Fleet(list(sessions)), {
+        name: lambda handle, session=session: hand_over(
+            session, AFTER, "green", "blue", before=BEFORE, fleet=handle)
+        for name, session in sessions.items()})
 
 
 def stops_blue(script):
