@@ -65,12 +65,12 @@ def parse_workers(text):
 READY_FORMAT = WORKER_FORMAT + ' {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}'
 
 # The hand-over's verdict over READY_FORMAT lines, run on the host each
-# second (``ready_verdict`` is the same rule in Python, and the tests hold
-# them to each other): "bad" once a worker of the types handed over is not
-# running, restarted or is unhealthy, or fewer than wanted run; "ok" once
-# every one with a health check is healthy and those without stayed up
-# READY seconds; "bad" when one with a health check is not healthy by then
-# (READY 0: no wait at all, health not awaited); else "wait". Variables: keep (" type type "), wanted, t (seconds), ready.
+# second: "bad" once a worker of the types handed over is not running,
+# restarted or is unhealthy, or fewer than wanted run; "ok" once every one
+# with a health check is healthy and those without stayed up READY seconds;
+# "bad" when one with a health check is not healthy by then (READY 0: no
+# wait at all, health not awaited); else "wait". Variables: keep
+# (" type type "), wanted, t (seconds), ready.
 READY_AWK = (
     'index(keep, " " $2 " ") == 0 { next } '
     '{ n++ } '
@@ -80,25 +80,6 @@ READY_AWK = (
     'END { if (bad || n < wanted) print "bad"; '
     'else if (starting && ready > 0) print (t >= ready ? "bad" : "wait"); '
     'else if (plain && t < ready) print "wait"; else print "ok" }')
-
-
-def ready_verdict(lines, keep, wanted, elapsed, ready):
-    """READY_AWK's rule: "ok", "bad" or "wait" for READY_FORMAT ``lines``."""
-    n, bad, starting, plain = 0, False, False, False
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 4 or parts[1] not in keep:
-            continue
-        health = parts[5] if len(parts) > 5 else ""
-        n += 1
-        bad = bad or parts[2] != "running" or parts[3] != "0" or health == "unhealthy"
-        starting = starting or health == "starting"
-        plain = plain or health in ("none", "")
-    if bad or n < wanted:
-        return "bad"
-    if starting and ready > 0:
-        return "bad" if elapsed >= ready else "wait"
-    return "wait" if plain and elapsed < ready else "ok"
 
 
 def hand_over(settings, plan, ready_seconds, stop_old=True):

@@ -47,7 +47,6 @@ class Attempt:
     before: object = None  # that colour's container before, compose.Container
     switched: bool = False  # nginx was switched by this task
     processes: dict = field(default_factory=dict)  # the new release's Procfile
-    from_image: str = None  # the --image name released (no branch was checked out)
 
     def step(self, name):
         """Name the phase once: what a failure is recorded with, and the

@@ -52,6 +52,17 @@ class ReleaseRequest:
             return self.artifacts
         return None
 
+    @property
+    def from_image(self):
+        """The --image name released (None: a build from git, here or on the host)."""
+        image = self.artifacts.image if self.artifacts is not None else None
+        return image.name if image is not None else None
+
+    def source(self, plan):
+        """What the summary line names as the release's source: the image, or
+        the plan's branch or ref."""
+        return f"image {self.from_image}" if self.from_image else plan.source
+
 
 def release(session, request):
     """The one place that chooses which release runs: a canary, a staged
@@ -80,8 +91,7 @@ def release_live(session, request, first=False, fleet=SOLO):
             plan = plan_release(view, s, name, branch=branch, ref=ref)
             target = plan.target
             attempt.fields.update(to_colour=target, **plan.history_fields)
-            from_image = request.artifacts.image.name if request.artifacts is not None \
-                and request.artifacts.image is not None else None
+            from_image = request.from_image
             if from_image:  # no branch was checked out: the colour keeps following one
                 attempt.fields.update(branch=None, ref=None, follows=plan.record_branch)
             if plan.drift:
@@ -142,8 +152,8 @@ def release_live(session, request, first=False, fleet=SOLO):
                               **built_fields(attempt), **({"watch": watched} if watched else {}))
     keep = (f"; {plan.live} keeps running for `fab -H {name} rollback`"
             if plan.live and not stopped else "")
-    source = f"image {from_image}" if from_image else plan.source
-    rep.line(f"released {target}: {commit[:12]} ({source_note(attempt.fields, source)})"
+    rep.line(f"released {target}: {commit[:12]} "
+             f"({source_note(attempt.fields, request.source(plan))})"
              f" in {summary['seconds']:.1f}s{keep}")
     if maintenance_of(state):
         rep.line(maintenance_reminder(name))

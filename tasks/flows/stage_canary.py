@@ -26,13 +26,14 @@ def release_staged(session, request):
         with Attempt(session, live=view.live, fields={"from_colour": view.live}) as attempt:
             plan, commit, image = bring_up_idle(session, attempt, view, request)
 
-            record_pending(session, attempt, view, plan, "staged", commit, image)
+            record_pending(session, attempt, view, plan, "staged", commit, image,
+                           from_image=request.from_image)
         qa = qa_access(s, name, plan.target)
-        rep.line(f"staged {plan.target}: {commit[:12]} ({source_of_run(plan, attempt)}); "
+        rep.line(f"staged {plan.target}: {commit[:12]} ({request.source(plan)}); "
                  f"{qa}; nothing switched: {plan.live or 'nothing'} stays live; "
                  f"then: fab -H {name} promote")
-    return session.summary("staged", **idle_fields(session, attempt, plan, commit, image),
-                           qa=qa)
+    return session.summary("staged", **idle_fields(session, attempt, request, plan, commit,
+                                                   image), qa=qa)
 
 
 def release_canary(session, request):
@@ -57,8 +58,8 @@ def release_canary(session, request):
                 ph.detail = f"{answered}; {settle(session)}"
 
             state = record_pending(session, attempt, view, plan, "canary", commit, image,
-                                   percent=percent)
-        rep.line(f"canary {target}: {commit[:12]} ({source_of_run(plan, attempt)}) serves "
+                                   percent=percent, from_image=request.from_image)
+        rep.line(f"canary {target}: {commit[:12]} ({request.source(plan)}) serves "
                  f"{percent}% of clients (sticky per client); {plan.live} serves the rest")
         figures = None
         if watch_seconds:  # revert (raises), promote when clean, or leave it running
@@ -70,13 +71,13 @@ def release_canary(session, request):
                      f"rollback (everyone back to {plan.live})")
     promoted = bool(figures and figures["promoted"])
     summary = session.summary("promoted" if promoted else "canary",
-                              **idle_fields(session, attempt, plan, commit, image,
+                              **idle_fields(session, attempt, request, plan, commit, image,
                                             live=target if promoted else plan.live),
                               percent=percent, **({"watch": figures} if figures else {}))
     if promoted:  # a clean watch ends with its summary line, as a release does
         keep = ("" if request.stop_old
                 else f"; {plan.live} keeps running for `fab -H {name} rollback`")
-        rep.line(f"released {target}: {commit[:12]} ({source_of_run(plan, attempt)}), "
+        rep.line(f"released {target}: {commit[:12]} ({request.source(plan)}), "
                  f"promoted after a clean watch, in {summary['seconds']:.1f}s{keep}")
     return summary
 
@@ -92,8 +93,7 @@ def bring_up_idle(session, attempt, view, request):
     if note:
         session.reporter.line(note)
     attempt.fields.update(to_colour=plan.target, **plan.history_fields)
-    attempt.from_image = from_image_of(request)
-    if attempt.from_image:  # no branch was checked out, as a plain --image release says
+    if request.from_image:  # no branch was checked out, as a plain --image release says
         attempt.fields.update(branch=None, ref=None, follows=plan.record_branch)
     session.upload_app_env()
 
@@ -101,14 +101,16 @@ def bring_up_idle(session, attempt, view, request):
     return plan, commit, image
 
 
-def record_pending(session, attempt, view, plan, pending, commit, image, percent=None):
+def record_pending(session, attempt, view, plan, pending, commit, image, percent=None,
+                   from_image=None):
     """Record the new colour as ``pending`` (staged or canary): state.json and
-    history, one step. Returns the new state."""
+    history, one step (``from_image``: the --image name released). Returns the
+    new state."""
     state = with_processes(
         with_pending(view.state, plan.target, pending, branch=plan.record_branch,
                      commit=commit, image=image, who=describe_who(session.who),
                      ref=plan.ref, percent=percent, deployed=plan.branch,
-                     from_image=attempt.from_image),
+                     from_image=from_image),
         plan.target, attempt.processes, commit)
     state = with_signer(state, plan.target, attempt.fields.get("signer"))
     with attempt.step("record") as ph:
@@ -118,22 +120,10 @@ def record_pending(session, attempt, view, plan, pending, commit, image, percent
     return state
 
 
-def idle_fields(session, attempt, plan, commit, image, live=None):
+def idle_fields(session, attempt, request, plan, commit, image, live=None):
     """The summary's fields of a release into the idle colour (staged or canary)."""
-    from_image = attempt.from_image
+    from_image = request.from_image
     return {"live": live or plan.live, "target": plan.target,
             "branch": None if from_image else plan.branch,
             "ref": None if from_image else plan.ref, "commit": commit, "image": image,
             "port": session.settings.port_of(plan.target), **built_fields(attempt)}
-
-
-def from_image_of(request):
-    """The --image name of the run (None: a build from git, here or on the host)."""
-    artifacts = request.artifacts
-    return artifacts.image.name if artifacts is not None and artifacts.image is not None \
-        else None
-
-
-def source_of_run(plan, attempt):
-    """What the summary line names as the source: the image, or the plan's branch/ref."""
-    return f"image {attempt.from_image}" if attempt.from_image else plan.source

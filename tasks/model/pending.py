@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from ..configuration.settings import other
 from ..errors import FAILED, Failure
 from .access_log import OK
-from .state import (build_of, recorded_release, with_build_recorded, with_build_unrecorded,
-                    with_live, with_release)
+from .state import (build_of, build_record, recorded_release, with_build_recorded,
+                    with_build_unrecorded, with_live, with_release)
 
 # History results that record what was done, not a failed attempt.
 NOT_FAILED = ("ok", "staged", "canary", "promoted", "reverted")
@@ -55,9 +55,7 @@ def with_pending(state, colour, pending, *, branch, commit, image, who, ref=None
     new = with_release(state, colour, branch=branch, commit=commit, image=image, who=who,
                        live=False, ref=ref)
     record = new["colours"][colour]
-    record["build"] = ({"branch": None, "ref": None, "image": from_image, "follows": branch}
-                       if from_image else
-                       {"branch": deployed or branch, "ref": ref, "follows": branch})
+    record["build"] = build_record(branch, deployed or branch, ref, from_image)
     new = with_build_unrecorded(new, colour, before)
     new["colours"][colour]["pending"] = pending
     if percent is not None:

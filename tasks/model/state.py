@@ -112,6 +112,14 @@ def format_state(state):
     return json.dumps(state, indent=2, sort_keys=True) + "\n"
 
 
+def build_record(follows, deployed, ref, from_image=None):
+    """A record's "build": what was checked out (``deployed``, ``ref``), or the
+    --image released (no branch checked out), and the branch it ``follows``."""
+    if from_image:
+        return {"branch": None, "ref": None, "image": from_image, "follows": follows}
+    return {"branch": deployed, "ref": ref, "follows": follows}
+
+
 def with_release(state, colour, *, branch, commit, image, who, live, at=None, ref=None,
                  deployed=None, from_image=None):
     """A new state after ``colour`` was released (and made live if ``live``).
@@ -129,10 +137,8 @@ def with_release(state, colour, *, branch, commit, image, who, live, at=None, re
                                        "deployed_at": at, "deployed_by": who}
     if ref:
         record["ref"] = ref
-    if from_image:
-        record["build"] = {"branch": None, "ref": None, "image": from_image, "follows": branch}
-    elif deployed and deployed != branch:
-        record["build"] = {"branch": deployed, "ref": ref, "follows": branch}
+    if from_image or (deployed and deployed != branch):
+        record["build"] = build_record(branch, deployed, ref, from_image)
     if live:
         new["live"] = colour
     new["updated_at"] = at
