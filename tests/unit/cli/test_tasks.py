@@ -26,6 +26,25 @@ def test_fab_list_shows_the_tasks(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("told_not_to", [False, True])
+def test_a_fab_run_leaves_the_suite_compiled(tmp_path, told_not_to):
+    """Invoke writes no bytecode for what a run imports; the suite's modules
+    are written anyway (else every `fab` compiles ~100 modules again), unless
+    Python was told not to."""
+    cache = tmp_path / "pyc"
+    env = clean_environ(PYTHONPYCACHEPREFIX=str(cache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if told_not_to:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    result = run_fab(["--list"], tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    suite = {p.name.split(".")[0] for p in cache.rglob("tasks/**/*.pyc")}
+    if told_not_to:
+        assert not suite
+    else:
+        assert {"exec_task", "one_off", "settings", "session"} <= suite
+
+
 def test_fab_render_with_the_example_env(workdir):
     result = run_fab(["render"], workdir)
     assert result.returncode == 0, result.stderr
