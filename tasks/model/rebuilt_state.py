@@ -3,8 +3,19 @@
 
 from ..configuration.settings import COLOURS
 from ..errors import FAILED, Failure
+from .lock_owner import describe_who
 from .processes import has_workers, procfile_of_commit
-from .state import empty_state, iso_utc, maintenance_of, now_iso, recover_branch
+from .state import (empty_state, iso_utc, maintenance_of, now_iso, recorded_release,
+                    recover_branch)
+
+UNKNOWN = "unknown (rebuilt by repair)"
+
+
+def last_release(entries, colour, commit):
+    """The newest history.jsonl entry that put ``commit`` into ``colour`` and
+    recorded it (a release, a promotion, `rollback --to`), or None."""
+    return next((e for e in reversed(entries or []) if e.get("to") == colour
+                 and e.get("commit") == commit and recorded_release(e)), None)
 
 
 def rebuilt_state(view, s):
@@ -19,7 +30,7 @@ def rebuilt_state(view, s):
         # with the token the file checks (a new one would lock our probes out).
         # Its message and page kind too, as the file says them (older files: none).
         state["maintenance"] = {"message": "", "page": "file", **view.nginx.maintenance,
-                                "by": "unknown (rebuilt by repair)"}
+                                "by": UNKNOWN}
     found = {}  # colour -> where its branch came from, for the operator
     for colour in COLOURS:
         container = view.containers[colour]
@@ -34,13 +45,18 @@ def rebuilt_state(view, s):
         same = recorded.get("commit") == commit  # the record still tells of it
         branch, ref, found[colour] = recover_branch(
             colour, recorded, view.history, commit, s.branch_of(colour))
+        # Who released it and when: the record, else the history line of that
+        # release, else the container's start (a Docker restart moves it).
+        told = recorded if same else {}
+        released = last_release(view.history, colour, commit) or {}
         record = {
             "branch": branch, "commit": commit, "image": container.image or None,
             # One time format in state.json: Docker's StartedAt has nanoseconds and Z.
-            "deployed_at": (iso_utc(recorded.get("deployed_at") or "")
-                            if same else None) or iso_utc(container.started_at),
-            "deployed_by": (recorded.get("deployed_by") if same else None)
-            or "unknown (rebuilt by repair)"}
+            "deployed_at": (iso_utc(told.get("deployed_at") or "")
+                            or iso_utc(released.get("time") or "")
+                            or iso_utc(container.started_at)),
+            "deployed_by": (told.get("deployed_by")
+                            or (describe_who(released) if released.get("user") else UNKNOWN))}
         if ref:
             record["ref"] = ref
         processes = (recorded.get("processes") if recorded.get("commit") == commit

@@ -85,6 +85,7 @@ def test_an_environment_branch_is_for_one_run_and_the_branch_flag_sticks(shared_
 
 def test_repair_keeps_the_branches_and_writes_one_time_format(shared_project):
     p = shared_project
+    before = state_file(p)
     (p.deploy_dir / "state.json").unlink()
     r = fab(p, "repair")
     assert "green: other (from history.jsonl)" in r.stdout, r.stdout
@@ -92,6 +93,9 @@ def test_repair_keeps_the_branches_and_writes_one_time_format(shared_project):
     state = state_file(p)
     assert state["colours"]["green"]["branch"] == "other"
     assert state["colours"]["blue"]["branch"] == "main"
+    for colour in ("blue", "green"):  # who released it: its history line says
+        assert (state["colours"][colour]["deployed_by"]
+                == before["colours"][colour]["deployed_by"]), state
     times = [state["updated_at"]] + [state["colours"][c]["deployed_at"] for c in ("blue", "green")]
     for when in times:
         assert TIME_FORMAT.fullmatch(when), times

@@ -9,7 +9,7 @@ from support.host_output import SHA_BLUE, SHA_GREEN, container_line, host_output
 from support.plain_settings import make_settings
 from tasks.model.nginx_file import render_nginx
 from tasks.model.rebuilt_state import rebuilt_state
-from tasks.model.state import empty_state, with_release
+from tasks.model.state import empty_state, format_history_line, history_entry, with_release
 from tasks.model.takeover import served_unrecorded
 
 NEW = "d" * 40
@@ -58,3 +58,28 @@ def test_the_live_colour_running_another_build_than_recorded_is_seen(s):
 def test_a_host_as_recorded_or_without_an_nginx_file_needs_nothing(s):
     assert served_unrecorded(view(s, state_of(s, "green"), "green", SHA_GREEN)) is None
     assert served_unrecorded(view(s, state_of(s, "green"), None, NEW)) is None
+
+
+def test_who_and_when_come_from_the_history_line_of_that_release(s):
+    # state.json is gone; green's release of NEW is in history.jsonl (by ana,
+    # an hour before the container's start: Docker restarted since), blue's is not.
+    lines = {c: container_line(s, c, image=IMAGE[c], started="2024-05-02T08:00:00.5Z")
+             for c in IMAGE}
+    lines.update({f"{c}-image": json.dumps({"id": IMAGE[c], "labels": {},
+                                            "tags": [f"bluegreen-shop:{commit}"]})
+                  for c, commit in (("blue", SHA_BLUE), ("green", NEW))})
+    who = {"user": "ana", "machine": "laptop", "git": "Ana <ana@example.com>"}
+    entry = history_entry(host="prod", app="shop", task="release", who=who, result="ok",
+                          duration=3.0, from_colour="blue", to_colour="green",
+                          branch="main", commit=NEW, at="2024-05-02T07:00:00+00:00")
+    older = {**entry, "commit": SHA_GREEN, "user": "bo", "time": "2024-04-01T07:00:00+00:00"}
+    failed = {**entry, "result": "failed", "user": "cy"}
+    history = [format_history_line(e).strip() for e in (older, entry, failed)]
+    v = view_of(host_output(s, state="{not json", nginx=render_nginx(s, "green"),
+                            containers=lines, history=history), s)
+    state, _ = rebuilt_state(v, s)
+    green, blue = state["colours"]["green"], state["colours"]["blue"]
+    assert green["deployed_by"] == "ana@laptop (Ana <ana@example.com>)"
+    assert green["deployed_at"] == "2024-05-02T07:00:00+00:00"
+    assert blue["deployed_by"] == "unknown (rebuilt by repair)"
+    assert blue["deployed_at"] == "2024-05-02T08:00:00+00:00"  # its container's start
