@@ -18,9 +18,10 @@ from .on_hosts import (before_connecting, each_in_a_thread, failure_json, on_hos
 
 
 def on_fleet(c, task_name, body, *, parallel=False, batch=None, json_mode=False,
-             verbose=False, accept_new_host_key=False, require_repo=True):
-    """Run ``body(session, handle)`` on every host, together (see the module)."""
-    work = targets(c, require_repo=require_repo)
+             verbose=False, accept_new_host_key=False, require_repo=True, before=None):
+    """Run ``body(session, handle)`` on every host, together (see the module).
+    ``before``: as on_hosts's."""
+    work = targets(c, require_repo=require_repo, before=before)
     if len(work) == 1:
         return on_hosts(c, task_name, lambda session: body(session, SOLO),
                         json_mode=json_mode, verbose=verbose,

@@ -101,14 +101,17 @@ def inventory_path():
     return load_inventory().path
 
 
-def targets(c, require_repo=True):
-    """(entry, settings) for every host the task runs on, all checked first."""
+def targets(c, require_repo=True, before=None):
+    """(entry, settings) for every host the task runs on, all checked first
+    (``before(settings)`` too, when given)."""
     inventory = load_inventory()
     entries = inventory.select(cli_hosts(c))
     for entry in entries:  # known before connecting: bad input, not the network
         check_identity_file(entry, inventory.path)
-    return [(e, load_settings(host_layer=e.env, require_repo=require_repo))
-            for e in entries]
+    work = [(e, load_settings(host_layer=e.env, require_repo=require_repo)) for e in entries]
+    for _, settings in work if before is not None else ():
+        before(settings)
+    return work
 
 
 def before_connecting(task_name, work):
@@ -155,7 +158,7 @@ def each_in_a_thread(c, work, one):
 
 def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=False,
              accept_new_host_key=False, require_repo=True, rolling=True, report=None,
-             across=None, exit_code=None):
+             across=None, exit_code=None, before=None):
     """Run ``body(session)`` on each host; say which were done, failed, not started.
 
     ``report``, when given, gets [(host, result or None, Failure or None)] in
@@ -164,8 +167,10 @@ def on_hosts(c, task_name, body, *, parallel=False, json_mode=False, verbose=Fal
     printed, to note what concerns them all (status: a mixed fleet).
     ``exit_code``, when given, says the run's exit code when no host failed
     (exec: the command's own), for the post- hook.
+    ``before``, when given, checks each host's settings before anything else
+    runs, here or there (release --image: the image's Procfile; exit 2).
     """
-    work = targets(c, require_repo=require_repo)
+    work = targets(c, require_repo=require_repo, before=before)
     command = " ".join(["fab"] + sys.argv[1:]) if sys.argv else f"fab {task_name}"
     results, failures, crashes = {}, {}, []
     hooks, app_envs = before_connecting(task_name, work)

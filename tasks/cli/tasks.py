@@ -17,6 +17,7 @@ from ..model.kept_releases import check_commit_prefix
 from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
+from ..shipping.procfile_here import processes_here
 from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent,
                     check_process_type, check_release_modes, check_seconds, check_watch, task)
 from .on_fleet import on_fleet
@@ -75,6 +76,8 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
     if batch is not None:
         batch = check_flag("--batch", batch, lambda v: check_batch(v, percent, no_switch))
     artifacts = artifacts_for(image, branch, ref)  # --image checked before SSH
+    # ... and its Procfile, against each host's SCALE (a commit's is read with it).
+    before = (lambda settings: processes_here(settings, artifacts)) if image else None
     with artifacts:
         request = ReleaseRequest(branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
                                  force_unlock=force_unlock, watch_seconds=seconds,
@@ -83,17 +86,19 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
         if plan:  # reads every host (side by side), changes nothing: exit 0
             on_hosts(c, "release", lambda session: flows.plan.show_plan(session, request),
                      parallel=True, rolling=False, json_mode=json,
-                     accept_new_host_key=accept_new_host_key, require_repo=image is None)
+                     accept_new_host_key=accept_new_host_key, require_repo=image is None,
+                     before=before)
             return
         if percent or no_switch:  # host by host, or --parallel: nothing switches together
             on_hosts(c, "release", lambda session: flows.release.release(session, request),
                      parallel=parallel, json_mode=json, verbose=verbose,
-                     accept_new_host_key=accept_new_host_key, require_repo=image is None)
+                     accept_new_host_key=accept_new_host_key, require_repo=image is None,
+                     before=before)
             return
         on_fleet(c, "release", lambda session, fleet: flows.release.release_live(
             session, request, fleet=fleet), parallel=parallel, batch=batch, json_mode=json,
             verbose=verbose, accept_new_host_key=accept_new_host_key,
-            require_repo=image is None)
+            require_repo=image is None, before=before)
 
 
 @task(help={

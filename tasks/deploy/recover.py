@@ -97,7 +97,7 @@ def record_served(session, view):
         result = session.run(building.procfile_at(s, colour, served.commit))
         try:
             if result.blocks.get("procfile", "").strip():
-                processes = read_procfile(result.blocks["procfile"], s, session.name)
+                processes = read_procfile(result.blocks["procfile"], s)
         except Failure:  # not one the release could have run: as recorded before
             processes = None
     container = view.containers[colour]

@@ -160,7 +160,8 @@ def checkout(session, attempt, colour, plan):
             raise step_failed(result, "git", "check GIT_REPO, the branch or ref, and that "
                               "the host can reach the repository (`fab check`)")
         commit = result.values["commit"]
-        attempt.processes = read_procfile(result.blocks.get("procfile", ""), s, session.name)
+        attempt.processes = read_procfile(result.blocks.get("procfile", ""), s,
+                                          f"in the commit being released, read on {session.name}")
         ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{result.values.get('subject', '')}\""
     return commit
 

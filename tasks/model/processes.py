@@ -169,12 +169,14 @@ def compose_processes(state, colour, processes):
     return found
 
 
-def read_procfile(text, settings, host_name="the host"):
-    """The Procfile's processes, checked: its lines, and SCALE's types (exit 2)."""
+def read_procfile(text, settings, where="in the commit being released, read on the host"):
+    """The Procfile's processes, checked: its lines, and SCALE's types (exit 2).
+    ``where``: which Procfile, for the message (the commit on a host, this
+    machine's checkout, an --image)."""
     try:
         processes = parse_procfile(text, origin=settings.procfile) if settings.procfile else {}
     except Failure as exc:
-        exc.message = f"{exc.message} (in the commit being released, read on {host_name})"
+        exc.message = f"{exc.message} ({where})"
         raise
     check_scale_types(processes, settings, origin=settings.procfile or "the Procfile")
     return processes

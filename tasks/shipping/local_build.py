@@ -119,18 +119,23 @@ class Artifacts:
         self._lock = threading.Lock()
         self._built = {}  # commit -> LocalImage
         self.signers = {}  # commit -> the ALLOWED_SIGNERS principal that signed it
+        self.procfiles = {}  # PROCFILE -> its text in self.image (procfile_here.py)
         self._archives = {}  # image id -> archive.Archive
         self._encodings = None
         self._tmp = None
 
-    def prepare(self, settings, plan, reporter, on_line):
+    def prepare(self, settings, plan, reporter, on_line, checked=None):
         """The image for this plan: --image's, or built here at the plan's commit.
-        With ALLOWED_SIGNERS, its commit must verify here first (``signers``)."""
+        With ALLOWED_SIGNERS, its commit must verify here first (``signers``).
+        ``checked(commit)`` runs once the commit is known, before any build (a
+        bad Procfile costs no build)."""
         if self.image is not None:
             if settings.allowed_signers:
                 with self._lock, checkout_lock(settings):
                     self.signers[self.image.commit] = signed_here(
                         settings, self.image.commit, fetch_first=True)
+            if checked is not None:
+                checked(self.image.commit)
             return self.image
         with self._lock, checkout_lock(settings):
             with reporter.phase("git") as ph:
@@ -138,6 +143,8 @@ class Artifacts:
                 if settings.allowed_signers:
                     self.signers[commit] = signed_here(settings, commit)
                 ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{subject}\" (here)"
+            if checked is not None:
+                checked(commit)
             if commit not in self._built:
                 with reporter.phase("build") as ph:
                     image = replace(build(settings, commit, on_line), subject=subject)

@@ -31,9 +31,9 @@ from ..commands import building
 from ..commands.base import NO_DEPLOY_DIR, START_FAILED, block, mark, q, write_file
 from ..errors import FAILED, Failure
 from ..model.compose_file import render_compose
-from ..model.processes import compose_processes, read_procfile
+from ..model.processes import compose_processes
 from .gzip_archive import encode
-from .procfile_here import procfile_here
+from .procfile_here import processes_here
 
 
 # --- pure: layers and what the host has ------------------------------------------------
@@ -333,11 +333,14 @@ def deliver(session, attempt, plan, artifacts, on_line):
     commit. The host runs no git and no build; the live colour is untouched."""
     s, rep = session.settings, session.reporter
     attempt.phase = "build"
-    image = artifacts.prepare(s, plan, rep, on_line)
+
+    def check_procfile(commit):  # before the build: a bad Procfile costs none
+        attempt.processes = processes_here(s, artifacts, commit)
+
+    image = artifacts.prepare(s, plan, rep, on_line, check_procfile)
     attempt.fields.update(commit=image.commit, build=image.source)
     if image.commit in artifacts.signers:  # ALLOWED_SIGNERS: verified here
         attempt.fields["signer"] = artifacts.signers[image.commit]
-    attempt.processes = read_procfile(procfile_here(s, image), s, session.name)
     if image.source == "image":
         attempt.fields["image"] = image.name
 

@@ -1,6 +1,7 @@
 """Workers through switch, rollback --to, --stop-old and a fab killed mid-hand-over
 (the next task's takeover puts them right); bad worker settings are exit 2."""
 
+import re
 import signal
 import subprocess
 
@@ -32,6 +33,38 @@ def test_bad_worker_settings_are_exit_2_before_connecting(proj, tmp_path):
     override.write_text("ports: ['1:1']\n")
     r = fab(proj, "release", env={"BLUEGREEN_COMPOSE_OVERRIDE_FILE": str(override)}, code=2)
     assert "COMPOSE_OVERRIDE_FILE" in output(r) and "'ports'" in output(r)
+
+
+def phase_ran(r, phase):
+    return re.search(rf"^\S+\s+{phase}\s+\d", output(r), re.M) is not None
+
+
+def test_a_bad_procfile_costs_no_local_build_and_an_image_no_connection(proj):
+    """BUILD_ON=local: checked once fetched, before the build; --image: read
+    from the image and checked before connecting. Exit 2 naming the line."""
+    good = state_file(proj)
+    proj.app.commit("bad", procfile="web: sh /app/start.sh\nworker sh /app/worker.sh\n",
+                    files={})
+    proj.set(BUILD_ON="local")
+    try:
+        r = fab(proj, "release", code=2)
+    finally:
+        proj.set(BUILD_ON="host")
+    assert "Procfile line 2" in output(r) and "this machine's checkout" in output(r), output(r)
+    assert phase_ran(r, "git") and not phase_ran(r, "build"), output(r)
+
+    name = f"{proj.name}-bad:1"
+    text = (proj.app.work / "Dockerfile").read_text() + "COPY Procfile /Procfile\n"
+    built = subprocess.run(["docker", "build", "-q", "-t", name, "-f", "-", str(proj.app.work)],
+                           input=text, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    try:
+        r = fab(proj, "release", "--image", name, code=2)
+    finally:
+        subprocess.run(["docker", "rmi", name], capture_output=True)
+    assert "Procfile line 2" in output(r) and f"in the image {name}" in output(r), output(r)
+    assert not phase_ran(r, "connect"), output(r)
+    assert state_file(proj) == good
 
 
 def test_a_bad_procfile_line_or_unknown_scale_type_is_exit_2_naming_it(proj):
