@@ -28,7 +28,11 @@ every step the host must match a model of what the docs promise:
 - workers (a queue worker and a stop-first `clock`, from the sample's
   Procfile) run in exactly one colour, the one serving everyone; no job of a
   steady stream is done twice, the clock never runs twice at once, and at
-  the end of a sequence every job was done exactly once (a job ledger).
+  the end of a sequence every job was done exactly once (a job ledger);
+- hooks: every run of a task with hooks ran its `pre-` hook, then (unless
+  killed) its `post-` hook with the run's exit code, then `failed` exactly
+  when the run failed (exit 1 or 3; never after exec); a `post-` hook of a
+  run that succeeded names the colour serving everyone as BLUEGREEN_COLOUR.
 
 CI runs the sequences that broke before (fixed) and one seeded random walk of
 six steps over the same rules. A long run:
@@ -74,6 +78,13 @@ LABEL_500 = re.compile(r"internal error \((\S+)\)")
 # "git" during the build, "start" in the health gate, "health" where PRE_SWITCH_CMD
 # would end (in the switch step), "switch" during verify, "verify" during the
 # record, "record" during the workers' hand-over, "workers" after it.
+# Tasks with hooks (SPEC, "Hooks"); the sequences' hooks log each call (check_hooks).
+HOOKED = ("setup", "release", "promote", "rollback", "switch", "maintenance", "exec")
+HOOK_SCRIPT = """#!/bin/sh
+printf '{"hook":"%s","task":"%s","code":"%s","colour":"%s","commit":"%s"}\\n' \\
+  "$(basename "$0")" "$BLUEGREEN_TASK" "$BLUEGREEN_EXIT_CODE" "$BLUEGREEN_COLOUR" \\
+  "$BLUEGREEN_COMMIT" >> "$HOOKS_LOG"
+"""
 KILL_AFTER = {
     "release": ("lock", "git", "start", "health", "switch", "verify", "record", "workers"),
     "rollback": ("lock", "health", "switch", "verify", "record"),
@@ -155,8 +166,15 @@ class Deploys(RuleBasedStateMachine):
         first = self.app.commit("b0", procfile=PROCFILE, files=FILES)
         self.project = Project(base / "p", host, self.app)
         self.jobs = base / "jobs"
+        self.hooks_log, self.hooks_seen, self.runs = base / "hooks.jsonl", 0, []
+        hooks = base / "hooks"
+        hooks.mkdir()
+        (hooks / "failed").write_text(HOOK_SCRIPT.replace("$HOOKS_LOG", str(self.hooks_log)))
+        (hooks / "failed").chmod(0o755)
+        for name in [f"{when}-{task}" for task in HOOKED for when in ("pre", "post")]:
+            (hooks / name).symlink_to(hooks / "failed")
         self.project.set(**FAST, VOLUMES=f"{self.jobs}:/jobs", WORKER_READY_SECONDS="1",
-                         WORKER_STOP_TIMEOUT="3")
+                         WORKER_STOP_TIMEOUT="3", HOOKS_DIR=str(hooks))
         self.stream = JobStream(self.jobs, rate=5)
         self.base = base
         self.killed = self.unrecovered = False  # a fab killed; not yet put right
@@ -202,6 +220,8 @@ class Deploys(RuleBasedStateMachine):
                 load.stop()
         no_traceback(r)
         self.last = r
+        if args[0] in HOOKED:
+            self.runs.append((args[0], r.returncode))
         if VERBOSE and args[0] != "status":
             print(f"  fab {' '.join(args)}{' (traffic)' if traffic else ''}: exit "
                   f"{r.returncode}", flush=True)
@@ -551,6 +571,7 @@ class Deploys(RuleBasedStateMachine):
         elif task == "release":
             c.running = self.runs_after_takeover(idle)
         self.killed = run.killed_at is not None
+        self.runs.append((task, None if self.killed else code))
         self.unrecovered = self.unrecovered or self.killed
         self.expected = None  # killed part-way: history has what the task got to record
 
@@ -584,6 +605,7 @@ class Deploys(RuleBasedStateMachine):
             self.check_colours()
             self.check_state()
         self.check_history()
+        self.check_hooks()
         self.check_status()
         self.check_workers()
 
@@ -666,6 +688,27 @@ class Deploys(RuleBasedStateMachine):
             assert g[:2] == w[:2] and all(x is None or x == y for x, y in zip(w[2:], g[2:])), \
                 (got, want)
         self.expected = []
+
+    def check_hooks(self):
+        """The hooks of the step's runs, in order: pre-, post- with the run's exit
+        code (none after a kill), `failed` exactly after exit 1 or 3 (not exec);
+        the last run's post- hook, when it succeeded, names the serving colour."""
+        lines = [json.loads(line) for line in self.hooks_log.read_text().splitlines()]
+        got = [(h["hook"], h["task"], h["code"]) for h in lines[self.hooks_seen:]]
+        want = []
+        for task, code in self.runs:
+            want.append((f"pre-{task}", task, ""))
+            if code is None:  # SIGKILLed: nothing ran after it
+                continue
+            want.append((f"post-{task}", task, str(code)))
+            if code in (1, 3) and task != "exec":
+                want.append(("failed", task, str(code)))
+        assert got == want, (got, want)
+        last = lines[self.hooks_seen:][-1:] if self.runs and self.runs[-1][1] == 0 else []
+        for hook in last:
+            if hook["task"] != "exec":
+                assert hook["colour"] == self.live, (hook, self.live)
+        self.hooks_seen, self.runs = len(lines), []
 
     def check_status(self):
         r = self.fab_ok("status", "--json")
