@@ -20,7 +20,11 @@ def render_compose(settings, processes=None):
     if ":" in bind:
         bind = f"[{bind}]"
     web_cmd = {c: compose_command(web_command(processes.get(c), settings)) for c in COLOURS}
-    workers = {c: workers_of(processes.get(c), settings) for c in COLOURS}
+    # By type, not the Procfile's order: state.json keeps each colour's
+    # processes with sorted keys, and the file rendered from it must be the
+    # one the release wrote (else `release` of the live commit sees a change).
+    workers = {c: sorted(workers_of(processes.get(c), settings), key=lambda w: w.kind)
+               for c in COLOURS}
     override = dict(settings.compose_override)
     labels = override.pop("labels", None) or {}
     if not isinstance(labels, dict):

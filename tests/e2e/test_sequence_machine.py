@@ -758,6 +758,11 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
     Deploys.world = (request, tmp_path_factory, loophost)
     m = Deploys()
     steps = [
+        # Right after setup, with workers: the compose file a release wrote (the
+        # Procfile's order) differed from the one state.json renders (its sorted
+        # keys), so a release of the live commit released it again (a long run).
+        ("release --ref LIVE after setup (nothing to release)",
+         lambda: m.release_the_live_commit(False)),
         # A --branch canary reverted by its watch, then a plain release: main.
         ("release --branch side --canary 50 --watch (5xx, traffic)",
          lambda: m.release("canary", "branch side", True, True, False, True)),

@@ -163,3 +163,16 @@ def test_real_compose_accepts_the_host_network_file_with_env_file(tmp_path, sett
 def test_real_compose_without_app_env_needs_no_app_env(tmp_path, settings):
     data = docker_compose_config(tmp_path / "app", render_compose(settings()))
     assert "env_file" not in data["services"]["blue"]
+
+
+def test_the_procfiles_order_does_not_change_the_file(settings):
+    """state.json keeps processes with sorted keys: the file rendered from it is
+    the one a release wrote from the Procfile (or a release of the live commit
+    would see a change that is none)."""
+    procfile = {"web": "sh /app/start.sh", "worker": "sh /app/worker.sh",
+                "clock": "sh /app/clock.sh"}
+    as_recorded = json.loads(json.dumps(procfile, sort_keys=True))
+    assert list(as_recorded) != list(procfile)
+    s = settings(APP_NAME="shop", GIT_REPO="/srv/repo.git")
+    assert (render_compose(s, {"blue": procfile, "green": as_recorded})
+            == render_compose(s, {"blue": as_recorded, "green": procfile}))
