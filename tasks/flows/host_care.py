@@ -58,7 +58,11 @@ def repair(session):
         for colour in COLOURS:
             record = state["colours"][colour]
             if not record:
-                rep.line(f"{colour}: nothing deployed (no checkout, no container)")
+                container = view.containers[colour]
+                rep.line(f"{colour}: nothing released" + (
+                    " (no container)" if container.state == "missing" else
+                    f" (its container, {container.describe()}, holds a build whose "
+                    "release failed)"))
                 continue
             rep.line(f"{colour}: {source_of(record)} (from {found[colour]}), commit "
                      f"{(record.get('commit') or '-')[:12]}, container "

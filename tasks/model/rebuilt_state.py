@@ -18,6 +18,20 @@ def last_release(entries, colour, commit):
                  and e.get("commit") == commit and recorded_release(e)), None)
 
 
+def failed_build(entries, colour, commit):
+    """Whether the newest attempt history.jsonl tells of to put ``commit`` into
+    ``colour`` failed: a stopped container holding it is that failed build
+    (a colour with no release before keeps it, stopped, for its logs)."""
+    for e in reversed(entries or []):
+        if e.get("to") != colour or e.get("commit") != commit:
+            continue
+        if recorded_release(e):
+            return False
+        if e.get("task") in ("release", "setup") and e.get("result") == "failed":
+            return True
+    return False
+
+
 def rebuilt_state(view, s):
     """(state, found): the state the host's nginx file and containers tell;
     ``found`` {colour: where its branch came from}, for the operator."""
@@ -37,10 +51,12 @@ def rebuilt_state(view, s):
         recorded = (old.get("colours") or {}).get(colour) or {}
         # What the container runs (its image's tag or label), never the
         # colour's checkout: after a failed release that holds the failed build.
-        # A stopped one runs nothing: its record stands, else its image's.
-        commit = (view.runs(colour) or recorded.get("commit")
-                  or container.runs_commit() or None)
-        if not commit and container.state == "missing":
+        # A stopped one runs nothing: its record stands, else its image's,
+        # unless that image is a build whose release failed: no release at all.
+        commit = view.runs(colour) or recorded.get("commit")
+        if not commit and not failed_build(view.history, colour, container.runs_commit()):
+            commit = container.runs_commit()
+        if not commit:
             continue
         same = recorded.get("commit") == commit  # the record still tells of it
         branch, ref, found[colour] = recover_branch(

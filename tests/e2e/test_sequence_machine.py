@@ -763,6 +763,12 @@ def test_the_sequences_that_broke_promises_keep_them_now(request, tmp_path_facto
         # keys), so a release of the live commit released it again (a long run).
         ("release --ref LIVE after setup (nothing to release)",
          lambda: m.release_the_live_commit(False)),
+        # A crash at start in a colour never released before leaves its container
+        # stopped on the failed build (for its logs); repair recorded that build as
+        # the colour's release, and `releases` listed it (a long run).
+        ("release of a build that crashes at start into the never-released green",
+         m.crash_release),
+        ("repair", m.repair),
         # A --branch canary reverted by its watch, then a plain release: main.
         ("release --branch side --canary 50 --watch (5xx, traffic)",
          lambda: m.release("canary", "branch side", True, True, False, True)),

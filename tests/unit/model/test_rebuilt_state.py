@@ -83,3 +83,24 @@ def test_who_and_when_come_from_the_history_line_of_that_release(s):
     assert green["deployed_at"] == "2024-05-02T07:00:00+00:00"
     assert blue["deployed_by"] == "unknown (rebuilt by repair)"
     assert blue["deployed_at"] == "2024-05-02T08:00:00+00:00"  # its container's start
+
+
+@pytest.mark.parametrize("result, kept", [("failed", False), ("ok", True)])
+def test_a_stopped_container_of_a_failed_release_is_no_release(s, result, kept):
+    # state.json is gone; green's container is stopped on NEW: a release into a
+    # green that never had one, which failed (its container kept for its logs),
+    # or one that went live and was stopped later (--stop-old): only that counts.
+    lines = {"blue": container_line(s, "blue", image=IMAGE["blue"]),
+             "green": container_line(s, "green", state="exited", exit_code=3,
+                                     image=IMAGE["green"])}
+    lines.update({f"{c}-image": json.dumps({"id": IMAGE[c], "labels": {},
+                                            "tags": [f"bluegreen-shop:{commit}"]})
+                  for c, commit in (("blue", SHA_BLUE), ("green", NEW))})
+    entry = history_entry(host="prod", app="shop", task="release", who={"user": "ana"},
+                          result=result, duration=3.0, from_colour="blue", to_colour="green",
+                          branch="main", commit=NEW)
+    v = view_of(host_output(s, state="{not json", nginx=render_nginx(s, "blue"),
+                            containers=lines, history=[format_history_line(entry).strip()]), s)
+    state, _ = rebuilt_state(v, s)
+    assert state["colours"]["blue"]["commit"] == SHA_BLUE
+    assert (state["colours"]["green"].get("commit") == NEW) is kept, state["colours"]["green"]
