@@ -73,11 +73,6 @@ WATCH_SECONDS = 3
 FAST = {"WATCH_MIN_REQUESTS": "5", "HEALTH_INTERVAL": "0.1", "HEALTH_PASSES": "1",
         "KEEP_RELEASES": "3"}
 LABEL_500 = re.compile(r"internal error \((\S+)\)")
-# The phase line after which a task's `fab` is killed (SIGKILL): the blow lands
-# in the step that follows it. release: "lock" during git and the build's start,
-# "git" during the build, "start" in the health gate, "health" where PRE_SWITCH_CMD
-# would end (in the switch step), "switch" during verify, "verify" during the
-# record, "record" during the workers' hand-over, "workers" after it.
 # Tasks with hooks (SPEC, "Hooks"); the sequences' hooks log each call (check_hooks).
 HOOKED = ("setup", "release", "promote", "rollback", "switch", "maintenance", "exec")
 HOOK_SCRIPT = """#!/bin/sh
@@ -85,6 +80,11 @@ printf '{"hook":"%s","task":"%s","code":"%s","colour":"%s","commit":"%s"}\\n' \\
   "$(basename "$0")" "$BLUEGREEN_TASK" "$BLUEGREEN_EXIT_CODE" "$BLUEGREEN_COLOUR" \\
   "$BLUEGREEN_COMMIT" >> "$HOOKS_LOG"
 """
+# The phase line after which a task's `fab` is killed (SIGKILL): the blow lands
+# in the step that follows it. release: "lock" during git and the build's start,
+# "git" during the build, "start" in the health gate, "health" where PRE_SWITCH_CMD
+# would end (in the switch step), "switch" during verify, "verify" during the
+# record, "record" during the workers' hand-over, "workers" after it.
 KILL_AFTER = {
     "release": ("lock", "git", "start", "health", "switch", "verify", "record", "workers"),
     "rollback": ("lock", "health", "switch", "verify", "record"),
