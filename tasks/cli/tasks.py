@@ -17,7 +17,6 @@ from ..model.kept_releases import check_commit_prefix
 from ..model.nginx_file import render_nginx
 from ..output import Reporter, emit
 from ..shipping.local_build import artifacts_for
-from ..shipping.procfile_here import processes_here
 from .flags import (check_batch, check_colour, check_flag, check_lines, check_percent,
                     check_process_type, check_release_modes, check_seconds, check_watch, task)
 from .on_fleet import on_fleet
@@ -77,7 +76,7 @@ def release(c, branch=None, ref=None, stop_old=False, wait_lock="0", force_unloc
         batch = check_flag("--batch", batch, lambda v: check_batch(v, percent, no_switch))
     artifacts = artifacts_for(image, branch, ref)  # --image checked before SSH
     # ... and its Procfile, against each host's SCALE (a commit's is read with it).
-    before = (lambda settings: processes_here(settings, artifacts)) if image else None
+    before = artifacts.processes if image else None
     with artifacts:
         request = ReleaseRequest(branch=branch, ref=ref, stop_old=stop_old, wait_lock=wait,
                                  force_unlock=force_unlock, watch_seconds=seconds,

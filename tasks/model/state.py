@@ -171,12 +171,10 @@ def with_build_recorded(state, colour):
     record["branch"] = build["follows"] or build["branch"]
     if build["ref"]:
         record["ref"] = build["ref"]
-    if build.get("image"):  # from --image: as a plain release of it records
-        record["build"] = {"branch": None, "ref": None, "image": build["image"],
-                           "follows": record["branch"]}
-    elif build["branch"] and build["branch"] != record["branch"]:
-        record["build"] = {"branch": build["branch"], "ref": build["ref"],
-                           "follows": record["branch"]}
+    # From --image, or off another branch: as a plain release of it records.
+    if build.get("image") or (build["branch"] and build["branch"] != record["branch"]):
+        record["build"] = build_record(record["branch"], build["branch"], build["ref"],
+                                       build.get("image"))
     return new
 
 

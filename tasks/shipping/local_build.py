@@ -8,12 +8,15 @@ The checkout it builds from is local_checkout.py's (LOCAL_BUILD_DIR/<APP_NAME>).
 The local Docker is whatever the docker CLI reaches (DOCKER_HOST honoured).
 """
 
+import io
 import json
 import os
+import posixpath
 import re
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -21,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import BAD_INPUT, Failure
 from ..model.compose_file import render_clojure_dockerfile
+from ..model.processes import read_procfile
 from .gzip_archive import Encodings
 from .local_checkout import checkout_dir, checkout_lock, fetch, git, signed_here
 from .image_archive import read_archive
@@ -119,39 +123,49 @@ class Artifacts:
         self._lock = threading.Lock()
         self._built = {}  # commit -> LocalImage
         self.signers = {}  # commit -> the ALLOWED_SIGNERS principal that signed it
-        self.procfiles = {}  # PROCFILE -> its text in self.image (procfile_here.py)
+        self.procfiles = {}  # PROCFILE -> its text in self.image
         self._archives = {}  # image id -> archive.Archive
         self._encodings = None
         self._tmp = None
 
-    def prepare(self, settings, plan, reporter, on_line, checked=None):
-        """The image for this plan: --image's, or built here at the plan's commit.
-        With ALLOWED_SIGNERS, its commit must verify here first (``signers``).
-        ``checked(commit)`` runs once the commit is known, before any build (a
-        bad Procfile costs no build)."""
+    def prepare(self, settings, plan, reporter, on_line):
+        """(image, processes) for this plan: --image's, or built here at the
+        plan's commit, and its Procfile's processes (checked before any build:
+        a bad Procfile costs none). With ALLOWED_SIGNERS, its commit must
+        verify here first (``signers``)."""
         if self.image is not None:
             if settings.allowed_signers:
                 with self._lock, checkout_lock(settings):
                     self.signers[self.image.commit] = signed_here(
                         settings, self.image.commit, fetch_first=True)
-            if checked is not None:
-                checked(self.image.commit)
-            return self.image
+            return self.image, self.processes(settings)
         with self._lock, checkout_lock(settings):
             with reporter.phase("git") as ph:
                 commit, subject = fetch(settings, plan)
                 if settings.allowed_signers:
                     self.signers[commit] = signed_here(settings, commit)
                 ph.detail = f"{plan.ref or plan.branch} @ {commit[:12]} \"{subject}\" (here)"
-            if checked is not None:
-                checked(commit)
+            processes = self.processes(settings, commit)
             if commit not in self._built:
                 with reporter.phase("build") as ph:
                     image = replace(build(settings, commit, on_line), subject=subject)
                     ph.detail = f"{image.name} (here, {short_id(image.image_id)})"
                 self._built[commit] = image
                 prune_local(settings, commit)
-            return self._built[commit]
+            return self._built[commit], processes
+
+    def processes(self, settings, commit=None):
+        """The processes of the Procfile in --image's image (read once per run;
+        the release task checks it before connecting), else in ``commit`` of
+        this machine's checkout, checked against ``settings`` (exit 2 naming
+        its line, or SCALE's type)."""
+        if self.image is None:
+            return read_procfile(procfile_in_checkout(settings, commit), settings,
+                                 "in the commit being released, read from this machine's checkout")
+        path = settings.procfile
+        if path not in self.procfiles:
+            self.procfiles[path] = procfile_in_image(self.image.name, path) if path else ""
+        return read_procfile(self.procfiles[path], settings, f"in the image {self.image.name}")
 
     def archive(self, image, reporter):
         """The image's `docker save` archive (made once, kept until close())."""
@@ -191,6 +205,37 @@ class Artifacts:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def procfile_in_checkout(settings, commit):
+    """PROCFILE at ``commit`` of the local checkout, '' when it has none."""
+    if not settings.procfile:
+        return ""
+    r = subprocess.run(["git", "-C", checkout_dir(settings), "show",
+                        f"{commit}:{settings.procfile}"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def procfile_in_image(name, path):
+    """PROCFILE relative to the image's working directory, read with `docker cp`
+    from a container that is created, never started (no shell needed)."""
+    data = inspect_image(name) or {}
+    workdir = (data.get("Config") or {}).get("WorkingDir") or "/"
+    created = docker("create", "--entrypoint", "/bluegreen-never-run", name)
+    if created.returncode != 0:
+        return ""
+    cid = created.stdout.strip()
+    try:
+        r = subprocess.run(["docker", "cp", f"{cid}:{posixpath.join(workdir, path)}", "-"],
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+        if r.returncode != 0:
+            return ""
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            return tar.extractfile(member).read().decode("utf-8", "replace") if member else ""
+    finally:
+        docker("rm", "-f", cid)
 
 
 def short_id(image_id):

@@ -33,7 +33,6 @@ from ..errors import FAILED, Failure
 from ..model.compose_file import render_compose
 from ..model.processes import compose_processes
 from .gzip_archive import encode
-from .procfile_here import processes_here
 
 
 # --- pure: layers and what the host has ------------------------------------------------
@@ -333,11 +332,7 @@ def deliver(session, attempt, plan, artifacts, on_line):
     commit. The host runs no git and no build; the live colour is untouched."""
     s, rep = session.settings, session.reporter
     attempt.phase = "build"
-
-    def check_procfile(commit):  # before the build: a bad Procfile costs none
-        attempt.processes = processes_here(s, artifacts, commit)
-
-    image = artifacts.prepare(s, plan, rep, on_line, check_procfile)
+    image, attempt.processes = artifacts.prepare(s, plan, rep, on_line)
     attempt.fields.update(commit=image.commit, build=image.source)
     if image.commit in artifacts.signers:  # ALLOWED_SIGNERS: verified here
         attempt.fields["signer"] = artifacts.signers[image.commit]
